@@ -1,0 +1,25 @@
+"""
+twistd plugins for uppercase: C{twistd uppercase} (the server) and
+C{twistd uppercase-client} (the repeating client).
+
+This module imports nothing of uppercase itself, so that C{twistd --help}
+stays fast; the options and services live in C{uppercase._server_tap} and
+C{uppercase._client_tap}.
+"""
+
+from twisted.application.service import ServiceMaker
+
+uppercaseServer = ServiceMaker(
+    "uppercase",
+    "uppercase._server_tap",
+    "An uppercase echo server: a known-good TCP peer (port 9527).",
+    "uppercase",
+)
+
+uppercaseClient = ServiceMaker(
+    "uppercase-client",
+    "uppercase._client_tap",
+    "A client that sends a message repeatedly to an uppercase server "
+    "and checks every reply.",
+    "uppercase-client",
+)

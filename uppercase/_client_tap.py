@@ -1,0 +1,164 @@
+"""
+C{twistd uppercase-client}: the client's options, and the service that keeps
+reconnecting until C{--count} replies are verified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import ClientService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._options import checkSeconds, checkWholeNumber, oneLineErrors
+from .client import UppercaseClientFactory
+
+log = Logger()
+
+DEFAULT_CONNECT = "tcp:127.0.0.1:9527"
+
+
+class ClientOptions(usage.Options):
+    """
+    Options shared by C{uppercase-client} and C{twistd uppercase-client}.
+    Bad values raise L{usage.UsageError}.
+    """
+
+    synopsis = "[--connect ENDPOINT] [--message TEXT] [--count N] [options]"
+    longdesc = (
+        "Send TEXT followed by a newline, wait for the whole reply, check that "
+        "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
+        "a Twisted client endpoint string (tcp:127.0.0.1:9527, "
+        "tcp:host=::1:port=9527, unix:/run/uppercase.sock, "
+        "tls:example.org:9527)."
+    )
+    optParameters = [
+        ["connect", "c", DEFAULT_CONNECT, "The server to connect to."],
+        ["message", "m", "hello", "The text to send; a newline is added."],
+        ["count", "n", "9", "How many replies to verify (0: forever)."],
+        ["interval", "i", "1", "Seconds to wait after a reply before sending again."],
+        ["timeout", "t", "10", "Seconds to wait for each whole reply."],
+    ]
+
+    def postOptions(self) -> None:
+        checkWholeNumber(self, "count")
+        checkSeconds(self, "interval")
+        checkSeconds(self, "timeout", allowZero=False)
+        self["message"] = encodeMessage(self["message"])
+        from twisted.internet import reactor
+
+        try:
+            clientFromString(reactor, self["connect"])
+        except Exception as e:
+            raise usage.UsageError(
+                f"--connect {self['connect']!r} is not a valid endpoint: {e}"
+            ) from None
+
+
+def encodeMessage(text: str | bytes) -> bytes:
+    """
+    The bytes to send for a C{--message}: UTF-8, with any undecodable bytes
+    of the command line passed through as they were.
+    """
+    if isinstance(text, bytes):
+        return text
+    return text.encode("utf-8", "surrogateescape")
+
+
+Options = oneLineErrors(ClientOptions, "twistd uppercase-client")
+"""The options class C{twistd} uses: one line per usage error."""
+
+
+@implementer(IStreamClientEndpoint)
+class LoggingEndpoint:
+    """
+    An endpoint that logs every failed connection attempt, with its reason,
+    before passing the failure on (to L{ClientService}, which retries).
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, description: str) -> None:
+        self._endpoint = endpoint
+        self._description = description
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Protocol]:
+        d = self._endpoint.connect(protocolFactory)
+        d.addErrback(self._failed)
+        return d  # type: ignore[return-value]
+
+    def _failed(self, failure: Failure) -> Failure:
+        log.warn(
+            "Cannot connect to {endpoint}: {reason}",
+            endpoint=self._description,
+            reason=failure.getErrorMessage(),
+        )
+        return failure
+
+
+class RepeatingClientService(MultiService):
+    """
+    Run the client under a L{ClientService}, and stop the reactor when it is
+    done: after C{--count} verified replies, or at the first wrong reply.
+    """
+
+    def __init__(self, factory: UppercaseClientFactory, endpoint: IStreamClientEndpoint, reactor: Any) -> None:
+        super().__init__()
+        self.factory = factory
+        self._reactor = reactor
+        self.clientService = ClientService(endpoint, factory, clock=reactor)
+        self.clientService.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        self.factory.finished.addCallbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, _: None) -> None:
+        log.info(
+            "All {count} replies verified", count=self.factory.verified
+        )
+        self._stopReactor()
+
+    def _failed(self, failure: Failure) -> None:
+        log.critical("Stopping: {reason}", reason=failure.getErrorMessage())
+        self._stopReactor()
+
+    def _stopReactor(self) -> None:
+        if self._reactor.running:
+            self._reactor.stop()
+
+
+def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientService:
+    """
+    Build the client's service from parsed options; nothing connects until
+    it is started.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+
+    def logReply(sequence: int, reply: bytes, rtt: float) -> None:
+        log.info(
+            "Reply {sequence}: {reply!r} in {rtt_ms:.3f} ms",
+            sequence=sequence,
+            reply=reply,
+            rtt_ms=rtt * 1000,
+        )
+
+    factory = UppercaseClientFactory(
+        config["message"],
+        count=config["count"],
+        interval=config["interval"],
+        timeout=config["timeout"],
+        clock=reactor,
+        onReply=logReply,
+    )
+    endpoint = LoggingEndpoint(
+        clientFromString(reactor, config["connect"]), config["connect"]
+    )
+    return RepeatingClientService(factory, endpoint, reactor)

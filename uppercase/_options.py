@@ -1,0 +1,75 @@
+"""Checking option values, and reporting bad ones in one line."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Sequence
+
+from twisted.python import usage
+
+
+def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> None:
+    """
+    Replace C{options[name]} with the whole number it spells.
+
+    @raise usage.UsageError: naming the option, when the value is not a whole
+        number or is below C{minimum}.
+    """
+    raw = options[name]
+    try:
+        value = int(str(raw).strip(), 10)
+    except ValueError:
+        raise usage.UsageError(
+            f"--{name} must be a whole number, not {raw!r}"
+        ) from None
+    if value < minimum:
+        raise usage.UsageError(f"--{name} must be at least {minimum}, not {raw!r}")
+    options[name] = value
+
+
+def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> None:
+    """
+    Replace C{options[name]} with the number of seconds it spells.
+
+    @raise usage.UsageError: naming the option, when the value is not a
+        finite number, is negative, or is zero where zero is not allowed.
+    """
+    raw = options[name]
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise usage.UsageError(
+            f"--{name} must be a number of seconds, not {raw!r}"
+        ) from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
+        least = "0 or more" if allowZero else "more than 0"
+        raise usage.UsageError(f"--{name} must be {least} seconds, not {raw!r}")
+    options[name] = value
+
+
+def oneLineErrors(
+    options: type[usage.Options], command: str
+) -> type[usage.Options]:
+    """
+    Make a subclass of C{options} that reports a usage error as one line on
+    standard error and exits with status 2, instead of raising it.
+
+    C{twistd} prints its whole help text before a plugin's usage error; a
+    person who mistyped one value wants to read the one line that says which.
+    """
+
+    class OneLineErrors(options):  # type: ignore[valid-type,misc]
+        def parseOptions(self, options: Sequence[str] | None = None) -> None:
+            try:
+                super().parseOptions(options)
+            except usage.UsageError as e:
+                sys.stderr.write(
+                    f"{command}: {e}\n" f"Try '{command} --help' for help.\n"
+                )
+                raise SystemExit(2) from None
+
+    OneLineErrors.__name__ = options.__name__
+    OneLineErrors.__qualname__ = options.__qualname__
+    OneLineErrors.__doc__ = options.__doc__
+    return OneLineErrors

@@ -1,0 +1,275 @@
+"""
+The repeating client: send a message, wait for the whole uppercased reply,
+check it, wait, and repeat.
+
+Replies arrive as a byte stream: a reply may come in several reads and
+several replies never merge only because one message is outstanding at a
+time.  The client accumulates bytes until the full reply is there and never
+treats one read as one reply.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class ClientError(Exception):
+    """
+    The exchange with the server did not go as it should.
+    """
+
+
+class ReplyTimeout(ClientError):
+    """
+    A reply did not arrive in full within the per-reply timeout.
+    """
+
+    def __init__(self, sequence: int, timeout: float, received: bytes) -> None:
+        super().__init__(sequence, timeout, received)
+        self.sequence = sequence
+        self.timeout = timeout
+        self.received = received
+
+    def __str__(self) -> str:
+        return (
+            f"reply {self.sequence} timed out after {self.timeout:g} seconds "
+            f"({len(self.received)} bytes of it received)"
+        )
+
+
+class ReplyMismatch(ClientError):
+    """
+    The server sent something other than the ASCII-uppercase of the message.
+    """
+
+    def __init__(self, sequence: int, expected: bytes, received: bytes) -> None:
+        super().__init__(sequence, expected, received)
+        self.sequence = sequence
+        self.expected = expected
+        self.received = received
+
+    def __str__(self) -> str:
+        if not self.expected:
+            return f"unexpected data while no reply was due: {self.received!r}"
+        return (
+            f"reply {self.sequence} does not match: "
+            f"expected {self.expected!r}, received {self.received!r}"
+        )
+
+
+class ConnectionClosedEarly(ClientError):
+    """
+    The connection ended before every reply had arrived.
+    """
+
+    def __init__(self, verified: int, count: int, reason: str) -> None:
+        super().__init__(verified, count, reason)
+        self.verified = verified
+        self.count = count
+        self.reason = reason
+
+    def __str__(self) -> str:
+        wanted = "all" if not self.count else f"{self.count}"
+        return (
+            f"connection closed after {self.verified} of {wanted} replies: "
+            f"{self.reason}"
+        )
+
+
+ReplyCallback = Callable[[int, bytes, float], None]
+"""Called with the sequence number (from 1), the reply, and its round-trip
+time in seconds, for every reply that arrived in full and matched."""
+
+
+def _ignoreReply(sequence: int, reply: bytes, rtt: float) -> None:
+    pass
+
+
+class UppercaseClientProtocol(Protocol):
+    """
+    Send C{message} + C{\\n} C{count} times (0: forever), C{interval} seconds
+    apart, and check that each reply is its ASCII-uppercase.
+
+    @ivar done: fires when the connection is gone: with L{None} if every
+        reply arrived and matched, otherwise with a L{ClientError} (or the
+        transport's own failure) saying what went wrong.
+    @ivar verified: how many replies arrived and matched.
+    """
+
+    def __init__(
+        self,
+        message: bytes,
+        *,
+        count: int = 9,
+        interval: float = 1.0,
+        timeout: float = 10.0,
+        clock: IReactorTime,
+        onReply: ReplyCallback = _ignoreReply,
+        firstSequence: int = 1,
+    ) -> None:
+        self._request = message + b"\n"
+        self._expected = self._request.upper()
+        self.count = count
+        self.interval = interval
+        self.timeout = timeout
+        self._clock = clock
+        self._onReply = onReply
+        self._sequence = firstSequence - 1
+        self.verified = 0
+        self.done: Deferred[None] = Deferred()
+        self._buffer = b""
+        self._waiting = False
+        self._sentAt = 0.0
+        self._timer: IDelayedCall | None = None
+        self._error: Failure | None = None
+        self._finished = False
+
+    def connectionMade(self) -> None:
+        self._send()
+
+    def _send(self) -> None:
+        self._timer = None
+        self._sequence += 1
+        self._waiting = True
+        self._sentAt = self._clock.seconds()
+        self._timer = self._clock.callLater(self.timeout, self._timedOut)
+        self.transport.write(self._request)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        if not self._waiting:
+            self._fail(ReplyMismatch(self._sequence + 1, b"", data))
+            return
+        buffer = self._buffer + data
+        expected = self._expected
+        if not expected.startswith(buffer[: len(expected)]):
+            self._fail(ReplyMismatch(self._sequence, expected, buffer))
+            return
+        if len(buffer) > len(expected):
+            self._fail(ReplyMismatch(self._sequence, expected, buffer))
+            return
+        if len(buffer) < len(expected):
+            self._buffer = buffer
+            return
+        self._buffer = b""
+        self._replyComplete(buffer)
+
+    def _replyComplete(self, reply: bytes) -> None:
+        self._waiting = False
+        self._cancelTimer()
+        self.verified += 1
+        self._onReply(self._sequence, reply, self._clock.seconds() - self._sentAt)
+        if self.count and self.verified >= self.count:
+            self._finished = True
+            self.transport.loseConnection()
+        else:
+            self._timer = self._clock.callLater(self.interval, self._send)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._fail(ReplyTimeout(self._sequence, self.timeout, self._buffer))
+
+    def _fail(self, error: ClientError) -> None:
+        self._cancelTimer()
+        self._error = Failure(error)
+        self.transport.abortConnection()
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self._cancelTimer()
+        if self._error is not None:
+            outcome: Failure | None = self._error
+        elif self._finished:
+            outcome = None
+        else:
+            outcome = Failure(
+                ConnectionClosedEarly(
+                    self.verified, self.count, reason.getErrorMessage()
+                )
+            )
+        if self.done.called:
+            return
+        if outcome is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(outcome)
+
+
+class UppercaseClientFactory(Factory):
+    """
+    Build L{UppercaseClientProtocol}s that share one budget of replies, so
+    that a client which reconnects (under L{ClientService}) carries on where
+    the previous connection stopped instead of starting over.
+
+    @ivar verified: replies that arrived and matched, over all connections.
+    @ivar finished: fires with L{None} once C{count} replies were verified;
+        fails with L{ReplyMismatch} as soon as the server sends a wrong
+        reply, since reconnecting cannot fix that.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        message: bytes,
+        *,
+        count: int = 9,
+        interval: float = 1.0,
+        timeout: float = 10.0,
+        clock: IReactorTime,
+        onReply: ReplyCallback = _ignoreReply,
+    ) -> None:
+        self.message = message
+        self.count = count
+        self.interval = interval
+        self.timeout = timeout
+        self.clock = clock
+        self.onReply = onReply
+        self.verified = 0
+        self.finished: Deferred[None] = Deferred()
+
+    def buildProtocol(self, addr: IAddress) -> UppercaseClientProtocol:
+        remaining = self.count - self.verified if self.count else 0
+        protocol = UppercaseClientProtocol(
+            self.message,
+            count=remaining,
+            interval=self.interval,
+            timeout=self.timeout,
+            clock=self.clock,
+            onReply=self._replyVerified,
+            firstSequence=self.verified + 1,
+        )
+        protocol.factory = self
+        protocol.done.addErrback(self._connectionFailed)
+        return protocol
+
+    def _replyVerified(self, sequence: int, reply: bytes, rtt: float) -> None:
+        self.verified += 1
+        self.onReply(sequence, reply, rtt)
+        if self.count and self.verified >= self.count and not self.finished.called:
+            self.finished.callback(None)
+
+    def _connectionFailed(self, failure: Failure) -> None:
+        if failure.check(ReplyMismatch):
+            if not self.finished.called:
+                self.finished.errback(failure)
+            return None
+        log.warn(
+            "Connection ended early: {reason}",
+            reason=failure.getErrorMessage(),
+        )
+        return None

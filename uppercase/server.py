@@ -1,0 +1,324 @@
+"""
+The uppercase echo server: a protocol that speaks it and a factory that
+keeps track of its connections.
+
+Every byte received goes back with ASCII C{a}-C{z} turned into C{A}-C{Z} and
+every other byte unchanged, which is what C{bytes.upper} does (C{toupper} in
+the C locale): binary-safe and independent of how the stream is chunked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone
+from zope.interface import implementer
+
+from ._peer import describePeer, formatPeer
+from ._throttle import ReadThrottle, owesData
+
+log = Logger()
+
+PREVIEW_BYTES = 48
+"""How many bytes of each received chunk the per-chunk log event shows."""
+
+IDLE_CHECKS = 4
+"""How many times per idle timeout a connection checks whether it was idle:
+a silent connection is closed after between 1 and 1 + 1/IDLE_CHECKS times the
+timeout, and receiving data costs no timer operation at all."""
+
+
+def preview(data: bytes) -> str:
+    """
+    A short, printable rendering of a chunk for the log: its C{repr}, cut
+    after L{PREVIEW_BYTES} bytes.
+    """
+    if len(data) <= PREVIEW_BYTES:
+        return repr(data)
+    return repr(data[:PREVIEW_BYTES]) + "..."
+
+
+@implementer(IHalfCloseableProtocol)
+class UppercaseProtocol(Protocol):
+    """
+    Send every received byte back, ASCII-uppercased.
+
+    Flow control: the transport's write buffer throttles reading (see
+    L{ReadThrottle}), so a peer that sends but never reads cannot make the
+    server buffer without bound.  Half-close: when the peer shuts down its
+    sending side, everything owed is sent and then the connection is closed.
+    """
+
+    factory: UppercaseFactory
+    received = 0
+    """Bytes received on this connection."""
+    draining = False
+    """Set once the server is shutting down: input is read and discarded."""
+    drains = 0
+    """How many times the write buffer drained after throttling reads."""
+    _idleCall: IDelayedCall | None = None
+    _peer = "?"
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        host, port = describePeer(self.transport.getPeer())
+        self._host = host
+        self._peer = formatPeer(host, port)
+        self.transport.registerProducer(ReadThrottle(self), True)
+        factory.connectionOpened(self)
+        log.info(
+            "Connection from {host} port {port}",
+            host=host,
+            port=port,
+            peer=self._peer,
+        )
+        if factory.idleTimeout:
+            self._scheduleIdleCheck(self.received, self.drains)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.draining:
+            return
+        self.transport.write(data.upper())
+        self.received += len(data)
+        if self.factory.logData:
+            log.info(
+                "Received {size} bytes from {peer}: {data}",
+                size=len(data),
+                peer=self._peer,
+                data=preview(data),
+                )
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer shut down its sending side: send what is still owed, then
+        close.
+        """
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Our sending side is shut down (only during a graceful shutdown): keep
+        reading, and discarding, until the peer closes.
+        """
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        self._idleCall = None
+        self.factory.connectionClosed(self)
+        if reason.check(ConnectionDone):
+            log.info(
+                "Connection from {peer} closed ({received} bytes received)",
+                peer=self._peer,
+                received=self.received,
+                )
+        else:
+            log.warn(
+                "Connection from {peer} lost: {reason} ({received} bytes received)",
+                peer=self._peer,
+                reason=reason.getErrorMessage(),
+                received=self.received,
+                )
+
+    def shutdown(self) -> None:
+        """
+        Stop serving this connection gracefully.
+
+        A connection that owes nothing is closed.  Otherwise what the server
+        already read is delivered (echoed), the stream is ended with a FIN,
+        and whatever the peer still sends is read and discarded until it
+        closes its side too.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        transport = self.transport
+        transport.unregisterProducer()
+        loseWriteConnection = getattr(transport, "loseWriteConnection", None)
+        if loseWriteConnection is None or not owesData(transport):
+            transport.loseConnection()
+            return
+        loseWriteConnection()
+        transport.resumeProducing()
+
+    def _scheduleIdleCheck(self, received: int, drains: int) -> None:
+        self._idleCall = self.factory.clock.callLater(
+            self.factory.idleTimeout / IDLE_CHECKS,
+            self._checkIdle,
+            received,
+            drains,
+            0,
+        )
+
+    def _checkIdle(self, received: int, drains: int, quiet: int) -> None:
+        if received != self.received or drains != self.drains:
+            quiet = 0
+        else:
+            quiet += 1
+        if quiet < IDLE_CHECKS:
+            self._idleCall = self.factory.clock.callLater(
+                self.factory.idleTimeout / IDLE_CHECKS,
+                self._checkIdle,
+                self.received,
+                self.drains,
+                quiet,
+            )
+            return
+        self._idleCall = None
+        self.factory.idleClosed += 1
+        log.info(
+            "Closing connection from {peer}: idle for {timeout} seconds",
+            peer=self._peer,
+            timeout=self.factory.idleTimeout,
+        )
+        transport = self.transport
+        transport.unregisterProducer()
+        if owesData(transport):
+            # The peer has not read what it was sent for a whole timeout:
+            # waiting for the buffer to drain would wait forever.
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+
+class UppercaseFactory(Factory):
+    """
+    Build L{UppercaseProtocol}s, enforce connection limits, and shut all
+    connections down gracefully on request.
+
+    @ivar logData: whether every received chunk is logged.
+    @ivar idleTimeout: seconds of silence after which a connection is closed
+        (0 disables).
+    @ivar maxConnections: most connections at once (0 = unlimited).
+    @ivar maxPerIP: most connections at once from one host (0 = unlimited).
+    @ivar rejected: connections refused because of a limit.
+    @ivar idleClosed: connections closed for being idle.
+    """
+
+    protocol = UppercaseProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime | None = None,
+        logData: bool = True,
+        idleTimeout: float = 300.0,
+        maxConnections: int = 10000,
+        maxPerIP: int = 0,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.logData = logData
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
+        self.maxPerIP = maxPerIP
+        self.connections: set[UppercaseProtocol] = set()
+        self._perHost: dict[str, int] = {}
+        self.rejected = 0
+        self.idleClosed = 0
+        self.accepted = 0
+        self._stopping = False
+        self._closeWaiters: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
+        reason = self._overLimit(addr)
+        if reason is not None:
+            self.rejected += 1
+            host, port = describePeer(addr)
+            log.warn(
+                "Refused connection from {peer}: {reason}",
+                peer=formatPeer(host, port),
+                reason=reason,
+                rejected=self.rejected,
+                )
+            return None
+        return super().buildProtocol(addr)
+
+    def _overLimit(self, addr: IAddress) -> str | None:
+        if self._stopping:
+            return "shutting down"
+        if self.maxConnections and len(self.connections) >= self.maxConnections:
+            return f"{self.maxConnections} connections already open"
+        if self.maxPerIP:
+            host = describePeer(addr)[0]
+            if self._perHost.get(host, 0) >= self.maxPerIP:
+                return f"{self.maxPerIP} connections already open from {host}"
+        return None
+
+    def connectionOpened(self, protocol: UppercaseProtocol) -> None:
+        """
+        Count C{protocol} as open (called from its C{connectionMade}).
+        """
+        self.accepted += 1
+        self.connections.add(protocol)
+        host = protocol._host
+        self._perHost[host] = self._perHost.get(host, 0) + 1
+
+    def connectionClosed(self, protocol: UppercaseProtocol) -> None:
+        """
+        Forget C{protocol} (called from its C{connectionLost}).
+        """
+        if protocol not in self.connections:
+            return
+        self.connections.discard(protocol)
+        host = protocol._host
+        left = self._perHost.get(host, 1) - 1
+        if left:
+            self._perHost[host] = left
+        else:
+            self._perHost.pop(host, None)
+        if not self.connections and self._closeWaiters:
+            waiters, self._closeWaiters = self._closeWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def shutdown(self, timeout: float) -> Deferred[None]:
+        """
+        Refuse new connections, shut every open one down gracefully, and
+        abort those still open after C{timeout} seconds.
+
+        @return: a L{Deferred} that fires once every connection is closed.
+        """
+        self._stopping = True
+        if not self.connections:
+            return succeed(None)
+        log.info(
+            "Shutting down {count} connections (at most {timeout} seconds)",
+            count=len(self.connections),
+            timeout=timeout,
+        )
+        for protocol in list(self.connections):
+            protocol.shutdown()
+        if not self.connections:
+            return succeed(None)
+        allClosed: Deferred[None] = Deferred()
+        self._closeWaiters.append(allClosed)
+        deadline = self.clock.callLater(timeout, self._abortAll)
+
+        def cancelDeadline(result: Any) -> Any:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        return allClosed.addBoth(cancelDeadline)
+
+    def _abortAll(self) -> None:
+        log.warn(
+            "Aborting {count} connections still open at the shutdown timeout",
+            count=len(self.connections),
+        )
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
