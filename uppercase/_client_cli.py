@@ -10,13 +10,13 @@ from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
-from twisted.internet.error import ConnectError, ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import react
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from ._client_tap import ClientOptions
-from .client import ClientError, UppercaseClientProtocol
+from .client import UppercaseClientProtocol
 
 COMMAND = "uppercase-client"
 
@@ -25,18 +25,16 @@ class _Options(ClientOptions):
     synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
 
 
-def describeFailure(failure: Failure, endpoint: str) -> str:
+def describeConnectFailure(failure: Failure, endpoint: str) -> str:
     """
-    The one line that says why a run failed.
+    The one line that says why connecting failed.
     """
     error = failure.value
     if isinstance(error, ConnectionRefusedError):
-        return f"cannot connect to {endpoint}: Connection refused"
-    if isinstance(error, ConnectError):
-        return f"cannot connect to {endpoint}: {str(error).rstrip('.')}"
-    if isinstance(error, ClientError):
-        return str(error)
-    return failure.getErrorMessage()
+        reason = "Connection refused"
+    else:
+        reason = str(error).rstrip(".") or type(error).__name__
+    return f"cannot connect to {endpoint}: {reason}"
 
 
 def main(reactor: Any, *argv: str) -> Deferred[None]:
@@ -65,13 +63,17 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
         onReply=printReply,
     )
     endpoint = clientFromString(reactor, config["connect"])
+    def connectFailed(failure: Failure) -> None:
+        _fail(describeConnectFailure(failure, config["connect"]))
+
+    def runFailed(failure: Failure) -> Failure | None:
+        if failure.check(SystemExit):
+            return failure
+        _fail(failure.getErrorMessage())
+
     d = connectProtocol(endpoint, protocol)
-    d.addCallback(lambda _: protocol.done)
-
-    def report(failure: Failure) -> None:
-        _fail(describeFailure(failure, config["connect"]))
-
-    d.addErrback(report)
+    d.addCallbacks(lambda _: protocol.done, connectFailed)
+    d.addErrback(runFailed)
     return d
 
 

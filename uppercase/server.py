@@ -68,6 +68,7 @@ class UppercaseProtocol(Protocol):
     """How many times the write buffer drained after throttling reads."""
     _idleCall: IDelayedCall | None = None
     _peer = "?"
+    _throttled = False
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -75,6 +76,7 @@ class UppercaseProtocol(Protocol):
         self._host = host
         self._peer = formatPeer(host, port)
         self.transport.registerProducer(ReadThrottle(self), True)
+        self._throttled = True
         factory.connectionOpened(self)
         log.info(
             "Connection from {host} port {port}",
@@ -103,8 +105,18 @@ class UppercaseProtocol(Protocol):
         The peer shut down its sending side: send what is still owed, then
         close.
         """
-        self.transport.unregisterProducer()
+        self._releaseThrottle()
         self.transport.loseConnection()
+
+    def _releaseThrottle(self) -> None:
+        """
+        Unregister the read throttle, which must happen before a close: a
+        transport with a producer registered waits for that producer instead
+        of closing once its buffer is flushed.
+        """
+        if self._throttled:
+            self._throttled = False
+            self.transport.unregisterProducer()
 
     def writeConnectionLost(self) -> None:
         """
@@ -144,7 +156,7 @@ class UppercaseProtocol(Protocol):
             return
         self.draining = True
         transport = self.transport
-        transport.unregisterProducer()
+        self._releaseThrottle()
         loseWriteConnection = getattr(transport, "loseWriteConnection", None)
         if loseWriteConnection is None or not owesData(transport):
             transport.loseConnection()
@@ -183,7 +195,7 @@ class UppercaseProtocol(Protocol):
             timeout=self.factory.idleTimeout,
         )
         transport = self.transport
-        transport.unregisterProducer()
+        self._releaseThrottle()
         if owesData(transport):
             # The peer has not read what it was sent for a whole timeout:
             # waiting for the buffer to drain would wait forever.

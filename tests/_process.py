@@ -1,0 +1,192 @@
+"""Running the installed twistd and uppercase-client as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Sequence
+
+DEADLINE = 20.0
+"""Seconds any single wait on a real process or socket may take."""
+
+
+def script(name: str) -> list[str]:
+    """
+    The command line of a console script installed beside this Python.
+    """
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(path):
+        raise RuntimeError(f"{name} is not installed beside {sys.executable}")
+    return [path]
+
+
+def closedPort() -> int:
+    """
+    A loopback port where nothing listens (bound, then released).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(argv: Sequence[str], timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
+    """
+    Run a command to completion in a fresh folder, capturing its output.
+    """
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+class Twistd:
+    """
+    C{twistd -n --pidfile= ARGS} in the background, its output collected by a
+    thread (so that a chatty log never blocks it on a full pipe).
+    """
+
+    def __init__(self, *args: str) -> None:
+        self._cwd = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            script("twistd") + ["-n", "--pidfile=", *args],
+            cwd=self._cwd.name,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def waitFor(self, pattern: str, timeout: float = DEADLINE) -> re.Match[str]:
+        """
+        Wait until a line of output matches C{pattern}.
+
+        @raise AssertionError: if the process ends or C{timeout} passes first.
+        """
+        regex = re.compile(pattern)
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                if not self._reader.is_alive():
+                    raise AssertionError(
+                        f"twistd ended without printing {pattern!r}:\n{self.output}"
+                    )
+                if not self._changed.wait(timeout):
+                    raise AssertionError(
+                        f"no {pattern!r} within {timeout}s:\n{''.join(self.lines)}"
+                    )
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        """
+        Wait for the process to end by itself; kill it if it does not.
+        """
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"twistd did not end within {timeout}s") from None
+        finally:
+            self._reader.join(DEADLINE)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+        """
+        Send C{sig} and wait for the process to end; kill it if it does not.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"twistd did not stop within {timeout}s")
+        finally:
+            self._reader.join(DEADLINE)
+            self._cwd.cleanup()
+
+    def rssKiB(self) -> int:
+        """
+        The process's resident memory, from /proc.
+        """
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+class Server(Twistd):
+    """
+    C{twistd -n uppercase} on a free loopback port.
+    """
+
+    def __init__(self, *args: str) -> None:
+        super().__init__("uppercase", "--listen", "tcp:0:interface=127.0.0.1", *args)
+        self.port = int(self.waitFor(r"starting on (\d+)").group(1))
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
+        return s
+
+
+def receiveAll(s: socket.socket) -> bytes:
+    """
+    Read until the peer ends the stream.
+    """
+    chunks = []
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def sendInThread(s: socket.socket, data: bytes, shutdown: bool = True) -> threading.Thread:
+    """
+    Send C{data} from another thread (so that this one can read the replies
+    at the same time), then optionally shut down the sending side.
+    """
+
+    def send() -> None:
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread

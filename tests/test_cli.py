@@ -1,0 +1,108 @@
+"""The uppercase-client command, on a memory reactor."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError, DNSLookupError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase import _client_cli
+
+
+class BytesStdout(io.StringIO):
+    """
+    A stand-in for C{sys.stdout} with a binary C{buffer}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = io.BytesIO()
+
+
+class ClientCommandTests(SynchronousTestCase):
+    """
+    The command prints every reply and exits 0 on success; otherwise one
+    line on standard error and a non-zero status.
+    """
+
+    def setUp(self) -> None:
+        self.stdout = BytesStdout()
+        self.stderr = io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+        self.reactor = MemoryReactorClock()
+
+    def command(self, *argv: str):
+        return _client_cli.main(self.reactor, *argv)
+
+    def connecting(self):
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        return factory
+
+    def test_success(self) -> None:
+        """
+        Replies are printed as they arrive, and the run succeeds once the
+        last one verified and the connection closed.
+        """
+        d = self.command("-n", "2", "-i", "0")
+        protocol = self.connecting().buildProtocol(IPv4Address("TCP", "127.0.0.1", 9527))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"HELLO\n")
+        self.reactor.advance(0)
+        protocol.dataReceived(b"HEL")
+        protocol.dataReceived(b"LO\n")
+        self.assertEqual(self.stdout.buffer.getvalue(), b"HELLO\nHELLO\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_connectionRefused(self) -> None:
+        """
+        A refused connection says C{Connection refused} in one line and
+        exits 1.
+        """
+        d = self.command()
+        self.connecting().clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        failure = self.failureResultOf(d, SystemExit)
+        self.assertEqual(failure.value.code, 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot connect to tcp:127.0.0.1:9527: Connection refused\n",
+        )
+
+    def test_otherConnectError(self) -> None:
+        """
+        Other connection errors are reported in one line too.
+        """
+        d = self.command("-c", "tcp:nowhere.invalid:9527")
+        self.connecting().clientConnectionFailed(None, Failure(DNSLookupError("nowhere.invalid")))
+        self.failureResultOf(d, SystemExit)
+        [line] = self.stderr.getvalue().splitlines()
+        self.assertIn("cannot connect to tcp:nowhere.invalid:9527", line)
+
+    def test_mismatchExits1(self) -> None:
+        """
+        A wrong reply is reported and exits 1.
+        """
+        d = self.command()
+        protocol = self.connecting().buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"hello\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.failureResultOf(d, SystemExit).value.code, 1)
+        self.assertIn("does not match", self.stderr.getvalue())
+
+    def test_usageError(self) -> None:
+        """
+        A bad option exits 2 with the error and a hint, before connecting.
+        """
+        error = self.assertRaises(SystemExit, self.command, "--count", "-3")
+        self.assertEqual(error.code, 2)
+        self.assertIn("--count must be at least 0", self.stderr.getvalue())
+        self.assertEqual(self.reactor.tcpClients, [])

@@ -1,0 +1,234 @@
+"""Specification of the repeating client, driven by a fake clock."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase.client import (
+    ConnectionClosedEarly,
+    ReplyMismatch,
+    ReplyTimeout,
+    UppercaseClientFactory,
+    UppercaseClientProtocol,
+)
+
+
+class ClientTests(SynchronousTestCase):
+    """
+    The client sends, waits for the whole reply, checks it, waits the
+    interval, and repeats C{count} times.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.replies: list[tuple[int, bytes, float]] = []
+
+    def start(self, **kwargs: object) -> UppercaseClientProtocol:
+        kwargs.setdefault("count", 3)
+        self.protocol = UppercaseClientProtocol(
+            b"hello",
+            clock=self.clock,
+            onReply=lambda *reply: self.replies.append(reply),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        return self.protocol
+
+    def sent(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def close(self, reason: Exception | None = None) -> None:
+        self.protocol.connectionLost(Failure(reason or ConnectionDone()))
+
+    def test_sendsMessageWithNewlineOnConnect(self) -> None:
+        """
+        The message, followed by a newline, goes out as soon as the
+        connection is made.
+        """
+        self.start()
+        self.assertEqual(self.sent(), b"hello\n")
+
+    def test_replySplitAcrossReads(self) -> None:
+        """
+        A reply that arrives one byte at a time is reported once, whole.
+        """
+        self.start()
+        for byte in b"HELLO\n":
+            self.assertEqual(self.replies, [])
+            self.protocol.dataReceived(bytes([byte]))
+        self.assertEqual([r[:2] for r in self.replies], [(1, b"HELLO\n")])
+
+    def test_roundTripTimeMeasured(self) -> None:
+        """
+        The round-trip time is the clock's time from send to complete reply.
+        """
+        self.start()
+        self.clock.advance(0.25)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.assertAlmostEqual(self.replies[0][2], 0.25)
+
+    def test_waitsIntervalBeforeNextMessage(self) -> None:
+        """
+        The next message goes out C{interval} seconds after a reply, not
+        before.
+        """
+        self.start(interval=1.0)
+        self.sent()
+        self.protocol.dataReceived(b"HELLO\n")
+        self.clock.advance(0.999)
+        self.assertEqual(self.sent(), b"")
+        self.clock.advance(0.001)
+        self.assertEqual(self.sent(), b"hello\n")
+
+    def test_closesAfterCountRepliesAndSucceeds(self) -> None:
+        """
+        After C{count} verified replies the client closes the connection
+        and C{done} fires with L{None} once it is gone, leaving no timer.
+        """
+        self.start(count=3, interval=1.0)
+        for _ in range(3):
+            self.assertFalse(self.transport.disconnecting)
+            self.protocol.dataReceived(b"HELLO\n")
+            self.clock.advance(1.0)
+        self.assertTrue(self.transport.disconnecting)
+        self.close()
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual([r[0] for r in self.replies], [1, 2, 3])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_countZeroRunsForever(self) -> None:
+        """
+        With C{count=0} the client keeps going.
+        """
+        self.start(count=0, interval=0.5)
+        for _ in range(100):
+            self.protocol.dataReceived(b"HELLO\n")
+            self.clock.advance(0.5)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(len(self.replies), 100)
+
+    def test_timeout(self) -> None:
+        """
+        A reply that is not whole after C{timeout} seconds fails the run
+        with L{ReplyTimeout}, carrying what did arrive, and the connection
+        is aborted.
+        """
+        self.start(timeout=5.0)
+        self.protocol.dataReceived(b"HEL")
+        self.clock.advance(5.0)
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyTimeout)
+        self.assertEqual(failure.value.received, b"HEL")
+        self.assertIn("timed out after 5 seconds", str(failure.value))
+
+    def test_timeoutIsPerReply(self) -> None:
+        """
+        The timeout restarts for every message: slow but steady replies pass.
+        """
+        self.start(count=3, timeout=5.0, interval=0)
+        for _ in range(3):
+            self.clock.advance(4.0)
+            self.protocol.dataReceived(b"HELLO\n")
+            self.clock.advance(0)
+        self.close()
+        self.successResultOf(self.protocol.done)
+
+    def test_mismatchDetectedEarly(self) -> None:
+        """
+        A wrong byte fails the run at once with L{ReplyMismatch}, without
+        waiting for the rest of the reply.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HEl")
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertEqual(failure.value.received, b"HEl")
+
+    def test_extraBytesAreAMismatch(self) -> None:
+        """
+        More bytes than the reply (a server that echoes twice) is a mismatch.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HELLO\nX")
+        self.close(ConnectionLost())
+        self.failureResultOf(self.protocol.done, ReplyMismatch)
+
+    def test_unsolicitedDataIsAMismatch(self) -> None:
+        """
+        Data arriving while no reply is due is reported as unexpected.
+        """
+        self.start(interval=1.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.protocol.dataReceived(b"?")
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertIn("unexpected data", str(failure.value))
+
+    def test_earlyCloseReported(self) -> None:
+        """
+        A connection that ends before every reply arrived fails with
+        L{ConnectionClosedEarly}, saying how far it got, and leaves no timer.
+        """
+        self.start(count=3)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.close()
+        failure = self.failureResultOf(self.protocol.done, ConnectionClosedEarly)
+        self.assertEqual(failure.value.verified, 1)
+        self.assertIn("after 1 of 3 replies", str(failure.value))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ClientFactoryTests(SynchronousTestCase):
+    """
+    The factory shares one budget of replies across reconnections.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = UppercaseClientFactory(
+            b"hi", count=3, interval=0, clock=self.clock
+        )
+
+    def connect(self) -> tuple[UppercaseClientProtocol, StringTransport]:
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9527))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_reconnectCarriesOn(self) -> None:
+        """
+        After a lost connection, the next one sends only the replies still
+        due, numbered on from the previous ones; C{finished} fires at the
+        end.
+        """
+        first, _ = self.connect()
+        first.dataReceived(b"HI\n")
+        self.clock.advance(0)
+        first.connectionLost(Failure(ConnectionLost()))
+        self.assertNoResult(self.factory.finished)
+        second, _ = self.connect()
+        self.assertEqual(second.count, 2)
+        second.dataReceived(b"HI\n")
+        self.clock.advance(0)
+        second.dataReceived(b"HI\n")
+        self.assertEqual(self.factory.verified, 3)
+        self.successResultOf(self.factory.finished)
+
+    def test_mismatchFailsFinished(self) -> None:
+        """
+        A wrong reply fails C{finished}: reconnecting would not fix it.
+        """
+        protocol, _ = self.connect()
+        protocol.dataReceived(b"NO\n")
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.failureResultOf(self.factory.finished, ReplyMismatch)

@@ -1,0 +1,173 @@
+"""
+The installed twistd plugins and uppercase-client, run on loopback as a
+user would run them.  Every wait is bounded (see L{_process.DEADLINE}).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ._process import (
+    DEADLINE,
+    Server,
+    Twistd,
+    closedPort,
+    receiveAll,
+    run,
+    script,
+    sendInThread,
+)
+from ._transports import ascii_upper
+
+
+class ServerProcessTests(SynchronousTestCase):
+    """
+    C{twistd -n uppercase}, talked to over real sockets.
+    """
+
+    def setUp(self) -> None:
+        self.server = Server()
+        self.addCleanup(self.server.stop)
+
+    def test_halfCloseSmall(self) -> None:
+        """
+        C{printf 'hello\\n' | nc -N}: the client shuts down its sending side
+        at once, and still gets C{HELLO\\n} before the server closes.
+        """
+        with self.server.connect() as s:
+            s.sendall(b"hello\n")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"HELLO\n")
+
+    def test_halfCloseLarge(self) -> None:
+        """
+        20 MB of random bytes piped through with a half-close all come back,
+        uppercased, in order.
+        """
+        data = os.urandom(20 * 1024 * 1024)
+        with self.server.connect() as s:
+            sender = sendInThread(s, data)
+            received = receiveAll(s)
+            sender.join(DEADLINE)
+        self.assertEqual(len(received), len(data))
+        self.assertTrue(received == data.upper(), "reply differs")
+
+    def test_manyClientsAtOnce(self) -> None:
+        """
+        Fifty clients connected at the same time are all served.
+        """
+        sockets = [self.server.connect() for _ in range(50)]
+        try:
+            for i, s in enumerate(sockets):
+                s.sendall(f"client {i}\n".encode())
+            for i, s in enumerate(sockets):
+                s.shutdown(socket.SHUT_WR)
+            for i, s in enumerate(sockets):
+                self.assertEqual(receiveAll(s), f"CLIENT {i}\n".encode())
+        finally:
+            for s in sockets:
+                s.close()
+
+    def test_connectionLogged(self) -> None:
+        """
+        The log shows the client's IP and port, the data, and the close.
+        """
+        with self.server.connect() as s:
+            port = s.getsockname()[1]
+            s.sendall(b"abc\n")
+            s.shutdown(socket.SHUT_WR)
+            receiveAll(s)
+        self.server.waitFor(rf"Connection from 127\.0\.0\.1:{port} closed")
+        self.assertIn(f"Connection from 127.0.0.1 port {port}", self.server.output)
+        self.assertIn("Received 4 bytes from", self.server.output)
+
+    def test_clientScript(self) -> None:
+        """
+        C{uppercase-client} prints every reply and exits 0.
+        """
+        result = run(
+            script("uppercase-client")
+            + ["-c", f"tcp:127.0.0.1:{self.server.port}", "-n", "3", "-i", "0.01"]
+        )
+        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 3))
+        self.assertEqual(result.stderr, "")
+
+    def test_twistdClient(self) -> None:
+        """
+        C{twistd -n uppercase-client} verifies its replies and stops the
+        reactor by itself.
+        """
+        client = Twistd(
+            "uppercase-client",
+            "--connect",
+            f"tcp:127.0.0.1:{self.server.port}",
+            "--count",
+            "2",
+            "--interval",
+            "0",
+        )
+        client.waitFor("All 2 replies verified")
+        self.assertEqual(client.wait(), 0)
+
+    def test_portInUse(self) -> None:
+        """
+        A second server on the same port ends at once with one line saying
+        the address is in use, and a non-zero status.
+        """
+        description = f"tcp:{self.server.port}:interface=127.0.0.1"
+        result = run(script("twistd") + ["-n", "--pidfile=", "uppercase", "-l", description])
+        self.assertNotEqual(result.returncode, 0)
+        # twistd -n sends what is written to stderr to its log, on stdout.
+        self.assertIn(
+            f"twistd uppercase: cannot listen on {description}: Address already in use",
+            result.stdout,
+        )
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_sigtermStopsCleanly(self) -> None:
+        """
+        SIGTERM stops the server (twistd re-raises the signal to exit with
+        it, as a process stopped by SIGTERM should); an idle client sees a
+        clean end of stream.
+        """
+        s = self.server.connect()
+        self.addCleanup(s.close)
+        s.sendall(b"x")
+        self.assertEqual(s.recv(1), b"X")
+        self.assertIn(self.server.stop(signal.SIGTERM), (0, -signal.SIGTERM))
+        self.assertEqual(receiveAll(s), b"")
+        self.assertIn("Server Shut Down.", self.server.output)
+        self.assertNotIn("Traceback", self.server.output)
+
+
+class CommandLineErrorTests(SynchronousTestCase):
+    """
+    Mistakes on the command line get one clear line and a non-zero status.
+    """
+
+    def test_malformedListen(self) -> None:
+        """
+        A malformed C{--listen} is one line (plus a hint), status 2.
+        """
+        result = run(script("twistd") + ["-n", "--pidfile=", "uppercase", "-l", "tcp:nope"])
+        self.assertEqual(result.returncode, 2)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 2, result.stderr)
+        self.assertIn("--listen 'tcp:nope' is not a valid endpoint", lines[0])
+
+    def test_clientRefused(self) -> None:
+        """
+        With nothing listening, the client says C{Connection refused} and
+        exits 1, without a traceback.
+        """
+        port = closedPort()
+        result = run(script("uppercase-client") + ["-c", f"tcp:127.0.0.1:{port}"])
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr,
+            f"uppercase-client: cannot connect to tcp:127.0.0.1:{port}: Connection refused\n",
+        )

@@ -1,0 +1,272 @@
+"""The command-line layer: options, the services they build, the plugins."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from twisted.application.internet import ClientService, StreamServerEndpointService
+from twisted.application.service import IServiceMaker
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase import _client_tap, _server_tap
+
+
+class ServerOptionsTests(SynchronousTestCase):
+    """
+    C{twistd uppercase} options.
+    """
+
+    def parse(self, *argv: str) -> usage.Options:
+        options = _server_tap.ServerOptions()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        With no options: port 9527 on all interfaces, data logged, and the
+        documented limits.
+        """
+        options = self.parse()
+        self.assertEqual(options["listen"], ["tcp:9527"])
+        self.assertFalse(options["quiet"])
+        self.assertEqual(options["idle-timeout"], 300.0)
+        self.assertEqual(options["max-connections"], 10000)
+        self.assertEqual(options["max-per-ip"], 0)
+        self.assertEqual(options["shutdown-timeout"], 10.0)
+
+    def test_severalListen(self) -> None:
+        """
+        C{--listen} may be given several times, and replaces the default.
+        """
+        options = self.parse("--listen", "tcp:1234", "-l", "unix:/tmp/u.sock", "-q")
+        self.assertEqual(options["listen"], ["tcp:1234", "unix:/tmp/u.sock"])
+        self.assertTrue(options["quiet"])
+
+    def test_malformedListen(self) -> None:
+        """
+        A malformed endpoint is a usage error that names it.
+        """
+        for bad in ["nosuch:1", "tcp:notaport", "tcp:port=1:bogus=2"]:
+            error = self.assertRaises(usage.UsageError, self.parse, "--listen", bad)
+            self.assertIn(repr(bad), str(error))
+
+    def test_badNumbers(self) -> None:
+        """
+        Negative, non-numeric and non-finite values are usage errors naming
+        the option.
+        """
+        for option, value in [
+            ("--idle-timeout", "-1"),
+            ("--idle-timeout", "soon"),
+            ("--shutdown-timeout", "nan"),
+            ("--max-connections", "-5"),
+            ("--max-per-ip", "1.5"),
+        ]:
+            error = self.assertRaises(usage.UsageError, self.parse, option, value)
+            self.assertIn(option, str(error))
+
+    def test_unknownOption(self) -> None:
+        """
+        An unknown option is a usage error.
+        """
+        self.assertRaises(usage.UsageError, self.parse, "--nosuch")
+
+    def test_oneLineErrors(self) -> None:
+        """
+        The options twistd uses print one line (and a hint) instead of the
+        whole help, and exit with status 2.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        error = self.assertRaises(
+            SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"]
+        )
+        self.assertEqual(error.code, 2)
+        first, hint = stderr.getvalue().splitlines()
+        self.assertEqual(
+            first, "twistd uppercase: --max-per-ip must be a whole number, not 'x'"
+        )
+        self.assertIn("--help", hint)
+
+
+class ServerServiceTests(SynchronousTestCase):
+    """
+    The shape of the service C{makeService} builds, without starting it.
+    """
+
+    def test_oneListenerPerEndpoint(self) -> None:
+        """
+        Each C{--listen} becomes a child endpoint service sharing one
+        factory configured from the options.
+        """
+        options = _server_tap.ServerOptions()
+        options.parseOptions(
+            ["-l", "tcp:0", "-l", "tcp:0:interface=127.0.0.1", "--quiet",
+             "--idle-timeout", "7", "--max-per-ip", "3"]
+        )
+        reactor = MemoryReactorClock()
+        service = _server_tap.makeService(options, reactor=reactor)
+        children = list(service)
+        self.assertEqual(len(children), 2)
+        for child in children:
+            self.assertIsInstance(child, StreamServerEndpointService)
+            self.assertIs(child.factory, service.factory)
+        self.assertFalse(service.factory.logData)
+        self.assertEqual(service.factory.idleTimeout, 7.0)
+        self.assertEqual(service.factory.maxPerIP, 3)
+        self.assertIs(service.factory.clock, reactor)
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_startListensAndStopShutsDown(self) -> None:
+        """
+        Starting listens on the reactor; stopping stops listening and
+        refuses further connections.
+        """
+        options = _server_tap.ServerOptions()
+        options.parseOptions(["-l", "tcp:4321"])
+        reactor = MemoryReactorClock()
+        service = _server_tap.makeService(options, reactor=reactor)
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(reactor.tcpServers[0][0], 4321)
+        service.stopService()
+        self.assertTrue(service.factory._stopping)
+
+    def test_portInUseIsOneLine(self) -> None:
+        """
+        A port that cannot be bound ends the program with one line naming
+        the endpoint and the reason.
+        """
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        options = _server_tap.ServerOptions()
+        description = f"tcp:{port}:interface=127.0.0.1"
+        options.parseOptions(["-l", description])
+        from twisted.internet import reactor
+
+        service = _server_tap.makeService(options, reactor=reactor)
+        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        self.assertEqual(
+            str(error.code),
+            f"twistd uppercase: cannot listen on {description}: Address already in use",
+        )
+
+
+class ClientOptionsTests(SynchronousTestCase):
+    """
+    Options shared by C{uppercase-client} and C{twistd uppercase-client}.
+    """
+
+    def parse(self, *argv: str) -> usage.Options:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        The defaults are the reference's: C{hello} nine times, one second
+        apart, to 127.0.0.1 port 9527.
+        """
+        options = self.parse()
+        self.assertEqual(options["connect"], "tcp:127.0.0.1:9527")
+        self.assertEqual(options["message"], b"hello")
+        self.assertEqual(options["count"], 9)
+        self.assertEqual(options["interval"], 1.0)
+        self.assertEqual(options["timeout"], 10.0)
+
+    def test_values(self) -> None:
+        """
+        Values are converted: the message to UTF-8 bytes, numbers to numbers.
+        """
+        options = self.parse("-m", "héllo", "-n", "0", "-i", "0.25", "-t", "3")
+        self.assertEqual(options["message"], "héllo".encode())
+        self.assertEqual((options["count"], options["interval"], options["timeout"]), (0, 0.25, 3.0))
+
+    def test_badValues(self) -> None:
+        """
+        Bad values are usage errors naming the option; a zero timeout too.
+        """
+        for option, value in [
+            ("--count", "-1"),
+            ("--count", "many"),
+            ("--interval", "-0.5"),
+            ("--timeout", "0"),
+            ("--connect", "nosuch:thing"),
+        ]:
+            error = self.assertRaises(usage.UsageError, self.parse, option, value)
+            self.assertIn(option, str(error))
+
+
+class ClientServiceTests(SynchronousTestCase):
+    """
+    C{twistd uppercase-client} retries with backoff, logging each failure,
+    and stops the reactor when done.
+    """
+
+    def setUp(self) -> None:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(["-c", "tcp:127.0.0.1:9527", "-n", "1"])
+        self.reactor = MemoryReactorClock()
+        self.reactor.running = True
+        self.service = _client_tap.makeService(options, reactor=self.reactor)
+
+    def test_shape(self) -> None:
+        """
+        The service wraps a L{ClientService}; nothing connects before start.
+        """
+        self.assertIsInstance(self.service.clientService, ClientService)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_failureLoggedAndRetried(self) -> None:
+        """
+        A refused connection is logged with its reason, and another attempt
+        follows after a backoff delay.
+        """
+        self.service.startService()
+        host, port, factory, timeout, bind = self.reactor.tcpClients[0]
+        self.assertEqual((host, port), ("127.0.0.1", 9527))
+        with capturedLogs() as events:
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        [failed] = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertIn("refused", failed["reason"])
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.service.stopService()
+
+    def test_stopsReactorWhenDone(self) -> None:
+        """
+        Once every reply is verified the reactor is stopped.
+        """
+        self.service.startService()
+        self.service.factory.finished.callback(None)
+        self.assertTrue(self.reactor.hasStopped)
+        self.service.stopService()
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    Both plugins are found by twistd's plugin scan in the installed package.
+    """
+
+    def test_pluginsRegistered(self) -> None:
+        """
+        C{uppercase} and C{uppercase-client} are twistd plugins whose options
+        and services come from the tap modules.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        self.assertIn("uppercase", makers)
+        self.assertIn("uppercase-client", makers)
+        self.assertIs(makers["uppercase"].options, _server_tap.Options)
+        self.assertIs(makers["uppercase-client"].options, _client_tap.Options)
