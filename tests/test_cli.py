@@ -24,6 +24,27 @@ class BytesStdout(io.StringIO):
         self.buffer = io.BytesIO()
 
 
+class ShutdownReactor(MemoryReactorClock):
+    """
+    A memory reactor whose system event triggers can be removed and fired.
+    """
+
+    def addSystemEventTrigger(self, phase, eventType, f, *args, **kw):  # type: ignore[no-untyped-def,override]
+        entry = (f, args, kw)
+        self.triggers.setdefault(phase, {}).setdefault(eventType, []).append(entry)
+        return (phase, eventType, entry)
+
+    def removeSystemEventTrigger(self, triggerID):  # type: ignore[no-untyped-def]
+        phase, eventType, entry = triggerID
+        self.triggers[phase][eventType].remove(entry)
+
+    def shutDown(self) -> list[object]:
+        """
+        Run the "before shutdown" triggers, as Ctrl-C would.
+        """
+        return [f(*a, **kw) for f, a, kw in self.triggers.get("before", {}).get("shutdown", [])]
+
+
 class ClientCommandTests(SynchronousTestCase):
     """
     The command prints every reply and exits 0 on success; otherwise one
@@ -35,7 +56,7 @@ class ClientCommandTests(SynchronousTestCase):
         self.stderr = io.StringIO()
         self.patch(sys, "stdout", self.stdout)
         self.patch(sys, "stderr", self.stderr)
-        self.reactor = MemoryReactorClock()
+        self.reactor = ShutdownReactor()
 
     def command(self, *argv: str):
         return _client_cli.main(self.reactor, *argv)
@@ -61,6 +82,25 @@ class ClientCommandTests(SynchronousTestCase):
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_interruptEndsCleanly(self) -> None:
+        """
+        Ctrl-C during a forever run closes the connection cleanly and the run
+        ends successfully, once the connection is gone.
+        """
+        d = self.command("-n", "0")
+        protocol = self.connecting().buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"HELLO\n")
+        self.reactor.shutDown()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected, "aborted instead of closed")
+        self.assertNoResult(d)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.reactor.triggers["before"]["shutdown"], [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_connectionRefused(self) -> None:
         """

@@ -128,7 +128,7 @@ class ClientTests(SynchronousTestCase):
         self.close(ConnectionLost())
         failure = self.failureResultOf(self.protocol.done, ReplyTimeout)
         self.assertEqual(failure.value.received, b"HEL")
-        self.assertIn("timed out after 5 seconds", str(failure.value))
+        self.assertIn("timed out after 5s", str(failure.value))
 
     def test_timeoutIsPerReply(self) -> None:
         """

@@ -63,6 +63,17 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
         onReply=printReply,
     )
     endpoint = clientFromString(reactor, config["connect"])
+
+    def connected(_: object) -> Deferred[None]:
+        # Ctrl-C (or SIGTERM) stops the reactor: close the connection
+        # cleanly first, and count that as the end of the run.
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", protocol.stop)
+
+        def forgetTrigger(result: object) -> object:
+            reactor.removeSystemEventTrigger(trigger)
+            return result
+
+        return protocol.done.addBoth(forgetTrigger)
     def connectFailed(failure: Failure) -> None:
         _fail(describeConnectFailure(failure, config["connect"]))
 
@@ -72,7 +83,7 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
         _fail(failure.getErrorMessage())
 
     d = connectProtocol(endpoint, protocol)
-    d.addCallbacks(lambda _: protocol.done, connectFailed)
+    d.addCallbacks(connected, connectFailed)
     d.addErrback(runFailed)
     return d
 

@@ -41,7 +41,7 @@ class ReplyTimeout(ClientError):
 
     def __str__(self) -> str:
         return (
-            f"reply {self.sequence} timed out after {self.timeout:g} seconds "
+            f"reply {self.sequence} timed out after {self.timeout:g}s "
             f"({len(self.received)} bytes of it received)"
         )
 
@@ -78,9 +78,9 @@ class ConnectionClosedEarly(ClientError):
         self.reason = reason
 
     def __str__(self) -> str:
-        wanted = "all" if not self.count else f"{self.count}"
+        wanted = f" of {self.count}" if self.count else ""
         return (
-            f"connection closed after {self.verified} of {wanted} replies: "
+            f"connection closed after {self.verified}{wanted} replies: "
             f"{self.reason}"
         )
 
@@ -174,6 +174,20 @@ class UppercaseClientProtocol(Protocol):
             self.transport.loseConnection()
         else:
             self._timer = self._clock.callLater(self.interval, self._send)
+
+    def stop(self) -> Deferred[None]:
+        """
+        End the run early, cleanly (the user pressed Ctrl-C): close the
+        connection; C{done} then fires with L{None}.
+
+        @return: C{done}.
+        """
+        if self._error is None and not self._finished:
+            self._finished = True
+            self._cancelTimer()
+            if self.transport is not None:
+                self.transport.loseConnection()
+        return self.done
 
     def _timedOut(self) -> None:
         self._timer = None
