@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 DEADLINE = 20.0
 """Seconds any single wait on a real process or socket may take."""
@@ -56,7 +56,7 @@ class Twistd:
     thread (so that a chatty log never blocks it on a full pipe).
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
         self._cwd = tempfile.TemporaryDirectory()
         self.process = subprocess.Popen(
             script("twistd") + ["-n", "--pidfile=", *args],
@@ -66,6 +66,7 @@ class Twistd:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            preexec_fn=preexec,
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -155,8 +156,14 @@ class Server(Twistd):
     C{twistd -n uppercase} on a free loopback port.
     """
 
-    def __init__(self, *args: str) -> None:
-        super().__init__("uppercase", "--listen", "tcp:0:interface=127.0.0.1", *args)
+    def __init__(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
+        super().__init__(
+            "uppercase",
+            "--listen",
+            "tcp:0:interface=127.0.0.1:backlog=511",
+            *args,
+            preexec=preexec,
+        )
         self.port = int(self.waitFor(r"starting on (\d+)").group(1))
 
     def connect(self) -> socket.socket:

@@ -204,14 +204,13 @@ class LoggingTests(SynchronousTestCase):
 
     def test_abnormalCloseLoggedWithReason(self) -> None:
         """
-        A lost connection (a reset, say) is logged as a warning with the
-        reason.
+        A lost connection (a reset, say) is logged as lost, with the reason.
         """
         protocol, _ = connect(quietFactory(Clock()))
         with capturedLogs() as events:
             protocol.connectionLost(Failure(ConnectionLost("reset by peer")))
         [event] = events
-        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertIn("lost", event["log_format"])
         self.assertIn("reset by peer", event["reason"])
 
     def test_previewShortChunkWhole(self) -> None:
@@ -328,6 +327,27 @@ class LimitTests(SynchronousTestCase):
         connect(factory, host="192.0.2.1")
         self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 9)))
         self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.2", 9)))
+
+    def test_refusalsLoggedOncePerBurst(self) -> None:
+        """
+        A burst of refusals logs the first at once and the rest as one
+        summary a second later; once the burst is over nothing stays
+        scheduled.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, maxConnections=1, idleTimeout=0)
+        connect(factory)
+        with capturedLogs() as events:
+            for port in range(100):
+                factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", port))
+            self.assertEqual(len(events), 1)
+            clock.advance(1)
+            self.assertEqual(len(events), 2)
+            self.assertEqual(events[1]["count"], 99)
+            clock.advance(1)
+        self.assertEqual(len(events), 2)
+        self.assertEqual(factory.rejected, 100)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_unlimited(self) -> None:
         """

@@ -34,7 +34,7 @@ class ServerOptionsTests(SynchronousTestCase):
         documented limits.
         """
         options = self.parse()
-        self.assertEqual(options["listen"], ["tcp:9527"])
+        self.assertEqual(options["listen"], ["tcp:9527:backlog=511"])
         self.assertFalse(options["quiet"])
         self.assertEqual(options["idle-timeout"], 300.0)
         self.assertEqual(options["max-connections"], 10000)

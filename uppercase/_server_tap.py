@@ -16,12 +16,16 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from . import __version__
+from ._fdlimit import connectionCapacity
 from ._options import checkSeconds, checkWholeNumber, oneLineErrors
 from .server import UppercaseFactory
 
 log = Logger()
 
-DEFAULT_LISTEN = "tcp:9527"
+DEFAULT_LISTEN = "tcp:9527:backlog=511"
+"""Port 9527 on all interfaces, as the reference; with nginx's accept backlog
+(511) rather than Twisted's 50, so that a burst of connections is queued by
+the kernel instead of having its SYNs dropped (and retried a second later)."""
 
 
 class ServerOptions(usage.Options):
@@ -75,7 +79,7 @@ class ServerOptions(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on ENDPOINT (may be given several times) [default: tcp:9527].
+        Listen on ENDPOINT (may be given several times) [default: tcp:9527:backlog=511].
         """
         self["listen"].append(description)
 
@@ -137,9 +141,21 @@ class UppercaseService(MultiService):
 
     def privilegedStartService(self) -> None:
         """
-        Listen now, so that a port in use or a bad address ends C{twistd}
-        with one line on standard error and a non-zero status.
+        Fit the connection limit to the descriptor limit, then listen now, so
+        that a port in use or a bad address ends C{twistd} with one line on
+        standard error and a non-zero status.
         """
+        wanted = self.factory.maxConnections
+        capacity, fdLimit = connectionCapacity(wanted)
+        if capacity != wanted:
+            log.warn(
+                "The file descriptor limit ({fdLimit}) allows {capacity} "
+                "connections at once; --max-connections is {wanted}",
+                fdLimit=fdLimit,
+                capacity=capacity,
+                wanted=wanted or "unlimited",
+            )
+            self.factory.maxConnections = capacity
         for description, listener in self._listeners:
             try:
                 listener.privilegedStartService()

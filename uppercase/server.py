@@ -25,6 +25,7 @@ from twisted.internet.error import ConnectionDone
 from zope.interface import implementer
 
 from ._peer import describePeer, formatPeer
+from ._refusals import RefusalLog
 from ._throttle import ReadThrottle, owesData
 
 log = Logger()
@@ -98,7 +99,7 @@ class UppercaseProtocol(Protocol):
                 size=len(data),
                 peer=self._peer,
                 data=preview(data),
-                )
+            )
 
     def readConnectionLost(self) -> None:
         """
@@ -134,14 +135,16 @@ class UppercaseProtocol(Protocol):
                 "Connection from {peer} closed ({received} bytes received)",
                 peer=self._peer,
                 received=self.received,
-                )
+            )
         else:
-            log.warn(
+            # A reset or a vanished peer is routine on the Internet: it is
+            # reported, with its reason, at the same level as a clean close.
+            log.info(
                 "Connection from {peer} lost: {reason} ({received} bytes received)",
                 peer=self._peer,
                 reason=reason.getErrorMessage(),
                 received=self.received,
-                )
+            )
 
     def shutdown(self) -> None:
         """
@@ -242,6 +245,7 @@ class UppercaseFactory(Factory):
         self.rejected = 0
         self.idleClosed = 0
         self.accepted = 0
+        self._refusals = RefusalLog(self.clock)
         self._stopping = False
         self._closeWaiters: list[Deferred[None]] = []
 
@@ -249,13 +253,7 @@ class UppercaseFactory(Factory):
         reason = self._overLimit(addr)
         if reason is not None:
             self.rejected += 1
-            host, port = describePeer(addr)
-            log.warn(
-                "Refused connection from {peer}: {reason}",
-                peer=formatPeer(host, port),
-                reason=reason,
-                rejected=self.rejected,
-                )
+            self._refusals.refused(formatPeer(*describePeer(addr)), reason)
             return None
         return super().buildProtocol(addr)
 
@@ -305,6 +303,7 @@ class UppercaseFactory(Factory):
         @return: a L{Deferred} that fires once every connection is closed.
         """
         self._stopping = True
+        self._refusals.flush()
         if not self.connections:
             return succeed(None)
         log.info(
