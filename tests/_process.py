@@ -156,11 +156,16 @@ class Server(Twistd):
     C{twistd -n uppercase} on a free loopback port.
     """
 
-    def __init__(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        preexec: Callable[[], None] | None = None,
+        listen: str = "tcp:0:interface=127.0.0.1:backlog=511",
+    ) -> None:
         super().__init__(
             "uppercase",
             "--listen",
-            "tcp:0:interface=127.0.0.1:backlog=511",
+            listen,
             *args,
             preexec=preexec,
         )

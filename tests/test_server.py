@@ -322,11 +322,22 @@ class LimitTests(SynchronousTestCase):
     def test_maxPerIP(self) -> None:
         """
         C{maxPerIP} limits connections from one host and not from others.
+        The check is made once connected, on the transport's peer address
+        (the client's, even behind a PROXY-protocol load balancer): an
+        extra connection is closed at once, echoes nothing and is not
+        counted as open.
         """
         factory = quietFactory(Clock(), maxPerIP=1)
         connect(factory, host="192.0.2.1")
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 9)))
-        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.2", 9)))
+        extra, extraTransport = connect(factory, host="192.0.2.1", port=2)
+        self.assertTrue(extraTransport.disconnecting)
+        extra.dataReceived(b"ignored")
+        self.assertEqual(extraTransport.value(), b"")
+        extra.connectionLost(Failure(ConnectionDone()))
+        other, otherTransport = connect(factory, host="192.0.2.2")
+        self.assertFalse(otherTransport.disconnecting)
+        self.assertEqual(len(factory.connections), 2)
+        self.assertEqual(factory.rejected, 1)
 
     def test_refusalsLoggedOncePerBurst(self) -> None:
         """

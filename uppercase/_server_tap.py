@@ -11,16 +11,19 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
 from . import __version__
 from ._fdlimit import connectionCapacity
 from ._options import checkSeconds, checkWholeNumber, oneLineErrors
+from ._proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
 
 log = Logger()
+
+PROXY_PREFIX = "haproxy:"
 
 DEFAULT_LISTEN = "tcp:9527:backlog=511"
 """Port 9527 on all interfaces, as the reference; with nginx's accept backlog
@@ -116,6 +119,21 @@ def checkServerEndpoint(reactor: Any, description: str) -> None:
         ) from None
 
 
+def listenerFor(
+    description: str, factory: UppercaseFactory, reactor: Any
+) -> tuple[str, IProtocolFactory]:
+    """
+    The endpoint string and factory to listen with for C{description}.
+
+    C{haproxy:ENDPOINT} listens on C{ENDPOINT} and reads a PROXY protocol
+    header on each connection, with our own wrapper rather than Twisted's
+    (see L{uppercase._proxy} for why).
+    """
+    if description.startswith(PROXY_PREFIX):
+        return description[len(PROXY_PREFIX) :], ProxyHeaderFactory(factory, reactor)
+    return description, factory
+
+
 class UppercaseService(MultiService):
     """
     Listen on every endpoint; on stop, stop accepting at once and shut the
@@ -135,7 +153,9 @@ class UppercaseService(MultiService):
         self.shutdownTimeout = shutdownTimeout
         self._listeners: list[tuple[str, IService]] = []
         for description in descriptions:
-            listener = strports.service(description, factory, reactor=reactor)
+            listener = strports.service(
+                *listenerFor(description, factory, reactor), reactor=reactor
+            )
             listener.setServiceParent(self)
             self._listeners.append((description, listener))
 

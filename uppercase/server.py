@@ -70,15 +70,20 @@ class UppercaseProtocol(Protocol):
     _idleCall: IDelayedCall | None = None
     _peer = "?"
     _throttled = False
+    _refused = False
 
     def connectionMade(self) -> None:
         factory = self.factory
         host, port = describePeer(self.transport.getPeer())
         self._host = host
         self._peer = formatPeer(host, port)
+        if not factory.admit(self):
+            # Over a limit: closed at once, and never counted as open.
+            self.draining = self._refused = True
+            self.transport.loseConnection()
+            return
         self.transport.registerProducer(ReadThrottle(self), True)
         self._throttled = True
-        factory.connectionOpened(self)
         log.info(
             "Connection from {host} port {port}",
             host=host,
@@ -126,6 +131,8 @@ class UppercaseProtocol(Protocol):
         """
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        if self._refused:
+            return
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         self._idleCall = None
@@ -262,20 +269,28 @@ class UppercaseFactory(Factory):
             return "shutting down"
         if self.maxConnections and len(self.connections) >= self.maxConnections:
             return f"{self.maxConnections} connections already open"
-        if self.maxPerIP:
-            host = describePeer(addr)[0]
-            if self._perHost.get(host, 0) >= self.maxPerIP:
-                return f"{self.maxPerIP} connections already open from {host}"
         return None
 
-    def connectionOpened(self, protocol: UppercaseProtocol) -> None:
+    def admit(self, protocol: UppercaseProtocol) -> bool:
         """
-        Count C{protocol} as open (called from its C{connectionMade}).
+        Count C{protocol} as open, unless its host already has C{maxPerIP}
+        connections (called from its C{connectionMade}, where the address is
+        the client's even behind a PROXY-protocol load balancer).
+
+        @return: whether C{protocol} was admitted.
         """
+        host = protocol._host
+        reason = self._overLimit(protocol.transport.getPeer())
+        if reason is None and self.maxPerIP and self._perHost.get(host, 0) >= self.maxPerIP:
+            reason = f"{self.maxPerIP} connections already open from {host}"
+        if reason is not None:
+            self.rejected += 1
+            self._refusals.refused(protocol._peer, reason)
+            return False
         self.accepted += 1
         self.connections.add(protocol)
-        host = protocol._host
         self._perHost[host] = self._perHost.get(host, 0) + 1
+        return True
 
     def connectionClosed(self, protocol: UppercaseProtocol) -> None:
         """
