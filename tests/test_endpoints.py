@@ -1,0 +1,190 @@
+"""
+Every kind of endpoint the README shows, on real sockets: UNIX, IPv6,
+several at once, TLS with a real handshake, and systemd socket activation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ._process import DEADLINE, Twistd, receiveAll, run, script
+
+
+def halfCloseExchange(family: int, address: object, data: bytes = b"hello\n") -> bytes:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(DEADLINE)
+        s.connect(address)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return receiveAll(s)
+
+
+def client(connect: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(script("uppercase-client") + ["-c", connect, "-n", "2", "-i", "0", *extra])
+
+
+class EndpointTests(SynchronousTestCase):
+    """
+    The server listens, and the client connects, on every kind of endpoint.
+    """
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", self.folder]))
+
+    def serve(self, *listen: str) -> Twistd:
+        args = ["uppercase", "--quiet"]
+        for description in listen:
+            args += ["--listen", description]
+        server = Twistd(*args)
+        self.addCleanup(server.stop)
+        server.waitFor("serving on")
+        return server
+
+    def test_unixSocket(self) -> None:
+        """
+        C{unix:PATH}: half-close works over a UNIX socket, and the client's
+        C{--connect unix:PATH} verifies its replies.
+        """
+        path = os.path.join(self.folder, "u.sock")
+        self.serve(f"unix:{path}")
+        self.assertEqual(halfCloseExchange(socket.AF_UNIX, path), b"HELLO\n")
+        result = client(f"unix:{path}")
+        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 2), result.stderr)
+
+    def test_ipv6(self) -> None:
+        """
+        C{tcp6:...:interface=::1}: served over IPv6, logged with the IPv6
+        client address.
+        """
+        server = self.serve(r"tcp6:0:interface=\:\:1")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        self.assertEqual(halfCloseExchange(socket.AF_INET6, ("::1", port)), b"HELLO\n")
+        result = client(rf"tcp:host=\:\:1:port={port}")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        server.waitFor(r"Connection from ::1 port \d+")
+
+    def test_severalAtOnce(self) -> None:
+        """
+        Several C{--listen} options serve at the same time.
+        """
+        path = os.path.join(self.folder, "several.sock")
+        server = self.serve("tcp:0:interface=127.0.0.1", f"unix:{path}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        self.assertEqual(halfCloseExchange(socket.AF_INET, ("127.0.0.1", port)), b"HELLO\n")
+        self.assertEqual(halfCloseExchange(socket.AF_UNIX, path), b"HELLO\n")
+
+    def test_tls(self) -> None:
+        """
+        C{ssl:} with a key and certificate: the client's C{tls:} endpoint
+        completes a real, verified handshake and its replies verify; without
+        the trust root, verification fails in one line.
+        """
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        result = client(f"tls:localhost:{port}:trustRoots={roots}")
+        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 2), result.stderr)
+        untrusted = client(f"tls:localhost:{port}")
+        self.assertEqual(untrusted.returncode, 1)
+        self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
+        self.assertNotIn("Traceback", untrusted.stderr)
+
+    def test_systemdSocketActivation(self) -> None:
+        """
+        C{systemd:domain=INET:index=0} serves on the socket systemd passes
+        as descriptor 3 (C{LISTEN_FDS}, C{LISTEN_FDNAMES}, C{LISTEN_PID}), as the example
+        C{.socket} unit in C{docs/systemd/} does.
+        """
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        port = listener.getsockname()[1]
+        launcher = (
+            "import os, sys\n"
+            "os.dup2(int(sys.argv[1]), 3)\n"
+            "os.environ.update(LISTEN_FDS='1', LISTEN_FDNAMES='uppercase.socket',\n"
+            "                  LISTEN_PID=str(os.getpid()))\n"
+            "os.execv(sys.argv[2], sys.argv[2:])\n"
+        )
+        twistd = script("twistd")[0]
+        process = subprocess.Popen(
+            [sys.executable, "-c", launcher, str(listener.fileno()), twistd,
+             "-n", "--pidfile=", "uppercase", "--listen", "systemd:domain=INET:index=0"],
+            pass_fds=[listener.fileno()],
+            cwd=self.folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            self.assertEqual(
+                halfCloseExchange(socket.AF_INET, ("127.0.0.1", port)), b"HELLO\n"
+            )
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=DEADLINE)
+        self.assertIn("serving on systemd:domain=INET:index=0", output)
+        self.assertNotIn("Traceback", output)
+
+
+def makeCertificate(folder: str) -> tuple[str, str, str]:
+    """
+    A self-signed certificate for C{localhost} and C{127.0.0.1}.
+
+    @return: the key's path, the certificate's path, and a folder holding
+        the certificate as a trust root.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    keyPath = os.path.join(folder, "key.pem")
+    certPath = os.path.join(folder, "cert.pem")
+    roots = os.path.join(folder, "roots")
+    os.mkdir(roots)
+    with open(keyPath, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    for path in (certPath, os.path.join(roots, "ca.pem")):
+        with open(path, "wb") as f:
+            f.write(pem)
+    return keyPath, certPath, roots
