@@ -169,7 +169,7 @@ class Server(Twistd):
             *args,
             preexec=preexec,
         )
-        self.port = int(self.waitFor(r"starting on (\d+)").group(1))
+        self.port = int(self.waitFor(r"UppercaseFactory.*starting on (\d+)").group(1))
 
     def connect(self) -> socket.socket:
         s = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)

@@ -68,6 +68,13 @@ class ServerOptions(usage.Options):
             "Most connections open at once from one address (0: unlimited).",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint "
+            "(e.g. tcp:9100:interface=127.0.0.1). Off by default.",
+        ],
+        [
             "shutdown-timeout",
             None,
             "10",
@@ -99,13 +106,15 @@ class ServerOptions(usage.Options):
 
         for description in self["listen"]:
             checkServerEndpoint(reactor, description)
+        if self["metrics"] is not None:
+            checkServerEndpoint(reactor, self["metrics"], "--metrics")
 
 
 Options = oneLineErrors(ServerOptions, "twistd uppercase")
 """The options class C{twistd} uses: one line per usage error."""
 
 
-def checkServerEndpoint(reactor: Any, description: str) -> None:
+def checkServerEndpoint(reactor: Any, description: str, option: str = "--listen") -> None:
     """
     Parse C{description} as a server endpoint string without listening.
 
@@ -115,7 +124,7 @@ def checkServerEndpoint(reactor: Any, description: str) -> None:
         serverFromString(reactor, description)
     except Exception as e:
         raise usage.UsageError(
-            f"--listen {description!r} is not a valid endpoint: {e}"
+            f"{option} {description!r} is not a valid endpoint: {e}"
         ) from None
 
 
@@ -140,6 +149,9 @@ class UppercaseService(MultiService):
     open connections down gracefully.
     """
 
+    metrics: str | None = None
+    """The endpoint serving metrics, if any."""
+
     def __init__(
         self,
         factory: UppercaseFactory,
@@ -153,11 +165,23 @@ class UppercaseService(MultiService):
         self.shutdownTimeout = shutdownTimeout
         self._listeners: list[tuple[str, IService]] = []
         for description in descriptions:
-            listener = strports.service(
-                *listenerFor(description, factory, reactor), reactor=reactor
-            )
-            listener.setServiceParent(self)
-            self._listeners.append((description, listener))
+            endpoint, wrapped = listenerFor(description, factory, reactor)
+            self.addListener(endpoint, wrapped, reactor, name=description)
+
+    def addListener(
+        self,
+        endpoint: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        name: str | None = None,
+    ) -> None:
+        """
+        Listen on the C{endpoint} string with C{factory} when started;
+        C{name} is how errors refer to it (by default, C{endpoint}).
+        """
+        listener = strports.service(endpoint, factory, reactor=reactor)
+        listener.setServiceParent(self)
+        self._listeners.append((name or endpoint, listener))
 
     def privilegedStartService(self) -> None:
         """
@@ -196,6 +220,8 @@ class UppercaseService(MultiService):
             version=__version__,
             endpoints=", ".join(self.descriptions),
         )
+        if self.metrics is not None:
+            log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)
 
     def stopService(self) -> Deferred[Any]:
         draining = self.factory.shutdown(self.shutdownTimeout)
@@ -217,6 +243,12 @@ def makeService(config: usage.Options, reactor: Any = None) -> UppercaseService:
         maxConnections=config["max-connections"],
         maxPerIP=config["max-per-ip"],
     )
-    return UppercaseService(
+    service = UppercaseService(
         factory, config["listen"], config["shutdown-timeout"], reactor
     )
+    if config["metrics"] is not None:
+        from ._metrics import metricsSite
+
+        service.addListener(config["metrics"], metricsSite(factory), reactor)
+        service.metrics = config["metrics"]
+    return service

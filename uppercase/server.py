@@ -62,7 +62,9 @@ class UppercaseProtocol(Protocol):
 
     factory: UppercaseFactory
     received = 0
-    """Bytes received on this connection."""
+    """Bytes received and echoed on this connection."""
+    discarded = 0
+    """Bytes received and discarded during a graceful shutdown."""
     draining = False
     """Set once the server is shutting down: input is read and discarded."""
     drains = 0
@@ -95,6 +97,7 @@ class UppercaseProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.draining:
+            self.discarded += len(data)
             return
         self.transport.write(data.upper())
         self.received += len(data)
@@ -251,6 +254,8 @@ class UppercaseFactory(Factory):
         self._perHost: dict[str, int] = {}
         self.rejected = 0
         self.idleClosed = 0
+        self._closedReceived = 0
+        self._closedSent = 0
         self.accepted = 0
         self._refusals = RefusalLog(self.clock)
         self._stopping = False
@@ -299,6 +304,8 @@ class UppercaseFactory(Factory):
         if protocol not in self.connections:
             return
         self.connections.discard(protocol)
+        self._closedReceived += protocol.received + protocol.discarded
+        self._closedSent += protocol.received
         host = protocol._host
         left = self._perHost.get(host, 1) - 1
         if left:
@@ -309,6 +316,17 @@ class UppercaseFactory(Factory):
             waiters, self._closeWaiters = self._closeWaiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    def byteCounts(self) -> tuple[int, int]:
+        """
+        Bytes received from and sent back to clients since the start, over
+        closed and open connections alike.
+        """
+        received, sent = self._closedReceived, self._closedSent
+        for protocol in self.connections:
+            received += protocol.received + protocol.discarded
+            sent += protocol.received
+        return received, sent
 
     def shutdown(self, timeout: float) -> Deferred[None]:
         """
