@@ -83,6 +83,62 @@ class ClientCommandTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.stderr.getvalue(), "")
 
+    def exchange(self, *argv: str, replies: list[bytes]):  # type: ignore[no-untyped-def]
+        d = self.command(*argv)
+        protocol = self.connecting().buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        for reply in replies:
+            self.reactor.advance(0.002)
+            protocol.dataReceived(reply)
+            self.reactor.advance(0)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        return d
+
+    def test_summaryLikePing(self) -> None:
+        """
+        After the last reply comes a summary: counts, and round-trip min,
+        average, max and mean deviation in milliseconds.
+        """
+        d = self.exchange("-n", "2", "-i", "0", replies=[b"HELLO\n", b"HELLO\n"])
+        self.successResultOf(d)
+        lines = self.stdout.buffer.getvalue().decode().splitlines()
+        self.assertEqual(
+            lines,
+            ["HELLO", "HELLO", "2 sent, 2 received, 2 verified, "
+             "rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms"],
+        )
+
+    def test_rtt(self) -> None:
+        """
+        C{--rtt} shows each reply's sequence number and round-trip time.
+        """
+        self.exchange("--rtt", "-n", "1", replies=[b"HELLO\n"])
+        first = self.stdout.buffer.getvalue().decode().splitlines()[0]
+        self.assertEqual(first, "HELLO  seq=1 time=2.000 ms")
+
+    def test_json(self) -> None:
+        """
+        C{--json} prints a JSON object per reply and a summary object; a
+        failed run says so in the summary (a wrong reply that arrived in full
+        counts as received, not verified), and still exits 1.
+        """
+        import json
+
+        d = self.exchange("--json", "-n", "3", "-i", "0", replies=[b"HELLO\n", b"HELLx\n"])
+        self.assertEqual(self.failureResultOf(d, SystemExit).value.code, 1)
+        records = [json.loads(line) for line in self.stdout.buffer.getvalue().splitlines()]
+        self.assertEqual(
+            records[0],
+            {"type": "reply", "seq": 1, "bytes": 6, "rtt_ms": 2.0, "reply": "HELLO\n"},
+        )
+        summary = records[-1]
+        self.assertEqual(len(records), 2)
+        self.assertEqual(
+            (summary["type"], summary["sent"], summary["received"], summary["verified"], summary["ok"]),
+            ("summary", 2, 2, 1, False),
+        )
+        self.assertIn("does not match", summary["error"])
+
     def test_interruptEndsCleanly(self) -> None:
         """
         Ctrl-C during a forever run closes the connection cleanly and the run

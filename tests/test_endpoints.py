@@ -58,7 +58,8 @@ class EndpointTests(SynchronousTestCase):
         self.serve(f"unix:{path}")
         self.assertEqual(halfCloseExchange(socket.AF_UNIX, path), b"HELLO\n")
         result = client(f"unix:{path}")
-        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 2), result.stderr)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
 
     def test_ipv6(self) -> None:
         """
@@ -94,7 +95,8 @@ class EndpointTests(SynchronousTestCase):
         )
         port = int(server.waitFor(r"starting on (\d+)").group(1))
         result = client(f"tls:localhost:{port}:trustRoots={roots}")
-        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 2), result.stderr)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
         untrusted = client(f"tls:localhost:{port}")
         self.assertEqual(untrusted.returncode, 1)
         self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)

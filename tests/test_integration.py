@@ -93,7 +93,14 @@ class ServerProcessTests(SynchronousTestCase):
             script("uppercase-client")
             + ["-c", f"tcp:127.0.0.1:{self.server.port}", "-n", "3", "-i", "0.01"]
         )
-        self.assertEqual((result.returncode, result.stdout), (0, "HELLO\n" * 3))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        *replies, summary = result.stdout.splitlines()
+        self.assertEqual(replies, ["HELLO"] * 3)
+        self.assertRegex(
+            summary,
+            r"^3 sent, 3 received, 3 verified, "
+            r"rtt min/avg/max/mdev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms$",
+        )
         self.assertEqual(result.stderr, "")
 
     def test_twistdClient(self) -> None:

@@ -16,6 +16,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from ._client_tap import ClientOptions
+from ._report import JSONReport, RoundTrips, TextReport
 from .client import UppercaseClientProtocol
 
 COMMAND = "uppercase-client"
@@ -23,6 +24,10 @@ COMMAND = "uppercase-client"
 
 class _Options(ClientOptions):
     synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
+    optFlags = [
+        ["rtt", None, "Show each reply's round-trip time after it."],
+        ["json", None, "Print one JSON object per reply, then a summary object."],
+    ]
 
 
 def describeConnectFailure(failure: Failure, endpoint: str) -> str:
@@ -49,10 +54,15 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
     except usage.UsageError as e:
         _fail(f"{e}\nTry '{COMMAND} --help' for help.", status=2)
     out = getattr(sys.stdout, "buffer", sys.stdout)
+    report = JSONReport(out) if config["json"] else TextReport(out, config["rtt"])
+    rtts = RoundTrips()
 
     def printReply(sequence: int, reply: bytes, rtt: float) -> None:
-        out.write(reply)
-        out.flush()
+        rtts.add(rtt)
+        report.reply(sequence, reply, rtt)
+
+    def summarize(error: str | None) -> None:
+        report.summary(protocol.sent, protocol.received, protocol.verified, rtts, error)
 
     protocol = UppercaseClientProtocol(
         config["message"],
@@ -73,7 +83,15 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
             reactor.removeSystemEventTrigger(trigger)
             return result
 
-        return protocol.done.addBoth(forgetTrigger)
+        def succeeded(_: None) -> None:
+            summarize(None)
+
+        def failed(failure: Failure) -> None:
+            summarize(failure.getErrorMessage())
+            _fail(failure.getErrorMessage())
+
+        return protocol.done.addBoth(forgetTrigger).addCallbacks(succeeded, failed)
+
     def connectFailed(failure: Failure) -> None:
         _fail(describeConnectFailure(failure, config["connect"]))
 

@@ -102,6 +102,8 @@ class UppercaseClientProtocol(Protocol):
     @ivar done: fires when the connection is gone: with L{None} if every
         reply arrived and matched, otherwise with a L{ClientError} (or the
         transport's own failure) saying what went wrong.
+    @ivar sent: how many messages were sent.
+    @ivar received: how many replies arrived in full (matching or not).
     @ivar verified: how many replies arrived and matched.
     """
 
@@ -124,6 +126,8 @@ class UppercaseClientProtocol(Protocol):
         self._clock = clock
         self._onReply = onReply
         self._sequence = firstSequence - 1
+        self.sent = 0
+        self.received = 0
         self.verified = 0
         self.done: Deferred[None] = Deferred()
         self._buffer = b""
@@ -143,6 +147,7 @@ class UppercaseClientProtocol(Protocol):
         self._sentAt = self._clock.seconds()
         self._timer = self._clock.callLater(self.timeout, self._timedOut)
         self.transport.write(self._request)
+        self.sent += 1
 
     def dataReceived(self, data: bytes) -> None:
         if self._error is not None:
@@ -152,10 +157,9 @@ class UppercaseClientProtocol(Protocol):
             return
         buffer = self._buffer + data
         expected = self._expected
-        if not expected.startswith(buffer[: len(expected)]):
-            self._fail(ReplyMismatch(self._sequence, expected, buffer))
-            return
-        if len(buffer) > len(expected):
+        if not expected.startswith(buffer[: len(expected)]) or len(buffer) > len(expected):
+            if len(buffer) >= len(expected):
+                self.received += 1
             self._fail(ReplyMismatch(self._sequence, expected, buffer))
             return
         if len(buffer) < len(expected):
@@ -167,6 +171,7 @@ class UppercaseClientProtocol(Protocol):
     def _replyComplete(self, reply: bytes) -> None:
         self._waiting = False
         self._cancelTimer()
+        self.received += 1
         self.verified += 1
         self._onReply(self._sequence, reply, self._clock.seconds() - self._sentAt)
         if self.count and self.verified >= self.count:

@@ -1,0 +1,109 @@
+"""What the uppercase-client command prints: replies, round-trip times, and
+a closing summary like ping's, as text or as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import IO, Any
+
+
+class RoundTrips:
+    """
+    Running round-trip statistics, in constant memory (a run may be endless).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sum = 0.0
+        self._sumSquares = 0.0
+        self.minimum = math.inf
+        self.maximum = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self._sum += seconds
+        self._sumSquares += seconds * seconds
+        self.minimum = min(self.minimum, seconds)
+        self.maximum = max(self.maximum, seconds)
+
+    def millis(self) -> dict[str, float] | None:
+        """
+        C{min}, C{avg}, C{max} and C{mdev} (ping's mean deviation:
+        sqrt(mean(rtt^2) - mean(rtt)^2)) in milliseconds, or L{None} before
+        the first reply.
+        """
+        if not self.count:
+            return None
+        mean = self._sum / self.count
+        variance = max(self._sumSquares / self.count - mean * mean, 0.0)
+        return {
+            "min": self.minimum * 1000,
+            "avg": mean * 1000,
+            "max": self.maximum * 1000,
+            "mdev": math.sqrt(variance) * 1000,
+        }
+
+
+class TextReport:
+    """
+    Each reply as it came (with its round-trip time if asked), then
+    C{N sent, N received, N verified, rtt min/avg/max/mdev = a/b/c/d ms}.
+    """
+
+    def __init__(self, out: IO[bytes], showRtt: bool = False) -> None:
+        self._out = out
+        self._showRtt = showRtt
+
+    def reply(self, sequence: int, reply: bytes, rtt: float) -> None:
+        if self._showRtt:
+            reply = reply.rstrip(b"\n") + b"  seq=%d time=%.3f ms\n" % (sequence, rtt * 1000)
+        self._out.write(reply)
+        self._out.flush()
+
+    def summary(self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None) -> None:
+        line = f"{sent} sent, {received} received, {verified} verified"
+        millis = rtts.millis()
+        if millis is not None:
+            line += ", rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms".format(**millis)
+        self._out.write(line.encode() + b"\n")
+        self._out.flush()
+
+
+class JSONReport:
+    """
+    One JSON object per line: C{{"type": "reply", ...}} per reply, then
+    C{{"type": "summary", ...}} with C{"ok"} and C{"error"}.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._out.write(json.dumps(record).encode() + b"\n")
+        self._out.flush()
+
+    def reply(self, sequence: int, reply: bytes, rtt: float) -> None:
+        self._emit(
+            {
+                "type": "reply",
+                "seq": sequence,
+                "bytes": len(reply),
+                "rtt_ms": round(rtt * 1000, 6),
+                "reply": reply.decode("utf-8", "backslashreplace"),
+            }
+        )
+
+    def summary(self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None) -> None:
+        millis = rtts.millis()
+        self._emit(
+            {
+                "type": "summary",
+                "sent": sent,
+                "received": received,
+                "verified": verified,
+                "rtt_ms": None if millis is None else {k: round(v, 6) for k, v in millis.items()},
+                "ok": error is None,
+                "error": error,
+            }
+        )
