@@ -178,3 +178,38 @@ class CommandLineErrorTests(SynchronousTestCase):
             result.stderr,
             f"uppercase-client: cannot connect to tcp:127.0.0.1:{port}: Connection refused\n",
         )
+
+
+class JSONLogTests(SynchronousTestCase):
+    """
+    C{twistd --logger=uppercase.jsonlog.stdout} keeps every event's fields.
+    """
+
+    def test_fieldsKept(self) -> None:
+        """
+        Connection, data and close events come out as JSON objects with
+        their fields: host, port, size, received.
+        """
+        import json
+
+        server = Twistd(
+            "--logger=uppercase.jsonlog.stdout",
+            "uppercase",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(r'starting on (\d+)').group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+            clientPort = s.getsockname()[1]
+            s.sendall(b"abc")
+            s.shutdown(socket.SHUT_WR)
+            receiveAll(s)
+        server.waitFor('"received": 3')
+        events = [json.loads(line) for line in server.output.splitlines()]
+        byFormat = {e["log_format"]: e for e in events}
+        opened = byFormat["Connection from {host} port {port}"]
+        self.assertEqual((opened["host"], opened["port"]), ("127.0.0.1", clientPort))
+        self.assertEqual(byFormat["Received {size} bytes from {peer}: {data}"]["size"], 3)
+        closed = byFormat["Connection from {peer} closed ({received} bytes received)"]
+        self.assertEqual(closed["peer"], f"127.0.0.1:{clientPort}")
