@@ -144,9 +144,18 @@ def startServer(log: str) -> tuple[subprocess.Popen, int]:
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     out = open(log, "w")
     process = subprocess.Popen(
-        [twistd, "-n", "--pidfile=", "uppercase", "--quiet",
-         "--listen", f"tcp:0:interface={LOOPBACK}:backlog=511"],
-        stdout=out, stderr=subprocess.STDOUT, cwd=os.path.dirname(log),
+        [
+            twistd,
+            "-n",
+            "--pidfile=",
+            "uppercase",
+            "--quiet",
+            "--listen",
+            f"tcp:0:interface={LOOPBACK}:backlog=511",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=os.path.dirname(log),
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -162,9 +171,7 @@ async def load(port: int, seconds: float, workers: int) -> tuple[Counter, list]:
     stats: Counter = Counter()
     errors: list = []
     deadline = time.monotonic() + seconds
-    await asyncio.gather(
-        *(worker(port, seed, deadline, stats, errors) for seed in range(workers))
-    )
+    await asyncio.gather(*(worker(port, seed, deadline, stats, errors) for seed in range(workers)))
     return stats, errors
 
 
@@ -192,7 +199,9 @@ def main() -> int:
         text = open(log).read()
     print(f"soak: {elapsed:.0f}s, {args.workers} workers, server on port {port}")
     for kind in KINDS:
-        print(f"  {kind:13} {stats[kind]:6} connections {stats[kind + ' bytes']:>12,} bytes verified")
+        print(
+            f"  {kind:13} {stats[kind]:6} connections {stats[kind + ' bytes']:>12,} bytes verified"
+        )
     print(f"  descriptors  {before[0]} before, {after[0]} after")
     print(f"  memory       {before[1] / 1024:.1f} MiB before, {after[1] / 1024:.1f} MiB after")
     problems = list(errors)

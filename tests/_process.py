@@ -135,7 +135,7 @@ class Twistd:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"twistd did not stop within {timeout}s")
+            raise AssertionError(f"twistd did not stop within {timeout}s") from None
         finally:
             self._reader.join(DEADLINE)
             self._cwd.cleanup()

@@ -104,8 +104,11 @@ class ClientCommandTests(SynchronousTestCase):
         lines = self.stdout.buffer.getvalue().decode().splitlines()
         self.assertEqual(
             lines,
-            ["HELLO", "HELLO", "2 sent, 2 received, 2 verified, "
-             "rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms"],
+            [
+                "HELLO",
+                "HELLO",
+                "2 sent, 2 received, 2 verified, rtt min/avg/max/mdev = 2.000/2.000/2.000/0.000 ms",
+            ],
         )
 
     def test_rtt(self) -> None:
@@ -134,7 +137,13 @@ class ClientCommandTests(SynchronousTestCase):
         summary = records[-1]
         self.assertEqual(len(records), 2)
         self.assertEqual(
-            (summary["type"], summary["sent"], summary["received"], summary["verified"], summary["ok"]),
+            (
+                summary["type"],
+                summary["sent"],
+                summary["received"],
+                summary["verified"],
+                summary["ok"],
+            ),
             ("summary", 2, 2, 1, False),
         )
         self.assertIn("does not match", summary["error"])

@@ -195,9 +195,7 @@ class ClientFactoryTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = UppercaseClientFactory(
-            b"hi", count=3, interval=0, clock=self.clock
-        )
+        self.factory = UppercaseClientFactory(b"hi", count=3, interval=0, clock=self.clock)
 
     def connect(self) -> tuple[UppercaseClientProtocol, StringTransport]:
         protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9527))

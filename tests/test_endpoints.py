@@ -90,9 +90,7 @@ class EndpointTests(SynchronousTestCase):
         the trust root, verification fails in one line.
         """
         key, cert, roots = makeCertificate(self.folder)
-        server = self.serve(
-            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
-        )
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
         port = int(server.waitFor(r"starting on (\d+)").group(1))
         result = client(f"tls:localhost:{port}:trustRoots={roots}")
         self.assertEqual(result.returncode, 0, result.stderr)
@@ -122,8 +120,18 @@ class EndpointTests(SynchronousTestCase):
         )
         twistd = script("twistd")[0]
         process = subprocess.Popen(
-            [sys.executable, "-c", launcher, str(listener.fileno()), twistd,
-             "-n", "--pidfile=", "uppercase", "--listen", "systemd:domain=INET:index=0"],
+            [
+                sys.executable,
+                "-c",
+                launcher,
+                str(listener.fileno()),
+                twistd,
+                "-n",
+                "--pidfile=",
+                "uppercase",
+                "--listen",
+                "systemd:domain=INET:index=0",
+            ],
             pass_fds=[listener.fileno()],
             cwd=self.folder,
             stdout=subprocess.PIPE,
@@ -131,9 +139,7 @@ class EndpointTests(SynchronousTestCase):
             text=True,
         )
         try:
-            self.assertEqual(
-                halfCloseExchange(socket.AF_INET, ("127.0.0.1", port)), b"HELLO\n"
-            )
+            self.assertEqual(halfCloseExchange(socket.AF_INET, ("127.0.0.1", port)), b"HELLO\n")
         finally:
             process.terminate()
             output, _ = process.communicate(timeout=DEADLINE)

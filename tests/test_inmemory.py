@@ -79,9 +79,7 @@ class PropertyTests(SynchronousTestCase):
         Feeding the chunks one by one yields the uppercase of their
         concatenation, byte for byte.
         """
-        protocol = UppercaseFactory(
-            clock=Clock(), logData=False, idleTimeout=0
-        ).buildProtocol(None)
+        protocol = UppercaseFactory(clock=Clock(), logData=False, idleTimeout=0).buildProtocol(None)
         transport = BufferingTransport()
         protocol.makeConnection(transport)
         for chunk in chunks:

@@ -21,7 +21,6 @@ from ._process import (
     script,
     sendInThread,
 )
-from ._transports import ascii_upper
 
 
 class ServerProcessTests(SynchronousTestCase):
@@ -64,7 +63,7 @@ class ServerProcessTests(SynchronousTestCase):
         try:
             for i, s in enumerate(sockets):
                 s.sendall(f"client {i}\n".encode())
-            for i, s in enumerate(sockets):
+            for s in sockets:
                 s.shutdown(socket.SHUT_WR)
             for i, s in enumerate(sockets):
                 self.assertEqual(receiveAll(s), f"CLIENT {i}\n".encode())
@@ -199,7 +198,7 @@ class JSONLogTests(SynchronousTestCase):
             "tcp:0:interface=127.0.0.1",
         )
         self.addCleanup(server.stop)
-        port = int(server.waitFor(r'starting on (\d+)').group(1))
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
             clientPort = s.getsockname()[1]
             s.sendall(b"abc")

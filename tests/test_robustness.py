@@ -159,11 +159,10 @@ class ChurnTests(SynchronousTestCase):
         Three thousand clients that connect and leave at once, half of them
         with a reset, leave no descriptor behind and memory near where it was.
         """
+
         def churn(count: int) -> None:
             for i in range(count):
-                s = socket.create_connection(
-                    ("127.0.0.1", self.server.port), timeout=DEADLINE
-                )
+                s = socket.create_connection(("127.0.0.1", self.server.port), timeout=DEADLINE)
                 if i % 2:
                     reset(s)
                 else:
@@ -253,10 +252,14 @@ class LimitTests(SynchronousTestCase):
         """
         server = Server(
             "--quiet",
-            "--idle-timeout", "5",
-            "--max-connections", "10",
-            "--max-per-ip", "5",
-            "--shutdown-timeout", "3",
+            "--idle-timeout",
+            "5",
+            "--max-connections",
+            "10",
+            "--max-per-ip",
+            "5",
+            "--shutdown-timeout",
+            "3",
         )
         self.addCleanup(server.stop)
         data = os.urandom(5 * 1024 * 1024)

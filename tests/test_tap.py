@@ -90,9 +90,7 @@ class ServerOptionsTests(SynchronousTestCase):
         )
         self.assertEqual(error.code, 2)
         first, hint = stderr.getvalue().splitlines()
-        self.assertEqual(
-            first, "twistd uppercase: --max-per-ip must be a whole number, not 'x'"
-        )
+        self.assertEqual(first, "twistd uppercase: --max-per-ip must be a whole number, not 'x'")
         self.assertIn("--help", hint)
 
 
@@ -108,8 +106,17 @@ class ServerServiceTests(SynchronousTestCase):
         """
         options = _server_tap.ServerOptions()
         options.parseOptions(
-            ["-l", "tcp:0", "-l", "tcp:0:interface=127.0.0.1", "--quiet",
-             "--idle-timeout", "7", "--max-per-ip", "3"]
+            [
+                "-l",
+                "tcp:0",
+                "-l",
+                "tcp:0:interface=127.0.0.1",
+                "--quiet",
+                "--idle-timeout",
+                "7",
+                "--max-per-ip",
+                "3",
+            ]
         )
         reactor = MemoryReactorClock()
         service = _server_tap.makeService(options, reactor=reactor)
@@ -192,7 +199,9 @@ class ClientOptionsTests(SynchronousTestCase):
         """
         options = self.parse("-m", "héllo", "-n", "0", "-i", "0.25", "-t", "3")
         self.assertEqual(options["message"], "héllo".encode())
-        self.assertEqual((options["count"], options["interval"], options["timeout"]), (0, 0.25, 3.0))
+        self.assertEqual(
+            (options["count"], options["interval"], options["timeout"]), (0, 0.25, 3.0)
+        )
 
     def test_badValues(self) -> None:
         """

@@ -6,7 +6,7 @@ reply, and exit 0 only if every reply arrived and matched.
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
@@ -53,7 +53,7 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
         config.parseOptions(list(argv))
     except usage.UsageError as e:
         _fail(f"{e}\nTry '{COMMAND} --help' for help.", status=2)
-    out = getattr(sys.stdout, "buffer", sys.stdout)
+    out: IO[bytes] = sys.stdout.buffer
     report = JSONReport(out) if config["json"] else TextReport(out, config["rtt"])
     rtts = RoundTrips()
 

@@ -11,8 +11,7 @@ from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -88,10 +87,10 @@ class LoggingEndpoint:
         self._endpoint = endpoint
         self._description = description
 
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Protocol]:
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         d = self._endpoint.connect(protocolFactory)
         d.addErrback(self._failed)
-        return d  # type: ignore[return-value]
+        return d
 
     def _failed(self, failure: Failure) -> Failure:
         log.warn(
@@ -108,7 +107,9 @@ class RepeatingClientService(MultiService):
     done: after C{--count} verified replies, or at the first wrong reply.
     """
 
-    def __init__(self, factory: UppercaseClientFactory, endpoint: IStreamClientEndpoint, reactor: Any) -> None:
+    def __init__(
+        self, factory: UppercaseClientFactory, endpoint: IStreamClientEndpoint, reactor: Any
+    ) -> None:
         super().__init__()
         self.factory = factory
         self._reactor = reactor
@@ -120,9 +121,7 @@ class RepeatingClientService(MultiService):
         self.factory.finished.addCallbacks(self._succeeded, self._failed)
 
     def _succeeded(self, _: None) -> None:
-        log.info(
-            "All {count} replies verified", count=self.factory.verified
-        )
+        log.info("All {count} replies verified", count=self.factory.verified)
         self._stopReactor()
 
     def _failed(self, failure: Failure) -> None:
@@ -158,7 +157,5 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
         clock=reactor,
         onReply=logReply,
     )
-    endpoint = LoggingEndpoint(
-        clientFromString(reactor, config["connect"]), config["connect"]
-    )
+    endpoint = LoggingEndpoint(clientFromString(reactor, config["connect"]), config["connect"])
     return RepeatingClientService(factory, endpoint, reactor)

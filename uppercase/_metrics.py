@@ -54,9 +54,7 @@ class ServerCollector:
         yield CounterMetricFamily(
             "uppercase_bytes_received", "Bytes received from clients.", value=received
         )
-        yield CounterMetricFamily(
-            "uppercase_bytes_sent", "Bytes sent back to clients.", value=sent
-        )
+        yield CounterMetricFamily("uppercase_bytes_sent", "Bytes sent back to clients.", value=sent)
 
 
 def metricsRegistry(factory: UppercaseFactory) -> CollectorRegistry:
@@ -65,7 +63,7 @@ def metricsRegistry(factory: UppercaseFactory) -> CollectorRegistry:
     open descriptors).
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(factory))  # type: ignore[arg-type]
+    registry.register(ServerCollector(factory))
     ProcessCollector(registry=registry)
     return registry
 

@@ -20,9 +20,7 @@ def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> Non
     try:
         value = int(str(raw).strip(), 10)
     except ValueError:
-        raise usage.UsageError(
-            f"--{name} must be a whole number, not {raw!r}"
-        ) from None
+        raise usage.UsageError(f"--{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise usage.UsageError(f"--{name} must be at least {minimum}, not {raw!r}")
     options[name] = value
@@ -39,18 +37,14 @@ def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> N
     try:
         value = float(str(raw).strip())
     except ValueError:
-        raise usage.UsageError(
-            f"--{name} must be a number of seconds, not {raw!r}"
-        ) from None
+        raise usage.UsageError(f"--{name} must be a number of seconds, not {raw!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
         least = "0 or more" if allowZero else "more than 0"
         raise usage.UsageError(f"--{name} must be {least} seconds, not {raw!r}")
     options[name] = value
 
 
-def oneLineErrors(
-    options: type[usage.Options], command: str
-) -> type[usage.Options]:
+def oneLineErrors(options: type[usage.Options], command: str) -> type[usage.Options]:
     """
     Make a subclass of C{options} that reports a usage error as one line on
     standard error and exits with status 2, instead of raising it.
@@ -64,9 +58,7 @@ def oneLineErrors(
             try:
                 super().parseOptions(options)
             except usage.UsageError as e:
-                sys.stderr.write(
-                    f"{command}: {e}\n" f"Try '{command} --help' for help.\n"
-                )
+                sys.stderr.write(f"{command}: {e}\nTry '{command} --help' for help.\n")
                 raise SystemExit(2) from None
 
     OneLineErrors.__name__ = options.__name__

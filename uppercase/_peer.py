@@ -18,7 +18,7 @@ def describePeer(address: IAddress) -> tuple[str, int | None]:
     if isinstance(address, UNIXAddress):
         name = address.name
         if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
+            return name.decode("utf-8", "replace") or "unix", None
         return name or "unix", None
     return repr(address), None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
@@ -45,6 +45,12 @@ V2_MAX = V2_FIXED + 65535
 Addresses = Optional[Tuple[IAddress, IAddress]]
 """The client's and the proxy's (source, destination) addresses, or L{None}
 when the header says the connection's own addresses are the real ones."""
+
+
+_ADDRESS: Dict[int, Callable[..., IAddress]] = {
+    socket.AF_INET: IPv4Address,
+    socket.AF_INET6: IPv6Address,
+}
 
 
 class InvalidHeader(ValueError):
@@ -83,9 +89,8 @@ def _parseV1(data: bytes) -> tuple[Addresses, int] | None:
     if len(fields) != 6 or fields[1] not in (b"TCP4", b"TCP6"):
         raise InvalidHeader("malformed PROXY v1 header")
     _, family, source, destination, sourcePort, destinationPort = fields
-    kind, addressFamily = (
-        (IPv4Address, socket.AF_INET) if family == b"TCP4" else (IPv6Address, socket.AF_INET6)
-    )
+    addressFamily = socket.AF_INET if family == b"TCP4" else socket.AF_INET6
+    kind = _ADDRESS[addressFamily]
     try:
         hosts = [
             socket.inet_ntop(addressFamily, socket.inet_pton(addressFamily, host.decode("ascii")))
@@ -114,10 +119,10 @@ def _parseV2(data: bytes) -> tuple[Addresses, int] | None:
     body = data[V2_FIXED:total]
     if familyProtocol == 0x11 and length >= 12:  # TCP over IPv4
         source, destination, sourcePort, destinationPort = struct.unpack("!4s4sHH", body[:12])
-        family, kind = socket.AF_INET, IPv4Address
+        family, kind = socket.AF_INET, _ADDRESS[socket.AF_INET]
     elif familyProtocol == 0x21 and length >= 36:  # TCP over IPv6
         source, destination, sourcePort, destinationPort = struct.unpack("!16s16sHH", body[:36])
-        family, kind = socket.AF_INET6, IPv6Address
+        family, kind = socket.AF_INET6, _ADDRESS[socket.AF_INET6]
     else:
         # UNSPEC, UDP or UNIX: the connection's own addresses stand.
         return None, total
@@ -142,7 +147,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     _wrappedConnected = False
     _timeout: IDelayedCall | None = None
 
-    def __init__(self, factory: WrappingFactory, wrappedProtocol: IProtocol) -> None:
+    def __init__(self, factory: Any, wrappedProtocol: IProtocol) -> None:
         super().__init__(factory, wrappedProtocol)
         self._buffer = b""
 
@@ -190,7 +195,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._addresses, length = parsed
         self._buffer = b""
         self._wrappedConnected = True
-        self.wrappedProtocol.makeConnection(self)
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         if len(buffer) > length:
             self.wrappedProtocol.dataReceived(buffer[length:])
 

@@ -61,11 +61,15 @@ class TextReport:
         self._out.write(reply)
         self._out.flush()
 
-    def summary(self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None) -> None:
+    def summary(
+        self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None
+    ) -> None:
         line = f"{sent} sent, {received} received, {verified} verified"
         millis = rtts.millis()
         if millis is not None:
-            line += ", rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms".format(**millis)
+            line += ", rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms".format(
+                **millis
+            )
         self._out.write(line.encode() + b"\n")
         self._out.flush()
 
@@ -94,7 +98,9 @@ class JSONReport:
             }
         )
 
-    def summary(self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None) -> None:
+    def summary(
+        self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None
+    ) -> None:
         millis = rtts.millis()
         self._emit(
             {

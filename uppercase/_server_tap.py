@@ -52,8 +52,7 @@ class ServerOptions(usage.Options):
             "idle-timeout",
             None,
             "300",
-            "Close a connection after this many seconds with nothing "
-            "received or sent (0: never).",
+            "Close a connection after this many seconds with nothing received or sent (0: never).",
         ],
         [
             "max-connections",
@@ -78,8 +77,7 @@ class ServerOptions(usage.Options):
             "shutdown-timeout",
             None,
             "10",
-            "On SIGTERM/SIGINT, abort connections still open after this many "
-            "seconds.",
+            "On SIGTERM/SIGINT, abort connections still open after this many seconds.",
         ],
     ]
 
@@ -123,9 +121,7 @@ def checkServerEndpoint(reactor: Any, description: str, option: str = "--listen"
     try:
         serverFromString(reactor, description)
     except Exception as e:
-        raise usage.UsageError(
-            f"{option} {description!r} is not a valid endpoint: {e}"
-        ) from None
+        raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
 
 
 def listenerFor(
@@ -209,9 +205,7 @@ class UppercaseService(MultiService):
                     f"twistd uppercase: cannot listen on {description}: {reason}"
                 ) from None
             except Exception as e:
-                raise SystemExit(
-                    f"twistd uppercase: cannot listen on {description}: {e}"
-                ) from None
+                raise SystemExit(f"twistd uppercase: cannot listen on {description}: {e}") from None
 
     def startService(self) -> None:
         super().startService()
@@ -243,9 +237,7 @@ def makeService(config: usage.Options, reactor: Any = None) -> UppercaseService:
         maxConnections=config["max-connections"],
         maxPerIP=config["max-per-ip"],
     )
-    service = UppercaseService(
-        factory, config["listen"], config["shutdown-timeout"], reactor
-    )
+    service = UppercaseService(factory, config["listen"], config["shutdown-timeout"], reactor)
     if config["metrics"] is not None:
         from ._metrics import metricsSite
 

@@ -11,9 +11,9 @@ the kernel's receive window closes and the peer is slowed down, not dropped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class ReadThrottle:
         """
 
 
-def owesData(transport: ITransport) -> bool:
+def owesData(transport: Any) -> bool:
     """
     Whether C{transport} still holds written bytes that it has not handed to
     the kernel.
@@ -61,4 +61,4 @@ def owesData(transport: ITransport) -> bool:
     pending = getattr(transport, "_tempDataLen", None)
     if pending is None:
         return True
-    return bool(pending) or len(transport.dataBuffer) > transport.offset  # type: ignore[attr-defined]
+    return bool(pending) or len(transport.dataBuffer) > transport.offset

@@ -10,7 +10,7 @@ treats one read as one reply.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -79,10 +79,7 @@ class ConnectionClosedEarly(ClientError):
 
     def __str__(self) -> str:
         wanted = f" of {self.count}" if self.count else ""
-        return (
-            f"connection closed after {self.verified}{wanted} replies: "
-            f"{self.reason}"
-        )
+        return f"connection closed after {self.verified}{wanted} replies: {self.reason}"
 
 
 ReplyCallback = Callable[[int, bytes, float], None]
@@ -106,6 +103,9 @@ class UppercaseClientProtocol(Protocol):
     @ivar received: how many replies arrived in full (matching or not).
     @ivar verified: how many replies arrived and matched.
     """
+
+    transport: Any
+    """A stream transport (L{ITransport} with C{abortConnection})."""
 
     def __init__(
         self,
@@ -216,9 +216,7 @@ class UppercaseClientProtocol(Protocol):
             outcome = None
         else:
             outcome = Failure(
-                ConnectionClosedEarly(
-                    self.verified, self.count, reason.getErrorMessage()
-                )
+                ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage())
             )
         if self.done.called:
             return
@@ -261,7 +259,7 @@ class UppercaseClientFactory(Factory):
         self.verified = 0
         self.finished: Deferred[None] = Deferred()
 
-    def buildProtocol(self, addr: IAddress) -> UppercaseClientProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> UppercaseClientProtocol:
         remaining = self.count - self.verified if self.count else 0
         protocol = UppercaseClientProtocol(
             self.message,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -21,7 +22,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.internet.error import ConnectionDone
 from zope.interface import implementer
 
 from ._peer import describePeer, formatPeer
@@ -61,6 +61,9 @@ class UppercaseProtocol(Protocol):
     """
 
     factory: UppercaseFactory
+    transport: Any
+    """A stream transport: L{ITransport} plus L{IConsumer}, L{IPushProducer}
+    and, for TCP and UNIX sockets, L{IHalfCloseableDescriptor}."""
     received = 0
     """Bytes received and echoed on this connection."""
     discarded = 0
@@ -231,7 +234,7 @@ class UppercaseFactory(Factory):
     @ivar idleClosed: connections closed for being idle.
     """
 
-    protocol = UppercaseProtocol
+    protocol = UppercaseProtocol  # type: ignore[assignment]
     noisy = False
 
     def __init__(
@@ -244,7 +247,7 @@ class UppercaseFactory(Factory):
         maxPerIP: int = 0,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor as clock
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.logData = logData
         self.idleTimeout = idleTimeout
@@ -267,7 +270,7 @@ class UppercaseFactory(Factory):
             self.rejected += 1
             self._refusals.refused(formatPeer(*describePeer(addr)), reason)
             return None
-        return super().buildProtocol(addr)
+        return super().buildProtocol(addr)  # type: ignore[return-value]
 
     def _overLimit(self, addr: IAddress) -> str | None:
         if self._stopping:

@@ -19,7 +19,6 @@ uppercaseServer = ServiceMaker(
 uppercaseClient = ServiceMaker(
     "uppercase-client",
     "uppercase._client_tap",
-    "A client that sends a message repeatedly to an uppercase server "
-    "and checks every reply.",
+    "A client that sends a message repeatedly to an uppercase server and checks every reply.",
     "uppercase-client",
 )
