@@ -1,0 +1,197 @@
+/*
+ * loadgen: a load generator for uppercase echo servers that is not the
+ * bottleneck.  One thread, epoll, non-blocking sockets, no allocation on the
+ * data path.  Every byte that comes back is checked against the
+ * ASCII-uppercase of what was sent.
+ *
+ *   loadgen HOST PORT MODE CONNS SIZE DEPTH WARMUP SECONDS
+ *
+ *   MODE pingpong: each connection keeps DEPTH messages of SIZE bytes in
+ *                  flight; a round trip is one whole reply verified.
+ *   MODE stream:   each connection sends continuously (SIZE-byte writes)
+ *                  and reads everything back (full duplex).
+ *
+ * Prints one JSON object: round trips and bytes verified per second over
+ * SECONDS, measured after WARMUP seconds, and the count of wrong bytes
+ * (always 0 for a correct server; the run stops at the first one).
+ *
+ * Build: cc -O2 -o loadgen loadgen.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATTERN 65536 /* the sent stream repeats this many bytes */
+
+static unsigned char pattern[PATTERN], expected[PATTERN];
+
+struct conn {
+    int fd;
+    uint64_t sent, received; /* stream positions, in bytes */
+    uint64_t budget;         /* bytes allowed to be sent so far */
+    int writing;             /* EPOLLOUT registered */
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) {
+    perror(what);
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 9) {
+        fprintf(stderr, "usage: %s HOST PORT pingpong|stream CONNS SIZE DEPTH WARMUP SECONDS\n", argv[0]);
+        return 2;
+    }
+    const char *host = argv[1];
+    int port = atoi(argv[2]);
+    int stream = strcmp(argv[3], "stream") == 0;
+    int nconns = atoi(argv[4]);
+    uint64_t size = strtoull(argv[5], NULL, 10);
+    uint64_t depth = strtoull(argv[6], NULL, 10);
+    double warmup = atof(argv[7]), seconds = atof(argv[8]);
+    if (size == 0 || size > PATTERN || PATTERN % size != 0 || nconns <= 0) {
+        fprintf(stderr, "loadgen: SIZE must divide %d; CONNS > 0\n", PATTERN);
+        return 2;
+    }
+    /* Mixed letters, digits and bytes >= 0x80: uppercasing changes some. */
+    uint32_t x = 2463534242u;
+    for (int i = 0; i < PATTERN; i++) {
+        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+        unsigned char c = (x % 3 == 0) ? (unsigned char)('a' + x % 26) : (unsigned char)(x >> 8);
+        pattern[i] = c;
+        expected[i] = (c >= 'a' && c <= 'z') ? c - 32 : c;
+    }
+
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: HOST must be an IPv4 address\n");
+        return 2;
+    }
+    int ep = epoll_create1(0);
+    if (ep < 0) die("epoll_create1");
+    struct conn *conns = calloc(nconns, sizeof *conns);
+    for (int i = 0; i < nconns; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) die("socket");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) die("fcntl");
+        conns[i].fd = fd;
+        conns[i].budget = stream ? UINT64_MAX : depth * size;
+        conns[i].writing = 1;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
+    }
+
+    static unsigned char buf[262144];
+    struct epoll_event events[1024];
+    double start = now(), measureFrom = start + warmup, end = measureFrom + seconds;
+    uint64_t trips = 0, bytes = 0, wrong = 0;
+    int measuring = 0;
+    uint64_t tripsAtStart = 0, bytesAtStart = 0;
+    for (;;) {
+        double t = now();
+        if (!measuring && t >= measureFrom) {
+            measuring = 1;
+            tripsAtStart = trips;
+            bytesAtStart = bytes;
+        }
+        if (t >= end) break;
+        int n = epoll_wait(ep, events, 1024, 100);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (int e = 0; e < n; e++) {
+            struct conn *c = &conns[events[e].data.u32];
+            if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                for (;;) {
+                    ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+                    if (r < 0) {
+                        if (errno == EAGAIN) break;
+                        die("recv");
+                    }
+                    if (r == 0) {
+                        fprintf(stderr, "loadgen: server closed a connection\n");
+                        return 1;
+                    }
+                    /* Check against the expected stream, wrapping the pattern. */
+                    ssize_t done = 0;
+                    while (done < r) {
+                        uint64_t at = c->received % PATTERN;
+                        ssize_t chunk = r - done;
+                        if ((uint64_t)chunk > PATTERN - at) chunk = PATTERN - at;
+                        if (memcmp(buf + done, expected + at, chunk) != 0) {
+                            wrong++;
+                            fprintf(stderr, "loadgen: wrong byte near offset %llu\n",
+                                    (unsigned long long)c->received);
+                            goto report;
+                        }
+                        done += chunk;
+                        c->received += chunk;
+                    }
+                    bytes += r;
+                    if (!stream) {
+                        uint64_t before = (c->received - r) / size, after = c->received / size;
+                        trips += after - before;
+                        c->budget += (after - before) * size;
+                    } else {
+                        trips = bytes / size;
+                    }
+                    if ((size_t)r < sizeof buf) break;
+                }
+            }
+            /* Send while the budget allows and the socket takes it. */
+            while (c->sent < c->budget) {
+                uint64_t at = c->sent % PATTERN;
+                uint64_t want = c->budget - c->sent;
+                if (want > PATTERN - at) want = PATTERN - at;
+                if (want > 65536) want = 65536;
+                if (stream && want > size) want = size;
+                ssize_t w = send(c->fd, pattern + at, want, MSG_NOSIGNAL);
+                if (w < 0) {
+                    if (errno == EAGAIN) break;
+                    die("send");
+                }
+                c->sent += w;
+            }
+            int needWrite = c->sent < c->budget;
+            if (needWrite != c->writing) {
+                struct epoll_event ev = {.events = EPOLLIN | (needWrite ? EPOLLOUT : 0),
+                                         .data.u32 = events[e].data.u32};
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                c->writing = needWrite;
+            }
+        }
+    }
+report:;
+    double elapsed = now() - measureFrom;
+    if (elapsed > seconds) elapsed = seconds;
+    printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %llu, \"depth\": %llu, "
+           "\"seconds\": %.3f, \"round_trips\": %llu, \"bytes\": %llu, "
+           "\"round_trips_per_s\": %.1f, \"mb_per_s\": %.2f, \"wrong\": %llu}\n",
+           stream ? "stream" : "pingpong", nconns, (unsigned long long)size,
+           (unsigned long long)depth, elapsed, (unsigned long long)(trips - tripsAtStart),
+           (unsigned long long)(bytes - bytesAtStart),
+           (trips - tripsAtStart) / elapsed, (bytes - bytesAtStart) / elapsed / 1e6,
+           (unsigned long long)wrong);
+    return wrong ? 1 : 0;
+}
