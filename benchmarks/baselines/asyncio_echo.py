@@ -1,6 +1,6 @@
 """Baseline: a plain asyncio Protocol echo that uppercases (uvloop with --uvloop).
 
-    python asyncio_echo.py PORT [--uvloop]
+python asyncio_echo.py PORT [--uvloop]
 """
 
 import asyncio

@@ -1,6 +1,6 @@
 """Baseline: the five-line Twisted echo that uppercases.
 
-    python twisted_echo.py PORT
+python twisted_echo.py PORT
 """
 
 import sys
