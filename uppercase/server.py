@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from ._peer import describePeer, formatPeer
 from ._refusals import RefusalLog
+from ._fastwrite import directWriter
 from ._throttle import ReadThrottle, owesData
 
 log = Logger()
@@ -89,6 +90,7 @@ class UppercaseProtocol(Protocol):
             return
         self.transport.registerProducer(ReadThrottle(self), True)
         self._throttled = True
+        self._write = directWriter(self.transport)
         log.info(
             "Connection from {host} port {port}",
             host=host,
@@ -102,7 +104,7 @@ class UppercaseProtocol(Protocol):
         if self.draining:
             self.discarded += len(data)
             return
-        self.transport.write(data.upper())
+        self._write(data.upper())
         self.received += len(data)
         if self.factory.logData:
             log.info(

@@ -1,0 +1,268 @@
+"""
+The uppercase benchmark: our server against baselines, in one run, on one
+machine, with the server and the load pinned to different cores.
+
+    python benchmarks/run.py [--runs 3] [--seconds 3] [--pypy PATH] [--out FILE]
+
+Servers (each started afresh for every run):
+  asyncio      a plain asyncio Protocol echo (benchmarks/baselines/asyncio_echo.py)
+  uvloop       the same on uvloop (when uvloop is installed)
+  twisted5     the five-line Twisted echo (benchmarks/baselines/twisted_echo.py)
+  uppercase    twistd -n uppercase --quiet, every robustness feature at its default
+  uppercase-log  the same without --quiet (every chunk logged, to /dev/null)
+  and, with --pypy PYTHON (a PyPy with uppercase installed): twisted5-pypy,
+  uppercase-pypy.
+
+Workloads (benchmarks/loadgen.c, compiled here with cc -O2; every reply byte
+is verified):
+  a  1 connection ping-pong, 64 B          round trips/s
+  b  100 connections ping-pong, 1 KiB      round trips/s
+  c  100 connections, 8 x 1 KiB in flight  round trips/s
+  d  1 connection streaming full duplex    MB/s
+  e  10 connections streaming              MB/s
+  f  5,000 idle connections                server memory per connection (bytes)
+
+Prints the medians, their spread (min-max) and the ratios our server's
+medians have to the baselines', as Markdown, and writes all figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+WORKLOADS = {
+    "a": ("pingpong", 1, 64, 1),
+    "b": ("pingpong", 100, 1024, 1),
+    "c": ("pingpong", 100, 1024, 8),
+    "d": ("stream", 1, 65536, 1),
+    "e": ("stream", 10, 65536, 1),
+}
+IDLE_CONNECTIONS = 5000
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def buildLoadgen(folder: str) -> str:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise SystemExit("run.py: a C compiler (cc or gcc) is needed for the load generator")
+    binary = os.path.join(folder, "loadgen")
+    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "loadgen.c")], check=True)
+    return binary
+
+
+def serverCommands(pypy: str | None) -> dict[str, list[str]]:
+    python = sys.executable
+    twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
+    ours = ["-n", "--pidfile=", "uppercase", "--listen", "tcp:{port}:interface=127.0.0.1:backlog=511"]
+    commands = {
+        "asyncio": [python, os.path.join(HERE, "baselines", "asyncio_echo.py"), "{port}"],
+        "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
+        "uppercase": [*twistd, *ours, "--quiet"],
+        "uppercase-log": [*twistd, *ours],
+    }
+    try:
+        import uvloop  # noqa: F401
+
+        commands["uvloop"] = [*commands["asyncio"], "--uvloop"]
+    except ImportError:
+        print("run.py: uvloop is not installed; no uvloop baseline", file=sys.stderr)
+    if pypy:
+        pypyTwistd = [pypy, "-c", "from twisted.scripts.twistd import run; run()"]
+        commands["twisted5-pypy"] = [pypy, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"]
+        commands["uppercase-pypy"] = [*pypyTwistd, *ours, "--quiet"]
+    return commands
+
+
+class Server:
+    def __init__(self, command: list[str]) -> None:
+        self.port = freePort()
+        self._folder = tempfile.TemporaryDirectory()
+        argv = [part.replace("{port}", str(self.port)) for part in command]
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *argv],
+            cwd=self._folder.name,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise SystemExit(f"run.py: server exited: {argv}") from None
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"run.py: server did not start: {argv}")
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self._folder.cleanup()
+
+
+def runLoad(loadgen: str, port: int, workload: str, warmup: float, seconds: float) -> dict:
+    mode, conns, size, depth = WORKLOADS[workload]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, loadgen, "127.0.0.1", str(port), mode,
+         str(conns), str(size), str(depth), str(warmup), str(seconds)],
+        capture_output=True, text=True, timeout=warmup + seconds + 60,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"run.py: loadgen failed on {workload}: {result.stderr.strip()}")
+    figures = json.loads(result.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures["loadgen_cpu"] = cpu / (warmup + seconds)
+    figures["value"] = figures["mb_per_s"] if mode == "stream" else figures["round_trips_per_s"]
+    return figures
+
+
+def idleMemory(server: Server) -> float:
+    baselineFDs = server.fds()
+    time.sleep(0.5)
+    before = server.rss()
+    sockets = []
+    for _ in range(IDLE_CONNECTIONS):
+        sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+    deadline = time.monotonic() + 30
+    while server.fds() < baselineFDs + IDLE_CONNECTIONS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    perConnection = (server.rss() - before) / IDLE_CONNECTIONS
+    for s in sockets:
+        s.close()
+    return perConnection
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--pypy-warmup", type=float, default=4.0)
+    parser.add_argument("--pypy", help="a PyPy interpreter with uppercase installed")
+    parser.add_argument("--only", help="comma-separated servers to run")
+    parser.add_argument("--workloads", default="abcdef")
+    parser.add_argument("--out", default="benchmark-results.json")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+    with tempfile.TemporaryDirectory() as folder:
+        loadgen = buildLoadgen(folder)
+        commands = serverCommands(args.pypy)
+        if args.only:
+            commands = {k: v for k, v in commands.items() if k in args.only.split(",")}
+        results: dict[str, dict[str, list]] = {name: {} for name in commands}
+        for run in range(args.runs):
+            for name, command in commands.items():
+                warmup = args.pypy_warmup if name.endswith("pypy") else args.warmup
+                for workload in args.workloads:
+                    server = Server(command)
+                    try:
+                        if workload == "f":
+                            value = idleMemory(server)
+                            figures = {"value": value}
+                        else:
+                            figures = runLoad(loadgen, server.port, workload, warmup, args.seconds)
+                    finally:
+                        server.stop()
+                    results[name].setdefault(workload, []).append(figures)
+                    print(f"run {run + 1} {name:14} {workload}: {figures['value']:,.1f}", file=sys.stderr, flush=True)
+
+    report(results, args)
+    with open(args.out, "w") as f:
+        json.dump({"machine": machine(), "args": vars(args), "results": results}, f, indent=1)
+    return 0
+
+
+def machine() -> dict:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "kernel": platform.release()}
+
+
+def report(results: dict, args: argparse.Namespace) -> None:
+    names = list(results)
+    units = {"a": "rt/s", "b": "rt/s", "c": "rt/s", "d": "MB/s", "e": "MB/s", "f": "B/conn"}
+    print(f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each (min-max in brackets).\n")
+    print("| workload | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    medians: dict[str, dict[str, float]] = {n: {} for n in names}
+    for workload in args.workloads:
+        cells = []
+        for name in names:
+            values = [r["value"] for r in results[name].get(workload, [])]
+            if not values:
+                cells.append("-")
+                continue
+            median = statistics.median(values)
+            medians[name][workload] = median
+            cells.append(f"{median:,.0f} [{min(values):,.0f}-{max(values):,.0f}]")
+        print(f"| {workload} ({units[workload]}) | " + " | ".join(cells) + " |")
+    print("\nRatios of medians (for f, baseline / ours: above 1 means we use less memory):\n")
+    pairs = [(ours, base) for ours in names if ours.startswith("uppercase")
+             for base in names if not base.startswith("uppercase")]
+    pairs += [("uppercase-log", "uppercase")] if {"uppercase-log", "uppercase"} <= set(names) else []
+    print("| ratio | " + " | ".join(args.workloads) + " |")
+    print("|---" * (len(args.workloads) + 1) + "|")
+    for ours, base in pairs:
+        cells = []
+        for workload in args.workloads:
+            a, b = medians[ours].get(workload), medians[base].get(workload)
+            if not a or not b:
+                cells.append("-")
+            elif workload == "f":
+                cells.append(f"{b / a:.2f}")
+            else:
+                cells.append(f"{a / b:.2f}")
+        print(f"| {ours} / {base} | " + " | ".join(cells) + " |")
+    print("\nLoad generator CPU use (fraction of its core), median per workload:\n")
+    for name in names:
+        cells = []
+        for workload in args.workloads:
+            cpu = [r["loadgen_cpu"] for r in results[name].get(workload, []) if "loadgen_cpu" in r]
+            cells.append(f"{workload}={statistics.median(cpu):.2f}" if cpu else f"{workload}=-")
+        print(f"- {name}: " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

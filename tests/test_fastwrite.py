@@ -1,0 +1,90 @@
+"""
+Sending at once when nothing is queued (uppercase/_fastwrite.py).
+
+Half-close, flow control and slow readers with the fast path on are covered
+by the real-process tests in test_integration.py and test_robustness.py;
+these tests pin down when it applies and that byte order survives a full
+socket buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from uppercase._fastwrite import directWriter
+
+
+class FallbackTests(SynchronousTestCase):
+    """
+    Transports whose buffer we cannot see get plain C{transport.write}.
+    """
+
+    def test_otherTransport(self) -> None:
+        """
+        A test transport (or TLS, or a wrapper) is written to normally.
+        """
+        transport = StringTransport()
+        self.assertEqual(directWriter(transport), transport.write)
+
+
+class Writer(Protocol):
+    """
+    Writes through L{directWriter} when connected, and records what the
+    transport had queued after each write.
+    """
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.queuedAfter: list[int] = []
+
+    def connectionMade(self) -> None:
+        write = directWriter(self.transport)
+        for chunk in self.chunks:
+            write(chunk)
+            self.queuedAfter.append(self.transport._tempDataLen)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class Reader(Protocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(bytes(self.data))
+
+
+class OrderTests(TestCase):
+    """
+    On a real TCP connection, small writes go out at once, and a write that
+    does not fit is queued with everything after it, in order.
+    """
+
+    @inlineCallbacks
+    def test_orderAcrossAFullBuffer(self) -> Any:
+        """
+        A small write leaves nothing queued (it was sent at once); 16 MiB
+        overflow the socket buffer and are partly queued; the small writes
+        after it are queued behind; the reader gets every byte in order.
+        """
+        chunks = [b"first"] + [bytes([i]) * (1024 * 1024) for i in range(16)] + [b"last"]
+        writer = Writer(chunks)
+        port = reactor.listenTCP(0, Factory.forProtocol(lambda: writer), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        reader = Reader()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        yield connectProtocol(endpoint, reader)
+        received = yield reader.done
+        self.assertEqual(writer.queuedAfter[0], 0)
+        self.assertGreater(writer.queuedAfter[-1], len(b"last"))
+        self.assertTrue(received == b"".join(chunks), "bytes out of order or lost")
