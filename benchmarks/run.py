@@ -72,7 +72,13 @@ def buildLoadgen(folder: str) -> str:
 def serverCommands(pypy: str | None) -> dict[str, list[str]]:
     python = sys.executable
     twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
-    ours = ["-n", "--pidfile=", "uppercase", "--listen", "tcp:{port}:interface=127.0.0.1:backlog=511"]
+    ours = [
+        "-n",
+        "--pidfile=",
+        "uppercase",
+        "--listen",
+        "tcp:{port}:interface=127.0.0.1:backlog=511",
+    ]
     commands = {
         "asyncio": [python, os.path.join(HERE, "baselines", "asyncio_echo.py"), "{port}"],
         "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
@@ -87,7 +93,11 @@ def serverCommands(pypy: str | None) -> dict[str, list[str]]:
         print("run.py: uvloop is not installed; no uvloop baseline", file=sys.stderr)
     if pypy:
         pypyTwistd = [pypy, "-c", "from twisted.scripts.twistd import run; run()"]
-        commands["twisted5-pypy"] = [pypy, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"]
+        commands["twisted5-pypy"] = [
+            pypy,
+            os.path.join(HERE, "baselines", "twisted_echo.py"),
+            "{port}",
+        ]
         commands["uppercase-pypy"] = [*pypyTwistd, *ours, "--quiet"]
     return commands
 
@@ -136,9 +146,23 @@ def runLoad(loadgen: str, port: int, workload: str, warmup: float, seconds: floa
     mode, conns, size, depth = WORKLOADS[workload]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, loadgen, "127.0.0.1", str(port), mode,
-         str(conns), str(size), str(depth), str(warmup), str(seconds)],
-        capture_output=True, text=True, timeout=warmup + seconds + 60,
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            loadgen,
+            "127.0.0.1",
+            str(port),
+            mode,
+            str(conns),
+            str(size),
+            str(depth),
+            str(warmup),
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=warmup + seconds + 60,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -201,7 +225,11 @@ def main() -> int:
                     finally:
                         server.stop()
                     results[name].setdefault(workload, []).append(figures)
-                    print(f"run {run + 1} {name:14} {workload}: {figures['value']:,.1f}", file=sys.stderr, flush=True)
+                    print(
+                        f"run {run + 1} {name:14} {workload}: {figures['value']:,.1f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     report(results, args)
     with open(args.out, "w") as f:
@@ -216,14 +244,21 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "implementation": platform.python_implementation(), "kernel": platform.release()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+    }
 
 
 def report(results: dict, args: argparse.Namespace) -> None:
     names = list(results)
     units = {"a": "rt/s", "b": "rt/s", "c": "rt/s", "d": "MB/s", "e": "MB/s", "f": "B/conn"}
-    print(f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each (min-max in brackets).\n")
+    print(
+        f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each (min-max in brackets).\n"
+    )
     print("| workload | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     medians: dict[str, dict[str, float]] = {n: {} for n in names}
@@ -239,9 +274,16 @@ def report(results: dict, args: argparse.Namespace) -> None:
             cells.append(f"{median:,.0f} [{min(values):,.0f}-{max(values):,.0f}]")
         print(f"| {workload} ({units[workload]}) | " + " | ".join(cells) + " |")
     print("\nRatios of medians (for f, baseline / ours: above 1 means we use less memory):\n")
-    pairs = [(ours, base) for ours in names if ours.startswith("uppercase")
-             for base in names if not base.startswith("uppercase")]
-    pairs += [("uppercase-log", "uppercase")] if {"uppercase-log", "uppercase"} <= set(names) else []
+    pairs = [
+        (ours, base)
+        for ours in names
+        if ours.startswith("uppercase")
+        for base in names
+        if not base.startswith("uppercase")
+    ]
+    pairs += (
+        [("uppercase-log", "uppercase")] if {"uppercase-log", "uppercase"} <= set(names) else []
+    )
     print("| ratio | " + " | ".join(args.workloads) + " |")
     print("|---" * (len(args.workloads) + 1) + "|")
     for ours, base in pairs:

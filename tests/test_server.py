@@ -9,7 +9,6 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._throttle import ReadThrottle
 from uppercase.server import PREVIEW_BYTES, UppercaseFactory, UppercaseProtocol, preview
 
 from ._transports import BufferingTransport, ascii_upper
@@ -96,7 +95,7 @@ class FlowControlTests(SynchronousTestCase):
         On connect, a streaming producer is registered on the transport, so
         that a full write buffer pauses reading.
         """
-        self.assertIsInstance(self.transport.producer, ReadThrottle)
+        self.assertIs(self.transport.producer, self.protocol)
         self.assertTrue(self.transport.streaming)
 
     def test_fullBufferPausesReading(self) -> None:

@@ -4,54 +4,54 @@ Sending a reply at once when nothing is queued before it.
 Twisted's C{transport.write} appends to the transport's buffer and asks the
 reactor to watch the socket for writability; the bytes leave on the next
 reactor turn, after another C{epoll_wait} and two C{epoll_ctl} calls.  For an
-echo server that costs about half its time on small messages.  When the
+echo server that is a large share of its time on small messages.  When the
 transport's buffer is empty, sending straight away with C{socket.send} is
 equivalent (the bytes would be next on the wire anyway) and saves the turn.
 
 This applies only to Twisted's own TCP and UNIX-socket transports, whose
-buffer we can see; any other transport (TLS, the PROXY-protocol wrapper,
-test transports, other reactors' transports) gets plain C{transport.write}.
-Whatever C{socket.send} does not take, and any send error, goes through
-C{transport.write}, so byte order, flow control (the write buffer still
-fills and pauses reading), half-close and error handling stay Twisted's.
+buffer we can see (L{canWriteDirectly}); any other transport (TLS, the
+PROXY-protocol wrapper, test transports, other reactors' transports) gets
+plain C{transport.write}.  Whatever C{socket.send} does not take, and any
+send error, goes through C{transport.write}, so byte order, flow control
+(the write buffer still fills and pauses reading), half-close and error
+handling stay Twisted's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.tcp import Connection
 
 
-def directWriter(transport: Any) -> Callable[[bytes], None]:
+def canWriteDirectly(transport: Any) -> bool:
     """
-    A function that writes bytes to C{transport}, sending at once when
-    nothing is queued before them.
+    Whether L{writeDirectly} may be used with C{transport}.
     """
-    if not isinstance(transport, Connection) or getattr(transport, "TLS", False):
-        return transport.write  # type: ignore[no-any-return]
-    send = transport.socket.send
-    write = transport.write
+    return isinstance(transport, Connection) and not getattr(transport, "TLS", False)
 
-    def writeNow(data: bytes) -> None:
-        if (
-            transport._tempDataLen
-            or transport.dataBuffer
-            or transport.disconnecting
-            or transport._writeDisconnecting
-            or transport._writeDisconnected
-        ):
-            write(data)
-            return
-        try:
-            sent = send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # Let the transport meet the error again and close properly.
-            write(data)
-            return
-        if sent < len(data):
-            write(data[sent:])
 
-    return writeNow
+def writeDirectly(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to C{transport} (one for which L{canWriteDirectly} holds),
+    sending at once what the kernel takes if nothing is queued before it.
+    """
+    if (
+        transport._tempDataLen
+        or transport.dataBuffer
+        or transport.disconnecting
+        or transport._writeDisconnecting
+        or transport._writeDisconnected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        # Let the transport meet the error again and close properly.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])

@@ -11,35 +11,48 @@ the kernel's receive window closes and the peer is slowed down, not dropped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-if TYPE_CHECKING:
-    from .server import UppercaseProtocol
-
 
 @implementer(IPushProducer)
-class ReadThrottle:
+class ThrottledReading:
     """
-    The producer registered on a connection's transport: pauses and resumes
-    reading from that same transport, and tells the protocol each time its
-    write buffer drained (which counts as activity for the idle timeout).
+    A protocol mixin: the protocol registers itself as its transport's
+    streaming producer, so that the transport's full write buffer pauses
+    reading from that same transport.  Each drain is counted in C{drains},
+    which counts as activity for the idle timeout.
     """
 
-    __slots__ = ("_protocol",)
+    transport: Any
+    drains = 0
+    _throttling = False
 
-    def __init__(self, protocol: UppercaseProtocol) -> None:
-        self._protocol = protocol
+    def throttleReading(self) -> None:
+        """
+        Start throttling (from C{connectionMade}).
+        """
+        self.transport.registerProducer(self, True)
+        self._throttling = True
+
+    def releaseThrottle(self) -> None:
+        """
+        Stop throttling, which must happen before a close: a transport with
+        a producer registered waits for that producer instead of closing once
+        its buffer is flushed.
+        """
+        if self._throttling:
+            self._throttling = False
+            self.transport.unregisterProducer()
 
     def pauseProducing(self) -> None:
-        self._protocol.transport.pauseProducing()
+        self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        protocol = self._protocol
-        protocol.drains += 1
-        protocol.transport.resumeProducing()
+        self.drains += 1
+        self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         """

@@ -13,31 +13,22 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import (
-    IAddress,
-    IDelayedCall,
-    IHalfCloseableProtocol,
-    IReactorTime,
-)
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._fastwrite import canWriteDirectly, writeDirectly
+from ._idle import IdleSweeper
 from ._peer import describePeer, formatPeer
 from ._refusals import RefusalLog
-from ._fastwrite import directWriter
-from ._throttle import ReadThrottle, owesData
+from ._throttle import ThrottledReading, owesData
 
 log = Logger()
 
 PREVIEW_BYTES = 48
 """How many bytes of each received chunk the per-chunk log event shows."""
-
-IDLE_CHECKS = 4
-"""How many times per idle timeout a connection checks whether it was idle:
-a silent connection is closed after between 1 and 1 + 1/IDLE_CHECKS times the
-timeout, and receiving data costs no timer operation at all."""
 
 
 def preview(data: bytes) -> str:
@@ -51,14 +42,15 @@ def preview(data: bytes) -> str:
 
 
 @implementer(IHalfCloseableProtocol)
-class UppercaseProtocol(Protocol):
+class UppercaseProtocol(ThrottledReading, Protocol):
     """
     Send every received byte back, ASCII-uppercased.
 
     Flow control: the transport's write buffer throttles reading (see
-    L{ReadThrottle}), so a peer that sends but never reads cannot make the
-    server buffer without bound.  Half-close: when the peer shuts down its
-    sending side, everything owed is sent and then the connection is closed.
+    L{ThrottledReading}), so a peer that sends but never reads cannot make
+    the server buffer without bound.  Half-close: when the peer shuts down
+    its sending side, everything owed is sent and then the connection is
+    closed.
     """
 
     factory: UppercaseFactory
@@ -71,46 +63,57 @@ class UppercaseProtocol(Protocol):
     """Bytes received and discarded during a graceful shutdown."""
     draining = False
     """Set once the server is shutting down: input is read and discarded."""
-    drains = 0
-    """How many times the write buffer drained after throttling reads."""
-    _idleCall: IDelayedCall | None = None
-    _peer = "?"
-    _throttled = False
+    host = "?"
+    port: int | None = None
+    idleMark = 0
+    quietSweeps = 0
+    _direct = False
     _refused = False
 
+    @property
+    def peer(self) -> str:
+        """
+        The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}).
+        """
+        return formatPeer(self.host, self.port)
+
+    def activity(self) -> int:
+        """
+        A number that grows whenever the connection does something: receives
+        bytes, or drains its write buffer.
+        """
+        return self.received + self.discarded + self.drains
+
     def connectionMade(self) -> None:
-        factory = self.factory
-        host, port = describePeer(self.transport.getPeer())
-        self._host = host
-        self._peer = formatPeer(host, port)
-        if not factory.admit(self):
+        self.host, self.port = describePeer(self.transport.getPeer())
+        if not self.factory.admit(self):
             # Over a limit: closed at once, and never counted as open.
             self.draining = self._refused = True
             self.transport.loseConnection()
             return
-        self.transport.registerProducer(ReadThrottle(self), True)
-        self._throttled = True
-        self._write = directWriter(self.transport)
+        self.throttleReading()
+        self._direct = canWriteDirectly(self.transport)
         log.info(
             "Connection from {host} port {port}",
-            host=host,
-            port=port,
-            peer=self._peer,
+            host=self.host,
+            port=self.port,
+            peer=self.peer,
         )
-        if factory.idleTimeout:
-            self._scheduleIdleCheck(self.received, self.drains)
 
     def dataReceived(self, data: bytes) -> None:
         if self.draining:
             self.discarded += len(data)
             return
-        self._write(data.upper())
+        if self._direct:
+            writeDirectly(self.transport, data.upper())
+        else:
+            self.transport.write(data.upper())
         self.received += len(data)
         if self.factory.logData:
             log.info(
                 "Received {size} bytes from {peer}: {data}",
                 size=len(data),
-                peer=self._peer,
+                peer=self.peer,
                 data=preview(data),
             )
 
@@ -119,18 +122,8 @@ class UppercaseProtocol(Protocol):
         The peer shut down its sending side: send what is still owed, then
         close.
         """
-        self._releaseThrottle()
+        self.releaseThrottle()
         self.transport.loseConnection()
-
-    def _releaseThrottle(self) -> None:
-        """
-        Unregister the read throttle, which must happen before a close: a
-        transport with a producer registered waits for that producer instead
-        of closing once its buffer is flushed.
-        """
-        if self._throttled:
-            self._throttled = False
-            self.transport.unregisterProducer()
 
     def writeConnectionLost(self) -> None:
         """
@@ -141,14 +134,11 @@ class UppercaseProtocol(Protocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         if self._refused:
             return
-        if self._idleCall is not None and self._idleCall.active():
-            self._idleCall.cancel()
-        self._idleCall = None
         self.factory.connectionClosed(self)
         if reason.check(ConnectionDone):
             log.info(
                 "Connection from {peer} closed ({received} bytes received)",
-                peer=self._peer,
+                peer=self.peer,
                 received=self.received,
             )
         else:
@@ -156,7 +146,7 @@ class UppercaseProtocol(Protocol):
             # reported, with its reason, at the same level as a clean close.
             log.info(
                 "Connection from {peer} lost: {reason} ({received} bytes received)",
-                peer=self._peer,
+                peer=self.peer,
                 reason=reason.getErrorMessage(),
                 received=self.received,
             )
@@ -174,7 +164,7 @@ class UppercaseProtocol(Protocol):
             return
         self.draining = True
         transport = self.transport
-        self._releaseThrottle()
+        self.releaseThrottle()
         loseWriteConnection = getattr(transport, "loseWriteConnection", None)
         if loseWriteConnection is None or not owesData(transport):
             transport.loseConnection()
@@ -182,38 +172,17 @@ class UppercaseProtocol(Protocol):
         loseWriteConnection()
         transport.resumeProducing()
 
-    def _scheduleIdleCheck(self, received: int, drains: int) -> None:
-        self._idleCall = self.factory.clock.callLater(
-            self.factory.idleTimeout / IDLE_CHECKS,
-            self._checkIdle,
-            received,
-            drains,
-            0,
-        )
-
-    def _checkIdle(self, received: int, drains: int, quiet: int) -> None:
-        if received != self.received or drains != self.drains:
-            quiet = 0
-        else:
-            quiet += 1
-        if quiet < IDLE_CHECKS:
-            self._idleCall = self.factory.clock.callLater(
-                self.factory.idleTimeout / IDLE_CHECKS,
-                self._checkIdle,
-                self.received,
-                self.drains,
-                quiet,
-            )
-            return
-        self._idleCall = None
-        self.factory.idleClosed += 1
+    def closeIdle(self) -> None:
+        """
+        Close this connection for having been idle for the idle timeout.
+        """
         log.info(
             "Closing connection from {peer}: idle for {timeout} seconds",
-            peer=self._peer,
+            peer=self.peer,
             timeout=self.factory.idleTimeout,
         )
         transport = self.transport
-        self._releaseThrottle()
+        self.releaseThrottle()
         if owesData(transport):
             # The peer has not read what it was sent for a whole timeout:
             # waiting for the buffer to drain would wait forever.
@@ -224,15 +193,16 @@ class UppercaseProtocol(Protocol):
 
 class UppercaseFactory(Factory):
     """
-    Build L{UppercaseProtocol}s, enforce connection limits, and shut all
-    connections down gracefully on request.
+    Build L{UppercaseProtocol}s, enforce connection limits and the idle
+    timeout, and shut all connections down gracefully on request.
 
     @ivar logData: whether every received chunk is logged.
-    @ivar idleTimeout: seconds of silence after which a connection is closed
-        (0 disables).
+    @ivar idleTimeout: seconds of inactivity after which a connection is
+        closed (0 disables).
     @ivar maxConnections: most connections at once (0 = unlimited).
     @ivar maxPerIP: most connections at once from one host (0 = unlimited).
-    @ivar rejected: connections refused because of a limit.
+    @ivar accepted: connections admitted.
+    @ivar rejected: connections refused because of a limit or a shutdown.
     @ivar idleClosed: connections closed for being idle.
     """
 
@@ -257,24 +227,29 @@ class UppercaseFactory(Factory):
         self.maxPerIP = maxPerIP
         self.connections: set[UppercaseProtocol] = set()
         self._perHost: dict[str, int] = {}
+        self.accepted = 0
         self.rejected = 0
         self.idleClosed = 0
         self._closedReceived = 0
         self._closedSent = 0
-        self.accepted = 0
         self._refusals = RefusalLog(self.clock)
+        self._idle = (
+            IdleSweeper(self.clock, idleTimeout, self.connections, self._closeIdle)
+            if idleTimeout
+            else None
+        )
         self._stopping = False
         self._closeWaiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
-        reason = self._overLimit(addr)
+        reason = self._overLimit()
         if reason is not None:
             self.rejected += 1
             self._refusals.refused(formatPeer(*describePeer(addr)), reason)
             return None
         return super().buildProtocol(addr)  # type: ignore[return-value]
 
-    def _overLimit(self, addr: IAddress) -> str | None:
+    def _overLimit(self) -> str | None:
         if self._stopping:
             return "shutting down"
         if self.maxConnections and len(self.connections) >= self.maxConnections:
@@ -283,23 +258,25 @@ class UppercaseFactory(Factory):
 
     def admit(self, protocol: UppercaseProtocol) -> bool:
         """
-        Count C{protocol} as open, unless its host already has C{maxPerIP}
-        connections (called from its C{connectionMade}, where the address is
-        the client's even behind a PROXY-protocol load balancer).
+        Count C{protocol} as open, unless a limit forbids it (called from its
+        C{connectionMade}, where the address is the client's even behind a
+        PROXY-protocol load balancer, which C{maxPerIP} needs).
 
         @return: whether C{protocol} was admitted.
         """
-        host = protocol._host
-        reason = self._overLimit(protocol.transport.getPeer())
+        host = protocol.host
+        reason = self._overLimit()
         if reason is None and self.maxPerIP and self._perHost.get(host, 0) >= self.maxPerIP:
             reason = f"{self.maxPerIP} connections already open from {host}"
         if reason is not None:
             self.rejected += 1
-            self._refusals.refused(protocol._peer, reason)
+            self._refusals.refused(protocol.peer, reason)
             return False
         self.accepted += 1
         self.connections.add(protocol)
         self._perHost[host] = self._perHost.get(host, 0) + 1
+        if self._idle is not None:
+            self._idle.watch(protocol)
         return True
 
     def connectionClosed(self, protocol: UppercaseProtocol) -> None:
@@ -309,9 +286,11 @@ class UppercaseFactory(Factory):
         if protocol not in self.connections:
             return
         self.connections.discard(protocol)
+        if self._idle is not None:
+            self._idle.forget()
         self._closedReceived += protocol.received + protocol.discarded
         self._closedSent += protocol.received
-        host = protocol._host
+        host = protocol.host
         left = self._perHost.get(host, 1) - 1
         if left:
             self._perHost[host] = left
@@ -321,6 +300,10 @@ class UppercaseFactory(Factory):
             waiters, self._closeWaiters = self._closeWaiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    def _closeIdle(self, protocol: UppercaseProtocol) -> None:
+        self.idleClosed += 1
+        protocol.closeIdle()
 
     def byteCounts(self) -> tuple[int, int]:
         """
