@@ -279,3 +279,18 @@ class PluginTests(SynchronousTestCase):
         self.assertIn("uppercase-client", makers)
         self.assertIs(makers["uppercase"].options, _server_tap.Options)
         self.assertIs(makers["uppercase-client"].options, _client_tap.Options)
+
+    def test_pluginFolderIsANamespacePortion(self) -> None:
+        """
+        C{twisted/} and C{twisted/plugins/} in the project have no
+        C{__init__.py} (which would shadow Twisted's own packages), and the
+        plugin module is not named like the package.
+        """
+        import os
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "__init__.py")))
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "plugins", "__init__.py")))
+        plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
+        self.assertIn("uppercase_plugins.py", plugins)
+        self.assertNotIn("uppercase.py", plugins)
