@@ -131,13 +131,8 @@ class Twistd:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"twistd did not stop within {timeout}s") from None
+            return self.wait(timeout)
         finally:
-            self._reader.join(DEADLINE)
             self._cwd.cleanup()
 
     def rssKiB(self) -> int:
