@@ -116,7 +116,9 @@ class ServerProcessTests(SynchronousTestCase):
             "--interval",
             "0",
         )
-        client.waitFor("All 2 replies verified")
+        client.waitFor(
+            r"All 2 replies verified, rtt min/avg/max/mdev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms"
+        )
         self.assertEqual(client.wait(), 0)
 
     def test_portInUse(self) -> None:

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._options import checkSeconds, checkWholeNumber, oneLineErrors
+from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
 log = Logger()
@@ -108,10 +109,15 @@ class RepeatingClientService(MultiService):
     """
 
     def __init__(
-        self, factory: UppercaseClientFactory, endpoint: IStreamClientEndpoint, reactor: Any
+        self,
+        factory: UppercaseClientFactory,
+        endpoint: IStreamClientEndpoint,
+        reactor: Any,
+        rtts: RoundTrips | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
+        self.rtts = rtts if rtts is not None else RoundTrips()
         self._reactor = reactor
         self.clientService = ClientService(endpoint, factory, clock=reactor)
         self.clientService.setServiceParent(self)
@@ -121,7 +127,13 @@ class RepeatingClientService(MultiService):
         self.factory.finished.addCallbacks(self._succeeded, self._failed)
 
     def _succeeded(self, _: None) -> None:
-        log.info("All {count} replies verified", count=self.factory.verified)
+        millis = self.rtts.millis() or {"min": 0.0, "avg": 0.0, "max": 0.0, "mdev": 0.0}
+        log.info(
+            "All {count} replies verified, "
+            "rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms",
+            count=self.factory.verified,
+            **millis,
+        )
         self._stopReactor()
 
     def _failed(self, failure: Failure) -> None:
@@ -141,7 +153,10 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
     if reactor is None:
         from twisted.internet import reactor
 
+    rtts = RoundTrips()
+
     def logReply(sequence: int, reply: bytes, rtt: float) -> None:
+        rtts.add(rtt)
         log.info(
             "Reply {sequence}: {reply!r} in {rtt_ms:.3f} ms",
             sequence=sequence,
@@ -158,4 +173,4 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
         onReply=logReply,
     )
     endpoint = LoggingEndpoint(clientFromString(reactor, config["connect"]), config["connect"])
-    return RepeatingClientService(factory, endpoint, reactor)
+    return RepeatingClientService(factory, endpoint, reactor, rtts)
