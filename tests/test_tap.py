@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import Callable
 
 from twisted.application.internet import ClientService, StreamServerEndpointService
 from twisted.application.service import IServiceMaker
@@ -16,6 +17,19 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _server_tap
+
+
+def assertUsageErrorsName(
+    case: SynchronousTestCase,
+    parse: Callable[..., object],
+    cases: list[tuple[str, str]],
+) -> None:
+    """
+    Each C{(option, value)} is a usage error whose message names the option.
+    """
+    for option, value in cases:
+        error = case.assertRaises(usage.UsageError, parse, option, value)
+        case.assertIn(option, str(error))
 
 
 class ServerOptionsTests(SynchronousTestCase):
@@ -62,15 +76,17 @@ class ServerOptionsTests(SynchronousTestCase):
         Negative, non-numeric and non-finite values are usage errors naming
         the option.
         """
-        for option, value in [
-            ("--idle-timeout", "-1"),
-            ("--idle-timeout", "soon"),
-            ("--shutdown-timeout", "nan"),
-            ("--max-connections", "-5"),
-            ("--max-per-ip", "1.5"),
-        ]:
-            error = self.assertRaises(usage.UsageError, self.parse, option, value)
-            self.assertIn(option, str(error))
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--idle-timeout", "-1"),
+                ("--idle-timeout", "soon"),
+                ("--shutdown-timeout", "nan"),
+                ("--max-connections", "-5"),
+                ("--max-per-ip", "1.5"),
+            ],
+        )
 
     def test_unknownOption(self) -> None:
         """
@@ -207,15 +223,17 @@ class ClientOptionsTests(SynchronousTestCase):
         """
         Bad values are usage errors naming the option; a zero timeout too.
         """
-        for option, value in [
-            ("--count", "-1"),
-            ("--count", "many"),
-            ("--interval", "-0.5"),
-            ("--timeout", "0"),
-            ("--connect", "nosuch:thing"),
-        ]:
-            error = self.assertRaises(usage.UsageError, self.parse, option, value)
-            self.assertIn(option, str(error))
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--count", "-1"),
+                ("--count", "many"),
+                ("--interval", "-0.5"),
+                ("--timeout", "0"),
+                ("--connect", "nosuch:thing"),
+            ],
+        )
 
 
 class ClientServiceTests(SynchronousTestCase):
