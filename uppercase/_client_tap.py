@@ -63,13 +63,11 @@ class ClientOptions(usage.Options):
             ) from None
 
 
-def encodeMessage(text: str | bytes) -> bytes:
+def encodeMessage(text: str) -> bytes:
     """
     The bytes to send for a C{--message}: UTF-8, with any undecodable bytes
     of the command line passed through as they were.
     """
-    if isinstance(text, bytes):
-        return text
     return text.encode("utf-8", "surrogateescape")
 
 
@@ -127,12 +125,11 @@ class RepeatingClientService(MultiService):
         self.factory.finished.addCallbacks(self._succeeded, self._failed)
 
     def _succeeded(self, _: None) -> None:
-        millis = self.rtts.millis() or {"min": 0.0, "avg": 0.0, "max": 0.0, "mdev": 0.0}
         log.info(
-            "All {count} replies verified, "
-            "rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms",
+            "All {count} replies verified, {rtt}",
             count=self.factory.verified,
-            **millis,
+            rtt=self.rtts.describe(),
+            rtt_ms=self.rtts.millis(),
         )
         self._stopReactor()
 

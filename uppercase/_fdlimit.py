@@ -49,15 +49,18 @@ def connectionCapacity(
             return wanted, None
     getrlimit, setrlimit, infinity = limits
     soft, hard = getrlimit()
-    needed = wanted + FD_HEADROOM if wanted else hard
-    if soft != infinity and (needed == infinity or needed > soft):
-        target = needed if hard == infinity else min(needed, hard)
-        if target != infinity and target > soft:
-            try:
-                setrlimit((target, hard))
-                soft = target
-            except (ValueError, OSError):
-                pass
+    if soft == infinity:
+        return wanted, None
+    # Unlimited wants all the hard limit allows; otherwise what it needs.
+    target = hard if not wanted else wanted + FD_HEADROOM
+    if hard != infinity:
+        target = min(target, hard)
+    if target != infinity and target > soft:
+        try:
+            setrlimit((target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
     if soft == infinity:
         return wanted, None
     fits = max(soft - FD_HEADROOM, 1)

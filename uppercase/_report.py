@@ -27,6 +27,16 @@ class RoundTrips:
         self.minimum = min(self.minimum, seconds)
         self.maximum = max(self.maximum, seconds)
 
+    def describe(self) -> str:
+        """
+        C{rtt min/avg/max/mdev = a/b/c/d ms}, as ping says it; empty before
+        the first reply.
+        """
+        millis = self.millis()
+        if millis is None:
+            return ""
+        return "rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms".format(**millis)
+
     def millis(self) -> dict[str, float] | None:
         """
         C{min}, C{avg}, C{max} and C{mdev} (ping's mean deviation:
@@ -65,11 +75,8 @@ class TextReport:
         self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None
     ) -> None:
         line = f"{sent} sent, {received} received, {verified} verified"
-        millis = rtts.millis()
-        if millis is not None:
-            line += ", rtt min/avg/max/mdev = {min:.3f}/{avg:.3f}/{max:.3f}/{mdev:.3f} ms".format(
-                **millis
-            )
+        if rtts.count:
+            line += ", " + rtts.describe()
         self._out.write(line.encode() + b"\n")
         self._out.flush()
 

@@ -145,39 +145,35 @@ class UppercaseService(MultiService):
     open connections down gracefully.
     """
 
-    metrics: str | None = None
-    """The endpoint serving metrics, if any."""
-
     def __init__(
         self,
         factory: UppercaseFactory,
         descriptions: list[str],
         shutdownTimeout: float,
         reactor: IReactorCore,
+        metrics: str | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
         self.descriptions = list(descriptions)
         self.shutdownTimeout = shutdownTimeout
+        self.metrics = metrics
         self._listeners: list[tuple[str, IService]] = []
         for description in descriptions:
-            endpoint, wrapped = listenerFor(description, factory, reactor)
-            self.addListener(endpoint, wrapped, reactor, name=description)
+            self._listen(description, *listenerFor(description, factory, reactor), reactor)
+        if metrics is not None:
+            from ._metrics import metricsSite
 
-    def addListener(
-        self,
-        endpoint: str,
-        factory: IProtocolFactory,
-        reactor: Any,
-        name: str | None = None,
-    ) -> None:
+            self._listen(metrics, metrics, metricsSite(factory), reactor)
+
+    def _listen(self, name: str, endpoint: str, factory: IProtocolFactory, reactor: Any) -> None:
         """
-        Listen on the C{endpoint} string with C{factory} when started;
-        C{name} is how errors refer to it (by default, C{endpoint}).
+        Listen on the C{endpoint} string with C{factory} when started; errors
+        refer to it as C{name}.
         """
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(self)
-        self._listeners.append((name or endpoint, listener))
+        self._listeners.append((name, listener))
 
     def privilegedStartService(self) -> None:
         """
@@ -199,13 +195,13 @@ class UppercaseService(MultiService):
         for description, listener in self._listeners:
             try:
                 listener.privilegedStartService()
-            except CannotListenError as e:
-                reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            except Exception as e:
+                reason: object = e
+                if isinstance(e, CannotListenError):
+                    reason = getattr(e.socketError, "strerror", None) or e.socketError
                 raise SystemExit(
                     f"twistd uppercase: cannot listen on {description}: {reason}"
                 ) from None
-            except Exception as e:
-                raise SystemExit(f"twistd uppercase: cannot listen on {description}: {e}") from None
 
     def startService(self) -> None:
         super().startService()
@@ -237,10 +233,6 @@ def makeService(config: usage.Options, reactor: Any = None) -> UppercaseService:
         maxConnections=config["max-connections"],
         maxPerIP=config["max-per-ip"],
     )
-    service = UppercaseService(factory, config["listen"], config["shutdown-timeout"], reactor)
-    if config["metrics"] is not None:
-        from ._metrics import metricsSite
-
-        service.addListener(config["metrics"], metricsSite(factory), reactor)
-        service.metrics = config["metrics"]
-    return service
+    return UppercaseService(
+        factory, config["listen"], config["shutdown-timeout"], reactor, config["metrics"]
+    )

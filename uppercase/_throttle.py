@@ -59,19 +59,3 @@ class ThrottledReading:
         The transport is gone (it calls this from its C{connectionLost});
         there is nothing left to stop.
         """
-
-
-def owesData(transport: Any) -> bool:
-    """
-    Whether C{transport} still holds written bytes that it has not handed to
-    the kernel.
-
-    Twisted has no public API for this; file-descriptor transports (TCP,
-    UNIX) keep the count in C{_tempDataLen}, C{dataBuffer} and C{offset}.  Any
-    other transport is assumed to owe data, which only costs a graceful
-    half-close where a plain close would have done.
-    """
-    pending = getattr(transport, "_tempDataLen", None)
-    if pending is None:
-        return True
-    return bool(pending) or len(transport.dataBuffer) > transport.offset

@@ -141,7 +141,6 @@ class UppercaseClientProtocol(Protocol):
         self._send()
 
     def _send(self) -> None:
-        self._timer = None
         self._sequence += 1
         self._waiting = True
         self._sentAt = self._clock.seconds()

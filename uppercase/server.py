@@ -19,11 +19,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._fastwrite import canWriteDirectly, writeDirectly
 from ._idle import IdleSweeper
 from ._peer import describePeer, formatPeer
 from ._refusals import RefusalLog
-from ._throttle import ThrottledReading, owesData
+from ._throttle import ThrottledReading
+from ._writebuffer import canWriteDirectly, owesData, writeDirectly
 
 log = Logger()
 

@@ -1,5 +1,12 @@
 """
-Sending a reply at once when nothing is queued before it.
+What we read of the write buffer of Twisted's file-descriptor transports (TCP
+and UNIX sockets): whether it still owes bytes (L{owesData}), and sending a
+reply at once when nothing is queued before it (L{writeDirectly}).
+
+Twisted has no public API for either; these transports keep their buffer in
+C{_tempDataLen}, C{_tempDataBuffer}, C{dataBuffer} and C{offset}, and their
+half-close state in C{_writeDisconnecting} and C{_writeDisconnected}.  This
+module is the one place that reads them.
 
 Twisted's C{transport.write} appends to the transport's buffer and asks the
 reactor to watch the socket for writability; the bytes leave on the next
@@ -55,3 +62,18 @@ def writeDirectly(transport: Any, data: bytes) -> None:
         return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+def owesData(transport: Any) -> bool:
+    """
+    Whether C{transport} still holds written bytes that it has not handed to
+    the kernel.
+
+    Any transport other than a file-descriptor one is assumed to owe data,
+    which only costs a graceful half-close where a plain close would have
+    done.
+    """
+    pending = getattr(transport, "_tempDataLen", None)
+    if pending is None:
+        return True
+    return bool(pending) or len(transport.dataBuffer) > transport.offset

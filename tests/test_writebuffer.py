@@ -1,5 +1,5 @@
 """
-Sending at once when nothing is queued (uppercase/_fastwrite.py).
+Sending at once when nothing is queued (uppercase/_writebuffer.py).
 
 Half-close, flow control and slow readers with the fast path on are covered
 by the real-process tests in test_integration.py and test_robustness.py;
@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from uppercase._fastwrite import canWriteDirectly, writeDirectly
+from uppercase._writebuffer import canWriteDirectly, writeDirectly
 
 
 class FallbackTests(SynchronousTestCase):
