@@ -5,6 +5,8 @@ machine, with the server and the load pinned to different cores.
     python benchmarks/run.py [--runs 3] [--seconds 3] [--pypy PATH] [--out FILE]
 
 Servers (each started afresh for every run):
+  c-echo       the same echo in C on epoll (benchmarks/baselines/c_echo.c): the
+               ceiling any server can reach here, kernel costs included
   asyncio      a plain asyncio Protocol echo (benchmarks/baselines/asyncio_echo.py)
   uvloop       the same on uvloop (when uvloop is installed)
   twisted5     the five-line Twisted echo (benchmarks/baselines/twisted_echo.py)
@@ -13,8 +15,9 @@ Servers (each started afresh for every run):
   and, with --pypy PYTHON (a PyPy with uppercase installed): twisted5-pypy,
   uppercase-pypy.
 
-Workloads (benchmarks/loadgen.c, compiled here with cc -O2; every reply byte
-is verified):
+Workloads (benchmarks/loadgen.c, compiled here with cc -O3; every reply byte
+is verified; it busy-polls its own core and reports how much of the time it
+waited for the server):
   a  1 connection ping-pong, 64 B          round trips/s
   b  100 connections ping-pong, 1 KiB      round trips/s
   c  100 connections, 8 x 1 KiB in flight  round trips/s
@@ -60,16 +63,16 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def buildLoadgen(folder: str) -> str:
+def compileC(folder: str, source: str) -> str:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise SystemExit("run.py: a C compiler (cc or gcc) is needed for the load generator")
-    binary = os.path.join(folder, "loadgen")
-    subprocess.run([compiler, "-O2", "-o", binary, os.path.join(HERE, "loadgen.c")], check=True)
+    binary = os.path.join(folder, os.path.splitext(os.path.basename(source))[0])
+    subprocess.run([compiler, "-O3", "-o", binary, os.path.join(HERE, source)], check=True)
     return binary
 
 
-def serverCommands(pypy: str | None) -> dict[str, list[str]]:
+def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
     python = sys.executable
     twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
     ours = [
@@ -80,6 +83,7 @@ def serverCommands(pypy: str | None) -> dict[str, list[str]]:
         "tcp:{port}:interface=127.0.0.1:backlog=511",
     ]
     commands = {
+        "c-echo": [cEcho, "{port}"],
         "asyncio": [python, os.path.join(HERE, "baselines", "asyncio_echo.py"), "{port}"],
         "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
         "uppercase": [*twistd, *ours, "--quiet"],
@@ -144,7 +148,6 @@ class Server:
 
 def runLoad(loadgen: str, port: int, workload: str, warmup: float, seconds: float) -> dict:
     mode, conns, size, depth = WORKLOADS[workload]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         [
             "taskset",
@@ -164,12 +167,9 @@ def runLoad(loadgen: str, port: int, workload: str, warmup: float, seconds: floa
         text=True,
         timeout=warmup + seconds + 60,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"run.py: loadgen failed on {workload}: {result.stderr.strip()}")
     figures = json.loads(result.stdout)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    figures["loadgen_cpu"] = cpu / (warmup + seconds)
     figures["value"] = figures["mb_per_s"] if mode == "stream" else figures["round_trips_per_s"]
     return figures
 
@@ -206,8 +206,8 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
     with tempfile.TemporaryDirectory() as folder:
-        loadgen = buildLoadgen(folder)
-        commands = serverCommands(args.pypy)
+        loadgen = compileC(folder, "loadgen.c")
+        commands = serverCommands(args.pypy, compileC(folder, "baselines/c_echo.c"))
         if args.only:
             commands = {k: v for k, v in commands.items() if k in args.only.split(",")}
         results: dict[str, dict[str, list]] = {name: {} for name in commands}
@@ -297,12 +297,29 @@ def report(results: dict, args: argparse.Namespace) -> None:
             else:
                 cells.append(f"{a / b:.2f}")
         print(f"| {ours} / {base} | " + " | ".join(cells) + " |")
-    print("\nLoad generator CPU use (fraction of its core), median per workload:\n")
+    if "c-echo" in names:
+        print(
+            "\nThe ceiling: c-echo (C, epoll) as a multiple of the other baselines."
+            " Where the load generator's idle share against c-echo is near 0, it"
+            " is saturated, and no server can be measured above these ratios here:\n"
+        )
+        for base in names:
+            if base == "c-echo" or base.startswith("uppercase"):
+                continue
+            cells = []
+            for workload in args.workloads:
+                a, b = medians["c-echo"].get(workload), medians[base].get(workload)
+                cells.append(f"{workload}={a / b:.2f}" if a and b and workload != "f" else "")
+            print(f"- c-echo / {base}: " + ", ".join(c for c in cells if c))
+    print(
+        "\nLoad generator idle share (time it polled and found nothing to do, i.e."
+        " waited for the server), median per workload:\n"
+    )
     for name in names:
         cells = []
         for workload in args.workloads:
-            cpu = [r["loadgen_cpu"] for r in results[name].get(workload, []) if "loadgen_cpu" in r]
-            cells.append(f"{workload}={statistics.median(cpu):.2f}" if cpu else f"{workload}=-")
+            idle = [r["idle"] for r in results[name].get(workload, []) if "idle" in r]
+            cells.append(f"{workload}={statistics.median(idle):.2f}" if idle else f"{workload}=-")
         print(f"- {name}: " + ", ".join(cells))
 
 
