@@ -17,7 +17,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._options import checkSeconds, checkWholeNumber, oneLineErrors
+from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
@@ -49,6 +49,7 @@ class ClientOptions(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        preferFastTextLog(self)
         checkWholeNumber(self, "count")
         checkSeconds(self, "interval")
         checkSeconds(self, "timeout", allowZero=False)

@@ -65,3 +65,28 @@ def oneLineErrors(options: type[usage.Options], command: str) -> type[usage.Opti
     OneLineErrors.__qualname__ = options.__qualname__
     OneLineErrors.__doc__ = options.__doc__
     return OneLineErrors
+
+
+FAST_TEXT_LOG = "uppercase.textlog.stdout"
+
+
+def preferFastTextLog(options: usage.Options) -> None:
+    """
+    Have C{twistd} log through L{uppercase.textlog} when it would have
+    written its own text log to standard output: run in the foreground
+    (C{-n}), with no C{--logfile} (or C{--logfile=-}), C{--syslog} or
+    C{--logger}.  The lines are the same; they cost a fraction as much.
+
+    Called from the C{postOptions} of a plugin's options, which C{twistd}
+    parses before it reads its own; C{options.parent} is C{twistd}'s.
+    Without a parent (the options used on their own), nothing changes.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or not twistd.get("nodaemon"):
+        return
+    if (
+        twistd.get("logger") is None
+        and not twistd.get("syslog")
+        and twistd.get("logfile") in (None, "", "-")
+    ):
+        twistd["logger"] = FAST_TEXT_LOG

@@ -17,7 +17,7 @@ from twisted.python import usage
 
 from . import __version__
 from ._fdlimit import connectionCapacity
-from ._options import checkSeconds, checkWholeNumber, oneLineErrors
+from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
 from ._proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
 
@@ -94,6 +94,7 @@ class ServerOptions(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        preferFastTextLog(self)
         checkSeconds(self, "idle-timeout")
         checkSeconds(self, "shutdown-timeout")
         checkWholeNumber(self, "max-connections")

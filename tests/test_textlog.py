@@ -1,0 +1,187 @@
+"""
+The fast text log writes exactly what Twisted's text log writes, and twistd
+uses it only where it would have written its own text log to stdout.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.logger import LogLevel, formatEventAsClassicLogText
+from twisted.python.failure import Failure
+from twisted.scripts.twistd import ServerOptions as TwistdOptions
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase import jsonlog, textlog
+from uppercase.textlog import ClassicTextFormat, textLogObserver
+
+T = 1_700_000_000.25
+
+
+def event(fmt: Any, **fields: Any) -> dict[str, Any]:
+    """
+    An event as L{twisted.logger.Logger} makes it.
+    """
+    base = {
+        "log_format": fmt,
+        "log_level": LogLevel.info,
+        "log_namespace": "uppercase.server",
+        "log_time": T,
+    }
+    base.update(fields)
+    return base
+
+
+class Point:
+    x = 3
+
+    def name(self) -> str:
+        return "point"
+
+
+def twistedFailure() -> Failure:
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        return Failure()
+
+
+class SameLinesAsTwistedTests(SynchronousTestCase):
+    """
+    L{ClassicTextFormat} gives the line L{formatEventAsClassicLogText} gives,
+    for plain events (formatted its own way) and every other kind (handed to
+    Twisted).
+    """
+
+    def assertSameLine(self, e: dict[str, Any]) -> None:
+        self.assertEqual(ClassicTextFormat()(dict(e)), formatEventAsClassicLogText(dict(e)))
+
+    def test_plainEvents(self) -> None:
+        for e in [
+            event(
+                "Received {size} bytes from {peer}: {data}", size=6, peer="1.2.3.4:5", data="b'hi'"
+            ),
+            event("{x!r} {x!s} {x:>8} {n:,d} {f:.2f}", x="é\x00", n=1234567, f=2.5),
+            event("{p.x} {d[k]} {l[0]}", p=Point(), d={"k": "v"}, l=[7]),
+            event("two\nlines and a {tab}", tab="\t"),
+            event("no fields at all"),
+            event("{{literal braces}}"),
+            event("{x:{width}}", x="w", width=6),
+        ]:
+            self.assertSameLine(e)
+
+    def test_everyOtherKindOfEvent(self) -> None:
+        for e in [
+            event("called: {p.name()}", p=Point()),  # Twisted calls it
+            event("{missing}"),  # "Unable to format event ..."
+            event("{0} {}"),  # positional fields
+            event("{x!z}", x=1),  # bad conversion
+            event(b"bytes {x}", x=1),
+            event(""),
+            event(None),
+            event("system {x}", x=1, log_system="legacy-system"),
+            event("failed: {x}", x=1, log_failure=twistedFailure()),
+            event("no level {x}", x=1, log_level=None),
+            event("no time {x}", x=1, log_time=None),
+            event("no namespace {x}", x=1, log_namespace=None),
+            {"log_format": "bare {x}", "x": 1},
+            {},
+        ]:
+            self.assertSameLine(e)
+
+    @given(
+        st.lists(
+            st.text(alphabet="ab{}!rs:>.0x()\n\t é", max_size=20),
+            min_size=1,
+            max_size=5,
+        ),
+        st.dictionaries(
+            st.sampled_from(["a", "b", "x", "ab"]),
+            st.integers() | st.text(alphabet="aZé\n{}", max_size=5),
+        ),
+    )
+    def test_anyFormat(self, pieces: list[str], fields: dict[str, Any]) -> None:
+        """
+        Any format string and fields, formattable or not.
+        """
+        self.assertSameLine(event("".join(pieces), **fields))
+
+    def test_timestampsNearTheNextSecond(self) -> None:
+        """
+        A time within half a microsecond of the next second is formatted as
+        that second (Twisted's formatting rounds to microseconds).
+        """
+        fmt = ClassicTextFormat()
+        for when in [T, T + 0.9999999, T + 0.75, -1.0, -1e-13, 1.9999999999]:
+            e = event("at {when}", when=when, log_time=when)
+            self.assertEqual(fmt(dict(e)), formatEventAsClassicLogText(dict(e)))
+
+    @given(st.lists(st.floats(min_value=-1e9, max_value=4e9), min_size=1, max_size=8))
+    def test_timestampsInAnyOrder(self, times: list[float]) -> None:
+        """
+        The timestamp is computed once per second and is still right for
+        each event, whichever second came before.
+        """
+        fmt = ClassicTextFormat()
+        for when in times:
+            e = event("at {when}", when=when, log_time=when)
+            self.assertEqual(fmt(dict(e)), formatEventAsClassicLogText(dict(e)))
+
+
+class ObserverTests(SynchronousTestCase):
+    """
+    L{textLogObserver} writes and flushes each line as it comes.
+    """
+
+    def test_writesAndFlushesEachLine(self) -> None:
+        flushed = []
+
+        class File(io.StringIO):
+            def flush(self) -> None:
+                flushed.append(self.getvalue())
+
+        out = File()
+        observe = textLogObserver(out)
+        observe(event("one {n}", n=1))
+        observe(event(""))  # no text, no line
+        observe(event("two {n}", n=2))
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(lines[0].endswith(" [uppercase.server#info] one 1"), lines[0])
+        self.assertEqual(flushed, [lines[0] + "\n", out.getvalue()])
+
+    def test_bytesFileGetsUTF8(self) -> None:
+        out = io.BytesIO()
+        textLogObserver(out)(event("caf{e}", e="é"))
+        self.assertTrue(out.getvalue().endswith(" [uppercase.server#info] café\n".encode()))
+
+
+class TwistdWiringTests(SynchronousTestCase):
+    """
+    twistd logs through the fast text log when it would have written its own
+    text log to stdout, and otherwise keeps what it was told.
+    """
+
+    def loggerFor(self, *argv: str) -> Any:
+        config = TwistdOptions()
+        config.parseOptions([*argv])
+        return config["logger"]
+
+    def test_foregroundToStdout(self) -> None:
+        for plugin in (
+            ["uppercase", "--listen", "tcp:0"],
+            ["uppercase-client", "--count", "1"],
+        ):
+            self.assertIs(self.loggerFor("-n", *plugin), textlog.stdout)
+            self.assertIs(self.loggerFor("-n", "--logfile=-", *plugin), textlog.stdout)
+
+    def test_otherChoicesKept(self) -> None:
+        server = ["uppercase", "--listen", "tcp:0"]
+        self.assertIsNone(self.loggerFor(*server))  # daemon: twistd.log
+        self.assertIsNone(self.loggerFor("-n", "--logfile=server.log", *server))
+        self.assertIsNone(self.loggerFor("-n", "--syslog", *server))
+        chosen = self.loggerFor("-n", "--logger=uppercase.jsonlog.stdout", *server)
+        self.assertIs(chosen, jsonlog.stdout)

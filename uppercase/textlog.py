@@ -1,0 +1,110 @@
+"""
+Text log output for twistd: the same lines as Twisted's own text log, made
+several times faster, for a server that logs every chunk it receives.
+
+    twistd -n --logger=uppercase.textlog.stdout uppercase
+
+C{twistd -n uppercase} and C{twistd -n uppercase-client} use it by default
+when they would log to standard output anyway (no C{--logfile}, C{--syslog}
+or C{--logger}); see L{_options.preferFastTextLog}.
+
+Twisted's L{textFileLogObserver} spends most of an event's cost on two
+things: formatting the timestamp (a timezone computed and C{strftime} called
+for every event) and formatting the message with L{string.Formatter}, in
+Python.  L{ClassicTextFormat} formats the timestamp once per second (its
+resolution) and formats plain messages with C{str.format_map}, which gives
+the same text for any format without Twisted's C{{callable()}} fields.
+Anything else (failures with tracebacks, C{log_system}, calls, events that
+do not format) goes through Twisted's own L{formatEventAsClassicLogText}.
+Each line is written and flushed as it comes, as Twisted does.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+from twisted.logger import (
+    FileLogObserver,
+    ILogObserver,
+    LogEvent,
+    formatEventAsClassicLogText,
+    formatTime,
+)
+
+ROUNDS_UP = 1 - 1e-6
+"""A fraction of a second above which L{formatTime} may round up to the
+next second (it formats a microsecond-rounded time)."""
+
+
+class ClassicTextFormat:
+    """
+    Format events exactly as L{formatEventAsClassicLogText} does:
+    C{"{timestamp} [{namespace}#{level}] {message}\\n"}, or L{None} for an
+    event with no text.
+    """
+
+    def __init__(self) -> None:
+        self._second: float | None = None
+        self._stamp = ""
+
+    def formatTime(self, when: float | None) -> str:
+        """
+        L{formatTime}, computed once per second of C{when}.
+        """
+        if when is None or when - when // 1 > ROUNDS_UP:
+            # datetime rounds to the microsecond: this is the next second.
+            return formatTime(when)
+        second = when // 1
+        if second != self._second:
+            self._stamp = formatTime(when)
+            self._second = second
+        return self._stamp
+
+    def __call__(self, event: LogEvent) -> str | None:
+        line = self._plainLine(event)
+        if line is None:
+            line = formatEventAsClassicLogText(event, formatTime=self.formatTime)
+        return line
+
+    def _plainLine(self, event: LogEvent) -> str | None:
+        """
+        The line for a plain event (a format without calls, a level, no
+        system or failure), or L{None} for Twisted to format.
+        """
+        fmt = event.get("log_format")
+        level = event.get("log_level")
+        if (
+            type(fmt) is not str
+            or "(" in fmt
+            or level is None
+            or event.get("log_system") is not None
+            or "log_failure" in event
+            or "log_flattened" in event
+        ):
+            return None
+        try:
+            message = fmt.format_map(event)
+        except Exception:
+            return None  # Twisted says it could not format it, its way.
+        if not message:
+            return None
+        stamp = self.formatTime(event.get("log_time"))
+        line = f"{stamp} [{event.get('log_namespace', '-')}#{level.name}] {message}"
+        return line.replace("\n", "\n\t") + "\n"
+
+
+def textLogObserver(outFile: IO[Any]) -> ILogObserver:
+    """
+    Like L{twisted.logger.textFileLogObserver}: an observer writing each
+    event to C{outFile} as a line of text, and flushing it.
+    """
+    return FileLogObserver(outFile, ClassicTextFormat())
+
+
+def stdout() -> ILogObserver:
+    """
+    An observer writing text lines to standard output (a log observer
+    factory for C{twistd --logger}).
+    """
+    return textLogObserver(sys.stdout)
