@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from uppercase._writebuffer import canWriteDirectly, writeDirectly
+from uppercase._writebuffer import DIRECT_LIMIT, canWriteDirectly, writeDirectly
 
 
 class FallbackTests(SynchronousTestCase):
@@ -31,6 +31,74 @@ class FallbackTests(SynchronousTestCase):
         A test transport (or TLS, or a wrapper) is not written to directly.
         """
         self.assertFalse(canWriteDirectly(StringTransport()))
+
+
+class FakeSocket:
+    def __init__(self, takes: int) -> None:
+        self.takes = takes
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data[: self.takes])
+        return min(len(data), self.takes)
+
+
+class FakeConnection:
+    """
+    The parts of a Twisted TCP transport that L{writeDirectly} reads.
+    """
+
+    _tempDataLen = 0
+    dataBuffer = b""
+    disconnecting = _writeDisconnecting = _writeDisconnected = False
+
+    def __init__(self, takes: int = 1 << 30) -> None:
+        self.socket = FakeSocket(takes)
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class WhenToSendAtOnceTests(SynchronousTestCase):
+    """
+    L{writeDirectly} sends at once only a chunk of up to L{DIRECT_LIMIT}
+    bytes with nothing queued before it, and queues what the kernel did not
+    take.
+    """
+
+    def test_smallChunkSentAtOnce(self) -> None:
+        transport = FakeConnection()
+        writeDirectly(transport, b"x" * DIRECT_LIMIT)
+        self.assertEqual((transport.socket.sent, transport.written), ([b"x" * DIRECT_LIMIT], []))
+
+    def test_restQueued(self) -> None:
+        transport = FakeConnection(takes=3)
+        writeDirectly(transport, b"abcdef")
+        self.assertEqual((transport.socket.sent, transport.written), ([b"abc"], [b"def"]))
+
+    def test_bigChunkQueued(self) -> None:
+        """
+        A chunk over the limit (a stream) goes through Twisted's buffer.
+        """
+        transport = FakeConnection()
+        writeDirectly(transport, b"y" * (DIRECT_LIMIT + 1))
+        self.assertEqual(
+            (transport.socket.sent, transport.written), ([], [b"y" * (DIRECT_LIMIT + 1)])
+        )
+
+    def test_queuedBefore(self) -> None:
+        for attribute, value in [
+            ("_tempDataLen", 1),
+            ("dataBuffer", b"q"),
+            ("disconnecting", True),
+            ("_writeDisconnecting", True),
+            ("_writeDisconnected", True),
+        ]:
+            transport = FakeConnection()
+            setattr(transport, attribute, value)
+            writeDirectly(transport, b"z")
+            self.assertEqual((transport.socket.sent, transport.written), ([], [b"z"]), attribute)
 
 
 class Writer(Protocol):
@@ -73,8 +141,9 @@ class OrderTests(TestCase):
     def test_orderAcrossAFullBuffer(self) -> Any:
         """
         A small write leaves nothing queued (it was sent at once); 16 MiB
-        overflow the socket buffer and are partly queued; the small writes
-        after it are queued behind; the reader gets every byte in order.
+        are queued (big chunks go through Twisted's buffer, and overflow the
+        socket's); the small writes after it are queued behind; the reader
+        gets every byte in order.
         """
         chunks = [b"first"] + [bytes([i]) * (1024 * 1024) for i in range(16)] + [b"last"]
         writer = Writer(chunks)
