@@ -59,6 +59,16 @@ class SameLinesAsTwistedTests(SynchronousTestCase):
     def assertSameLine(self, e: dict[str, Any]) -> None:
         self.assertEqual(ClassicTextFormat()(dict(e)), formatEventAsClassicLogText(dict(e)))
 
+    def assertSameTimestamps(self, times: list[float]) -> None:
+        """
+        One formatter, fed events at C{times} in that order, stamps each as
+        Twisted does.
+        """
+        fmt = ClassicTextFormat()
+        for when in times:
+            e = event("at {when}", when=when, log_time=when)
+            self.assertEqual(fmt(dict(e)), formatEventAsClassicLogText(dict(e)))
+
     def test_plainEvents(self) -> None:
         for e in [
             event(
@@ -114,10 +124,7 @@ class SameLinesAsTwistedTests(SynchronousTestCase):
         A time within half a microsecond of the next second is formatted as
         that second (Twisted's formatting rounds to microseconds).
         """
-        fmt = ClassicTextFormat()
-        for when in [T, T + 0.9999999, T + 0.75, -1.0, -1e-13, 1.9999999999]:
-            e = event("at {when}", when=when, log_time=when)
-            self.assertEqual(fmt(dict(e)), formatEventAsClassicLogText(dict(e)))
+        self.assertSameTimestamps([T, T + 0.9999999, T + 0.75, -1.0, -1e-13, 1.9999999999])
 
     @given(st.lists(st.floats(min_value=-1e9, max_value=4e9), min_size=1, max_size=8))
     def test_timestampsInAnyOrder(self, times: list[float]) -> None:
@@ -125,10 +132,7 @@ class SameLinesAsTwistedTests(SynchronousTestCase):
         The timestamp is computed once per second and is still right for
         each event, whichever second came before.
         """
-        fmt = ClassicTextFormat()
-        for when in times:
-            e = event("at {when}", when=when, log_time=when)
-            self.assertEqual(fmt(dict(e)), formatEventAsClassicLogText(dict(e)))
+        self.assertSameTimestamps(times)
 
 
 class ObserverTests(SynchronousTestCase):

@@ -52,10 +52,12 @@ class ClassicTextFormat:
         """
         L{formatTime}, computed once per second of C{when}.
         """
-        if when is None or when - when // 1 > ROUNDS_UP:
-            # datetime rounds to the microsecond: this is the next second.
+        if when is None:
             return formatTime(when)
         second = when // 1
+        if when - second > ROUNDS_UP:
+            # datetime rounds to the microsecond: this is the next second.
+            return formatTime(when)
         if second != self._second:
             self._stamp = formatTime(when)
             self._second = second
@@ -64,13 +66,14 @@ class ClassicTextFormat:
     def __call__(self, event: LogEvent) -> str | None:
         line = self._plainLine(event)
         if line is None:
-            line = formatEventAsClassicLogText(event, formatTime=self.formatTime)
-        return line
+            return formatEventAsClassicLogText(event, formatTime=self.formatTime)
+        return line or None
 
     def _plainLine(self, event: LogEvent) -> str | None:
         """
         The line for a plain event (a format without calls, a level, no
-        system or failure), or L{None} for Twisted to format.
+        system or failure), C{""} when its message is empty, or L{None} for
+        Twisted to format.
         """
         fmt = event.get("log_format")
         level = event.get("log_level")
@@ -88,7 +91,7 @@ class ClassicTextFormat:
         except Exception:
             return None  # Twisted says it could not format it, its way.
         if not message:
-            return None
+            return ""
         stamp = self.formatTime(event.get("log_time"))
         line = f"{stamp} [{event.get('log_namespace', '-')}#{level.name}] {message}"
         return line.replace("\n", "\n\t") + "\n"
