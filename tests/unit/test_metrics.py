@@ -1,9 +1,6 @@
-"""Prometheus metrics: what they count, and the /metrics page of a real server."""
+"""Prometheus metrics: what the collector counts."""
 
 from __future__ import annotations
-
-import socket
-import urllib.request
 
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
@@ -15,7 +12,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from uppercase._metrics import metricsRegistry
 from uppercase.server import UppercaseFactory
 
-from ._process import DEADLINE, Server, receiveAll
 from ._transports import BufferingTransport
 
 
@@ -56,31 +52,3 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 8)
         self.assertEqual(sample(text, "uppercase_bytes_sent_total"), 8)
         self.assertEqual(sample(text, "uppercase_idle_timeouts_total"), 1)
-
-
-class MetricsEndpointTests(SynchronousTestCase):
-    """
-    C{--metrics ENDPOINT} serves the metrics over HTTP from the server.
-    """
-
-    def test_scrape(self) -> None:
-        """
-        After one exchange, /metrics shows it.
-        """
-        server = Server("--quiet", "--metrics", "tcp:0:interface=127.0.0.1")
-        self.addCleanup(server.stop)
-        metricsPort = int(server.waitFor(r"Site starting on (\d+)").group(1))
-        with server.connect() as s:
-            s.sendall(b"hello\n")
-            s.shutdown(socket.SHUT_WR)
-            self.assertEqual(receiveAll(s), b"HELLO\n")
-        server.waitFor("closed")
-        url = f"http://127.0.0.1:{metricsPort}/metrics"
-        with urllib.request.urlopen(url, timeout=DEADLINE) as response:
-            self.assertEqual(response.status, 200)
-            self.assertIn("text/plain", response.headers["Content-Type"])
-            text = response.read()
-        self.assertEqual(sample(text, "uppercase_connections_total"), 1)
-        self.assertEqual(sample(text, "uppercase_bytes_received_total"), 6)
-        self.assertEqual(sample(text, "uppercase_connections_active"), 0)
-        self.assertGreater(sample(text, "process_open_fds"), 0)

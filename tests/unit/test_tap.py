@@ -306,7 +306,7 @@ class PluginTests(SynchronousTestCase):
         """
         import os
 
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.assertFalse(os.path.exists(os.path.join(root, "twisted", "__init__.py")))
         self.assertFalse(os.path.exists(os.path.join(root, "twisted", "plugins", "__init__.py")))
         plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
