@@ -72,7 +72,7 @@ def encodeMessage(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-Options = oneLineErrors(ClientOptions, "twistd uppercase-client")
+Options = oneLineErrors(ClientOptions, "uppercase-client")
 """The options class C{twistd} uses: one line per usage error."""
 
 

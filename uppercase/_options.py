@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
 import sys
 from typing import Sequence
 
@@ -44,13 +46,43 @@ def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> N
     options[name] = value
 
 
-def oneLineErrors(options: type[usage.Options], command: str) -> type[usage.Options]:
+RUNNERS = ("twistd", "twist")
+"""Twisted's runners, which take the plugin's name as a sub-command."""
+
+
+def commandName(tapname: str) -> str:
+    """
+    How the person typed the command that runs plugin C{tapname}: C{twist
+    uppercase} under Twisted's C{twist}, C{twistd uppercase} otherwise.
+    """
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    runner = program if program in RUNNERS else "twistd"
+    return f"{runner} {tapname}"
+
+
+def versionLine() -> str:
+    """
+    C{uppercase X.Y.Z (Twisted A.B.C, CPython 3.11.7)}: what C{--version}
+    prints.
+    """
+    from twisted import __version__ as twistedVersion
+
+    from . import __version__
+
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"uppercase {__version__} (Twisted {twistedVersion}, {python})"
+
+
+def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Options]:
     """
     Make a subclass of C{options} that reports a usage error as one line on
-    standard error and exits with status 2, instead of raising it.
+    standard error and exits with status 2, instead of raising it, and whose
+    C{--version} prints uppercase's version (L{usage.Options} prints
+    Twisted's).
 
     C{twistd} prints its whole help text before a plugin's usage error; a
     person who mistyped one value wants to read the one line that says which.
+    The line names the command as it was typed (L{commandName}).
     """
 
     class OneLineErrors(options):  # type: ignore[valid-type,misc]
@@ -58,8 +90,16 @@ def oneLineErrors(options: type[usage.Options], command: str) -> type[usage.Opti
             try:
                 super().parseOptions(options)
             except usage.UsageError as e:
+                command = commandName(tapname)
                 sys.stderr.write(f"{command}: {e}\nTry '{command} --help' for help.\n")
                 raise SystemExit(2) from None
+
+        def opt_version(self) -> None:
+            """
+            Display uppercase's version and exit.
+            """
+            print(versionLine())
+            raise SystemExit(0)
 
     OneLineErrors.__name__ = options.__name__
     OneLineErrors.__qualname__ = options.__qualname__

@@ -109,7 +109,7 @@ class ServerOptions(usage.Options):
             checkServerEndpoint(reactor, self["metrics"], "--metrics")
 
 
-Options = oneLineErrors(ServerOptions, "twistd uppercase")
+Options = oneLineErrors(ServerOptions, "uppercase")
 """The options class C{twistd} uses: one line per usage error."""
 
 

@@ -109,6 +109,36 @@ class ServerOptionsTests(SynchronousTestCase):
         self.assertEqual(first, "twistd uppercase: --max-per-ip must be a whole number, not 'x'")
         self.assertIn("--help", hint)
 
+    def test_errorsNameTheRunner(self) -> None:
+        """
+        Under C{twist}, Twisted's foreground runner, a usage error names
+        C{twist uppercase}, the command the person typed.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.patch(sys, "argv", ["/usr/local/bin/twist", "uppercase", "--max-per-ip", "x"])
+        self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"])
+        self.assertTrue(stderr.getvalue().startswith("twist uppercase: --max-per-ip"))
+        self.assertIn("Try 'twist uppercase --help'", stderr.getvalue())
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints uppercase's version (with Twisted's and Python's
+        beside it) and exits 0.
+        """
+        from twisted import __version__ as twistedVersion
+
+        from uppercase import __version__
+
+        for options in (_server_tap.Options, _client_tap.Options):
+            stdout = io.StringIO()
+            self.patch(sys, "stdout", stdout)
+            error = self.assertRaises(SystemExit, options().parseOptions, ["--version"])
+            self.assertEqual(error.code, 0)
+            line = stdout.getvalue().strip()
+            self.assertTrue(line.startswith(f"uppercase {__version__} (Twisted "), line)
+            self.assertIn(twistedVersion, line)
+
 
 class ServerServiceTests(SynchronousTestCase):
     """
