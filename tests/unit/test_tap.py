@@ -127,7 +127,6 @@ class ServerOptionsTests(SynchronousTestCase):
         beside it) and exits 0.
         """
         from twisted import __version__ as twistedVersion
-
         from uppercase import __version__
 
         for options in (_server_tap.Options, _client_tap.Options):
