@@ -9,9 +9,13 @@ FD_HEADROOM = 32
 standard streams, the reactor, listening sockets, log files."""
 
 Limits = Tuple[int, int]
+"""A soft and a hard limit."""
+
+LimitAccess = Tuple[Callable[[], Limits], Callable[[Limits], None], int]
+"""C{(getrlimit, setrlimit, RLIM_INFINITY)} for C{RLIMIT_NOFILE}."""
 
 
-def _resource() -> tuple[Callable[[], Limits], Callable[[Limits], None], int] | None:
+def _resource() -> LimitAccess | None:
     try:
         import resource
     except ImportError:  # not a POSIX system
@@ -25,7 +29,7 @@ def _resource() -> tuple[Callable[[], Limits], Callable[[Limits], None], int] | 
 
 def connectionCapacity(
     wanted: int,
-    limits: tuple[Callable[[], Limits], Callable[[Limits], None], int] | None = None,
+    limits: LimitAccess | None = None,
 ) -> tuple[int, int | None]:
     """
     How many connections the server can hold open at once.

@@ -3,75 +3,96 @@ The idle timeout: one timer for all connections, and nothing per chunk.
 
 Resetting a per-connection timer on every received chunk costs a heap
 operation per chunk; one timer per connection costs memory per connection.
-Instead a single sweep runs L{IDLE_CHECKS} times per timeout over the open
-connections and compares each one's activity counter (bytes received, plus
-write-buffer drains) with what it saw the time before.  A connection closes
-after L{IDLE_CHECKS} sweeps in a row saw no activity: between 1 and
-1 + 1/L{IDLE_CHECKS} times the timeout after its last activity.
+Instead a single sweep runs every C{timeout / IDLE_CHECKS} seconds while any
+connection is watched, and compares each one's activity counter (bytes
+received, write-buffer drains) with what it saw before.  A connection whose
+counter has not moved since a sweep at least C{timeout} seconds ago is idle:
+it is closed between 1 and 1 + 1/L{IDLE_CHECKS} times the timeout after its
+last activity.  The sweep measures time, not sweeps, so a clock that jumps
+(or a reactor that stalls) still closes what is due.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Collection
+from typing import Callable, Protocol
 
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
-
-if TYPE_CHECKING:
-    from .server import UppercaseProtocol
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 IDLE_CHECKS = 4
 """Sweeps per idle timeout."""
 
 
+class Active(Protocol):
+    """
+    What the sweep needs of a connection.
+    """
+
+    def activity(self) -> int:
+        """
+        A number that changes whenever the connection does something.
+        """
+
+
 class IdleSweeper:
     """
-    Sweep C{connections} every C{timeout / IDLE_CHECKS} seconds while any is
-    open, calling C{onIdle} for each connection idle for a whole timeout.
+    Watch connections; call C{onIdle(connection, idleSeconds)} once for each
+    that stays inactive for C{timeout} seconds, then stop watching it.
+    C{idleSeconds} is the time since the sweep that last saw it active: at
+    least C{timeout}, and at most one sweep interval less than the truth.
     """
 
     def __init__(
         self,
         clock: IReactorTime,
         timeout: float,
-        connections: Collection[UppercaseProtocol],
-        onIdle: Callable[[UppercaseProtocol], None],
+        onIdle: Callable[[Active, float], None],
     ) -> None:
-        self._connections = connections
-        self._onIdle = onIdle
+        self._clock = clock
+        self._timeout = timeout
         self._interval = timeout / IDLE_CHECKS
-        self._loop = LoopingCall(self._sweep)
-        self._loop.clock = clock
+        self._onIdle = onIdle
+        self._watched: dict[Active, list[float]] = {}
+        self._call: IDelayedCall | None = None
+        self._due = 0.0
 
-    def watch(self, protocol: UppercaseProtocol) -> None:
+    def watch(self, connection: Active) -> None:
         """
-        Start timing C{protocol} (just connected), and sweeping if this is
-        the first connection.
+        Start timing C{connection} (just connected); the sweep runs while
+        anything is watched.
         """
-        protocol.idleMark = protocol.activity()
-        protocol.quietSweeps = -1  # the first sweep counts its arrival
-        if not self._loop.running:
-            self._loop.start(self._interval, now=False)
+        now = self._clock.seconds()
+        self._watched[connection] = [connection.activity(), now]
+        if self._call is None:
+            self._due = now + self._interval
+            self._call = self._clock.callLater(self._interval, self._sweep)
 
-    def forget(self) -> None:
+    def forget(self, connection: Active) -> None:
         """
-        Stop sweeping once no connection is left (called after one closed).
+        Stop timing C{connection} (closed, or being closed); no timer is
+        left once nothing is watched.
         """
-        if not self._connections and self._loop.running:
-            self._loop.stop()
+        self._watched.pop(connection, None)
+        if not self._watched and self._call is not None:
+            self._call.cancel()
+            self._call = None
 
     def _sweep(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
         idle = []
-        for protocol in self._connections:
-            activity = protocol.activity()
-            if activity != protocol.idleMark:
-                protocol.idleMark = activity
-                protocol.quietSweeps = 0
-            else:
-                protocol.quietSweeps += 1
-                # Exactly once: a connection being closed stays in the set
-                # until its close completes.
-                if protocol.quietSweeps == IDLE_CHECKS:
-                    idle.append(protocol)
-        for protocol in idle:
-            self._onIdle(protocol)
+        for connection, seen in self._watched.items():
+            activity = connection.activity()
+            if activity != seen[0]:
+                seen[0] = activity
+                seen[1] = now
+            elif now - seen[1] >= self._timeout:
+                idle.append((connection, now - seen[1]))
+        for connection, seconds in idle:
+            self.forget(connection)
+            self._onIdle(connection, seconds)
+        if self._watched and self._call is None:
+            # Sweeps keep their pace even when one runs late.
+            self._due += self._interval
+            if self._due <= now:
+                self._due = now + self._interval
+            self._call = self._clock.callLater(self._due - now, self._sweep)

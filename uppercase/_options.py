@@ -108,25 +108,34 @@ def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Opti
 
 
 FAST_TEXT_LOG = "uppercase.textlog.stdout"
+FAST_LOG_FILE = "uppercase.textlog.logfile"
+TWISTD_LOG_FILE = "twistd.log"
+"""Where twistd logs by default in daemon mode."""
 
 
 def preferFastTextLog(options: usage.Options) -> None:
     """
-    Have C{twistd} log through L{uppercase.textlog} when it would have
-    written its own text log to standard output: run in the foreground
-    (C{-n}), with no C{--logfile} (or C{--logfile=-}), C{--syslog} or
-    C{--logger}.  The lines are the same; they cost a fraction as much.
+    Have C{twistd} log through L{uppercase.textlog} wherever it would have
+    written its own text log: to standard output in the foreground (C{-n}
+    without C{--logfile}, or C{--logfile=-}), or to a file (C{--logfile
+    PATH}, or C{twistd.log} in daemon mode).  Not with C{--syslog} or
+    C{--logger}.  The lines are the same; they cost a fraction as much, and
+    a log file can be reopened on C{SIGUSR1}.
 
     Called from the C{postOptions} of a plugin's options, which C{twistd}
     parses before it reads its own; C{options.parent} is C{twistd}'s.
-    Without a parent (the options used on their own), nothing changes.
+    Without a parent, or under another runner (C{twist}), nothing changes.
     """
     twistd = getattr(options, "parent", None)
-    if twistd is None or not twistd.get("nodaemon"):
+    if twistd is None or "nodaemon" not in twistd:
         return
-    if (
-        twistd.get("logger") is None
-        and not twistd.get("syslog")
-        and twistd.get("logfile") in (None, "", "-")
-    ):
+    if twistd.get("logger") is not None or twistd.get("syslog"):
+        return
+    path = twistd.get("logfile")
+    if path == "-" or (twistd.get("nodaemon") and not path):
         twistd["logger"] = FAST_TEXT_LOG
+        return
+    from . import textlog
+
+    textlog.useLogFile(path or TWISTD_LOG_FILE)
+    twistd["logger"] = FAST_LOG_FILE

@@ -44,8 +44,9 @@ class RefusalLog:
 
     def _emit(self) -> None:
         log.warn(
-            "Refused {count} more connections in the last {window:g}s (latest reason: {reason})",
+            "Refused {count} more {connections} in the last {window:g}s (latest reason: {reason})",
             count=self._count,
+            connections="connection" if self._count == 1 else "connections",
             window=WINDOW,
             reason=self._reason,
         )

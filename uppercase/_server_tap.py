@@ -1,34 +1,36 @@
 """
-C{twistd uppercase}: the server's options and the service they build.
+C{twistd uppercase} and C{twist uppercase}: the server's options, and the
+service they build (wiring only: the service itself is
+L{uppercase.service.UppercaseService}).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from twisted.application import strports
-from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
-from . import __version__
-from ._fdlimit import connectionCapacity
-from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
-from ._proxy import ProxyHeaderFactory
+from ._endpoints import PROXY_PREFIX, withDefaultBacklog
+from ._options import (
+    checkSeconds,
+    checkWholeNumber,
+    commandName,
+    oneLineErrors,
+    preferFastTextLog,
+)
+from ._signals import SignalHandling
 from .server import UppercaseFactory
+from .service import ListenError, UppercaseService
 
 log = Logger()
 
-PROXY_PREFIX = "haproxy:"
-
-DEFAULT_LISTEN = "tcp:9527:backlog=511"
-"""Port 9527 on all interfaces, as the reference; with nginx's accept backlog
-(511) rather than Twisted's 50, so that a burst of connections is queued by
-the kernel instead of having its SYNs dropped (and retried a second later)."""
+DEFAULT_LISTEN = "tcp:9527"
+"""Port 9527 on all interfaces, as the reference (with the default backlog,
+see L{uppercase._endpoints.DEFAULT_BACKLOG})."""
 
 
 class ServerOptions(usage.Options):
@@ -42,7 +44,8 @@ class ServerOptions(usage.Options):
         "a-z turned into A-Z.  ENDPOINT is a Twisted server endpoint string "
         "(tcp:9527, tcp:port=9527:interface=127.0.0.1, tcp6:9527, "
         "unix:/run/uppercase.sock, ssl:9527:privateKey=key.pem:"
-        "certKey=cert.pem, systemd:domain=INET:index=0)."
+        "certKey=cert.pem, systemd:domain=INET6:index=0, haproxy:tcp:9527); "
+        "TCP, TLS and UNIX listeners get a backlog of 511 unless they set one."
     )
     optFlags = [
         ["quiet", "q", "Do not log received data (connections are still logged)."],
@@ -58,7 +61,8 @@ class ServerOptions(usage.Options):
             "max-connections",
             None,
             "10000",
-            "Most connections open at once (0: unlimited).",
+            "Most connections open at once, counting PROXY-protocol connections "
+            "still waiting for their header (0: as many as descriptors allow).",
         ],
         [
             "max-per-ip",
@@ -77,7 +81,8 @@ class ServerOptions(usage.Options):
             "shutdown-timeout",
             None,
             "10",
-            "On SIGTERM/SIGINT, abort connections still open after this many seconds.",
+            "How long a connection the server closes (on SIGTERM/SIGINT, or for being "
+            "idle) may take to finish gracefully before it is aborted.",
         ],
     ]
 
@@ -87,7 +92,7 @@ class ServerOptions(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on ENDPOINT (may be given several times) [default: tcp:9527:backlog=511].
+        Listen on ENDPOINT (may be given several times) [default: tcp:9527].
         """
         self["listen"].append(description)
 
@@ -119,108 +124,69 @@ def checkServerEndpoint(reactor: Any, description: str, option: str = "--listen"
 
     @raise usage.UsageError: saying what is wrong with it.
     """
+    endpoint = withDefaultBacklog(description)
+    if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
+        endpoint = endpoint[len(PROXY_PREFIX) :]
     try:
-        serverFromString(reactor, description)
+        serverFromString(reactor, endpoint)
     except Exception as e:
         raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
 
 
-def listenerFor(
-    description: str, factory: UppercaseFactory, reactor: Any
-) -> tuple[str, IProtocolFactory]:
+class ServerCommand(MultiService):
     """
-    The endpoint string and factory to listen with for C{description}.
-
-    C{haproxy:ENDPOINT} listens on C{ENDPOINT} and reads a PROXY protocol
-    header on each connection, with our own wrapper rather than Twisted's
-    (see L{uppercase._proxy} for why).
-    """
-    if description.startswith(PROXY_PREFIX):
-        return description[len(PROXY_PREFIX) :], ProxyHeaderFactory(factory, reactor)
-    return description, factory
-
-
-class UppercaseService(MultiService):
-    """
-    Listen on every endpoint; on stop, stop accepting at once and shut the
-    open connections down gracefully.
+    The server as a command runs it: with the signal handling operators
+    expect (L{uppercase._signals}), and a failure to listen reported as one
+    line on standard error (the log has it too) and a non-zero exit status,
+    under C{twistd -n}, C{twistd} (through its start-up report) and C{twist}.
     """
 
-    def __init__(
-        self,
-        factory: UppercaseFactory,
-        descriptions: list[str],
-        shutdownTimeout: float,
-        reactor: IReactorCore,
-        metrics: str | None = None,
-    ) -> None:
+    def __init__(self, server: UppercaseService, reactor: Any) -> None:
         super().__init__()
-        self.factory = factory
-        self.descriptions = list(descriptions)
-        self.shutdownTimeout = shutdownTimeout
-        self.metrics = metrics
-        self._listeners: list[tuple[str, IService]] = []
-        for description in descriptions:
-            self._listen(description, *listenerFor(description, factory, reactor), reactor)
-        if metrics is not None:
-            from ._metrics import metricsSite
+        from . import textlog
 
-            self._listen(metrics, metrics, metricsSite(factory), reactor)
-
-    def _listen(self, name: str, endpoint: str, factory: IProtocolFactory, reactor: Any) -> None:
-        """
-        Listen on the C{endpoint} string with C{factory} when started; errors
-        refer to it as C{name}.
-        """
-        listener = strports.service(endpoint, factory, reactor=reactor)
-        listener.setServiceParent(self)
-        self._listeners.append((name, listener))
+        self.server = server
+        server.setServiceParent(self)
+        SignalHandling(reactor, server.factory.abortAll, textlog.reopenLogFiles).setServiceParent(
+            self
+        )
 
     def privilegedStartService(self) -> None:
-        """
-        Fit the connection limit to the descriptor limit, then listen now, so
-        that a port in use or a bad address ends C{twistd} with one line on
-        standard error and a non-zero status.
-        """
-        wanted = self.factory.maxConnections
-        capacity, fdLimit = connectionCapacity(wanted)
-        if capacity != wanted:
-            log.warn(
-                "The file descriptor limit ({fdLimit}) allows {capacity} "
-                "connections at once; --max-connections is {wanted}",
-                fdLimit=fdLimit,
-                capacity=capacity,
-                wanted=wanted or "unlimited",
-            )
-            self.factory.maxConnections = capacity
-        for description, listener in self._listeners:
-            try:
-                listener.privilegedStartService()
-            except Exception as e:
-                reason: object = e
-                if isinstance(e, CannotListenError):
-                    reason = getattr(e.socketError, "strerror", None) or e.socketError
-                raise SystemExit(
-                    f"twistd uppercase: cannot listen on {description}: {reason}"
-                ) from None
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            self._failed(e)
+            raise
 
     def startService(self) -> None:
-        super().startService()
-        log.info(
-            "uppercase {version} serving on {endpoints}",
-            version=__version__,
-            endpoints=", ".join(self.descriptions),
-        )
-        if self.metrics is not None:
-            log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)
+        try:
+            super().startService()
+        except ListenError as e:
+            self._failed(e)
+            raise
 
-    def stopService(self) -> Deferred[Any]:
-        draining = self.factory.shutdown(self.shutdownTimeout)
-        stopping = super().stopService()
-        return gatherResults([stopping, draining])
+    def _failed(self, error: ListenError) -> None:
+        """
+        Log C{error}, and make it the one line Python prints when it ends the
+        process (twistd re-raises it, after removing its pid file).
+        """
+        command = commandName("uppercase")
+        log.critical("{command}: {error}", command=command, error=str(error))
+        previous = sys.excepthook
+
+        def oneLine(kind: Any, value: BaseException, traceback: Any) -> None:
+            if value is not error:
+                previous(kind, value, traceback)
+                return
+            stderr = sys.__stderr__
+            if stderr is not None:
+                stderr.write(f"{command}: {error}\n")
+                stderr.flush()
+
+        sys.excepthook = oneLine
 
 
-def makeService(config: usage.Options, reactor: Any = None) -> UppercaseService:
+def makeService(config: usage.Options, reactor: Any = None) -> ServerCommand:
     """
     Build the server's service from parsed options; nothing listens until it
     is started.
@@ -228,12 +194,18 @@ def makeService(config: usage.Options, reactor: Any = None) -> UppercaseService:
     if reactor is None:
         from twisted.internet import reactor
     factory = UppercaseFactory(
-        clock=reactor,
+        reactor,
         logData=not config["quiet"],
         idleTimeout=config["idle-timeout"],
         maxConnections=config["max-connections"],
         maxPerIP=config["max-per-ip"],
+        closeTimeout=config["shutdown-timeout"],
     )
-    return UppercaseService(
-        factory, config["listen"], config["shutdown-timeout"], reactor, config["metrics"]
+    server = UppercaseService(
+        factory,
+        config["listen"],
+        reactor,
+        shutdownTimeout=config["shutdown-timeout"],
+        metrics=config["metrics"],
     )
+    return ServerCommand(server, reactor)

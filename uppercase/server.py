@@ -1,10 +1,16 @@
 """
-The uppercase echo server: a protocol that speaks it and a factory that
-keeps track of its connections.
+The uppercase server: the echo (L{uppercase.echo}) with a server's policies
+layered on it.
 
-Every byte received goes back with ASCII C{a}-C{z} turned into C{A}-C{Z} and
-every other byte unchanged, which is what C{bytes.upper} does (C{toupper} in
-the C locale): binary-safe and independent of how the stream is chunked.
+L{UppercaseFactory} admits connections (a connection limit and a per-address
+limit, refusals logged once per burst), closes idle ones, closes gracefully
+on request (nothing already echoed is lost), counts bytes, and logs each
+connection.  Time comes in as an argument: build it with the reactor, or
+with a L{twisted.internet.task.Clock} in tests.
+
+    >>> from twisted.internet.task import Clock
+    >>> factory = UppercaseFactory(Clock(), logData=False)
+    >>> protocol = factory.buildProtocol(None)
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from ._admission import Admission
 from ._idle import IdleSweeper
-from ._peer import describePeer, formatPeer
-from ._refusals import RefusalLog
-from ._throttle import ThrottledReading
-from ._writebuffer import canWriteDirectly, owesData, writeDirectly
+from ._peer import UNIX_PEER, describePeer, formatPeer, socketPath
+from ._transport import pendingBytes
+from .echo import UppercaseProtocol
+
+__all__ = ["PREVIEW_BYTES", "ServerProtocol", "UppercaseFactory", "preview"]
 
 log = Logger()
 
@@ -41,40 +48,27 @@ def preview(data: bytes) -> str:
     return repr(data[:PREVIEW_BYTES]) + "..."
 
 
-@implementer(IHalfCloseableProtocol)
-class UppercaseProtocol(ThrottledReading, Protocol):
+class ServerProtocol(UppercaseProtocol):
     """
-    Send every received byte back, ASCII-uppercased.
+    The echo as the server runs it: logged, counted, and known to its
+    L{UppercaseFactory} from C{connectionMade} to C{connectionLost}.
 
-    Flow control: the transport's write buffer throttles reading (see
-    L{ThrottledReading}), so a peer that sends but never reads cannot make
-    the server buffer without bound.  Half-close: when the peer shuts down
-    its sending side, everything owed is sent and then the connection is
-    closed.
+    @ivar host: the client's host (an IP address, or C{unix}).
+    @ivar port: the client's port (L{None} for UNIX-socket clients).
     """
 
     factory: UppercaseFactory
-    transport: Any
-    """A stream transport: L{ITransport} plus L{IConsumer}, L{IPushProducer}
-    and, for TCP and UNIX sockets, L{IHalfCloseableDescriptor}."""
-    received = 0
-    """Bytes received and echoed on this connection."""
-    discarded = 0
-    """Bytes received and discarded during a graceful shutdown."""
-    draining = False
-    """Set once the server is shutting down: input is read and discarded."""
-    host = "?"
+    host = "unknown"
     port: int | None = None
-    idleMark = 0
-    quietSweeps = 0
-    _direct = False
-    _refused = False
 
     @property
     def peer(self) -> str:
         """
-        The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}).
+        The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}),
+        or C{unix:PATH} (the socket's path) for a UNIX-socket client.
         """
+        if self.port is None and self.host == UNIX_PEER and self.transport is not None:
+            return f"unix:{socketPath(self.transport.getHost())}"
         return formatPeer(self.host, self.port)
 
     def activity(self) -> int:
@@ -82,34 +76,60 @@ class UppercaseProtocol(ThrottledReading, Protocol):
         A number that grows whenever the connection does something: receives
         bytes, or drains its write buffer.
         """
-        return self.received + self.discarded + self.drains
+        return self.echoed + self.discarded + self.drains
 
     def connectionMade(self) -> None:
-        self.host, self.port = describePeer(self.transport.getPeer())
-        if not self.factory.admit(self):
-            # Over a limit: closed at once, and never counted as open.
-            self.draining = self._refused = True
-            self.transport.loseConnection()
-            return
-        self.throttleReading()
-        self._direct = canWriteDirectly(self.transport)
-        log.info(
-            "Connection from {host} port {port}",
-            host=self.host,
-            port=self.port,
-            peer=self.peer,
-        )
+        super().connectionMade()
+        self.factory.connectionOpened(self)
+        if self.port is None:
+            log.info("Connection from {peer}", host=self.host, peer=self.peer)
+        else:
+            log.info(
+                "Connection from {host} port {port}",
+                host=self.host,
+                port=self.port,
+                peer=self.peer,
+            )
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self.factory.connectionClosed(self)
+        fields: dict[str, Any] = {
+            "peer": self.peer,
+            "received": self.echoed + self.discarded,
+            "sent": self.echoed,
+            "discarded": self.discarded,
+        }
+        if self.discarded:
+            counts = (
+                "{received} bytes received, {sent} sent back, {discarded} discarded while closing"
+            )
+        else:
+            counts = "{received} bytes received"
+        if reason.check(ConnectionDone) or (
+            # A UNIX-socket peer that closes after its EOF is seen shows up as
+            # a loss; it is a clean end if nothing was left to send.
+            self.peerFinished and pendingBytes(self.transport) == 0
+        ):
+            log.info("Connection from {peer} closed (" + counts + ")", **fields)
+        else:
+            # A reset or a vanished peer is routine on the Internet: it is
+            # reported, with its reason, at the same level as a clean close.
+            log.info(
+                "Connection from {peer} lost: {reason} (" + counts + ")",
+                reason=reason.getErrorMessage(),
+                **fields,
+            )
+
+
+class LoggingServerProtocol(ServerProtocol):
+    """
+    L{ServerProtocol} that also logs every received chunk: its size and the
+    start of its bytes.
+    """
 
     def dataReceived(self, data: bytes) -> None:
-        if self.draining:
-            self.discarded += len(data)
-            return
-        if self._direct:
-            writeDirectly(self.transport, data.upper())
-        else:
-            self.transport.write(data.upper())
-        self.received += len(data)
-        if self.factory.logData:
+        super().dataReceived(data)
+        if not self.closing:
             log.info(
                 "Received {size} bytes from {peer}: {data}",
                 size=len(data),
@@ -117,193 +137,140 @@ class UppercaseProtocol(ThrottledReading, Protocol):
                 data=preview(data),
             )
 
-    def readConnectionLost(self) -> None:
-        """
-        The peer shut down its sending side: send what is still owed, then
-        close.
-        """
-        self.releaseThrottle()
-        self.transport.loseConnection()
 
-    def writeConnectionLost(self) -> None:
-        """
-        Our sending side is shut down (only during a graceful shutdown): keep
-        reading, and discarding, until the peer closes.
-        """
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        if self._refused:
-            return
-        self.factory.connectionClosed(self)
-        if reason.check(ConnectionDone):
-            log.info(
-                "Connection from {peer} closed ({received} bytes received)",
-                peer=self.peer,
-                received=self.received,
-            )
-        else:
-            # A reset or a vanished peer is routine on the Internet: it is
-            # reported, with its reason, at the same level as a clean close.
-            log.info(
-                "Connection from {peer} lost: {reason} ({received} bytes received)",
-                peer=self.peer,
-                reason=reason.getErrorMessage(),
-                received=self.received,
-            )
-
-    def shutdown(self) -> None:
-        """
-        Stop serving this connection gracefully.
-
-        A connection that owes nothing is closed.  Otherwise what the server
-        already read is delivered (echoed), the stream is ended with a FIN,
-        and whatever the peer still sends is read and discarded until it
-        closes its side too.
-        """
-        if self.draining:
-            return
-        self.draining = True
-        transport = self.transport
-        self.releaseThrottle()
-        loseWriteConnection = getattr(transport, "loseWriteConnection", None)
-        if loseWriteConnection is None or not owesData(transport):
-            transport.loseConnection()
-            return
-        loseWriteConnection()
-        transport.resumeProducing()
-
-    def closeIdle(self) -> None:
-        """
-        Close this connection for having been idle for the idle timeout.
-        """
-        log.info(
-            "Closing connection from {peer}: idle for {timeout} seconds",
-            peer=self.peer,
-            timeout=self.factory.idleTimeout,
-        )
-        transport = self.transport
-        self.releaseThrottle()
-        if owesData(transport):
-            # The peer has not read what it was sent for a whole timeout:
-            # waiting for the buffer to drain would wait forever.
-            transport.abortConnection()
-        else:
-            transport.loseConnection()
-
-
-class UppercaseFactory(Factory):
+class UppercaseFactory(ServerFactory):
     """
-    Build L{UppercaseProtocol}s, enforce connection limits and the idle
-    timeout, and shut all connections down gracefully on request.
+    Build L{ServerProtocol}s under the server's policies.
 
-    @ivar logData: whether every received chunk is logged.
-    @ivar idleTimeout: seconds of inactivity after which a connection is
+    @param clock: the reactor (or a test's clock) for every timer.
+    @param logData: whether every received chunk is logged.
+    @param idleTimeout: seconds of inactivity after which a connection is
         closed (0 disables).
-    @ivar maxConnections: most connections at once (0 = unlimited).
-    @ivar maxPerIP: most connections at once from one host (0 = unlimited).
-    @ivar accepted: connections admitted.
-    @ivar rejected: connections refused because of a limit or a shutdown.
-    @ivar idleClosed: connections closed for being idle.
+    @param maxConnections: most connections at once, counting PROXY-protocol
+        connections still waiting for their header (0: unlimited).
+    @param maxPerIP: most connections at once from one host (0: unlimited).
+    @param closeTimeout: seconds a connection closed for being idle may take
+        to finish closing gracefully before it is aborted.
+
+    @ivar admission: the limits (shared with PROXY-protocol listeners, see
+        L{uppercase.proxy.ProxyHeaderFactory}).
+    @ivar connections: the open connections.
+    @ivar accepted: connections admitted so far.
+    @ivar idleClosed: connections closed for being idle so far.
     """
 
-    protocol = UppercaseProtocol  # type: ignore[assignment]
     noisy = False
 
     def __init__(
         self,
+        clock: IReactorTime,
         *,
-        clock: IReactorTime | None = None,
         logData: bool = True,
         idleTimeout: float = 300.0,
         maxConnections: int = 10000,
         maxPerIP: int = 0,
+        closeTimeout: float = 10.0,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock: IReactorTime = clock  # type: ignore[assignment]
-        self.logData = logData
+        self.clock = clock
+        self.protocolClass: type[ServerProtocol] = (
+            LoggingServerProtocol if logData else ServerProtocol
+        )
         self.idleTimeout = idleTimeout
-        self.maxConnections = maxConnections
-        self.maxPerIP = maxPerIP
-        self.connections: set[UppercaseProtocol] = set()
-        self._perHost: dict[str, int] = {}
+        self.closeTimeout = closeTimeout
+        self.admission = Admission(clock, maxConnections, maxPerIP)
+        self.connections: set[ServerProtocol] = set()
         self.accepted = 0
-        self.rejected = 0
         self.idleClosed = 0
         self._closedReceived = 0
         self._closedSent = 0
-        self._refusals = RefusalLog(self.clock)
-        self._idle = (
-            IdleSweeper(self.clock, idleTimeout, self.connections, self._closeIdle)
-            if idleTimeout
-            else None
-        )
-        self._stopping = False
+        self._idle = IdleSweeper(clock, idleTimeout, self._closeIdle) if idleTimeout else None
+        self._deadlines: dict[ServerProtocol, IDelayedCall] = {}
         self._closeWaiters: list[Deferred[None]] = []
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
-        reason = self._overLimit()
-        if reason is not None:
-            self.rejected += 1
-            self._refusals.refused(formatPeer(*describePeer(addr)), reason)
+    @property
+    def logData(self) -> bool:
+        """
+        Whether every received chunk is logged.
+        """
+        return self.protocolClass is LoggingServerProtocol
+
+    @property
+    def rejected(self) -> int:
+        """
+        Connections refused by a limit or during shutdown so far.
+        """
+        return self.admission.rejected
+
+    def buildProtocol(self, addr: IAddress | None) -> ServerProtocol | None:  # type: ignore[override]
+        """
+        A protocol for a connection from C{addr}, or L{None} (the connection
+        is closed at once) when a limit forbids it.
+        """
+        host, port = describePeer(addr)
+        if not self.admission.admit(host, formatPeer(host, port)):
             return None
-        return super().buildProtocol(addr)  # type: ignore[return-value]
+        protocol = self.protocolClass()
+        protocol.factory = self
+        protocol.host, protocol.port = host, port
+        return protocol
 
-    def _overLimit(self) -> str | None:
-        if self._stopping:
-            return "shutting down"
-        if self.maxConnections and len(self.connections) >= self.maxConnections:
-            return f"{self.maxConnections} connections already open"
-        return None
-
-    def admit(self, protocol: UppercaseProtocol) -> bool:
+    def connectionOpened(self, protocol: ServerProtocol) -> None:
         """
-        Count C{protocol} as open, unless a limit forbids it (called from its
-        C{connectionMade}, where the address is the client's even behind a
-        PROXY-protocol load balancer, which C{maxPerIP} needs).
-
-        @return: whether C{protocol} was admitted.
+        Track C{protocol} (called from its C{connectionMade}).
         """
-        host = protocol.host
-        reason = self._overLimit()
-        if reason is None and self.maxPerIP and self._perHost.get(host, 0) >= self.maxPerIP:
-            reason = f"{self.maxPerIP} connections already open from {host}"
-        if reason is not None:
-            self.rejected += 1
-            self._refusals.refused(protocol.peer, reason)
-            return False
         self.accepted += 1
         self.connections.add(protocol)
-        self._perHost[host] = self._perHost.get(host, 0) + 1
         if self._idle is not None:
             self._idle.watch(protocol)
-        return True
 
-    def connectionClosed(self, protocol: UppercaseProtocol) -> None:
+    def connectionClosed(self, protocol: ServerProtocol) -> None:
         """
         Forget C{protocol} (called from its C{connectionLost}).
         """
+        self.admission.leave(protocol.host)
         if protocol not in self.connections:
             return
         self.connections.discard(protocol)
         if self._idle is not None:
-            self._idle.forget()
-        self._closedReceived += protocol.received + protocol.discarded
-        self._closedSent += protocol.received
-        host = protocol.host
-        left = self._perHost.get(host, 1) - 1
-        if left:
-            self._perHost[host] = left
-        else:
-            self._perHost.pop(host, None)
+            self._idle.forget(protocol)
+        deadline = self._deadlines.pop(protocol, None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        self._closedReceived += protocol.echoed + protocol.discarded
+        self._closedSent += protocol.echoed
         if not self.connections and self._closeWaiters:
             waiters, self._closeWaiters = self._closeWaiters, []
             for waiter in waiters:
                 waiter.callback(None)
 
-    def _closeIdle(self, protocol: UppercaseProtocol) -> None:
+    def _closeIdle(self, protocol: Any, idleSeconds: float) -> None:
         self.idleClosed += 1
-        protocol.closeIdle()
+        log.info(
+            "Closing connection from {peer}: idle for {idle:.1f} seconds",
+            peer=protocol.peer,
+            idle=idleSeconds,
+            timeout=self.idleTimeout,
+        )
+        if protocol.closing:
+            # Idle for a whole timeout while already closing: the peer is not
+            # reading what it is owed.
+            self._abort(protocol)
+            return
+        protocol.finish()
+        if protocol in self.connections:
+            self._deadlines[protocol] = self.clock.callLater(
+                self.closeTimeout, self._abort, protocol
+            )
+
+    def _abort(self, protocol: ServerProtocol) -> None:
+        self._deadlines.pop(protocol, None)
+        pending = pendingBytes(protocol.transport)
+        log.info(
+            "Aborting connection from {peer}: still not closed ({pending} bytes unsent)",
+            peer=protocol.peer,
+            pending="?" if pending is None else pending,
+        )
+        protocol.transport.abortConnection()
 
     def byteCounts(self) -> tuple[int, int]:
         """
@@ -312,19 +279,19 @@ class UppercaseFactory(Factory):
         """
         received, sent = self._closedReceived, self._closedSent
         for protocol in self.connections:
-            received += protocol.received + protocol.discarded
-            sent += protocol.received
+            received += protocol.echoed + protocol.discarded
+            sent += protocol.echoed
         return received, sent
 
     def shutdown(self, timeout: float) -> Deferred[None]:
         """
-        Refuse new connections, shut every open one down gracefully, and
-        abort those still open after C{timeout} seconds.
+        Refuse new connections, close every open one gracefully (see
+        L{UppercaseProtocol.finish}), and abort those still open after
+        C{timeout} seconds.
 
         @return: a L{Deferred} that fires once every connection is closed.
         """
-        self._stopping = True
-        self._refusals.flush()
+        self.admission.stop()
         if not self.connections:
             return succeed(None)
         log.info(
@@ -333,24 +300,31 @@ class UppercaseFactory(Factory):
             timeout=timeout,
         )
         for protocol in list(self.connections):
-            protocol.shutdown()
+            protocol.finish()
         if not self.connections:
             return succeed(None)
         allClosed: Deferred[None] = Deferred()
         self._closeWaiters.append(allClosed)
-        deadline = self.clock.callLater(timeout, self._abortAll)
+        deadline = self.clock.callLater(timeout, self.abortAll, "at the shutdown timeout")
 
-        def cancelDeadline(result: Any) -> Any:
+        def cancelDeadline(result: object) -> object:
             if deadline.active():
                 deadline.cancel()
             return result
 
-        return allClosed.addBoth(cancelDeadline)
+        allClosed.addBoth(cancelDeadline)
+        return allClosed
 
-    def _abortAll(self) -> None:
+    def abortAll(self, why: str = "now") -> None:
+        """
+        Abort every connection still open.
+        """
+        if not self.connections:
+            return
         log.warn(
-            "Aborting {count} connections still open at the shutdown timeout",
+            "Aborting {count} connections still open {why}",
             count=len(self.connections),
+            why=why,
         )
         for protocol in list(self.connections):
             protocol.transport.abortConnection()

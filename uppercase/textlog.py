@@ -4,9 +4,11 @@ several times faster, for a server that logs every chunk it receives.
 
     twistd -n --logger=uppercase.textlog.stdout uppercase
 
-C{twistd -n uppercase} and C{twistd -n uppercase-client} use it by default
-when they would log to standard output anyway (no C{--logfile}, C{--syslog}
-or C{--logger}); see L{_options.preferFastTextLog}.
+C{twistd uppercase} and C{twistd uppercase-client} use it by default
+whenever twistd would write its own text log, to standard output or to a
+file (no C{--syslog} or C{--logger}); see L{_options.preferFastTextLog}.
+Log files are Twisted's L{LogFile} (rotated at 1 MB, as twistd's), and
+L{reopenLogFiles} serves C{SIGUSR1}.
 
 Twisted's L{textFileLogObserver} spends most of an event's cost on two
 things: formatting the timestamp (a timezone computed and C{strftime} called
@@ -21,6 +23,7 @@ Each line is written and flushed as it comes, as Twisted does.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO, Any
 
@@ -31,6 +34,7 @@ from twisted.logger import (
     formatEventAsClassicLogText,
     formatTime,
 )
+from twisted.python.logfile import LogFile
 
 ROUNDS_UP = 1 - 1e-6
 """A fraction of a second above which L{formatTime} may round up to the
@@ -111,3 +115,73 @@ def stdout() -> ILogObserver:
     factory for C{twistd --logger}).
     """
     return textLogObserver(sys.stdout)
+
+
+class _LogFilePath:
+    """
+    A L{LogFile} and the identity of the file it last opened at its path,
+    to tell whether something else (logrotate) moved it away since.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.file = LogFile.fromFullPath(path)
+        self._identity = self._current()
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.file.path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def reopenOrRotate(self) -> str:
+        """
+        Reopen the file if it was moved or removed (logrotate's convention
+        for C{SIGUSR1}); otherwise rotate it as twistd does (C{PATH} becomes
+        C{PATH.1}).
+
+        @return: what was done, for the log.
+        """
+        if self._current() != self._identity:
+            self.file.reopen()
+            done = "reopened"
+        else:
+            self.file.rotate()
+            done = "rotated"
+        self._identity = self._current()
+        return f"{done} {self.file.path}"
+
+
+_configuredPath: str | None = None
+_openLogFiles: list[_LogFilePath] = []
+
+
+def useLogFile(path: str) -> None:
+    """
+    Set the path L{logfile} opens (the command-line layer calls this with
+    twistd's C{--logfile} before twistd calls L{logfile}).
+    """
+    global _configuredPath
+    _configuredPath = path
+
+
+def logfile() -> ILogObserver:
+    """
+    An observer writing text lines to the file set by L{useLogFile} (a log
+    observer factory for C{twistd --logger}); C{SIGUSR1} reopens or rotates
+    it (L{reopenLogFiles}).
+    """
+    if _configuredPath is None:
+        raise RuntimeError("uppercase.textlog.logfile needs useLogFile(path) first")
+    opened = _LogFilePath(_configuredPath)
+    _openLogFiles.append(opened)
+    return textLogObserver(opened.file)
+
+
+def reopenLogFiles() -> list[str]:
+    """
+    Reopen or rotate every file opened by L{logfile}.
+
+    @return: what was done to each, for the log (empty if none is open).
+    """
+    return [opened.reopenOrRotate() for opened in _openLogFiles]

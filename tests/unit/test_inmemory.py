@@ -1,17 +1,15 @@
-"""The real client against the real server, joined in memory by iosim."""
+"""The real client against the real server, joined in memory by uppercase.testing."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.client import UppercaseClientProtocol
 from uppercase.server import UppercaseFactory
-
-from ._transports import BufferingTransport, ascii_upper
+from uppercase.testing import asciiUpper, connectInMemory, connectServer
 
 
 class ClientAgainstServerTests(SynchronousTestCase):
@@ -22,28 +20,25 @@ class ClientAgainstServerTests(SynchronousTestCase):
     def test_nineHellos(self) -> None:
         """
         The reference session: nine C{hello}s, one second apart, each
-        answered by C{HELLO}; the client then closes and succeeds.
+        answered by C{HELLO}; the client then closes, the server closes
+        after it, and the client succeeds.
         """
         clock = Clock()
         replies: list[bytes] = []
-        factory = UppercaseFactory(clock=clock, logData=False)
-        client, server, pump = connectedServerAndClient(
-            lambda: factory.buildProtocol(None),
-            lambda: UppercaseClientProtocol(
-                b"hello",
-                clock=clock,
-                onReply=lambda seq, reply, rtt: replies.append(reply),
-            ),
-            clock=clock,
+        factory = UppercaseFactory(clock, logData=False)
+        client = UppercaseClientProtocol(
+            b"hello", clock=clock, onReply=lambda seq, reply, rtt: replies.append(reply)
         )
+        connection = connectInMemory(factory, client)
         for second in range(9):
-            pump.flush()
+            connection.flush()
             self.assertEqual(len(replies), second + 1)
             clock.advance(1)
-        pump.flush()
+        connection.flush()
         self.assertEqual(replies, [b"HELLO\n"] * 9)
-        self.assertTrue(client.transport.disconnecting)
-        self.assertEqual(server.received, 9 * 6)
+        self.successResultOf(client.done)
+        self.assertTrue(connection.serverTransport.disconnected)
+        self.assertEqual(factory.byteCounts(), (9 * 6, 9 * 6))
 
     def test_binaryMessage(self) -> None:
         """
@@ -52,18 +47,12 @@ class ClientAgainstServerTests(SynchronousTestCase):
         clock = Clock()
         message = bytes(range(256)).replace(b"\n", b"")
         replies: list[bytes] = []
-        client, server, pump = connectedServerAndClient(
-            lambda: UppercaseFactory(clock=clock, logData=False).buildProtocol(None),
-            lambda: UppercaseClientProtocol(
-                message,
-                count=1,
-                clock=clock,
-                onReply=lambda seq, reply, rtt: replies.append(reply),
-            ),
-            clock=clock,
+        client = UppercaseClientProtocol(
+            message, count=1, clock=clock, onReply=lambda seq, reply, rtt: replies.append(reply)
         )
-        pump.flush()
-        self.assertEqual(replies, [ascii_upper(message + b"\n")])
+        connectInMemory(UppercaseFactory(clock, logData=False), client)
+        self.assertEqual(replies, [asciiUpper(message + b"\n")])
+        self.successResultOf(client.done)
 
 
 class PropertyTests(SynchronousTestCase):
@@ -79,9 +68,8 @@ class PropertyTests(SynchronousTestCase):
         Feeding the chunks one by one yields the uppercase of their
         concatenation, byte for byte.
         """
-        protocol = UppercaseFactory(clock=Clock(), logData=False, idleTimeout=0).buildProtocol(None)
-        transport = BufferingTransport()
-        protocol.makeConnection(transport)
+        factory = UppercaseFactory(Clock(), logData=False, idleTimeout=0)
+        _, transport = connectServer(factory)
         for chunk in chunks:
-            protocol.dataReceived(chunk)
-        self.assertEqual(transport.value(), ascii_upper(b"".join(chunks)))
+            transport.receive(chunk)
+        self.assertEqual(transport.value(), asciiUpper(b"".join(chunks)))

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase._metrics import metricsRegistry
 from uppercase.server import UppercaseFactory
-
-from ._transports import BufferingTransport
+from uppercase.testing import Refused, connectServer
 
 
 def sample(exposition: bytes, name: str) -> float:
@@ -33,21 +30,19 @@ class CollectorTests(SynchronousTestCase):
         open and closed connections) are all counted.
         """
         clock = Clock()
-        factory = UppercaseFactory(clock=clock, logData=False, maxConnections=2, idleTimeout=10)
+        factory = UppercaseFactory(clock, logData=False, maxConnections=2, idleTimeout=10)
         registry = metricsRegistry(factory)
-        protocols = []
-        for port in (1, 2):
-            protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", port))
-            protocol.makeConnection(BufferingTransport(port=port))
-            protocols.append(protocol)
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 3)))
-        protocols[0].dataReceived(b"abc")
-        protocols[1].dataReceived(b"hello")
-        protocols[0].connectionLost(Failure(ConnectionDone()))
+        _, first = connectServer(factory, IPv4Address("TCP", "192.0.2.1", 1))
+        _, second = connectServer(factory, IPv4Address("TCP", "192.0.2.1", 2))
+        self.assertRaises(Refused, connectServer, factory, IPv4Address("TCP", "192.0.2.1", 3))
+        first.receive(b"abc")
+        second.receive(b"hello")
+        first.receiveEOF()
         clock.pump([1] * 15)
+        second.receiveEOF()
         text = generate_latest(registry)
         self.assertEqual(sample(text, "uppercase_connections_total"), 2)
-        self.assertEqual(sample(text, "uppercase_connections_active"), 1)
+        self.assertEqual(sample(text, "uppercase_connections_active"), 0)
         self.assertEqual(sample(text, "uppercase_connections_rejected_total"), 1)
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 8)
         self.assertEqual(sample(text, "uppercase_bytes_sent_total"), 8)

@@ -8,16 +8,16 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._proxy import InvalidHeader, ProxyHeaderFactory, parseHeader
+from uppercase.echo import UppercaseProtocol
+from uppercase.proxy import InvalidHeader, ProxyHeaderFactory, parseHeader
 from uppercase.server import UppercaseFactory
-
-from ._transports import BufferingTransport
+from uppercase.testing import Refused, connectServer
 
 V1 = b"PROXY TCP4 203.0.113.9 198.51.100.1 41234 9527\r\n"
 
@@ -123,31 +123,45 @@ class ParseTests(SynchronousTestCase):
             self.assertRaises(InvalidHeader, parseHeader, data)
 
 
+PROXY = IPv4Address("TCP", "127.0.0.1", 50000)
+"""The load balancer's own address, as the listening socket sees it."""
+
+
 class WrapperTests(SynchronousTestCase):
     """
-    The wrapper connects the echo protocol only once the header is read,
+    The wrapper connects the wrapped protocol only once the header is read,
     with the client's address, and passes half-close through.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.inner = UppercaseFactory(clock=self.clock, logData=False, idleTimeout=0)
-        self.factory = ProxyHeaderFactory(self.inner, self.clock, headerTimeout=5)
-        self.wrapper = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
-        self.transport = BufferingTransport("127.0.0.1", 50000)
-        self.wrapper.makeConnection(self.transport)
+        self.inner = UppercaseFactory(self.clock, logData=False, idleTimeout=0)
+        self.factory = ProxyHeaderFactory(
+            self.inner, self.clock, headerTimeout=5, limit=self.inner.admission
+        )
+        self.wrapper, self.transport = connectServer(self.factory, PROXY)
 
     def test_clientAddressSeenByProtocol(self) -> None:
         """
-        The echo protocol is connected after the header, sees the client's
-        address, and gets the payload that followed the header.
+        The echo protocol is built and connected after the header, with the
+        client's address, and gets the payload that followed the header.
         """
         self.assertEqual(self.inner.connections, set())
-        self.wrapper.dataReceived(V1[:10])
-        self.wrapper.dataReceived(V1[10:] + b"hi")
+        self.transport.receive(V1[:10])
+        self.transport.receive(V1[10:] + b"hi")
         [protocol] = self.inner.connections
         self.assertEqual(protocol.transport.getPeer(), CLIENT)
+        self.assertEqual(protocol.peer, "203.0.113.9:41234")
         self.assertEqual(self.transport.value(), b"HI")
+
+    def test_anyFactory(self) -> None:
+        """
+        Any factory can be wrapped: C{Factory.forProtocol} of the echo.
+        """
+        factory = ProxyHeaderFactory(Factory.forProtocol(UppercaseProtocol), self.clock)
+        _, transport = connectServer(factory, PROXY)
+        transport.receive(v2() + b"abc")
+        self.assertEqual(transport.value(), b"ABC")
 
     @settings(max_examples=100, deadline=None)
     @given(st.data())
@@ -158,12 +172,10 @@ class WrapperTests(SynchronousTestCase):
         """
         stream = v2() + b"payload"
         cuts = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=6)))
-        wrapper = self.factory.buildProtocol(None)
-        transport = BufferingTransport()
-        wrapper.makeConnection(transport)
+        _, transport = connectServer(self.factory, PROXY)
         for start, end in zip([0] + cuts, cuts + [len(stream)]):
             if start < end:
-                wrapper.dataReceived(stream[start:end])
+                transport.receive(stream[start:end])
         self.assertEqual(transport.value(), b"PAYLOAD")
 
     def test_halfClosePassedThrough(self) -> None:
@@ -172,27 +184,146 @@ class WrapperTests(SynchronousTestCase):
         protocol, which closes after its replies.
         """
         self.assertTrue(IHalfCloseableProtocol.providedBy(self.wrapper))
-        self.wrapper.dataReceived(V1 + b"bye")
-        self.wrapper.readConnectionLost()
-        self.assertEqual(self.transport.value(), b"BYE")
-        self.assertTrue(self.transport.disconnecting)
-        self.assertFalse(self.transport.disconnected)
+        wrapper, transport = connectServer(self.factory, PROXY, peerReads=False)
+        transport.receive(V1 + b"bye")
+        transport.receiveEOF()
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(transport.read(), b"BYE")
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
 
     def test_invalidHeaderAborts(self) -> None:
         """
-        A connection that does not start with a header is aborted, and the
-        echo protocol never sees it.
+        A connection that does not start with a header is aborted, and
+        logged with the proxy's address as people write it.
         """
-        self.wrapper.dataReceived(b"GET / HTTP/1.1\r\n")
-        self.assertTrue(self.transport.disconnected)
+        with capturedLogs() as events:
+            self.transport.receive(b"GET / HTTP/1.1\r\n")
+        self.assertTrue(self.transport.aborted)
         self.assertEqual(self.inner.connections, set())
+        self.assertEqual(events[0]["peer"], "127.0.0.1:50000")
 
     def test_headerTimeout(self) -> None:
         """
         A connection that sends no header within the timeout is aborted;
-        closing cancels the timer.
+        nothing stays scheduled.
         """
-        self.clock.advance(5)
-        self.assertTrue(self.transport.disconnected)
-        self.wrapper.connectionLost(Failure(ConnectionDone()))
+        with capturedLogs() as events:
+            self.clock.advance(5)
+        self.assertTrue(self.transport.aborted)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(
+            events[0]["log_format"].format(**events[0]),
+            "Closing connection from 127.0.0.1:50000: no PROXY header within 5s",
+        )
+
+
+class LimitTests(SynchronousTestCase):
+    """
+    Connections still waiting for their header count against the wrapped
+    factory's connection limit; the per-address limit applies to the
+    client's address from the header.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.inner = UppercaseFactory(
+            self.clock, logData=False, idleTimeout=0, maxConnections=3, maxPerIP=1
+        )
+        self.factory = ProxyHeaderFactory(self.inner, self.clock, limit=self.inner.admission)
+
+    def test_waitingConnectionsCount(self) -> None:
+        """
+        With a limit of 3, three silent connections fill it: a fourth is
+        refused at once, and a slot comes back when one of them ends.
+        """
+        transports = [connectServer(self.factory, PROXY)[1] for _ in range(3)]
+        self.assertRaises(Refused, connectServer, self.factory, PROXY)
+        transports[0].reset()
+        connectServer(self.factory, PROXY)
+
+    def test_timedOutHeaderFreesItsSlot(self) -> None:
+        """
+        A connection aborted for not sending its header gives its slot back.
+        """
+        for _ in range(3):
+            connectServer(self.factory, PROXY)
+        self.clock.advance(10)
+        connectServer(self.factory, PROXY)
+
+    def test_sharedWithPlainListener(self) -> None:
+        """
+        Waiting connections and connections on a plain listener share one
+        limit.
+        """
+        connectServer(self.factory, PROXY)
+        connectServer(self.factory, PROXY)
+        connectServer(self.inner, IPv4Address("TCP", "192.0.2.1", 1))
+        self.assertRaises(Refused, connectServer, self.inner, IPv4Address("TCP", "192.0.2.2", 1))
+
+    def test_perIPOnTheClientsAddress(self) -> None:
+        """
+        Two clients behind the same proxy are two hosts; the same client
+        twice is refused by C{maxPerIP=1} (closed once its header arrives).
+        """
+        _, first = connectServer(self.factory, PROXY)
+        first.receive(V1)
+        _, other = connectServer(self.factory, PROXY)
+        other.receive(V1.replace(b"203.0.113.9", b"203.0.113.10"))
+        _, again = connectServer(self.factory, PROXY)
+        again.receive(V1)
+        self.assertFalse(first.disconnecting)
+        self.assertFalse(other.disconnecting)
+        self.assertTrue(again.disconnected)
+        self.assertEqual(len(self.inner.connections), 2)
+
+
+class HealthCheckTests(SynchronousTestCase):
+    """
+    A header without a client address (v2 LOCAL, v1 UNKNOWN), as a proxy's
+    health check sends it, reaches the wrapped factory only if data follows.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.inner = UppercaseFactory(self.clock, logData=False, idleTimeout=0)
+        self.factory = ProxyHeaderFactory(self.inner, self.clock, limit=self.inner.admission)
+
+    def test_checkThenResetIsNotLogged(self) -> None:
+        """
+        HAProxy's C{check} with C{send-proxy-v2}: a LOCAL header, then a
+        reset.  Nothing is logged and the wrapped factory never sees it.
+        """
+        for header in (v2(command=0x0, family=0x00, body=b""), b"PROXY UNKNOWN\r\n"):
+            with capturedLogs() as events:
+                _, transport = connectServer(self.factory, PROXY)
+                transport.receive(header)
+                transport.reset()
+            self.assertEqual(list(events), [])
+            self.assertEqual(self.inner.accepted, 0)
+        self.assertEqual(self.inner.admission.held, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_checkThatSendsIsServed(self) -> None:
+        """
+        A LOCAL connection that goes on to send data is served, with the
+        proxy's own address.
+        """
+        _, transport = connectServer(self.factory, PROXY)
+        transport.receive(v2(command=0x0, family=0x00, body=b""))
+        transport.receive(b"ping\n")
+        self.assertEqual(transport.value(), b"PING\n")
+        [protocol] = self.inner.connections
+        self.assertEqual(protocol.peer, "127.0.0.1:50000")
+
+    def test_silentCheckClosedAtHeaderTimeout(self) -> None:
+        """
+        A LOCAL connection that stays silent is closed (not logged as a
+        missing header) when the header timeout expires.
+        """
+        _, transport = connectServer(self.factory, PROXY)
+        transport.receive(v2(command=0x0, family=0x00, body=b""))
+        with capturedLogs() as events:
+            self.clock.advance(10)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(list(events), [])

@@ -1,145 +1,61 @@
-"""Specification of the server protocol and factory, driven in memory."""
+"""Specification of the server's policies on the echo, driven in memory."""
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.server import PREVIEW_BYTES, UppercaseFactory, UppercaseProtocol, preview
+from uppercase.echo import UppercaseProtocol
+from uppercase.server import PREVIEW_BYTES, ServerProtocol, UppercaseFactory, preview
+from uppercase.testing import Refused, connectServer
 
-from ._transports import BufferingTransport, ascii_upper
 
-
-def connect(
-    factory: UppercaseFactory, host: str = "192.0.2.7", port: int = 40000
-) -> tuple[UppercaseProtocol, BufferingTransport]:
-    """
-    Accept one connection from C{host}:C{port} on C{factory}.
-    """
-    protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-    assert protocol is not None
-    transport = BufferingTransport(host, port)
-    protocol.makeConnection(transport)
-    return protocol, transport  # type: ignore[return-value]
+def client(host: str = "192.0.2.7", port: int = 40000) -> IPv4Address:
+    return IPv4Address("TCP", host, port)
 
 
 def quietFactory(clock: Clock, **kwargs: object) -> UppercaseFactory:
+    """
+    A factory that does not log every chunk (most tests check other events).
+    """
     kwargs.setdefault("logData", False)
-    return UppercaseFactory(clock=clock, **kwargs)  # type: ignore[arg-type]
+    return UppercaseFactory(clock, **kwargs)  # type: ignore[arg-type]
 
 
-class EchoTests(SynchronousTestCase):
+class ConstructionTests(SynchronousTestCase):
     """
-    Every byte comes back, ASCII-uppercased, whatever the chunking.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.protocol, self.transport = connect(quietFactory(self.clock))
-
-    def test_lowercaseBecomesUppercase(self) -> None:
-        """
-        C{hello\\n} comes back as C{HELLO\\n}.
-        """
-        self.protocol.dataReceived(b"hello\n")
-        self.assertEqual(self.transport.value(), b"HELLO\n")
-
-    def test_allByteValues(self) -> None:
-        """
-        Only C{a}-C{z} change; the 230 other byte values, including
-        non-ASCII letters of Latin-1 and UTF-8, come back unchanged.
-        """
-        everything = bytes(range(256))
-        self.protocol.dataReceived(everything)
-        out = self.transport.value()
-        self.assertEqual(len(out), 256)
-        for value in range(256):
-            expected = value - 32 if ord("a") <= value <= ord("z") else value
-            self.assertEqual(out[value], expected, f"byte {value}")
-
-    def test_fragmentedInput(self) -> None:
-        """
-        Input delivered one byte at a time produces the same output as
-        input delivered at once: nothing is held back or reordered.
-        """
-        data = b"Mixed CASE \x00\xff\xe9t\xc3\xa9 text\r\n" * 3
-        for i in range(len(data)):
-            self.protocol.dataReceived(data[i : i + 1])
-            self.assertEqual(self.transport.value(), ascii_upper(data[: i + 1]))
-
-    def test_utf8NotDecoded(self) -> None:
-        """
-        Multi-byte UTF-8 split across chunks is passed through byte for byte,
-        never decoded (C{é} stays C{é}, it does not become C{É}).
-        """
-        data = "café".encode()
-        self.protocol.dataReceived(data[:4])
-        self.protocol.dataReceived(data[4:])
-        self.assertEqual(self.transport.value(), b"CAF" + "é".encode())
-
-
-class FlowControlTests(SynchronousTestCase):
-    """
-    The transport's write buffer throttles its reads.
+    The factory is an ordinary Twisted factory, driven by the clock it is
+    given.
     """
 
-    def setUp(self) -> None:
-        self.protocol, self.transport = connect(quietFactory(Clock()))
+    def test_buildsServerProtocols(self) -> None:
+        """
+        C{buildProtocol(None)} gives a L{ServerProtocol}, which is the echo.
+        """
+        protocol = UppercaseFactory(Clock()).buildProtocol(None)
+        self.assertIsInstance(protocol, ServerProtocol)
+        self.assertIsInstance(protocol, UppercaseProtocol)
 
-    def test_registersStreamingProducer(self) -> None:
+    def test_clockRequired(self) -> None:
         """
-        On connect, a streaming producer is registered on the transport, so
-        that a full write buffer pauses reading.
+        Time is an argument: a factory cannot be built without a clock (and
+        so never reaches for the global reactor).
         """
-        self.assertIs(self.transport.producer, self.protocol)
-        self.assertTrue(self.transport.streaming)
+        self.assertRaises(TypeError, UppercaseFactory)  # type: ignore[call-arg]
 
-    def test_fullBufferPausesReading(self) -> None:
+    def test_nothingLeftScheduled(self) -> None:
         """
-        When the transport says its buffer is full, reading from that same
-        transport pauses; when it drained, reading resumes and the drain is
-        counted as activity.
+        After a connection comes and goes, nothing is left on the clock.
         """
-        throttle = self.transport.producer
-        throttle.pauseProducing()
-        self.assertEqual(self.transport.producerState, "paused")
-        throttle.resumeProducing()
-        self.assertEqual(self.transport.producerState, "producing")
-        self.assertEqual(self.protocol.drains, 1)
-
-
-class HalfCloseTests(SynchronousTestCase):
-    """
-    When the peer shuts down its sending side, everything owed is sent and
-    then the connection closes.
-    """
-
-    def test_readConnectionLostClosesAfterReplies(self) -> None:
-        """
-        After the peer's EOF the producer is unregistered (so that the
-        transport can close once its buffer is flushed) and the connection
-        is closed gracefully, with every reply already written.
-        """
-        protocol, transport = connect(quietFactory(Clock()))
-        protocol.dataReceived(b"hello\n")
-        protocol.readConnectionLost()
-        self.assertEqual(transport.value(), b"HELLO\n")
-        self.assertIsNone(transport.producer)
-        self.assertTrue(transport.disconnecting)
-        self.assertFalse(transport.disconnected, "aborted instead of closed")
-
-    def test_providesHalfCloseableProtocol(self) -> None:
-        """
-        The protocol declares L{IHalfCloseableProtocol}; without it Twisted
-        closes the connection at the peer's EOF and drops unsent replies.
-        """
-        from twisted.internet.interfaces import IHalfCloseableProtocol
-
-        self.assertTrue(IHalfCloseableProtocol.providedBy(UppercaseProtocol()))
+        clock = Clock()
+        _, transport = connectServer(quietFactory(clock))
+        self.assertNotEqual(clock.getDelayedCalls(), [])
+        transport.receiveEOF()
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class LoggingTests(SynchronousTestCase):
@@ -152,30 +68,54 @@ class LoggingTests(SynchronousTestCase):
         A new connection is logged with the client's IP and port.
         """
         with capturedLogs() as events:
-            connect(quietFactory(Clock()), "198.51.100.4", 5555)
-        [event] = [e for e in events if "Connection from" in e["log_format"]]
+            connectServer(quietFactory(Clock()), client("198.51.100.4", 5555))
+        [event] = events
+        self.assertEqual(event["log_format"], "Connection from {host} port {port}")
         self.assertEqual((event["host"], event["port"]), ("198.51.100.4", 5555))
 
     def test_ipv6PeerFormatted(self) -> None:
         """
         An IPv6 peer is shown in brackets with its port.
         """
-        factory = quietFactory(Clock())
-        protocol = factory.buildProtocol(IPv6Address("TCP", "::1", 6000))
-        transport = BufferingTransport()
-        transport.peerAddr = IPv6Address("TCP", "::1", 6000)
         with capturedLogs() as events:
-            protocol.makeConnection(transport)
+            connectServer(quietFactory(Clock()), IPv6Address("TCP", "::1", 6000))
         self.assertEqual(events[0]["peer"], "[::1]:6000")
+
+    def test_ipv4MappedIsIPv4(self) -> None:
+        """
+        A client reaching a dual-stack socket over IPv4 (C{::ffff:1.2.3.4})
+        is logged with its IPv4 address.
+        """
+        with capturedLogs() as events:
+            connectServer(quietFactory(Clock()), IPv6Address("TCP", "::ffff:203.0.113.5", 7))
+        self.assertEqual((events[0]["host"], events[0]["peer"]), ("203.0.113.5", "203.0.113.5:7"))
+
+    def test_unixClient(self) -> None:
+        """
+        A UNIX-socket client is logged by the socket's path (it has no
+        address of its own), without a port.
+        """
+        peer = UNIXAddress(None)
+        with capturedLogs() as events:
+            _, transport = connectServer(quietFactory(Clock()), peer, UNIXAddress(b"/run/u.sock"))
+            transport.receiveEOF()
+        texts = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(
+            texts,
+            [
+                "Connection from unix:/run/u.sock",
+                "Connection from unix:/run/u.sock closed (0 bytes received)",
+            ],
+        )
 
     def test_chunksLoggedWithSizeAndPreview(self) -> None:
         """
         Each received chunk is logged with its size and a truncated repr.
         """
-        protocol, _ = connect(UppercaseFactory(clock=Clock(), logData=True))
+        _, transport = connectServer(UppercaseFactory(Clock(), logData=True))
         data = b"x" * (PREVIEW_BYTES + 10)
         with capturedLogs() as events:
-            protocol.dataReceived(data)
+            transport.receive(data)
         [event] = events
         self.assertEqual(event["size"], len(data))
         self.assertEqual(event["data"], repr(b"x" * PREVIEW_BYTES) + "...")
@@ -184,33 +124,59 @@ class LoggingTests(SynchronousTestCase):
         """
         With C{logData=False} (C{--quiet}) no event is emitted per chunk.
         """
-        protocol, _ = connect(quietFactory(Clock()))
+        _, transport = connectServer(quietFactory(Clock()))
         with capturedLogs() as events:
-            protocol.dataReceived(b"hello\n")
+            transport.receive(b"hello\n")
         self.assertEqual(list(events), [])
 
     def test_cleanCloseLoggedAtInfo(self) -> None:
         """
         A clean close is logged at info level with the bytes received.
         """
-        protocol, _ = connect(quietFactory(Clock()))
-        protocol.dataReceived(b"abc")
+        _, transport = connectServer(quietFactory(Clock()))
+        transport.receive(b"abc")
         with capturedLogs() as events:
-            protocol.connectionLost(Failure(ConnectionDone()))
+            transport.receiveEOF()
         [event] = events
         self.assertEqual(event["log_level"], LogLevel.info)
-        self.assertEqual(event["received"], 3)
+        self.assertIn("closed", event["log_format"])
+        self.assertEqual((event["received"], event["sent"]), (3, 3))
 
     def test_abnormalCloseLoggedWithReason(self) -> None:
         """
         A lost connection (a reset, say) is logged as lost, with the reason.
         """
-        protocol, _ = connect(quietFactory(Clock()))
+        protocol, _ = connectServer(quietFactory(Clock()))
         with capturedLogs() as events:
             protocol.connectionLost(Failure(ConnectionLost("reset by peer")))
         [event] = events
         self.assertIn("lost", event["log_format"])
         self.assertIn("reset by peer", event["reason"])
+
+    def test_lossAfterEOFWithNothingOwedIsClean(self) -> None:
+        """
+        A peer that ends its side and closes at once (a UNIX-socket peer's
+        close shows up as a loss) is reported as closed when nothing was
+        left to send: nothing was lost.
+        """
+        protocol, transport = connectServer(quietFactory(Clock()), peerReads=False)
+        transport.receive(b"abc")
+        transport.read()
+        transport.receiveEOF()
+        with capturedLogs() as events:
+            protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertIn("closed", events[0]["log_format"])
+
+    def test_lossAfterEOFWithRepliesOwedIsALoss(self) -> None:
+        """
+        The same loss while replies were still unsent is reported as lost.
+        """
+        protocol, transport = connectServer(quietFactory(Clock()), peerReads=False)
+        transport.receive(b"abc")
+        transport.receiveEOF()
+        with capturedLogs() as events:
+            protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertIn("lost", events[0]["log_format"])
 
     def test_previewShortChunkWhole(self) -> None:
         """
@@ -221,14 +187,14 @@ class LoggingTests(SynchronousTestCase):
 
 class IdleTimeoutTests(SynchronousTestCase):
     """
-    A connection that receives nothing for the idle timeout is closed; an
-    active one never is.
+    A connection with no activity for the idle timeout is closed; an active
+    one never is.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = quietFactory(self.clock, idleTimeout=100.0)
-        self.protocol, self.transport = connect(self.factory)
+        self.factory = quietFactory(self.clock, idleTimeout=100.0, closeTimeout=10.0)
+        self.protocol, self.transport = connectServer(self.factory)
 
     def wait(self, seconds: int) -> None:
         """
@@ -239,15 +205,31 @@ class IdleTimeoutTests(SynchronousTestCase):
     def test_silentConnectionClosed(self) -> None:
         """
         A silent connection is still open just before the timeout, and is
-        closed (gracefully, since it owes nothing) at most a quarter of the
-        timeout after it.
+        closed at most a quarter of the timeout after it, and logged with
+        how long it was idle.
         """
         self.wait(99)
         self.assertFalse(self.transport.disconnecting)
-        self.wait(26)
-        self.assertTrue(self.transport.disconnecting)
-        self.assertFalse(self.transport.disconnected)
+        with capturedLogs() as events:
+            self.wait(26)
+        self.assertTrue(self.transport.disconnected)
+        self.assertFalse(self.transport.aborted)
         self.assertEqual(self.factory.idleClosed, 1)
+        [idle] = [e for e in events if "idle" in e["log_format"]]
+        self.assertGreaterEqual(idle["idle"], 100)
+        self.assertLessEqual(idle["idle"], 125)
+
+    def test_timeNotTicks(self) -> None:
+        """
+        The timeout is measured in time: a clock that jumps past it (or a
+        reactor that stalls) still closes the connection.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=10)
+        _, transport = connectServer(factory)
+        clock.advance(9)
+        clock.advance(3.5)
+        self.assertTrue(transport.disconnected)
 
     def test_activeConnectionKept(self) -> None:
         """
@@ -255,8 +237,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         """
         for _ in range(20):
             self.wait(90)
-            self.protocol.dataReceived(b"ping")
-            self.transport.flushToKernel()
+            self.transport.receive(b"ping")
         self.assertFalse(self.transport.disconnecting)
 
     def test_idleMeasuredFromLastData(self) -> None:
@@ -264,27 +245,54 @@ class IdleTimeoutTests(SynchronousTestCase):
         After the last data, the connection lives at least the full timeout.
         """
         self.wait(60)
-        self.protocol.dataReceived(b"late")
-        self.transport.flushToKernel()
+        self.transport.receive(b"late")
         self.wait(99)
         self.assertFalse(self.transport.disconnecting)
         self.wait(30)
         self.assertTrue(self.transport.disconnecting)
 
-    def test_idlePeerThatOwesReadsIsAborted(self) -> None:
+    def test_idleCloseIsGraceful(self) -> None:
         """
-        A peer that neither sends nor reads what it is owed is aborted:
-        waiting for the buffer to drain would wait forever.
+        An idle connection that echoed something is half-closed, so that a
+        peer that sends at the last moment loses none of its replies; it is
+        aborted only if it has not finished closing within the close
+        timeout.
         """
-        self.protocol.dataReceived(b"unread")
-        self.wait(300)
-        self.assertTrue(self.transport.disconnected)
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=10, closeTimeout=5)
+        protocol, transport = connectServer(factory, peerReads=False)
+        transport.receive(b"owed")
+        transport.read()
+        clock.pump([1] * 13)
+        self.assertTrue(transport.writeDisconnected)
+        self.assertFalse(transport.disconnected)
+        clock.pump([1] * 4)
+        self.assertFalse(transport.disconnected)
+        clock.pump([1] * 1)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_peerClosingInTimeIsClean(self) -> None:
+        """
+        A peer that ends its side after the idle half-close ends the
+        connection cleanly, and the abort timer is cancelled.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=10, closeTimeout=5)
+        _, transport = connectServer(factory)
+        transport.receive(b"x")
+        clock.pump([1] * 13)
+        self.assertTrue(transport.writeDisconnected)
+        transport.receiveEOF()
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_noTimerLeftAfterClose(self) -> None:
         """
         Closing the connection cancels its idle check.
         """
-        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.transport.reset()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_zeroDisables(self) -> None:
@@ -292,7 +300,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         An idle timeout of 0 schedules nothing.
         """
         clock = Clock()
-        connect(quietFactory(clock, idleTimeout=0))
+        connectServer(quietFactory(clock, idleTimeout=0))
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
@@ -308,35 +316,35 @@ class LimitTests(SynchronousTestCase):
         a new one is accepted.
         """
         factory = quietFactory(Clock(), maxConnections=2)
-        first, _ = connect(factory, port=1)
-        connect(factory, port=2)
+        _, first = connectServer(factory, client(port=1))
+        connectServer(factory, client(port=2))
         with capturedLogs() as events:
-            refused = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 3))
-        self.assertIsNone(refused)
+            self.assertRaises(Refused, connectServer, factory, client(port=3))
         self.assertEqual(factory.rejected, 1)
         self.assertIn("connections already open", events[0]["reason"])
-        first.connectionLost(Failure(ConnectionDone()))
-        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 4)))
+        first.reset()
+        connectServer(factory, client(port=4))
 
     def test_maxPerIP(self) -> None:
         """
         C{maxPerIP} limits connections from one host and not from others.
-        The check is made once connected, on the transport's peer address
-        (the client's, even behind a PROXY-protocol load balancer): an
-        extra connection is closed at once, echoes nothing and is not
-        counted as open.
         """
         factory = quietFactory(Clock(), maxPerIP=1)
-        connect(factory, host="192.0.2.1")
-        extra, extraTransport = connect(factory, host="192.0.2.1", port=2)
-        self.assertTrue(extraTransport.disconnecting)
-        extra.dataReceived(b"ignored")
-        self.assertEqual(extraTransport.value(), b"")
-        extra.connectionLost(Failure(ConnectionDone()))
-        other, otherTransport = connect(factory, host="192.0.2.2")
-        self.assertFalse(otherTransport.disconnecting)
+        connectServer(factory, client("192.0.2.1"))
+        self.assertRaises(Refused, connectServer, factory, client("192.0.2.1", 2))
+        connectServer(factory, client("192.0.2.2"))
         self.assertEqual(len(factory.connections), 2)
         self.assertEqual(factory.rejected, 1)
+
+    def test_maxPerIPCountsMappedAsIPv4(self) -> None:
+        """
+        A client counts as one host whether it arrives as C{1.2.3.4} or,
+        through a dual-stack socket, as C{::ffff:1.2.3.4}.
+        """
+        factory = quietFactory(Clock(), maxPerIP=1)
+        connectServer(factory, client("192.0.2.1"))
+        mapped = IPv6Address("TCP", "::ffff:192.0.2.1", 2)
+        self.assertRaises(Refused, connectServer, factory, mapped)
 
     def test_refusalsLoggedOncePerBurst(self) -> None:
         """
@@ -346,10 +354,10 @@ class LimitTests(SynchronousTestCase):
         """
         clock = Clock()
         factory = quietFactory(clock, maxConnections=1, idleTimeout=0)
-        connect(factory)
+        connectServer(factory)
         with capturedLogs() as events:
             for port in range(100):
-                factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", port))
+                factory.buildProtocol(client("192.0.2.9", port))
             self.assertEqual(len(events), 1)
             clock.advance(1)
             self.assertEqual(len(events), 2)
@@ -359,13 +367,27 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(factory.rejected, 100)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_summaryOfOneIsSingular(self) -> None:
+        """
+        A summary of one more refusal says "connection", not "connections".
+        """
+        clock = Clock()
+        factory = quietFactory(clock, maxConnections=1, idleTimeout=0)
+        connectServer(factory)
+        with capturedLogs() as events:
+            factory.buildProtocol(client(port=1))
+            factory.buildProtocol(client(port=2))
+            clock.advance(1)
+        summary = events[1]["log_format"].format(**events[1])
+        self.assertTrue(summary.startswith("Refused 1 more connection in the last 1s"), summary)
+
     def test_unlimited(self) -> None:
         """
         With both limits 0, any number of connections is accepted.
         """
         factory = quietFactory(Clock(), maxConnections=0, maxPerIP=0)
         for port in range(1, 200):
-            connect(factory, port=port)
+            connectServer(factory, client(port=port))
         self.assertEqual(len(factory.connections), 199)
         self.assertEqual(factory.rejected, 0)
 
@@ -386,52 +408,97 @@ class ShutdownTests(SynchronousTestCase):
         """
         self.successResultOf(self.factory.shutdown(10))
 
-    def test_idleConnectionClosed(self) -> None:
+    def test_unusedConnectionClosed(self) -> None:
         """
-        A connection that owes nothing is closed right away.
+        A connection that has echoed nothing is closed right away.
         """
-        protocol, transport = connect(self.factory)
-        self.factory.shutdown(10)
-        self.assertTrue(transport.disconnecting)
-        self.assertFalse(transport.writeDisconnecting)
+        _, transport = connectServer(self.factory)
+        self.successResultOf(self.factory.shutdown(10))
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
 
-    def test_owingConnectionHalfClosed(self) -> None:
+    def test_peerStillSendingLosesNothing(self) -> None:
         """
-        A connection that still owes replies is half-closed (FIN after the
-        replies), keeps reading, and discards what arrives.
+        The issue's case, in memory: a peer that keeps sending and has not
+        read its replies yet gets every reply to what the server had read,
+        then the end of the stream; what it sends meanwhile is discarded;
+        the server's counts agree with what the peer received.
         """
-        protocol, transport = connect(self.factory)
-        protocol.dataReceived(b"owed")
+        protocol, transport = connectServer(self.factory, peerReads=False)
+        sent = b"".join(bytes([97 + i % 26]) * 4096 for i in range(64))
+        for i in range(0, len(sent), 4096):
+            transport.receive(sent[i : i + 4096])
         d = self.factory.shutdown(10)
-        self.assertTrue(transport.writeDisconnecting)
-        self.assertFalse(transport.disconnecting)
-        self.assertEqual(transport.producerState, "producing")
-        protocol.dataReceived(b"discarded")
-        self.assertEqual(transport.value(), b"OWED")
+        for _ in range(10):
+            transport.receive(b"later" * 800)
+        received = b""
+        while not transport.writeDisconnected:
+            received += transport.read(4096)
+        self.assertEqual(received, sent[: len(received)].upper())
+        self.assertEqual(len(received), protocol.echoed)
         self.assertNoResult(d)
-        protocol.readConnectionLost()
-        protocol.connectionLost(Failure(ConnectionDone()))
+        transport.receiveEOF()
         self.successResultOf(d)
+        self.assertFalse(transport.aborted)
+        received_, sentBack = self.factory.byteCounts()
+        self.assertEqual(sentBack, len(received))
+        self.assertEqual(received_, len(sent) + 10 * 4000)
 
     def test_refusesNewConnections(self) -> None:
         """
         Once shutting down, new connections are refused.
         """
         self.factory.shutdown(10)
-        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1)))
+        self.assertRaises(Refused, connectServer, self.factory)
 
     def test_deadlineAborts(self) -> None:
         """
         Connections still open at the deadline are aborted, and the deadline
         is not left scheduled afterwards.
         """
-        protocol, transport = connect(self.factory)
-        protocol.dataReceived(b"owed")
+        _, transport = connectServer(self.factory, peerReads=False)
+        transport.receive(b"owed")
         d = self.factory.shutdown(10)
         self.clock.advance(9.9)
         self.assertFalse(transport.disconnected)
         self.clock.advance(0.1)
-        self.assertTrue(transport.disconnected)
-        protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertTrue(transport.aborted)
         self.successResultOf(d)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_abortAllCutsShort(self) -> None:
+        """
+        C{abortAll} (a second SIGTERM) ends the wait at once.
+        """
+        _, transport = connectServer(self.factory, peerReads=False)
+        transport.receive(b"owed")
+        d = self.factory.shutdown(10)
+        with capturedLogs() as events:
+            self.factory.abortAll("on a second SIGTERM")
+        self.successResultOf(d)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(
+            events[0]["log_format"].format(**events[0]),
+            "Aborting 1 connections still open on a second SIGTERM",
+        )
+
+
+class CountTests(SynchronousTestCase):
+    """
+    The factory counts bytes over open and closed connections.
+    """
+
+    def test_byteCounts(self) -> None:
+        """
+        Received counts what was echoed and what was discarded; sent counts
+        what was echoed; both include closed connections.
+        """
+        factory = quietFactory(Clock())
+        _, first = connectServer(factory, client(port=1))
+        first.receive(b"12345")
+        first.receiveEOF()
+        _, second = connectServer(factory, client(port=2), peerReads=False)
+        second.receive(b"abc")
+        factory.connections.copy().pop().finish()
+        second.receive(b"zz")
+        self.assertEqual(factory.byteCounts(), (10, 8))

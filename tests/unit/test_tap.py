@@ -6,14 +6,16 @@ import io
 import sys
 from typing import Callable
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _server_tap
+from uppercase._signals import SignalHandling
+from uppercase.service import ListenError, UppercaseService
 
 
 def assertUsageErrorsName(
@@ -45,7 +47,7 @@ class ServerOptionsTests(SynchronousTestCase):
         documented limits.
         """
         options = self.parse()
-        self.assertEqual(options["listen"], ["tcp:9527:backlog=511"])
+        self.assertEqual(options["listen"], ["tcp:9527"])
         self.assertFalse(options["quiet"])
         self.assertEqual(options["idle-timeout"], 300.0)
         self.assertEqual(options["max-connections"], 10000)
@@ -141,10 +143,11 @@ class ServerServiceTests(SynchronousTestCase):
     The shape of the service C{makeService} builds, without starting it.
     """
 
-    def test_oneListenerPerEndpoint(self) -> None:
+    def test_wiring(self) -> None:
         """
-        Each C{--listen} becomes a child endpoint service sharing one
-        factory configured from the options.
+        The options become one L{UppercaseFactory} and one
+        L{UppercaseService} listening on every C{--listen}, under a command
+        service that adds signal handling; nothing listens yet.
         """
         options = _server_tap.ServerOptions()
         options.parseOptions(
@@ -158,40 +161,30 @@ class ServerServiceTests(SynchronousTestCase):
                 "7",
                 "--max-per-ip",
                 "3",
+                "--shutdown-timeout",
+                "4",
             ]
         )
         reactor = MemoryReactorClock()
-        service = _server_tap.makeService(options, reactor=reactor)
-        children = list(service)
-        self.assertEqual(len(children), 2)
-        for child in children:
-            self.assertIsInstance(child, StreamServerEndpointService)
-            self.assertIs(child.factory, service.factory)
-        self.assertFalse(service.factory.logData)
-        self.assertEqual(service.factory.idleTimeout, 7.0)
-        self.assertEqual(service.factory.maxPerIP, 3)
-        self.assertIs(service.factory.clock, reactor)
+        command = _server_tap.makeService(options, reactor=reactor)
+        service = command.server
+        self.assertIsInstance(service, UppercaseService)
+        self.assertEqual(service.descriptions, ["tcp:0", "tcp:0:interface=127.0.0.1"])
+        factory = service.factory
+        self.assertFalse(factory.logData)
+        self.assertEqual(factory.idleTimeout, 7.0)
+        self.assertEqual(factory.admission.maxPerIP, 3)
+        self.assertEqual((service.shutdownTimeout, factory.closeTimeout), (4.0, 4.0))
+        self.assertIs(factory.clock, reactor)
+        self.assertEqual([type(s) for s in command], [UppercaseService, SignalHandling])
         self.assertEqual(reactor.tcpServers, [])
 
-    def test_startListensAndStopShutsDown(self) -> None:
+    def test_listenFailureIsOneLine(self) -> None:
         """
-        Starting listens on the reactor; stopping stops listening and
-        refuses further connections.
-        """
-        options = _server_tap.ServerOptions()
-        options.parseOptions(["-l", "tcp:4321"])
-        reactor = MemoryReactorClock()
-        service = _server_tap.makeService(options, reactor=reactor)
-        service.privilegedStartService()
-        service.startService()
-        self.assertEqual(reactor.tcpServers[0][0], 4321)
-        service.stopService()
-        self.assertTrue(service.factory._stopping)
-
-    def test_portInUseIsOneLine(self) -> None:
-        """
-        A port that cannot be bound ends the program with one line naming
-        the endpoint and the reason.
+        A port that cannot be bound raises L{ListenError} out of the command
+        service (so that twistd removes its pid file and reports it), logs
+        it, and makes it the one line Python prints on standard error when
+        it ends the process, instead of a traceback.
         """
         import socket
 
@@ -205,12 +198,16 @@ class ServerServiceTests(SynchronousTestCase):
         options.parseOptions(["-l", description])
         from twisted.internet import reactor
 
-        service = _server_tap.makeService(options, reactor=reactor)
-        error = self.assertRaises(SystemExit, service.privilegedStartService)
-        self.assertEqual(
-            str(error.code),
-            f"twistd uppercase: cannot listen on {description}: Address already in use",
-        )
+        command = _server_tap.makeService(options, reactor=reactor)
+        self.patch(sys, "excepthook", sys.excepthook)
+        with capturedLogs() as events:
+            error = self.assertRaises(ListenError, command.privilegedStartService)
+        line = f"twistd uppercase: cannot listen on {description}: Address already in use"
+        self.assertEqual(events[0]["log_format"].format(**events[0]), line)
+        stderr = io.StringIO()
+        self.patch(sys, "__stderr__", stderr)
+        sys.excepthook(ListenError, error, None)
+        self.assertEqual(stderr.getvalue(), line + "\n")
 
 
 class PluginTests(SynchronousTestCase):

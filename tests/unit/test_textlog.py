@@ -6,6 +6,9 @@ uses it only where it would have written its own text log to stdout.
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from hypothesis import given
@@ -165,8 +168,9 @@ class ObserverTests(SynchronousTestCase):
 
 class TwistdWiringTests(SynchronousTestCase):
     """
-    twistd logs through the fast text log when it would have written its own
-    text log to stdout, and otherwise keeps what it was told.
+    twistd logs through the fast text log wherever it would have written its
+    own text log (standard output or a file), and otherwise keeps what it
+    was told.
     """
 
     def loggerFor(self, *argv: str) -> Any:
@@ -175,6 +179,10 @@ class TwistdWiringTests(SynchronousTestCase):
         return config["logger"]
 
     def test_foregroundToStdout(self) -> None:
+        """
+        In the foreground with no log file (or C{--logfile=-}), both plugins
+        log to standard output through L{textlog.stdout}.
+        """
         for plugin in (
             ["uppercase", "--listen", "tcp:0"],
             ["uppercase-client", "--count", "1"],
@@ -182,10 +190,71 @@ class TwistdWiringTests(SynchronousTestCase):
             self.assertIs(self.loggerFor("-n", *plugin), textlog.stdout)
             self.assertIs(self.loggerFor("-n", "--logfile=-", *plugin), textlog.stdout)
 
-    def test_otherChoicesKept(self) -> None:
+    def test_logFiles(self) -> None:
+        """
+        With C{--logfile PATH}, or in daemon mode (twistd's C{twistd.log}),
+        the log goes to that file through L{textlog.logfile}.
+        """
+        self.patch(textlog, "_configuredPath", None)
         server = ["uppercase", "--listen", "tcp:0"]
-        self.assertIsNone(self.loggerFor(*server))  # daemon: twistd.log
-        self.assertIsNone(self.loggerFor("-n", "--logfile=server.log", *server))
+        self.assertIs(self.loggerFor("-n", "--logfile=server.log", *server), textlog.logfile)
+        self.assertEqual(textlog._configuredPath, "server.log")
+        self.assertIs(self.loggerFor(*server), textlog.logfile)
+        self.assertEqual(textlog._configuredPath, "twistd.log")
+
+    def test_otherChoicesKept(self) -> None:
+        """
+        C{--syslog} and C{--logger} are left as they are.
+        """
+        server = ["uppercase", "--listen", "tcp:0"]
         self.assertIsNone(self.loggerFor("-n", "--syslog", *server))
         chosen = self.loggerFor("-n", "--logger=uppercase.jsonlog.stdout", *server)
         self.assertIs(chosen, jsonlog.stdout)
+
+
+class LogFileTests(SynchronousTestCase):
+    """
+    A log file opened by L{textlog.logfile} is reopened on SIGUSR1 if it was
+    moved away (logrotate), and rotated as twistd does otherwise.
+    """
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+        self.path = os.path.abspath(os.path.join(self.folder, "u.log"))
+        self.patch(textlog, "_openLogFiles", [])
+        textlog.useLogFile(self.path)
+        self.observer = textlog.logfile()
+
+    def write(self, text: str) -> None:
+        self.observer(event(text))
+
+    def read(self, path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def test_reopenedAfterMove(self) -> None:
+        """
+        After logrotate renames the file, SIGUSR1's reopen makes the next
+        lines go to a new file at the path; the old lines stay in the
+        renamed one.
+        """
+        self.write("before")
+        os.rename(self.path, self.path + ".1")
+        self.assertEqual(textlog.reopenLogFiles(), [f"reopened {self.path}"])
+        self.write("after")
+        self.assertIn("before", self.read(self.path + ".1"))
+        self.assertNotIn("after", self.read(self.path + ".1"))
+        self.assertIn("after", self.read(self.path))
+
+    def test_rotatedInPlace(self) -> None:
+        """
+        If nothing moved the file, SIGUSR1 rotates it as twistd does
+        (C{u.log} becomes C{u.log.1}).
+        """
+        self.write("before")
+        self.assertEqual(textlog.reopenLogFiles(), [f"rotated {self.path}"])
+        self.write("after")
+        self.assertIn("before", self.read(self.path + ".1"))
+        self.assertIn("after", self.read(self.path))
+        self.assertNotIn("before", self.read(self.path))

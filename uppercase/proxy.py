@@ -2,13 +2,26 @@
 The PROXY protocol (v1 and v2), for running behind HAProxy and other load
 balancers: C{--listen haproxy:tcp:9527}.
 
-Twisted ships a PROXY wrapper, but it connects the wrapped protocol before
-the header has arrived (so C{connectionMade} sees the proxy's address) and,
-as a plain L{ProtocolWrapper}, it hides L{IHalfCloseableProtocol}, which
-breaks half-close.  This one reads the whole header first, then connects the
-wrapped protocol with the client's address, and passes half-close through.
+L{ProxyHeaderFactory} wraps any server factory.  It reads the whole header
+first, then builds and connects the wrapped protocol with the client's
+address (its C{buildProtocol} gets the client's address, and its transport's
+C{getPeer} returns it), and passes half-close through.  Twisted ships a PROXY
+wrapper too, but it connects the wrapped protocol before the header has
+arrived (so C{connectionMade} sees the proxy's address) and, as a plain
+L{ProtocolWrapper}, it hides L{IHalfCloseableProtocol}, which breaks
+half-close.
+
+A header with no client address (v2 C{LOCAL}, v1 C{UNKNOWN}) is what a
+proxy's health check sends: such a connection is handed to the wrapped
+factory, with the proxy's own address, only if it goes on to send data, so
+a check that connects and closes is never seen (nor logged) by it.
 
 Spec: U{https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt}
+
+    >>> from twisted.internet import reactor
+    >>> from twisted.internet.protocol import Factory
+    >>> from uppercase.echo import UppercaseProtocol
+    >>> factory = ProxyHeaderFactory(Factory.forProtocol(UppercaseProtocol), reactor)
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from __future__ import annotations
 import socket
 import struct
 from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
@@ -23,7 +37,6 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
-    IProtocol,
     IProtocolFactory,
     IReactorTime,
     ITransport,
@@ -33,6 +46,17 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
+
+from ._peer import describePeer, formatPeer
+
+__all__ = [
+    "Addresses",
+    "InvalidHeader",
+    "ProxyHeaderFactory",
+    "ProxyHeaderProtocol",
+    "SlotLimit",
+    "parseHeader",
+]
 
 log = Logger()
 
@@ -135,20 +159,41 @@ def _parseV2(data: bytes) -> tuple[Addresses, int] | None:
     )
 
 
+class SlotLimit(TypingProtocol):
+    """
+    A limit that connections still waiting for their header count against
+    (L{uppercase.server.UppercaseFactory}'s C{admission} is one).
+    """
+
+    def reserve(self, peer: str) -> bool:
+        """
+        Take a slot for a connection from C{peer}; L{False} refuses it.
+        """
+
+    def release(self) -> None:
+        """
+        Give back a slot taken by L{reserve}.
+        """
+
+
 @implementer(IHalfCloseableProtocol)
 class ProxyHeaderProtocol(ProtocolWrapper):
     """
-    Read the PROXY header, then connect the wrapped protocol; its transport
-    (this wrapper) reports the client's and proxy's addresses from the
-    header.  Half-close is passed through.
+    Read the PROXY header, then build and connect the wrapped protocol; its
+    transport (this wrapper) reports the client's and proxy's addresses from
+    the header.  Half-close is passed through.
     """
 
+    factory: ProxyHeaderFactory
+    wrappedProtocol: Any
     _addresses: Addresses = None
     _wrappedConnected = False
     _timeout: IDelayedCall | None = None
+    _reserved = False
+    _healthCheck = False
 
-    def __init__(self, factory: Any, wrappedProtocol: IProtocol) -> None:
-        super().__init__(factory, wrappedProtocol)
+    def __init__(self, factory: ProxyHeaderFactory) -> None:
+        super().__init__(factory, None)  # type: ignore[arg-type]
         self._buffer = b""
 
     def makeConnection(self, transport: ITransport) -> None:
@@ -156,16 +201,21 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         # header, which must come within the factory's header timeout.
         directlyProvides(self, providedBy(transport))
         Protocol.makeConnection(self, transport)
-        self.factory.registerProtocol(self)
         self._timeout = self.factory.clock.callLater(
             self.factory.headerTimeout, self._headerTimedOut
         )
 
+    def _proxyPeer(self) -> str:
+        return formatPeer(*describePeer(self.transport.getPeer()))  # type: ignore[union-attr]
+
     def _headerTimedOut(self) -> None:
         self._timeout = None
+        if self._healthCheck:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
         log.warn(
             "Closing connection from {peer}: no PROXY header within {timeout}s",
-            peer=str(self.transport.getPeer()),  # type: ignore[union-attr]
+            peer=self._proxyPeer(),
             timeout=self.factory.headerTimeout,
         )
         self.transport.abortConnection()  # type: ignore[union-attr]
@@ -179,25 +229,52 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         if self._wrappedConnected:
             self.wrappedProtocol.dataReceived(data)
             return
+        if self._healthCheck:
+            self._connectWrapped(data)
+            return
         buffer = self._buffer + data
         try:
             parsed = parseHeader(buffer)
         except InvalidHeader as e:
-            peer = self.transport.getPeer()  # type: ignore[union-attr]
-            log.warn("Closing connection from {peer}: {reason}", peer=str(peer), reason=str(e))
+            log.warn(
+                "Closing connection from {peer}: {reason}",
+                peer=self._proxyPeer(),
+                reason=str(e),
+            )
             self._buffer = b""
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
         if parsed is None:
             self._buffer = buffer
             return
-        self._cancelTimeout()
         self._addresses, length = parsed
         self._buffer = b""
+        rest = buffer[length:]
+        if self._addresses is None and not rest:
+            # A health check (or nothing said yet): wait for data.
+            self._healthCheck = True
+            return
+        self._connectWrapped(rest)
+
+    def _connectWrapped(self, data: bytes) -> None:
+        self._cancelTimeout()
+        self._release()
+        self._healthCheck = False
+        protocol = self.factory.wrappedFactory.buildProtocol(self.getPeer())
+        if protocol is None:
+            # Refused by the wrapped factory (which says why).
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.wrappedProtocol = protocol
         self._wrappedConnected = True
-        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
-        if len(buffer) > length:
-            self.wrappedProtocol.dataReceived(buffer[length:])
+        protocol.makeConnection(self)
+        if data:
+            protocol.dataReceived(data)
+
+    def _release(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            self.factory.releaseSlot()
 
     def getPeer(self) -> IAddress:
         if self._addresses is not None:
@@ -208,6 +285,15 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         if self._addresses is not None:
             return self._addresses[1]
         return self.transport.getHost()  # type: ignore[union-attr]
+
+    def pendingBytes(self) -> int | None:
+        """
+        Bytes written and not yet handed to the kernel, as the underlying
+        transport says (see L{uppercase._transport.pendingBytes}).
+        """
+        from ._transport import pendingBytes
+
+        return pendingBytes(self.transport)  # type: ignore[arg-type]
 
     def readConnectionLost(self) -> None:
         halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
@@ -223,18 +309,25 @@ class ProxyHeaderProtocol(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self._cancelTimeout()
+        self._release()
+        self.connected = 0
         if self._wrappedConnected:
-            super().connectionLost(reason)
-        else:
-            self.connected = 0
-            self.factory.unregisterProtocol(self)
+            self._wrappedConnected = False
+            self.wrappedProtocol.connectionLost(reason)
 
 
 class ProxyHeaderFactory(WrappingFactory):
     """
     Wrap every connection of C{wrappedFactory} in L{ProxyHeaderProtocol}.
 
-    @ivar headerTimeout: seconds a connection may take to send its header.
+    @param wrappedFactory: the factory whose protocols speak after the
+        header; its C{buildProtocol} is called with the client's address
+        once the header has arrived, and may refuse (return L{None}).
+    @param clock: for the header timeout.
+    @param headerTimeout: seconds a connection may take to send its header.
+    @param limit: what connections still waiting for their header count
+        against (L{None}: nothing).  Without one, anybody can hold open as
+        many connections as the process has descriptors.
     """
 
     protocol = ProxyHeaderProtocol
@@ -245,10 +338,31 @@ class ProxyHeaderFactory(WrappingFactory):
         wrappedFactory: IProtocolFactory,
         clock: IReactorTime,
         headerTimeout: float = 10.0,
+        limit: SlotLimit | None = None,
     ) -> None:
         super().__init__(wrappedFactory)
         self.clock = clock
         self.headerTimeout = headerTimeout
+        self.limit = limit
+
+    def buildProtocol(self, addr: IAddress | None) -> ProxyHeaderProtocol | None:  # type: ignore[override]
+        """
+        A wrapper for a new connection from the proxy at C{addr}, or L{None}
+        if the limit forbids it.
+        """
+        protocol = ProxyHeaderProtocol(self)
+        if self.limit is not None:
+            if not self.limit.reserve(formatPeer(*describePeer(addr))):
+                return None
+            protocol._reserved = True
+        return protocol
+
+    def releaseSlot(self) -> None:
+        """
+        Give back the slot a connection held while waiting for its header.
+        """
+        if self.limit is not None:
+            self.limit.release()
 
     def logPrefix(self) -> str:
         return f"{self.wrappedFactory.__class__.__name__} (PROXY)"

@@ -1,0 +1,243 @@
+"""
+Specification of the echo protocol on its own: C{Factory.forProtocol} on an
+in-memory transport, no server policies.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
+
+from uppercase.echo import UppercaseProtocol
+from uppercase.testing import StreamTransport, asciiUpper, connectServer
+
+
+def echo(peerReads: bool = True) -> tuple[UppercaseProtocol, StreamTransport]:
+    """
+    One echo connection, built the way a user would build it.
+    """
+    protocol, transport = connectServer(Factory.forProtocol(UppercaseProtocol), peerReads=peerReads)
+    assert isinstance(protocol, UppercaseProtocol)
+    return protocol, transport
+
+
+class EchoTests(SynchronousTestCase):
+    """
+    Every byte comes back, ASCII-uppercased, whatever the chunking.
+    """
+
+    def test_lowercaseBecomesUppercase(self) -> None:
+        """
+        C{hello\\n} comes back as C{HELLO\\n}.
+        """
+        _, transport = echo()
+        transport.receive(b"hello\n")
+        self.assertEqual(transport.value(), b"HELLO\n")
+
+    def test_allByteValues(self) -> None:
+        """
+        Only C{a}-C{z} change; the 230 other byte values, including
+        non-ASCII letters of Latin-1 and UTF-8, come back unchanged.
+        """
+        _, transport = echo()
+        transport.receive(bytes(range(256)))
+        out = transport.value()
+        self.assertEqual(len(out), 256)
+        for value in range(256):
+            expected = value - 32 if ord("a") <= value <= ord("z") else value
+            self.assertEqual(out[value], expected, f"byte {value}")
+
+    def test_fragmentedInput(self) -> None:
+        """
+        Input delivered one byte at a time produces the same output as
+        input delivered at once: nothing is held back or reordered.
+        """
+        _, transport = echo()
+        data = b"Mixed CASE \x00\xff\xe9t\xc3\xa9 text\r\n" * 3
+        for i in range(len(data)):
+            transport.receive(data[i : i + 1])
+            self.assertEqual(transport.value(), asciiUpper(data[: i + 1]))
+
+    def test_utf8NotDecoded(self) -> None:
+        """
+        Multi-byte UTF-8 split across chunks is passed through byte for byte,
+        never decoded (C{é} stays C{é}, it does not become C{É}).
+        """
+        _, transport = echo()
+        data = "café".encode()
+        transport.receive(data[:4])
+        transport.receive(data[4:])
+        self.assertEqual(transport.value(), b"CAF" + "é".encode())
+
+    def test_countsEchoedBytes(self) -> None:
+        """
+        C{echoed} counts the bytes received and sent back.
+        """
+        protocol, transport = echo()
+        transport.receive(b"abc")
+        transport.receive(b"de")
+        self.assertEqual(protocol.echoed, 5)
+
+
+class FlowControlTests(SynchronousTestCase):
+    """
+    A peer that sends but does not read cannot make the echo buffer without
+    bound: a full write buffer pauses reading until it drains.
+    """
+
+    def test_fullBufferPausesReading(self) -> None:
+        """
+        Past the transport's buffer size of unsent replies, the echo stops
+        reading (what the peer sends waits); once the peer reads, it
+        resumes and echoes what waited, in order.
+        """
+        protocol, transport = echo(peerReads=False)
+        chunk = b"a" * 8192
+        sent = 0
+        while transport.producerState == "producing":
+            transport.receive(chunk)
+            sent += len(chunk)
+            self.assertLess(sent, 10 * transport.bufferSize, "never paused")
+        echoedWhenPaused = protocol.echoed
+        transport.receive(b"waiting")
+        self.assertEqual(protocol.echoed, echoedWhenPaused)
+        received = transport.read()
+        self.assertEqual(transport.producerState, "producing")
+        received += transport.read()
+        self.assertEqual(received, b"A" * sent + b"WAITING")
+
+    def test_drainsCounted(self) -> None:
+        """
+        Each time the write buffer drains after a pause, C{drains} grows
+        (the server counts it as activity).
+        """
+        protocol, transport = echo(peerReads=False)
+        while transport.producerState == "producing":
+            transport.receive(b"a" * 8192)
+        transport.read()
+        self.assertEqual(protocol.drains, 1)
+
+
+class HalfCloseTests(SynchronousTestCase):
+    """
+    When the peer ends its sending side, everything owed is sent and then
+    the connection closes.
+    """
+
+    def test_providesHalfCloseableProtocol(self) -> None:
+        """
+        The protocol declares L{IHalfCloseableProtocol}; without it Twisted
+        closes the connection at the peer's EOF and drops unsent replies.
+        """
+        self.assertTrue(IHalfCloseableProtocol.providedBy(UppercaseProtocol()))
+
+    def test_repliesSentBeforeClose(self) -> None:
+        """
+        After the peer's EOF, replies not yet sent are sent, and only then is
+        the connection closed, cleanly.
+        """
+        protocol, transport = echo(peerReads=False)
+        transport.receive(b"hello\n")
+        transport.receiveEOF()
+        self.assertTrue(protocol.peerFinished)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(transport.read(), b"HELLO\n")
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
+
+    def test_eofWhileThrottledStillDelivers(self) -> None:
+        """
+        An EOF that arrives while reading is paused comes after the bytes
+        sent before it: every reply is delivered, then the close.
+        """
+        _, transport = echo(peerReads=False)
+        data = b"z" * (4 * 65536)
+        transport.receive(data)
+        transport.receive(b"tail")
+        transport.receiveEOF()
+        received = b""
+        while not transport.disconnected:
+            received += transport.read()
+        self.assertEqual(received, data.upper() + b"TAIL")
+        self.assertFalse(transport.aborted)
+
+
+class FinishTests(SynchronousTestCase):
+    """
+    L{UppercaseProtocol.finish} closes gracefully: what was echoed is
+    delivered, the stream ends, and what the peer still sends is discarded
+    until it closes too.
+    """
+
+    def test_nothingEchoedCloses(self) -> None:
+        """
+        A connection that has echoed nothing is simply closed.
+        """
+        protocol, transport = echo()
+        protocol.finish()
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.writeDisconnecting)
+
+    def test_halfClosesAndDiscards(self) -> None:
+        """
+        After echoing, C{finish} half-closes once the replies are sent (the
+        peer reads them, then sees the end of the stream), keeps reading,
+        discards what arrives, and closes when the peer ends its side.
+        """
+        protocol, transport = echo(peerReads=False)
+        transport.receive(b"owed")
+        protocol.finish()
+        self.assertTrue(transport.writeDisconnecting)
+        self.assertFalse(transport.writeDisconnected, "FIN before the replies")
+        transport.receive(b"discarded")
+        self.assertEqual(transport.read(), b"OWED")
+        self.assertTrue(transport.writeDisconnected)
+        self.assertEqual((protocol.echoed, protocol.discarded), (4, 9))
+        self.assertFalse(transport.disconnected)
+        transport.receiveEOF()
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
+
+    def test_resumesPausedReading(self) -> None:
+        """
+        A connection whose reading was paused by flow control reads again
+        after C{finish}, so that the peer's end can be seen; what waited is
+        discarded, not echoed.
+        """
+        protocol, transport = echo(peerReads=False)
+        while transport.producerState == "producing":
+            transport.receive(b"a" * 8192)
+        transport.receive(b"waiting")
+        echoed = protocol.echoed
+        protocol.finish()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(protocol.echoed, echoed)
+        self.assertEqual(protocol.discarded, len(b"waiting"))
+
+    def test_tlsIsNeverHalfClosed(self) -> None:
+        """
+        On a TLS transport, C{finish} closes (TLS's C{close_notify} covers
+        both directions) and never half-closes the stream beneath it, even
+        though the transport also provides the TCP interfaces.
+        """
+        protocol, transport = echo(peerReads=False)
+        alsoProvides(transport, ISSLTransport)
+        transport.receive(b"owed")
+        protocol.finish()
+        self.assertFalse(transport.writeDisconnecting)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.read(), b"OWED")
+        self.assertTrue(transport.disconnected)
+
+    def test_onceOnly(self) -> None:
+        """
+        A second C{finish} does nothing more.
+        """
+        protocol, transport = echo(peerReads=False)
+        transport.receive(b"x")
+        protocol.finish()
+        protocol.finish()
+        self.assertFalse(transport.disconnecting)

@@ -1,0 +1,96 @@
+"""Admission: the connection limits a server enforces, and its refusals."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+
+from ._refusals import RefusalLog
+
+
+class Admission:
+    """
+    Who may connect: at most C{maxConnections} at once (0: no limit),
+    counting open connections and connections still waiting for their PROXY
+    header alike; at most C{maxPerIP} from one host (0: no limit); and nobody
+    once the server is stopping.  Refusals are logged once per burst
+    (L{RefusalLog}).
+
+    @ivar held: connection slots taken (open connections plus reservations).
+    @ivar rejected: connections refused so far.
+    @ivar stopping: whether every new connection is refused.
+    """
+
+    def __init__(self, clock: IReactorTime, maxConnections: int = 0, maxPerIP: int = 0) -> None:
+        self.maxConnections = maxConnections
+        self.maxPerIP = maxPerIP
+        self.held = 0
+        self.rejected = 0
+        self.stopping = False
+        self._perHost: dict[str, int] = {}
+        self._refusals = RefusalLog(clock)
+
+    def _overLimit(self) -> str | None:
+        if self.stopping:
+            return "shutting down"
+        if self.maxConnections and self.held >= self.maxConnections:
+            return f"{self.maxConnections} connections already open"
+        return None
+
+    def _refuse(self, peer: str, reason: str) -> bool:
+        self.rejected += 1
+        self._refusals.refused(peer, reason)
+        return False
+
+    def reserve(self, peer: str) -> bool:
+        """
+        Take a slot for a connection whose client is not known yet (a PROXY
+        header is still to come), unless a limit forbids it.
+
+        @return: whether the slot was taken; give it back with L{release}.
+        """
+        reason = self._overLimit()
+        if reason is not None:
+            return self._refuse(peer, reason)
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        """
+        Give back a slot taken by L{reserve}.
+        """
+        self.held -= 1
+
+    def admit(self, host: str, peer: str) -> bool:
+        """
+        Take a slot for a connection from C{host} (shown as C{peer}), unless
+        a limit forbids it.
+
+        @return: whether it was admitted; call L{leave} when it closes.
+        """
+        reason = self._overLimit()
+        if reason is None and self.maxPerIP and self._perHost.get(host, 0) >= self.maxPerIP:
+            reason = f"{self.maxPerIP} connections already open from {host}"
+        if reason is not None:
+            return self._refuse(peer, reason)
+        self.held += 1
+        self._perHost[host] = self._perHost.get(host, 0) + 1
+        return True
+
+    def leave(self, host: str) -> None:
+        """
+        Give back the slot of an admitted connection from C{host}.
+        """
+        self.held -= 1
+        left = self._perHost.get(host, 1) - 1
+        if left:
+            self._perHost[host] = left
+        else:
+            self._perHost.pop(host, None)
+
+    def stop(self) -> None:
+        """
+        Refuse every connection from now on, and log the refusals counted so
+        far.
+        """
+        self.stopping = True
+        self._refusals.flush()

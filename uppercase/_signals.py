@@ -1,0 +1,139 @@
+"""
+Signals, as operators of twistd and of the servers they know expect them.
+
+- C{SIGTERM}, C{SIGINT}: the reactor's own handlers stop the server
+  gracefully (the drain).  A second one during the drain cuts it short:
+  the remaining connections are aborted, in one log line, and the process
+  exits (no C{ReactorNotRunning} traceback).
+- C{SIGUSR1}: reopen the log file if something moved it (logrotate), or
+  rotate it as twistd does; logged either way.
+- C{SIGHUP} (a closed terminal, or a reload request) and C{SIGUSR2}: logged,
+  and otherwise ignored, where by default they would kill the process and
+  drop every connection.  (C{--workers} gives C{SIGHUP} its reload meaning.)
+
+The handlers are installed once the reactor runs (after its own), by a
+service that only the command-line layer adds: a library embedding
+L{uppercase.service.UppercaseService} keeps its own signal handling.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+log = Logger()
+
+IGNORED = ("SIGHUP", "SIGUSR2")
+
+
+class SignalHandling(Service):
+    """
+    Install the handlers described in the module docstring when the reactor
+    starts running.
+
+    @param reactor: the reactor (for C{callWhenRunning} and
+        C{callFromThread}).
+    @param cutShort: called (in the reactor thread) on a second stopping
+        signal: abort what the graceful stop is still waiting for.
+    @param reopenLogs: called on C{SIGUSR1}; returns what it did, one entry
+        per log file (empty when logging to standard output).
+    @param onReload: called on C{SIGHUP} instead of logging it as ignored.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        cutShort: Callable[[str], None],
+        reopenLogs: Callable[[], list[str]],
+        onReload: Callable[[], None] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._cutShort = cutShort
+        self._reopenLogs = reopenLogs
+        self._onReload = onReload
+        self._stopping = False
+        self._installed: dict[int, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        self._reactor.callWhenRunning(self.install)
+
+    def stopService(self) -> Any:
+        # A stop that began without a signal (reactor.stop() from code)
+        # still makes the next signal a second one.
+        self._stopping = True
+        return super().stopService()
+
+    def install(self) -> None:
+        """
+        Install the handlers (chaining C{SIGINT}/C{SIGTERM} to the ones
+        installed before, normally the reactor's).
+        """
+        for name in ("SIGINT", "SIGTERM"):
+            number = getattr(signal, name)
+            previous = signal.getsignal(number)
+            self._set(number, self._stopHandler(previous))
+        for name in IGNORED:
+            number = getattr(signal, name, None)
+            if number is not None:
+                self._set(number, self._deferTo(self._other))
+        if hasattr(signal, "SIGUSR1"):
+            self._set(signal.SIGUSR1, self._deferTo(self._reopen))
+
+    def _set(self, number: int, handler: Any) -> None:
+        self._installed[number] = signal.signal(number, handler)
+
+    def uninstall(self) -> None:
+        """
+        Put back the handlers that were there before L{install}.
+        """
+        for number, previous in self._installed.items():
+            signal.signal(number, previous)
+        self._installed.clear()
+
+    def _deferTo(self, call: Callable[[int], None]) -> Callable[[int, Any], None]:
+        def handler(number: int, frame: Any) -> None:
+            self._reactor.callFromThread(call, number)
+
+        return handler
+
+    def _stopHandler(self, previous: Any) -> Callable[[int, Any], None]:
+        def handler(number: int, frame: Any) -> None:
+            if self._stopping or not callable(previous):
+                self._reactor.callFromThread(self._again, number)
+                return
+            self._stopping = True
+            previous(number, frame)
+
+        return handler
+
+    def _again(self, number: int) -> None:
+        name = signal.Signals(number).name
+        if not self._stopping:
+            # No stop handler was there to chain to: start the stop here.
+            self._stopping = True
+            log.info("Received {signal}, shutting down.", signal=name)
+            self._reactor.stop()
+            return
+        self._cutShort(f"on a second {name}")
+
+    def _other(self, number: int) -> None:
+        name = signal.Signals(number).name
+        if number == getattr(signal, "SIGHUP", None) and self._onReload is not None:
+            self._onReload()
+            return
+        log.info("Received {signal}: ignored", signal=name)
+
+    def _reopen(self, number: int) -> None:
+        done = self._reopenLogs()
+        if done:
+            for what in done:
+                log.info("Received SIGUSR1: {done}", done=what, signal="SIGUSR1")
+        else:
+            log.info(
+                "Received SIGUSR1: logging to standard output, no log file to reopen",
+                signal="SIGUSR1",
+            )

@@ -1,0 +1,114 @@
+"""
+The uppercase echo itself: a protocol that sends every byte back with ASCII
+C{a}-C{z} turned into C{A}-C{Z}, and nothing else.
+
+It works with C{Factory.forProtocol(UppercaseProtocol)} on any stream
+transport, and knows nothing of options, limits, logs or the reactor; the
+server's policies (L{uppercase.server}) are layered on it by subclassing.
+
+    >>> from twisted.internet.protocol import Factory
+    >>> from uppercase.echo import UppercaseProtocol
+    >>> factory = Factory.forProtocol(UppercaseProtocol)
+
+C{bytes.upper} is C{toupper} in the C locale: binary-safe, byte by byte, so
+the result does not depend on how the stream is chunked.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from ._throttle import ThrottledReading
+from ._transport import canHalfClose, supportsDirectWrites, writeDirectly
+
+__all__ = ["UppercaseProtocol"]
+
+
+@implementer(IHalfCloseableProtocol)
+class UppercaseProtocol(ThrottledReading, Protocol):
+    """
+    Send every received byte back, ASCII-uppercased.
+
+    B{Flow control}: the protocol registers itself as its transport's
+    streaming producer, so a full write buffer (a peer that sends but does
+    not read) pauses reading from that transport until it drains; memory
+    stays bounded and nothing is dropped.
+
+    B{Half-close}: when the peer ends its sending side, everything owed is
+    sent and then the connection is closed.
+
+    B{Graceful close} (L{finish}): deliver what was already echoed, end the
+    stream, and read and discard whatever the peer still sends until it
+    closes too, so that closing never turns into a reset that destroys
+    replies the peer has not read yet.
+
+    @ivar echoed: bytes received and sent back.
+    @ivar discarded: bytes received after L{finish}, not sent back.
+    @ivar closing: whether the connection is being closed (by L{finish}, or
+        because the peer finished sending).
+    @ivar peerFinished: whether the peer ended its sending side.
+    """
+
+    echoed = 0
+    discarded = 0
+    closing = False
+    peerFinished = False
+    _direct = False
+
+    def connectionMade(self) -> None:
+        self.throttleReading()
+        self._direct = supportsDirectWrites(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            self.discarded += len(data)
+            return
+        if self._direct:
+            writeDirectly(self.transport, data.upper())
+        else:
+            self.transport.write(data.upper())
+        self.echoed += len(data)
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer ended its sending side: send what is still owed, then close.
+        """
+        self.peerFinished = True
+        self.closing = True
+        self.releaseThrottle()
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Our sending side is shut down (only after L{finish}): keep reading,
+        and discarding, until the peer closes.
+        """
+
+    def finish(self) -> None:
+        """
+        Stop echoing and close gracefully.
+
+        What was already echoed is delivered first.  A connection that has
+        echoed nothing is simply closed.  Otherwise a TCP or UNIX-socket
+        connection half-closes (a FIN after the last reply) and keeps
+        reading, discarding, until the peer closes its side; a TLS
+        connection sends TLS's C{close_notify} and waits for the peer's.
+        Either may wait on the peer forever: whoever calls this bounds the
+        wait (L{uppercase.server.UppercaseFactory} aborts after its close
+        timeout).
+        """
+        if self.closing:
+            return
+        self.closing = True
+        transport = self.transport
+        self.releaseThrottle()
+        if self.echoed and canHalfClose(transport):
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
+        # Reading may be paused by flow control: resume it, so that the
+        # peer's end (FIN, or TLS's close_notify) can be seen.  (Twisted's
+        # transports ignore this once they are closing for good.)
+        transport.resumeProducing()

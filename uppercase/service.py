@@ -1,0 +1,201 @@
+"""
+The server as a service: listeners for every endpoint, the descriptor limit,
+the metrics site, and a graceful stop.
+
+Embeddable in any Twisted application: it raises L{ListenError} when it
+cannot listen (never exits the process) and installs no signal handlers;
+the command-line layer (L{uppercase._server_tap}) adds those.
+
+    >>> from twisted.internet import reactor
+    >>> from uppercase.server import UppercaseFactory
+    >>> service = UppercaseService(UppercaseFactory(reactor), ["tcp:9527"], reactor)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.logger import Logger
+
+from . import __version__
+from ._endpoints import PROXY_PREFIX, systemdSocketProblem, withDefaultBacklog
+from ._fdlimit import LimitAccess, connectionCapacity
+from .proxy import ProxyHeaderFactory
+from .server import UppercaseFactory
+
+__all__ = ["ListenError", "UppercaseService"]
+
+log = Logger()
+
+
+class ListenError(Exception):
+    """
+    The service could not listen on one of its endpoints.
+
+    @ivar description: the endpoint string.
+    @ivar reason: why, in a few words (C{Address already in use}).
+    """
+
+    def __init__(self, description: str, reason: str) -> None:
+        super().__init__(description, reason)
+        self.description = description
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.description}: {self.reason}"
+
+
+def _reasonOf(error: Exception) -> str:
+    if isinstance(error, CannotListenError):
+        socketError = error.socketError
+        return str(getattr(socketError, "strerror", None) or socketError)
+    return str(error) or type(error).__name__
+
+
+class UppercaseService(MultiService):
+    """
+    Listen on every endpoint with C{factory}; on stop, stop accepting at once
+    and close the open connections gracefully, within C{shutdownTimeout}
+    seconds.
+
+    Every TCP, TLS and UNIX listener gets a backlog of 511 unless its string
+    sets one.  C{haproxy:ENDPOINT} listens on C{ENDPOINT} and reads a PROXY
+    protocol header on each connection first (L{uppercase.proxy}); the
+    connections waiting for it count against the factory's connection
+    limit.
+
+    At start, the connection limit is fitted to the process's descriptor
+    limit (raising the soft limit if the hard one allows), keeping room for
+    the metrics site's connections and for the process's own descriptors,
+    so that no kind of connection can starve the others and none fails with
+    C{EMFILE}.
+
+    @param metrics: an endpoint string to serve Prometheus metrics on at
+        C{/metrics}, or L{None}.
+    @param fdLimits: C{(getrlimit, setrlimit, RLIM_INFINITY)} for the
+        descriptor limit; the process's own by default.
+    """
+
+    def __init__(
+        self,
+        factory: UppercaseFactory,
+        descriptions: Sequence[str],
+        reactor: Any,
+        *,
+        shutdownTimeout: float = 10.0,
+        metrics: str | None = None,
+        fdLimits: LimitAccess | None = None,
+    ) -> None:
+        super().__init__()
+        self.factory = factory
+        self.descriptions = list(descriptions)
+        self.shutdownTimeout = shutdownTimeout
+        self.metrics = metrics
+        self._fdLimits = fdLimits
+        self._reactor: IReactorTime = reactor
+        self._listeners: list[tuple[str, IService]] = []
+        self._listening = False
+        for description in self.descriptions:
+            endpoint = withDefaultBacklog(description)
+            listenFactory: IProtocolFactory = factory
+            if endpoint.startswith(PROXY_PREFIX):
+                endpoint = endpoint[len(PROXY_PREFIX) :]
+                listenFactory = ProxyHeaderFactory(factory, reactor, limit=factory.admission)
+            self._listen(description, endpoint, listenFactory, reactor)
+        self.metricsConnections = 0
+        if metrics is not None:
+            from ._metrics import metricsSite
+
+            self.metricsConnections = 8
+            self._listen(metrics, metrics, metricsSite(factory), reactor)
+
+    def _listen(self, name: str, endpoint: str, factory: IProtocolFactory, reactor: Any) -> None:
+        """
+        Listen on the C{endpoint} string with C{factory} when started; errors
+        refer to it as C{name}.
+        """
+        listener = strports.service(endpoint, factory, reactor=reactor)
+        listener.setServiceParent(self)
+        self._listeners.append((name, listener))
+
+    def fitDescriptorLimit(self) -> None:
+        """
+        Fit the connection limit to the descriptor limit (see the class
+        docstring), and say so when it had to be lowered.
+        """
+        admission = self.factory.admission
+        wanted = admission.maxConnections
+        reserved = self.metricsConnections
+        capacity, fdLimit = connectionCapacity(wanted + reserved if wanted else 0, self._fdLimits)
+        if fdLimit is None:
+            return
+        fits = max(capacity - reserved, 1)
+        if not wanted or fits < wanted:
+            log.warn(
+                "The file descriptor limit ({fdLimit}) allows {capacity} "
+                "connections at once; --max-connections is {wanted}",
+                fdLimit=fdLimit,
+                capacity=fits,
+                wanted=wanted or "unlimited",
+            )
+            admission.maxConnections = fits
+
+    def privilegedStartService(self) -> None:
+        """
+        Fit the connection limit to the descriptor limit, then listen now.
+
+        @raise ListenError: if any endpoint cannot be listened on (the ones
+            already listening are closed again).
+        """
+        if self._listening:
+            return
+        self.fitDescriptorLimit()
+        started: list[IService] = []
+        for description, listener in self._listeners:
+            problem = systemdSocketProblem(description)
+            try:
+                if problem is not None:
+                    raise ListenError(description, problem)
+                try:
+                    listener.privilegedStartService()
+                except Exception as e:
+                    raise ListenError(description, _reasonOf(e)) from None
+            except ListenError:
+                for other in started:
+                    other.stopService()
+                raise
+            started.append(listener)
+        self._listening = True
+
+    def startService(self) -> None:
+        """
+        Listen (if L{privilegedStartService} has not, as under C{twist}),
+        and start serving.
+
+        @raise ListenError: as L{privilegedStartService}.
+        """
+        self.privilegedStartService()
+        super().startService()
+        log.info(
+            "uppercase {version} serving on {endpoints}",
+            version=__version__,
+            endpoints=", ".join(self.descriptions),
+        )
+        if self.metrics is not None:
+            log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop accepting, and close the open connections gracefully.
+
+        @return: a L{Deferred} that fires once listeners are closed and every
+            connection has ended.
+        """
+        draining = self.factory.shutdown(self.shutdownTimeout)
+        stopping = super().stopService()
+        return gatherResults([stopping, draining])
