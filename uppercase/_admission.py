@@ -9,21 +9,31 @@ from ._refusals import RefusalLog
 
 class Admission:
     """
-    Who may connect: at most C{maxConnections} at once (0: no limit),
-    counting open connections and connections still waiting for their PROXY
-    header alike; at most C{maxPerIP} from one host (0: no limit); and nobody
-    once the server is stopping.  Refusals are logged once per burst
-    (L{RefusalLog}).
+    Who may connect: at most C{maxConnections} open at once (0: no limit);
+    at most C{maxPending} connections still waiting for their PROXY header
+    at once (0: no limit), apart, so that silent connections to a PROXY
+    listener cannot starve the others; at most C{maxPerIP} from one host (0:
+    no limit); and nobody once the server is stopping.  Refusals are logged
+    once per burst (L{RefusalLog}).
 
-    @ivar held: connection slots taken (open connections plus reservations).
+    @ivar held: open connections.
+    @ivar pending: connections waiting for their PROXY header.
     @ivar rejected: connections refused so far.
     @ivar stopping: whether every new connection is refused.
     """
 
-    def __init__(self, clock: IReactorTime, maxConnections: int = 0, maxPerIP: int = 0) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        maxConnections: int = 0,
+        maxPerIP: int = 0,
+        maxPending: int = 0,
+    ) -> None:
         self.maxConnections = maxConnections
         self.maxPerIP = maxPerIP
+        self.maxPending = maxPending
         self.held = 0
+        self.pending = 0
         self.rejected = 0
         self.stopping = False
         self._perHost: dict[str, int] = {}
@@ -48,17 +58,20 @@ class Admission:
 
         @return: whether the slot was taken; give it back with L{release}.
         """
-        reason = self._overLimit()
-        if reason is not None:
-            return self._refuse(peer, reason)
-        self.held += 1
+        if self.stopping:
+            return self._refuse(peer, "shutting down")
+        if self.maxPending and self.pending >= self.maxPending:
+            return self._refuse(
+                peer, f"{self.maxPending} connections already waiting for their PROXY header"
+            )
+        self.pending += 1
         return True
 
     def release(self) -> None:
         """
         Give back a slot taken by L{reserve}.
         """
-        self.held -= 1
+        self.pending -= 1
 
     def admit(self, host: str, peer: str) -> bool:
         """

@@ -61,8 +61,14 @@ class ServerOptions(usage.Options):
             "max-connections",
             None,
             "10000",
-            "Most connections open at once, counting PROXY-protocol connections "
-            "still waiting for their header (0: as many as descriptors allow).",
+            "Most connections open at once (0: as many as descriptors allow).",
+        ],
+        [
+            "max-pending-headers",
+            None,
+            "1000",
+            "Most connections to haproxy: listeners still waiting for their PROXY "
+            "header at once, apart from --max-connections (0: as many as descriptors allow).",
         ],
         [
             "max-per-ip",
@@ -104,6 +110,7 @@ class ServerOptions(usage.Options):
         checkSeconds(self, "shutdown-timeout")
         checkWholeNumber(self, "max-connections")
         checkWholeNumber(self, "max-per-ip")
+        checkWholeNumber(self, "max-pending-headers")
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         from twisted.internet import reactor
@@ -199,6 +206,7 @@ def makeService(config: usage.Options, reactor: Any = None) -> ServerCommand:
         idleTimeout=config["idle-timeout"],
         maxConnections=config["max-connections"],
         maxPerIP=config["max-per-ip"],
+        maxPending=config["max-pending-headers"],
         closeTimeout=config["shutdown-timeout"],
     )
     server = UppercaseService(

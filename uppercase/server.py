@@ -146,14 +146,15 @@ class UppercaseFactory(ServerFactory):
     @param logData: whether every received chunk is logged.
     @param idleTimeout: seconds of inactivity after which a connection is
         closed (0 disables).
-    @param maxConnections: most connections at once, counting PROXY-protocol
-        connections still waiting for their header (0: unlimited).
+    @param maxConnections: most connections open at once (0: unlimited).
     @param maxPerIP: most connections at once from one host (0: unlimited).
+    @param maxPending: most PROXY-protocol connections waiting for their
+        header at once, apart from C{maxConnections} (0: unlimited).
     @param closeTimeout: seconds a connection closed for being idle may take
         to finish closing gracefully before it is aborted.
 
-    @ivar admission: the limits (shared with PROXY-protocol listeners, see
-        L{uppercase.proxy.ProxyHeaderFactory}).
+    @ivar admission: the limits (PROXY-protocol listeners take their
+        waiting slots from it, see L{uppercase.proxy.ProxyHeaderFactory}).
     @ivar connections: the open connections.
     @ivar accepted: connections admitted so far.
     @ivar idleClosed: connections closed for being idle so far.
@@ -169,6 +170,7 @@ class UppercaseFactory(ServerFactory):
         idleTimeout: float = 300.0,
         maxConnections: int = 10000,
         maxPerIP: int = 0,
+        maxPending: int = 1000,
         closeTimeout: float = 10.0,
     ) -> None:
         self.clock = clock
@@ -177,7 +179,7 @@ class UppercaseFactory(ServerFactory):
         )
         self.idleTimeout = idleTimeout
         self.closeTimeout = closeTimeout
-        self.admission = Admission(clock, maxConnections, maxPerIP)
+        self.admission = Admission(clock, maxConnections, maxPerIP, maxPending)
         self.connections: set[ServerProtocol] = set()
         self.accepted = 0
         self.idleClosed = 0

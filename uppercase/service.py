@@ -66,8 +66,8 @@ class UppercaseService(MultiService):
     Every TCP, TLS and UNIX listener gets a backlog of 511 unless its string
     sets one.  C{haproxy:ENDPOINT} listens on C{ENDPOINT} and reads a PROXY
     protocol header on each connection first (L{uppercase.proxy}); the
-    connections waiting for it count against the factory's connection
-    limit.
+    connections waiting for it count against the factory's limit of
+    waiting connections.
 
     At start, the connection limit is fitted to the process's descriptor
     limit (raising the soft limit if the hard one allows), keeping room for
@@ -125,25 +125,39 @@ class UppercaseService(MultiService):
 
     def fitDescriptorLimit(self) -> None:
         """
-        Fit the connection limit to the descriptor limit (see the class
-        docstring), and say so when it had to be lowered.
+        Share the descriptor limit out (see the class docstring), and say so
+        when a limit had to be lowered.
+
+        The metrics site gets its fixed share; PROXY-protocol connections
+        waiting for their header get theirs (at most a quarter of what is
+        left), if any listener reads PROXY headers; open connections get the
+        rest.
         """
         admission = self.factory.admission
+        proxied = any(d.startswith(PROXY_PREFIX) for d in self.descriptions)
         wanted = admission.maxConnections
-        reserved = self.metricsConnections
-        capacity, fdLimit = connectionCapacity(wanted + reserved if wanted else 0, self._fdLimits)
+        pending = admission.maxPending if proxied else 0
+        unlimited = not wanted or (proxied and not pending)
+        capacity, fdLimit = connectionCapacity(
+            0 if unlimited else wanted + pending + self.metricsConnections, self._fdLimits
+        )
         if fdLimit is None:
             return
-        fits = max(capacity - reserved, 1)
-        if not wanted or fits < wanted:
+        left = max(capacity - self.metricsConnections, 2)
+        if proxied:
+            pending = min(pending or left, max(left // 4, 1))
+            admission.maxPending = pending
+            left -= pending
+        if not wanted or left < wanted:
+            admission.maxConnections = left
             log.warn(
-                "The file descriptor limit ({fdLimit}) allows {capacity} "
-                "connections at once; --max-connections is {wanted}",
+                "The file descriptor limit ({fdLimit}) allows {capacity} connections at "
+                "once{andPending}; --max-connections is {wanted}",
                 fdLimit=fdLimit,
-                capacity=fits,
+                capacity=left,
+                andPending=f" and {pending} waiting for a PROXY header" if proxied else "",
                 wanted=wanted or "unlimited",
             )
-            admission.maxConnections = fits
 
     def privilegedStartService(self) -> None:
         """

@@ -220,25 +220,29 @@ class WrapperTests(SynchronousTestCase):
 
 class LimitTests(SynchronousTestCase):
     """
-    Connections still waiting for their header count against the wrapped
-    factory's connection limit; the per-address limit applies to the
-    client's address from the header.
+    Connections still waiting for their header have a limit of their own,
+    apart from open connections, so that silent connections to a PROXY
+    listener cannot starve plain listeners; the per-address limit applies
+    to the client's address from the header.
     """
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.inner = UppercaseFactory(
-            self.clock, logData=False, idleTimeout=0, maxConnections=3, maxPerIP=1
+            self.clock, logData=False, idleTimeout=0, maxConnections=3, maxPerIP=1, maxPending=3
         )
         self.factory = ProxyHeaderFactory(self.inner, self.clock, limit=self.inner.admission)
 
-    def test_waitingConnectionsCount(self) -> None:
+    def test_waitingConnectionsLimited(self) -> None:
         """
-        With a limit of 3, three silent connections fill it: a fourth is
-        refused at once, and a slot comes back when one of them ends.
+        With a limit of 3 waiting connections, three silent connections fill
+        it: a fourth is refused at once, and a slot comes back when one of
+        them ends.
         """
         transports = [connectServer(self.factory, PROXY)[1] for _ in range(3)]
-        self.assertRaises(Refused, connectServer, self.factory, PROXY)
+        with capturedLogs() as events:
+            self.assertRaises(Refused, connectServer, self.factory, PROXY)
+        self.assertIn("waiting for their PROXY header", events[0]["reason"])
         transports[0].reset()
         connectServer(self.factory, PROXY)
 
@@ -251,15 +255,18 @@ class LimitTests(SynchronousTestCase):
         self.clock.advance(10)
         connectServer(self.factory, PROXY)
 
-    def test_sharedWithPlainListener(self) -> None:
+    def test_waitingDoNotStarvePlain(self) -> None:
         """
-        Waiting connections and connections on a plain listener share one
-        limit.
+        However many connections wait for a header, a plain listener's
+        clients are served up to C{maxConnections}; a connection whose
+        header arrived then counts as open.
         """
-        connectServer(self.factory, PROXY)
-        connectServer(self.factory, PROXY)
-        connectServer(self.inner, IPv4Address("TCP", "192.0.2.1", 1))
-        self.assertRaises(Refused, connectServer, self.inner, IPv4Address("TCP", "192.0.2.2", 1))
+        for _ in range(3):
+            connectServer(self.factory, PROXY)
+        for port in range(3):
+            connectServer(self.inner, IPv4Address("TCP", f"192.0.2.{port + 1}", 1))
+        self.assertEqual(self.inner.admission.pending, 3)
+        self.assertEqual(len(self.inner.connections), 3)
 
     def test_perIPOnTheClientsAddress(self) -> None:
         """

@@ -105,7 +105,7 @@ class ListenTests(SynchronousTestCase):
     def test_haproxyListenerWrapsAndLimits(self) -> None:
         """
         A C{haproxy:} endpoint listens through L{ProxyHeaderFactory}, whose
-        waiting connections count against the factory's limit.
+        waiting connections count against the factory's limit of them.
         """
         reactor = Reactor()
         svc, factory = service(reactor, "haproxy:tcp:1")
@@ -113,7 +113,7 @@ class ListenTests(SynchronousTestCase):
         [(_, listening, backlog, _)] = reactor.tcpServers
         self.assertIsInstance(listening, ProxyHeaderFactory)
         self.assertEqual(backlog, 511)
-        factory.admission.maxConnections = 1
+        factory.admission.maxPending = 1
         connectServer(listening)
         self.assertRaises(Refused, connectServer, listening)
 
@@ -193,6 +193,22 @@ class DescriptorLimitTests(SynchronousTestCase):
         svc.privilegedStartService()
         self.assertLess(factory.admission.maxConnections, 1000 - 32)
         self.assertEqual(factory.admission.maxConnections + svc.metricsConnections + 32, 1000)
+
+    def test_waitingConnectionsShareOut(self) -> None:
+        """
+        With a PROXY listener and a small descriptor limit, connections
+        waiting for a header get at most a quarter of what is left after
+        the metrics site, and open connections the rest.
+        """
+        reactor = Reactor()
+        limits = FakeLimits(128, 128)
+        svc, factory = service(
+            reactor, "tcp:1", "haproxy:tcp:2", fdLimits=limits.access(), metrics="tcp:3"
+        )
+        svc.privilegedStartService()
+        left = 128 - 32 - svc.metricsConnections
+        self.assertEqual(factory.admission.maxPending, left // 4)
+        self.assertEqual(factory.admission.maxConnections, left - left // 4)
 
     def test_softRaised(self) -> None:
         """
