@@ -140,6 +140,19 @@ def checkServerEndpoint(reactor: Any, description: str, option: str = "--listen"
         raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
 
 
+class CannotStart(Exception):
+    """
+    The server could not start (the message says why).
+
+    Its module reads as C{builtins}, so that twistd's start-up report in
+    daemon mode, which keeps the first 100 bytes of C{module.Class:
+    message}, spends them on the message.
+    """
+
+
+CannotStart.__module__ = "builtins"
+
+
 class ServerCommand(MultiService):
     """
     The server as a command runs it: with the signal handling operators
@@ -162,23 +175,23 @@ class ServerCommand(MultiService):
         try:
             super().privilegedStartService()
         except ListenError as e:
-            self._failed(e)
-            raise
+            raise self._failed(e) from None
 
     def startService(self) -> None:
         try:
             super().startService()
         except ListenError as e:
-            self._failed(e)
-            raise
+            raise self._failed(e) from None
 
-    def _failed(self, error: ListenError) -> None:
+    def _failed(self, reason: ListenError) -> CannotStart:
         """
-        Log C{error}, and make it the one line Python prints when it ends the
-        process (twistd re-raises it, after removing its pid file).
+        Log C{reason}, and make it the one line Python prints when it ends
+        the process (twistd re-raises what this returns, after removing its
+        pid file and, in daemon mode, reporting it to the waiting parent).
         """
         command = commandName("uppercase")
-        log.critical("{command}: {error}", command=command, error=str(error))
+        log.error("{command}: {error}", command=command, error=str(reason))
+        error = CannotStart(str(reason))
         previous = sys.excepthook
 
         def oneLine(kind: Any, value: BaseException, traceback: Any) -> None:
@@ -191,6 +204,7 @@ class ServerCommand(MultiService):
                 stderr.flush()
 
         sys.excepthook = oneLine
+        return error
 
 
 def makeService(config: usage.Options, reactor: Any = None) -> ServerCommand:

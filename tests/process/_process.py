@@ -56,10 +56,16 @@ class Twistd:
     thread (so that a chatty log never blocks it on a full pipe).
     """
 
+    def command(self, args: Sequence[str]) -> list[str]:
+        """
+        The command line that runs C{args}.
+        """
+        return script("twistd") + ["-n", "--pidfile=", *args]
+
     def __init__(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
         self._cwd = tempfile.TemporaryDirectory()
         self.process = subprocess.Popen(
-            script("twistd") + ["-n", "--pidfile=", *args],
+            self.command(args),
             cwd=self._cwd.name,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -155,7 +161,7 @@ class Server(Twistd):
         self,
         *args: str,
         preexec: Callable[[], None] | None = None,
-        listen: str = "tcp:0:interface=127.0.0.1:backlog=511",
+        listen: str = "tcp:0:interface=127.0.0.1",
     ) -> None:
         super().__init__(
             "uppercase",
@@ -197,3 +203,24 @@ def sendInThread(s: socket.socket, data: bytes, shutdown: bool = True) -> thread
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread
+
+
+class Twist(Twistd):
+    """
+    C{twist ARGS} (Twisted's foreground runner) in the background.
+    """
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        return script("twist") + list(args)
+
+
+def listenBacklog(port: int) -> int:
+    """
+    The accept backlog of the TCP socket listening on C{port}, as the kernel
+    reports it (C{ss}: a listening socket's Send-Q).
+    """
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    [line] = out.strip().splitlines()
+    return int(line.split()[2])

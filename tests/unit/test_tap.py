@@ -14,8 +14,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _server_tap
+from uppercase._server_tap import CannotStart
 from uppercase._signals import SignalHandling
-from uppercase.service import ListenError, UppercaseService
+from uppercase.service import UppercaseService
 
 
 def assertUsageErrorsName(
@@ -181,7 +182,7 @@ class ServerServiceTests(SynchronousTestCase):
 
     def test_listenFailureIsOneLine(self) -> None:
         """
-        A port that cannot be bound raises L{ListenError} out of the command
+        A port that cannot be bound raises L{CannotStart} out of the command
         service (so that twistd removes its pid file and reports it), logs
         it, and makes it the one line Python prints on standard error when
         it ends the process, instead of a traceback.
@@ -201,12 +202,12 @@ class ServerServiceTests(SynchronousTestCase):
         command = _server_tap.makeService(options, reactor=reactor)
         self.patch(sys, "excepthook", sys.excepthook)
         with capturedLogs() as events:
-            error = self.assertRaises(ListenError, command.privilegedStartService)
+            error = self.assertRaises(CannotStart, command.privilegedStartService)
         line = f"twistd uppercase: cannot listen on {description}: Address already in use"
         self.assertEqual(events[0]["log_format"].format(**events[0]), line)
         stderr = io.StringIO()
         self.patch(sys, "__stderr__", stderr)
-        sys.excepthook(ListenError, error, None)
+        sys.excepthook(CannotStart, error, None)
         self.assertEqual(stderr.getvalue(), line + "\n")
 
 
