@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -47,11 +47,12 @@ METRICS_MAX_CONNECTIONS = 8
 scrapes a target with one request at a time, so a server, its
 high-availability twin and a person with curl need three; 8 leaves room for
 a scrape whose connection is still closing when the next one opens.  Over
-the limit a connection is closed as soon as it is accepted, so the endpoint
-never holds more than 8 descriptors however many clients connect (the
-echo listener keeps the rest).  The cost: a client that holds all 8 can
-make scrapes fail for up to L{METRICS_REQUEST_TIMEOUT} seconds at a time,
-which is why the endpoint belongs on loopback or a private network."""
+the limit a connection is closed as soon as it is accepted, so the
+endpoint never holds more than 8 descriptors however many clients connect
+(the echo listener keeps the rest).  The cost: a client that keeps all 8
+open (reopening each as L{METRICS_REQUEST_TIMEOUT} cuts it) makes scrapes
+fail, though never the echo service; which is why the endpoint belongs on
+loopback or a private network."""
 
 METRICS_REQUEST_TIMEOUT = 10.0
 """Seconds a metrics connection may live, from accept to close, however
@@ -250,6 +251,11 @@ class DeadlineProtocol(ProtocolWrapper):
     transport: Any
     _deadline: IDelayedCall | None = None
 
+    def makeConnection(self, transport: Any) -> None:
+        if isinstance(transport, ProtocolWrapper):
+            self.factory.behindWrapper = True
+        super().makeConnection(transport)
+
     def connectionMade(self) -> None:
         self._deadline = self.factory.clock.callLater(self.factory.requestTimeout, self._expire)
 
@@ -274,6 +280,18 @@ class DeadlineProtocol(ProtocolWrapper):
         self.transport.abortConnection()
 
 
+class Refused(Protocol):
+    """
+    A connection over the limit, behind a wrapping factory: aborted as soon
+    as it is made, unread.
+    """
+
+    transport: Any
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
+
+
 class MetricsFactory(WrappingFactory):
     """
     Serve the metrics site on at most C{maxConnections} connections at once,
@@ -283,6 +301,10 @@ class MetricsFactory(WrappingFactory):
 
     protocol = DeadlineProtocol
     noisy = False
+    behindWrapper = False
+    """Whether connections come through another wrapping factory (the TLS
+    of an C{ssl:} endpoint) rather than straight from a listening port.
+    Set by the first connection, which always precedes the first refusal."""
 
     def __init__(
         self,
@@ -292,6 +314,8 @@ class MetricsFactory(WrappingFactory):
         maxConnections: int,
         requestTimeout: float,
     ) -> None:
+        if maxConnections < 1:
+            raise ValueError(f"maxConnections must be at least 1, not {maxConnections}")
         super().__init__(site)
         self.clock = clock
         self.refusals = refusals
@@ -304,12 +328,18 @@ class MetricsFactory(WrappingFactory):
         """
         return "MetricsSite"
 
-    def buildProtocol(self, addr: IAddress | None) -> ProtocolWrapper | None:  # type: ignore[override]
-        if len(self.protocols) >= self.maxConnections:
-            peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
-            self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
-            return None
-        return super().buildProtocol(addr)
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        if len(self.protocols) < self.maxConnections:
+            return super().buildProtocol(addr)
+        peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
+        self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
+        if self.behindWrapper:
+            # A wrapping factory (TLS's) would pass None on as its wrapped
+            # protocol: a traceback and a descriptor never closed, each time.
+            return Refused()
+        # A listening port closes the socket before accepting the next one,
+        # so a flood of refusals never holds more than one descriptor.
+        return None
 
     def stopFactory(self) -> None:
         self.refusals.flush()

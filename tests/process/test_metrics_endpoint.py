@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import select
 import socket
+import ssl
+import tempfile
 import time
 import urllib.request
 from typing import Callable
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
 from ..unit.test_metrics import sample
 from ._process import DEADLINE, Server, receiveAll
+from .test_endpoints import makeCertificate
 from .test_robustness import poll
 
-METRICS_PORT = r"MetricsSite starting on (\d+)"
+METRICS_PORT = r"MetricsSite (?:\(TLS\) )?starting on (\d+)"
 """The log line that gives the metrics endpoint's port (Twisted's "PREFIX
 starting on PORT", with the prefix our metrics factory names itself by)."""
 
 
-def metricsServer(preexec: Callable[[], None] | None = None) -> tuple[Server, int]:
+def metricsServer(
+    metrics: str = "tcp:0:interface=127.0.0.1", preexec: Callable[[], None] | None = None
+) -> tuple[Server, int]:
     """
     A server with C{--metrics} on a free loopback port, and that port.
     """
-    server = Server("--quiet", "--metrics", "tcp:0:interface=127.0.0.1", preexec=preexec)
+    server = Server("--quiet", "--metrics", metrics, preexec=preexec)
     return server, int(server.waitFor(METRICS_PORT).group(1))
 
 
@@ -180,3 +186,45 @@ class MetricsLimitTests(SynchronousTestCase):
             "Aborting metrics connection from 127.0.0.1:\\d+: "
             f"still open after {METRICS_REQUEST_TIMEOUT:g} seconds"
         )
+
+    def test_limitBehindTLS(self) -> None:
+        """
+        On an C{ssl:} endpoint too, connections over the limit are closed at
+        once, without an error in the log, and a scrape over TLS is answered.
+        """
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            if os.environ.get("UPPERCASE_TLS_OPTIONAL"):
+                raise SkipTest("pyOpenSSL is not installed") from None
+            raise
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        key, cert, roots = makeCertificate(folder.name)
+        server, metricsPort = metricsServer(
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        self.addCleanup(server.stop)
+        extra = 5
+        idle = []
+        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+            s = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
+            self.addCleanup(s.close)
+            idle.append(s)
+        self.assertEqual(len(waitForCloses(idle, extra)), extra)
+        for s in idle:
+            s.close()
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+
+        def scrapesOverTLS() -> bool:
+            try:
+                raw = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
+                with context.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    return receiveAll(s).startswith(b"HTTP/1.1 200 ")
+            except OSError:
+                return False
+
+        self.assertTrue(poll(scrapesOverTLS), "no scrape answered")
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Unhandled Error", server.output)

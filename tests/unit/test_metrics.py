@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -123,24 +124,29 @@ class Endpoint:
         self.factory = metricsFactory(StubServer(), self.clock, **kwargs)
         self._port = 40000
 
-    def connect(self) -> tuple[IProtocol, AbortableTransport]:
+    def connect(
+        self, through: IProtocolFactory | None = None
+    ) -> tuple[IProtocol, AbortableTransport]:
         """
-        Accept one connection, which must not be refused.
+        Accept one connection, on the metrics factory or on a factory
+        wrapping it.
         """
-        protocol, transport = self.tryConnect()
+        protocol, transport = self.tryConnect(through)
         assert protocol is not None, "refused"
         return protocol, transport
 
-    def tryConnect(self) -> tuple[IProtocol | None, AbortableTransport]:
+    def tryConnect(
+        self, through: IProtocolFactory | None = None
+    ) -> tuple[IProtocol | None, AbortableTransport]:
         """
-        Accept one connection, or be refused (no protocol).
+        Accept one connection, unless the factory gives no protocol for it.
         """
         self._port += 1
         peer = IPv4Address("TCP", "192.0.2.7", self._port)
         transport = AbortableTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 9100), peerAddress=peer
         )
-        protocol = self.factory.buildProtocol(peer)
+        protocol = (through or self.factory).buildProtocol(peer)
         if protocol is not None:
             protocol.makeConnection(transport)
         return protocol, transport
@@ -284,9 +290,9 @@ class LimitTests(SynchronousTestCase):
 
     def test_overLimitRefused(self) -> None:
         """
-        With C{maxConnections} open, the next connection is refused (no
-        protocol: the port closes it at once); when one closes, a new one
-        is accepted.
+        With C{maxConnections} open, the next connection gets no protocol
+        (the listening port closes it at once) and is logged; when one of
+        those open closes, a new one is served.
         """
         endpoint = Endpoint(maxConnections=2)
         first = endpoint.connect()
@@ -294,13 +300,11 @@ class LimitTests(SynchronousTestCase):
         with capturedLogs() as events:
             refused, _ = endpoint.tryConnect()
         self.assertIsNone(refused)
-        self.assertEqual(
-            events[0]["reason"], "2 metrics connections already open", events[0]["log_format"]
-        )
+        self.assertEqual(events[0]["reason"], "2 metrics connections already open")
+        self.assertEqual(events[0]["peer"], "192.0.2.7:40003")
         close(*first)
-        protocol, transport = endpoint.tryConnect()
-        self.assertIsNotNone(protocol)
-        self.assertFalse(transport.disconnecting)
+        _, transport = endpoint.request(SCRAPE)
+        self.assertEqual(Response(transport.value()).status, 200)
 
     def test_refusalsLoggedOncePerBurst(self) -> None:
         """
@@ -322,7 +326,7 @@ class LimitTests(SynchronousTestCase):
 
     def test_default(self) -> None:
         """
-        By default, L{METRICS_MAX_CONNECTIONS} connections are accepted and
+        By default, L{METRICS_MAX_CONNECTIONS} connections are served and
         the next is refused.
         """
         endpoint = Endpoint()
@@ -330,6 +334,37 @@ class LimitTests(SynchronousTestCase):
             endpoint.connect()
         with capturedLogs():
             self.assertIsNone(endpoint.tryConnect()[0])
+
+    def test_atLeastOne(self) -> None:
+        """
+        A limit under 1 would refuse every connection: it is an error.
+        """
+        with self.assertRaises(ValueError):
+            metricsFactory(StubServer(), Clock(), maxConnections=0)
+
+    def test_behindWrappingFactory(self) -> None:
+        """
+        Behind another wrapping factory (the TLS of an C{ssl:} endpoint),
+        which cannot take "no protocol", a connection over the limit gets
+        one that aborts it at once, unanswered; it does not take a place.
+        """
+        endpoint = Endpoint(maxConnections=1)
+        tls = WrappingFactory(endpoint.factory)
+        served = endpoint.connect(tls)
+        with capturedLogs() as events:
+            protocol, transport = endpoint.connect(tls)
+        self.assertTrue(transport.aborted)
+        protocol.dataReceived(SCRAPE)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(events[0]["reason"], "1 metrics connections already open")
+        close(protocol, transport)
+        close(*served)
+        protocol, transport = endpoint.connect(tls)
+        protocol.dataReceived(SCRAPE)
+        self.assertEqual(Response(transport.value()).status, 200)
+        close(protocol, transport)
+        endpoint.clock.advance(WINDOW)
+        self.assertEqual(endpoint.clock.getDelayedCalls(), [])
 
 
 class DeadlineTests(SynchronousTestCase):
