@@ -12,6 +12,8 @@ import tempfile
 import threading
 from typing import Callable, Sequence
 
+from twisted.trial.unittest import SkipTest
+
 DEADLINE = 20.0
 """Seconds any single wait on a real process or socket may take."""
 
@@ -24,6 +26,20 @@ def script(name: str) -> list[str]:
     if not os.path.exists(path):
         raise RuntimeError(f"{name} is not installed beside {sys.executable}")
     return [path]
+
+
+def requireTLS() -> None:
+    """
+    Skip the calling test if pyOpenSSL is missing and C{UPPERCASE_TLS_OPTIONAL}
+    is set (CI's PyPy run, where no cryptography wheel fits); fail it if
+    pyOpenSSL is missing otherwise.
+    """
+    try:
+        import OpenSSL  # noqa: F401
+    except ImportError:
+        if os.environ.get("UPPERCASE_TLS_OPTIONAL"):
+            raise SkipTest("pyOpenSSL is not installed") from None
+        raise
 
 
 def closedPort() -> int:

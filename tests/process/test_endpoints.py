@@ -13,9 +13,10 @@ import subprocess
 import sys
 import tempfile
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from ._process import DEADLINE, Twistd, receiveAll, run, script
+from ._process import DEADLINE, Twistd, receiveAll, requireTLS, run, script
+from .test_robustness import poll
 
 
 def halfCloseExchange(family: int, address: object, data: bytes = b"hello\n") -> bytes:
@@ -89,12 +90,7 @@ class EndpointTests(SynchronousTestCase):
         completes a real, verified handshake and its replies verify; without
         the trust root, verification fails in one line.
         """
-        try:
-            import OpenSSL  # noqa: F401
-        except ImportError:
-            if os.environ.get("UPPERCASE_TLS_OPTIONAL"):
-                raise SkipTest("pyOpenSSL is not installed") from None
-            raise
+        requireTLS()
         key, cert, roots = makeCertificate(self.folder)
         server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
         port = int(server.waitFor(r"starting on (\d+)").group(1))
@@ -105,6 +101,41 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(untrusted.returncode, 1)
         self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
         self.assertNotIn("Traceback", untrusted.stderr)
+
+    def test_tlsOverLimit(self) -> None:
+        """
+        Over C{--max-connections} on an C{ssl:} listener, refused
+        connections are closed cleanly: no traceback, and the server's
+        descriptors come back to where they were.
+        """
+        requireTLS()
+        key, cert, _ = makeCertificate(self.folder)
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--max-connections",
+            "1",
+            "--listen",
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        server.waitFor("serving on")
+        kept = socket.create_connection(("127.0.0.1", port))
+        self.addCleanup(kept.close)
+        server.waitFor("Connection from 127.0.0.1")
+        baseline = openDescriptors(server)
+        refused = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for s in refused:
+            s.settimeout(DEADLINE)
+            try:
+                self.assertEqual(s.recv(1), b"")
+            except ConnectionResetError:
+                pass
+            s.close()
+        server.waitFor("Refused connection from 127.0.0.1")
+        self.assertTrue(poll(lambda: openDescriptors(server) <= baseline), openDescriptors(server))
+        self.assertNotIn("Traceback", server.output)
 
     def test_systemdSocketActivation(self) -> None:
         """
@@ -151,6 +182,13 @@ class EndpointTests(SynchronousTestCase):
             output, _ = process.communicate(timeout=DEADLINE)
         self.assertIn("serving on systemd:domain=INET:index=0", output)
         self.assertNotIn("Traceback", output)
+
+
+def openDescriptors(process: Twistd) -> int:
+    """
+    How many descriptors C{process} has open.
+    """
+    return len(os.listdir(f"/proc/{process.process.pid}/fd"))
 
 
 def makeCertificate(folder: str) -> tuple[str, str, str]:

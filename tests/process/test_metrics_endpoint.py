@@ -1,14 +1,86 @@
-"""The metrics endpoint of a real server, scraped over HTTP."""
+"""The metrics endpoint of a real server: scraped over HTTP, and held by hostile clients."""
 
 from __future__ import annotations
 
+import os
+import resource
+import select
 import socket
+import ssl
+import tempfile
+import time
 import urllib.request
+from typing import Callable
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
 from ..unit.test_metrics import sample
 from ._process import DEADLINE, Server, receiveAll
+from .test_endpoints import makeCertificate
+from .test_robustness import poll
+
+METRICS_PORT = r"MetricsSite (?:\(TLS\) )?starting on (\d+)"
+"""The log line that gives the metrics endpoint's port (Twisted's "PREFIX
+starting on PORT", with the prefix our metrics factory names itself by)."""
+
+
+def metricsServer(
+    metrics: str = "tcp:0:interface=127.0.0.1", preexec: Callable[[], None] | None = None
+) -> tuple[Server, int]:
+    """
+    A server with C{--metrics} on a free loopback port, and that port.
+    """
+    server = Server("--quiet", "--metrics", metrics, preexec=preexec)
+    return server, int(server.waitFor(METRICS_PORT).group(1))
+
+
+def scrape(port: int) -> bytes:
+    """
+    C{GET /metrics} on a fresh connection; the whole answer, read until the
+    server closes.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return receiveAll(s)
+
+
+def scrapes(port: int) -> bool:
+    """
+    Whether a scrape is answered 200 now (not refused).
+    """
+    try:
+        return scrape(port).startswith(b"HTTP/1.1 200 ")
+    except OSError:
+        return False
+
+
+def closedByPeer(s: socket.socket) -> bool:
+    """
+    Read what is readable on C{s}: whether that is the end of the stream.
+    """
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def waitForCloses(sockets: list[socket.socket], count: int) -> list[socket.socket]:
+    """
+    Wait until the peer has closed C{count} of C{sockets}, or L{DEADLINE}
+    passes; the sockets it closed.
+    """
+    deadline = time.monotonic() + DEADLINE
+    closed: list[socket.socket] = []
+    while len(closed) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        waiting = [s for s in sockets if s not in closed]
+        readable, _, _ = select.select(waiting, [], [], left)
+        closed.extend(s for s in readable if closedByPeer(s))
+    return closed
 
 
 class MetricsEndpointTests(SynchronousTestCase):
@@ -18,11 +90,11 @@ class MetricsEndpointTests(SynchronousTestCase):
 
     def test_scrape(self) -> None:
         """
-        After one exchange, /metrics shows it.
+        After one exchange, /metrics shows it, and the connection is closed
+        after the answer.
         """
-        server = Server("--quiet", "--metrics", "tcp:0:interface=127.0.0.1")
+        server, metricsPort = metricsServer()
         self.addCleanup(server.stop)
-        metricsPort = int(server.waitFor(r"Site starting on (\d+)").group(1))
         with server.connect() as s:
             s.sendall(b"hello\n")
             s.shutdown(socket.SHUT_WR)
@@ -32,8 +104,127 @@ class MetricsEndpointTests(SynchronousTestCase):
         with urllib.request.urlopen(url, timeout=DEADLINE) as response:
             self.assertEqual(response.status, 200)
             self.assertIn("text/plain", response.headers["Content-Type"])
+            self.assertEqual(response.headers["Connection"], "close")
             text = response.read()
         self.assertEqual(sample(text, "uppercase_connections_total"), 1)
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 6)
         self.assertEqual(sample(text, "uppercase_connections_active"), 0)
         self.assertGreater(sample(text, "process_open_fds"), 0)
+
+
+class MetricsLimitTests(SynchronousTestCase):
+    """
+    Clients of the metrics endpoint cannot take the server's descriptors or
+    hold a connection past the deadline.
+    """
+
+    def test_idleConnectionsDoNotStarveTheServer(self) -> None:
+        """
+        Under a descriptor limit the idle connections would exceed, the
+        metrics endpoint keeps L{METRICS_MAX_CONNECTIONS} of them and closes
+        the rest at once; the echo listener still serves; once the idle
+        ones are gone, a scrape is answered again.
+        """
+        extra = 20
+        # At rest the server holds 11 descriptors: 11 + 8 kept + an echo
+        # client + a scrape fit under 32, 11 + 28 idle connections do not.
+        limit = METRICS_MAX_CONNECTIONS + 24
+        server, metricsPort = metricsServer(
+            preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        )
+        self.addCleanup(server.stop)
+        idle = []
+        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+            s = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
+            self.addCleanup(s.close)
+            idle.append(s)
+        closed = waitForCloses(idle, extra)
+        self.assertEqual(len(closed), extra)
+        kept = [s for s in idle if s not in closed]
+        self.assertEqual(select.select(kept, [], [], 0)[0], [], "more were closed")
+        with server.connect() as s:
+            s.sendall(b"still here\n")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"STILL HERE\n")
+        for s in kept:
+            s.close()
+        self.assertTrue(poll(lambda: scrapes(metricsPort)), "no scrape answered")
+        server.waitFor(
+            f"Refused connection from 127.0.0.1:\\d+: "
+            f"{METRICS_MAX_CONNECTIONS} metrics connections already open"
+        )
+        self.assertNotIn("EMFILE", server.output)
+        self.assertNotIn("Traceback", server.output)
+
+    def test_slowloris(self) -> None:
+        """
+        A client that sends one header byte every 0.2 seconds is cut at
+        L{METRICS_REQUEST_TIMEOUT} seconds after it connected, however long
+        it keeps sending.
+        """
+        server, metricsPort = metricsServer()
+        self.addCleanup(server.stop)
+        header = b"GET /metrics HTTP/1.1\r\nX-Slow: "
+        giveUp = METRICS_REQUEST_TIMEOUT + 3
+        with socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE) as s:
+            start = time.monotonic()
+            s.sendall(header)
+            cut = False
+            while not cut and time.monotonic() - start < giveUp:
+                # Pace the bytes by waiting for the server to close.
+                if select.select([s], [], [], 0.2)[0]:
+                    cut = closedByPeer(s)
+                    continue
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    cut = True
+            lasted = time.monotonic() - start
+        self.assertTrue(cut, f"still open after {lasted:.1f} seconds")
+        self.assertGreaterEqual(lasted, METRICS_REQUEST_TIMEOUT - 0.5)
+        server.waitFor(
+            "Aborting metrics connection from 127.0.0.1:\\d+: "
+            f"still open after {METRICS_REQUEST_TIMEOUT:g} seconds"
+        )
+
+    def test_limitBehindTLS(self) -> None:
+        """
+        On an C{ssl:} endpoint too, connections over the limit are closed at
+        once, without an error in the log, and a scrape over TLS is answered.
+        """
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            if os.environ.get("UPPERCASE_TLS_OPTIONAL"):
+                raise SkipTest("pyOpenSSL is not installed") from None
+            raise
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        key, cert, roots = makeCertificate(folder.name)
+        server, metricsPort = metricsServer(
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        self.addCleanup(server.stop)
+        extra = 5
+        idle = []
+        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+            s = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
+            self.addCleanup(s.close)
+            idle.append(s)
+        self.assertEqual(len(waitForCloses(idle, extra)), extra)
+        for s in idle:
+            s.close()
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+
+        def scrapesOverTLS() -> bool:
+            try:
+                raw = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
+                with context.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    return receiveAll(s).startswith(b"HTTP/1.1 200 ")
+            except OSError:
+                return False
+
+        self.assertTrue(poll(scrapesOverTLS), "no scrape answered")
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Unhandled Error", server.output)

@@ -15,7 +15,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._process import DEADLINE, Server, receiveAll
+from ._process import DEADLINE, Server, receiveAll, requireTLS
 from .test_endpoints import makeCertificate
 from .test_robustness import poll
 
@@ -142,6 +142,7 @@ class TLSShutdownTests(SynchronousTestCase):
         which the client would see as a truncation attack
         (C{SSLEOFError}).
         """
+        requireTLS()
         folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, folder)
         key, cert, roots = makeCertificate(folder)

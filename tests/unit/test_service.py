@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.proxy import ProxyHeaderFactory
 from uppercase.server import UppercaseFactory
-from uppercase.service import ListenError, UppercaseService
+from uppercase.service import AbortRefused, ListenError, UppercaseService
 from uppercase.testing import Refused, connectServer
 
 
@@ -137,6 +137,56 @@ class ListenTests(SynchronousTestCase):
         reactor = Reactor(taken=(3,))
         svc, _ = service(reactor, "tcp:3")
         self.assertRaises(ListenError, svc.startService)
+
+
+class TLSRefusalTests(SynchronousTestCase):
+    """
+    Behind TLS, a refused connection still gets a protocol, one that aborts
+    it (Twisted's TLS factory cannot take "no protocol").
+    """
+
+    def test_tlsListenerWrapped(self) -> None:
+        """
+        An C{ssl:} listener's factory is wrapped in L{AbortRefused} (a
+        PROXY listener on TLS too); a plain one is not.
+        """
+        from twisted.application import strports
+
+        from uppercase import service as serviceModule
+
+        listened: list[tuple[str, Any]] = []
+        real = strports.service
+
+        def record(endpoint: str, factory: Any, reactor: Any = None) -> Any:
+            listened.append((endpoint, factory))
+            return real("tcp:0", factory, reactor=reactor)
+
+        self.patch(serviceModule.strports, "service", record)
+        svc, factory = service(
+            Reactor(), "tcp:1", "ssl:2:privateKey=k.pem", "haproxy:ssl:3:privateKey=k.pem"
+        )
+        kinds = [(endpoint.split(":")[0], type(f).__name__) for endpoint, f in listened]
+        self.assertEqual(
+            kinds,
+            [("tcp", "UppercaseFactory"), ("ssl", "AbortRefused"), ("ssl", "AbortRefused")],
+        )
+        self.assertIs(listened[1][1].wrapped, factory)
+        self.assertIsInstance(listened[2][1].wrapped, ProxyHeaderFactory)
+
+    def test_refusedIsAborted(self) -> None:
+        """
+        Over the limit, L{AbortRefused} gives a protocol that aborts the
+        connection as soon as it is made, unread; under it, the wrapped
+        factory's protocol.
+        """
+        factory = UppercaseFactory(Reactor(), logData=False, maxConnections=1)
+        wrapped = AbortRefused(factory)
+        connectServer(wrapped)
+        protocol, transport = connectServer(wrapped)
+        self.assertTrue(transport.aborted)
+        transport.receive(b"unread")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(wrapped.logPrefix(), factory.logPrefix())
 
 
 class StopTests(SynchronousTestCase):
