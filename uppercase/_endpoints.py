@@ -24,6 +24,9 @@ on C{ENDPOINT}."""
 
 FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
 
+SYSTEMD_FIRST_DESCRIPTOR = 3
+"""The descriptor of the first socket systemd passes (C{SD_LISTEN_FDS_START})."""
+
 
 def splitFields(description: str) -> list[str]:
     """
@@ -63,46 +66,55 @@ def withDefaultBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
     return prefix + description
 
 
-def systemdSocketProblem(description: str, environ: Mapping[str, str] = os.environ) -> str | None:
+def systemdSocketProblem(
+    description: str,
+    environ: Mapping[str, str] = os.environ,
+    firstDescriptor: int = SYSTEMD_FIRST_DESCRIPTOR,
+) -> str | None:
     """
     What is wrong, if anything, with listening on C{description} when it is
-    a C{systemd:} endpoint whose socket systemd passed: a socket of another
-    family than its C{domain=} says (an IPv6 socket read as IPv4 garbles
-    every client's address), or an index or name systemd did not pass.
+    a C{systemd:} endpoint: a socket of another family than its C{domain=}
+    says (an IPv6 socket read as IPv4 garbles every client's address), or
+    an index or name systemd did not pass.
+
+    Twisted removes C{LISTEN_FDS} from the environment when it reads it (as
+    C{sd_listen_fds} does); by then it has also checked that the index
+    exists, and systemd's sockets are numbered from 3, so the socket is
+    found by its number.  A socket given by C{name=} is checked only while
+    the environment still says which it is.
 
     @return: L{None} when there is nothing to say (including any endpoint
-        that is not C{systemd:}, or when systemd passed no sockets, which
-        Twisted reports itself).
+        that is not C{systemd:}).
     """
     fields = splitFields(description)
-    if fields[0].lower() != "systemd" or "LISTEN_FDS" not in environ:
+    if fields[0].lower() != "systemd":
         return None
     options = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+    index: int | None
     try:
-        count = int(environ["LISTEN_FDS"])
+        index = int(options["index"]) if "index" in options else None
     except ValueError:
         return None
-    if "name" in options:
-        names = environ.get("LISTEN_FDNAMES", "").split(":")
-        if options["name"] not in names[:count]:
-            return f"systemd passed no socket named {options['name']!r}"
-        index = names.index(options["name"])
-    else:
+    if "LISTEN_FDS" in environ:
         try:
-            index = int(options.get("index", "0"))
+            count = int(environ["LISTEN_FDS"])
         except ValueError:
             return None
-        if not 0 <= index < count:
+        if "name" in options:
+            names = environ.get("LISTEN_FDNAMES", "").split(":")[:count]
+            if options["name"] not in names:
+                return f"systemd passed no socket named {options['name']!r}"
+            index = names.index(options["name"])
+        elif index is not None and not 0 <= index < count:
             return f"systemd passed {count} sockets, none with index {index}"
-    domain = options.get("domain", "").upper()
-    wanted = FAMILIES.get(domain)
-    if wanted is None:
+    wanted = FAMILIES.get(options.get("domain", "").upper())
+    if wanted is None or index is None:
         return None
-    fd = 3 + index
+    fd = firstDescriptor + index
     try:
         probe = socket.socket(fileno=fd)
-    except OSError as e:
-        return f"descriptor {fd} from systemd is not a socket: {e.strerror}"
+    except OSError:
+        return None  # Not a socket: Twisted says what it makes of it.
     try:
         family = probe.family
     finally:
@@ -111,6 +123,6 @@ def systemdSocketProblem(description: str, environ: Mapping[str, str] = os.envir
         actual = next((name for name, value in FAMILIES.items() if value == family), str(family))
         return (
             f"systemd socket {index} (descriptor {fd}) is {actual}, "
-            f"but the endpoint says domain={domain}: use domain={actual}"
+            f"but the endpoint says domain={options['domain']}: use domain={actual}"
         )
     return None

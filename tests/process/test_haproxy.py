@@ -5,7 +5,10 @@ gives the server the client's address, and half-close still works.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -127,3 +130,101 @@ class SendProxyV2Tests(BehindHAProxyMixin, SynchronousTestCase):
     """
 
     sendProxy = "send-proxy-v2"
+
+
+def readmeConfig() -> str:
+    """
+    The HAProxy configuration the README shows, as written (its first code
+    block that starts with C{defaults}).
+    """
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    with open(readme) as f:
+        text = f.read()
+    match = re.search(r"```\n((?:\s*defaults\n).*?)```", text, re.S)
+    assert match is not None, "no HAProxy configuration in the README"
+    lines = match.group(1).splitlines()
+    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+    return "\n".join(line[indent:] for line in lines) + "\n"
+
+
+class ReadmeConfigTests(SynchronousTestCase):
+    """
+    The README's HAProxy configuration, run as written (health checks
+    included) in front of two servers started as the README says, with only
+    the ports changed.
+    """
+
+    def setUp(self) -> None:
+        if HAPROXY is None:
+            if os.environ.get("CI"):
+                raise AssertionError("haproxy is not installed (.ci/run installs it)")
+            raise SkipTest("haproxy is not installed (apt-get install haproxy)")
+
+    def test_healthChecksNotLogged(self) -> None:
+        """
+        HAProxy's checks (a PROXY v2 LOCAL header, then a reset, every 2 s
+        per server) find both servers up, and neither server logs them; a
+        client through HAProxy is served and logged with its own port.
+        """
+        servers = []
+        for _ in range(2):
+            server = Server(listen="haproxy:tcp:0:interface=127.0.0.1")
+            self.addCleanup(server.stop)
+            servers.append(server)
+        front = closedPort()
+        config = readmeConfig()
+        self.assertIn("send-proxy-v2 check", config)
+        config = config.replace("bind :9527", f"bind 127.0.0.1:{front}")
+        config = config.replace("127.0.0.1:9601", f"127.0.0.1:{servers[0].port}")
+        config = config.replace("127.0.0.1:9602", f"127.0.0.1:{servers[1].port}")
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        stats = os.path.join(folder, "stats.sock")
+        files = {"readme.cfg": config, "stats.cfg": f"global\n    stats socket {stats}\n"}
+        for name, text in files.items():
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(text)
+        process = subprocess.Popen(
+            [HAPROXY, "-db"]
+            + [arg for name in files for arg in ("-f", os.path.join(folder, name))],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(process.wait, DEADLINE)
+        self.addCleanup(process.terminate)
+
+        def checked() -> bool:
+            rows = serverStats(stats)
+            return len(rows) == 2 and all(
+                row["status"] == "UP" and row["check_status"] == "L4OK" for row in rows
+            )
+
+        self.assertTrue(poll(checked), serverStats(stats) if os.path.exists(stats) else "no stats")
+        with socket.create_connection(("127.0.0.1", front), timeout=DEADLINE) as s:
+            port = s.getsockname()[1]
+            s.sendall(b"through\n")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"THROUGH\n")
+        self.assertTrue(
+            poll(lambda: f"port {port}" in "".join(server.output for server in servers))
+        )
+        output = "".join(server.output for server in servers)
+        self.assertEqual(output.count("Connection from 127.0.0.1 port"), 1, output)
+        self.assertNotIn(" lost:", output)
+
+
+def serverStats(path: str) -> list[dict[str, str]]:
+    """
+    HAProxy's C{show stat} for the backend's servers, from its stats socket.
+    """
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(DEADLINE)
+            s.connect(path)
+            s.sendall(b"show stat\n")
+            text = receiveAll(s).decode()
+    except OSError:
+        return []
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    return [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]

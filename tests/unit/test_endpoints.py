@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -75,26 +76,35 @@ class SystemdTests(SynchronousTestCase):
     def test_mismatchNamed(self) -> None:
         """
         An IPv6 socket (what C{ListenStream=9527} makes) read as
-        C{domain=INET} is reported, with the fix.
+        C{domain=INET} is reported, with the fix, whether or not the
+        environment still describes systemd's sockets.
         """
         fd = self.passed(socket.AF_INET6)
-        problem = systemdSocketProblem(
-            f"systemd:domain=INET:index={fd - 3}", self.environ(count=fd - 2)
+        expected = (
+            f"systemd socket 0 (descriptor {fd}) is INET6, "
+            "but the endpoint says domain=INET: use domain=INET6"
         )
-        self.assertEqual(
-            problem,
-            f"systemd socket {fd - 3} (descriptor {fd}) is INET6, "
-            "but the endpoint says domain=INET: use domain=INET6",
-        )
+        for environ in (self.environ(), {}):
+            problem = systemdSocketProblem("systemd:domain=INET:index=0", environ, fd)
+            self.assertEqual(problem, expected)
 
     def test_match(self) -> None:
         """
         A socket of the family the endpoint names is fine.
         """
         fd = self.passed(socket.AF_INET6)
-        self.assertIsNone(
-            systemdSocketProblem(f"systemd:domain=INET6:index={fd - 3}", self.environ(fd - 2))
+        self.assertIsNone(systemdSocketProblem("systemd:domain=INET6:index=0", self.environ(), fd))
+
+    def test_byName(self) -> None:
+        """
+        A socket named in C{LISTEN_FDNAMES} is found by its name.
+        """
+        fd = self.passed(socket.AF_INET)
+        environ = self.environ(count=2, names="other:uppercase.socket")
+        problem = systemdSocketProblem(
+            "systemd:domain=INET6:name=uppercase.socket", environ, fd - 1
         )
+        self.assertIn(f"(descriptor {fd}) is INET,", str(problem))
 
     def test_missingIndex(self) -> None:
         """
@@ -107,11 +117,14 @@ class SystemdTests(SynchronousTestCase):
 
     def test_notSystemd(self) -> None:
         """
-        Other endpoints, or no sockets passed at all, are not this check's
-        business.
+        Other endpoints, and descriptors that are not sockets, are not this
+        check's business.
         """
         self.assertIsNone(systemdSocketProblem("tcp:1", self.environ()))
-        self.assertIsNone(systemdSocketProblem("systemd:domain=INET:index=0", {}))
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        self.assertIsNone(systemdSocketProblem("systemd:domain=INET:index=0", {}, r))
 
 
 class PeerTests(SynchronousTestCase):
