@@ -60,6 +60,7 @@ class ServerProtocol(UppercaseProtocol):
     factory: UppercaseFactory
     host = "unknown"
     port: int | None = None
+    _socketPath: str | None = None
 
     @property
     def peer(self) -> str:
@@ -67,8 +68,8 @@ class ServerProtocol(UppercaseProtocol):
         The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}),
         or C{unix:PATH} (the socket's path) for a UNIX-socket client.
         """
-        if self.port is None and self.host == UNIX_PEER and self.transport is not None:
-            return f"unix:{socketPath(self.transport.getHost())}"
+        if self._socketPath is not None:
+            return f"unix:{self._socketPath}"
         return formatPeer(self.host, self.port)
 
     def activity(self) -> int:
@@ -80,6 +81,9 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.port is None and self.host == UNIX_PEER:
+            # Read now: a closed UNIX transport can no longer say.
+            self._socketPath = socketPath(self.transport.getHost())
         self.factory.connectionOpened(self)
         if self.port is None:
             log.info("Connection from {peer}", host=self.host, peer=self.peer)

@@ -62,6 +62,23 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue(result.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
 
+    def test_unixClientClosingIsClean(self) -> None:
+        """
+        A UNIX-socket client that reads its reply and closes (no half-close
+        first) is logged as a clean close, by the socket's path, with no
+        port.
+        """
+        path = os.path.join(self.folder, "u.sock")
+        server = self.serve(f"unix:{path}")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(DEADLINE)
+            s.connect(path)
+            s.sendall(b"abc")
+            self.assertEqual(s.recv(3), b"ABC")
+        server.waitFor(f"Connection from unix:{path} closed \\(3 bytes received\\)")
+        self.assertNotIn(" lost:", server.output)
+        self.assertNotIn("port None", server.output)
+
     def test_ipv6(self) -> None:
         """
         C{tcp6:...:interface=::1}: served over IPv6, logged with the IPv6

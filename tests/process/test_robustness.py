@@ -7,6 +7,7 @@ Every wait is bounded.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import select
 import signal
@@ -18,7 +19,7 @@ from typing import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._process import DEADLINE, Server, receiveAll, sendInThread
+from ._process import DEADLINE, Server, Twistd, receiveAll, sendInThread
 
 
 def poll(predicate: Callable[[], bool], timeout: float = DEADLINE) -> bool:
@@ -33,6 +34,14 @@ def poll(predicate: Callable[[], bool], timeout: float = DEADLINE) -> bool:
             return False
         pause.wait(0.02)
     return True
+
+
+def waitForPorts(server: Twistd, count: int) -> str:
+    """
+    The output of C{server} once it has logged C{count} listening ports.
+    """
+    poll(lambda: len(re.findall(r"starting on \d+", server.output)) >= count)
+    return server.output
 
 
 def openFDs(pid: int) -> int:
@@ -215,6 +224,40 @@ class LimitTests(SynchronousTestCase):
         self.assertLessEqual(refusalLines, 5, server.output)
         self.assertNotIn("EMFILE", server.output)
         self.assertNotIn("Traceback", server.output)
+
+    def test_silentProxyConnectionsStarveNothing(self) -> None:
+        """
+        Under C{ulimit -n 256}, 400 connections to a C{haproxy:} listener
+        that never send their header take only their own share: every echo
+        client on the plain listener is served, nothing fails with
+        C{EMFILE}, and refusals cost a few lines.
+        """
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--listen",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+        )
+        self.addCleanup(server.stop)
+        plain, proxied = (int(p) for p in re.findall(r"starting on (\d+)", waitForPorts(server, 2)))
+        silent = [socket.create_connection(("127.0.0.1", proxied)) for _ in range(400)]
+        self.addCleanup(lambda: [s.close() for s in silent])
+        served = 0
+        for _ in range(40):
+            try:
+                with socket.create_connection(("127.0.0.1", plain), timeout=5) as s:
+                    s.sendall(b"hi\n")
+                    served += s.recv(3) == b"HI\n"
+            except OSError:
+                pass
+        self.assertEqual(served, 40)
+        server.waitFor("connections already waiting for their PROXY header")
+        self.assertNotIn("EMFILE", server.output)
+        self.assertNotIn("Traceback", server.output)
+        self.assertLessEqual(server.output.count("Refused"), 6, server.output)
 
     def test_maxConnections(self) -> None:
         """
