@@ -10,6 +10,7 @@ treats one read as one reply.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -20,6 +21,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 log = Logger()
+
+EXCERPT_BEFORE = 8
+EXCERPT_BYTES = 24
+"""A wrong reply is shown as C{EXCERPT_BYTES} bytes of each side, starting
+C{EXCERPT_BEFORE} bytes before the first difference: at most about 100
+characters each, however long the reply."""
+
+
+def _excerpt(data: bytes, start: int) -> str:
+    """
+    C{repr} of C{data[start:start + EXCERPT_BYTES]}, with C{...} where it
+    was cut.
+    """
+    end = start + EXCERPT_BYTES
+    return ("..." if start > 0 else "") + repr(data[start:end]) + ("..." if end < len(data) else "")
 
 
 class ClientError(Exception):
@@ -57,12 +73,26 @@ class ReplyMismatch(ClientError):
         self.expected = expected
         self.received = received
 
+    @property
+    def offset(self) -> int:
+        """
+        Where the first wrong byte is (the end of the shorter side if one
+        is the start of the other).
+        """
+        return len(os.path.commonprefix([self.expected, self.received]))
+
     def __str__(self) -> str:
         if not self.expected:
-            return f"unexpected data while no reply was due: {self.received!r}"
+            return (
+                "unexpected data while no reply was due: "
+                f"{_excerpt(self.received, 0)} ({len(self.received)} bytes)"
+            )
+        start = max(self.offset - EXCERPT_BEFORE, 0)
         return (
-            f"reply {self.sequence} does not match: "
-            f"expected {self.expected!r}, received {self.received!r}"
+            f"reply {self.sequence} does not match at byte {self.offset}: "
+            f"expected {_excerpt(self.expected, start)}, "
+            f"received {_excerpt(self.received, start)} "
+            f"({len(self.expected)} bytes expected, {len(self.received)} received)"
         )
 
 

@@ -187,6 +187,92 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("after 1 of 3 replies", str(failure.value))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_mismatchSaysWhereAndHowMuch(self) -> None:
+        """
+        A wrong reply is described by the offset of its first wrong byte,
+        the expected and received bytes there, and both lengths.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HELLx\n")
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertEqual(
+            str(failure.value),
+            "reply 1 does not match at byte 4: expected b'HELLO\\n', "
+            "received b'HELLx\\n' (6 bytes expected, 6 received)",
+        )
+
+    def test_longMismatchIsBounded(self) -> None:
+        """
+        A 64 KiB reply that is wrong in its last letter is described in a
+        few hundred characters at most: an excerpt of each side around the
+        first difference, marked as cut, and the lengths.
+        """
+        self.protocol = UppercaseClientProtocol(b"a" * 65535, count=1, clock=self.clock)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(b"A" * 65534 + b"a\n")
+        self.close(ConnectionLost())
+        message = str(self.failureResultOf(self.protocol.done, ReplyMismatch).value)
+        self.assertLess(len(message), 300, message[:1000])
+        self.assertIn("at byte 65534:", message)
+        self.assertIn("expected ...b'AAAAAAAAA\\n'", message)
+        self.assertIn("received ...b'AAAAAAAAa\\n'", message)
+        self.assertIn("(65536 bytes expected, 65536 received)", message)
+
+    def test_mismatchExcerptCutOnBothSides(self) -> None:
+        """
+        When the difference is in the middle of a long reply, each excerpt
+        is cut before and after it, and each is at most about 100
+        characters even when every byte needs an escape.
+        """
+        message = bytes([0]) * 1000
+        self.protocol = UppercaseClientProtocol(message, count=1, clock=self.clock)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(bytes([0]) * 500 + b"\xff" * 501)
+        self.close(ConnectionLost())
+        error = self.failureResultOf(self.protocol.done, ReplyMismatch).value
+        text = str(error)
+        self.assertIn("at byte 500:", text)
+        expected = text.split("expected ", 1)[1].split(", received ", 1)[0]
+        received = text.split(", received ", 1)[1].split(" (", 1)[0]
+        for excerpt in (expected, received):
+            self.assertTrue(excerpt.startswith("...b'\\x00"), excerpt)
+            self.assertTrue(excerpt.endswith("'..."), excerpt)
+            self.assertLessEqual(len(excerpt), 110, excerpt)
+        self.assertIn("\\xff", received)
+        self.assertIn("(1001 bytes expected, 1001 received)", text)
+
+    def test_extraBytesDescribed(self) -> None:
+        """
+        A reply followed by more bytes differs where the reply should have
+        ended.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HELLO\nX")
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertEqual(
+            str(failure.value),
+            "reply 1 does not match at byte 6: expected b'HELLO\\n', "
+            "received b'HELLO\\nX' (6 bytes expected, 7 received)",
+        )
+
+    def test_unexpectedDataBounded(self) -> None:
+        """
+        64 KiB arriving while no reply is due is described by its size and
+        a short excerpt.
+        """
+        self.start(interval=1.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.protocol.dataReceived(b"?" * 65536)
+        self.close(ConnectionLost())
+        text = str(self.failureResultOf(self.protocol.done, ReplyMismatch).value)
+        self.assertLess(len(text), 200, text[:1000])
+        self.assertTrue(text.startswith("unexpected data while no reply was due: b'???"), text)
+        self.assertTrue(text.endswith("'... (65536 bytes)"), text)
+
 
 class ClientFactoryTests(SynchronousTestCase):
     """
