@@ -9,13 +9,14 @@ import sys
 from typing import IO, Any, NoReturn
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import react
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from ._client_tap import ClientOptions
+from ._connect import clientEndpoint
 from ._report import JSONReport, RoundTrips, TextReport
 from .client import UppercaseClientProtocol
 
@@ -72,7 +73,7 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
         clock=reactor,
         onReply=printReply,
     )
-    endpoint = clientFromString(reactor, config["connect"])
+    endpoint = clientEndpoint(reactor, config["connect"])
 
     def connected(_: object) -> Deferred[None]:
         # Ctrl-C (or SIGTERM) stops the reactor: close the connection

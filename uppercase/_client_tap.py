@@ -10,13 +10,13 @@ from typing import Any
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._connect import EXAMPLES, checkDescription, clientEndpoint
 from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
@@ -36,9 +36,7 @@ class ClientOptions(usage.Options):
     longdesc = (
         "Send TEXT followed by a newline, wait for the whole reply, check that "
         "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
-        "a Twisted client endpoint string (tcp:127.0.0.1:9527, "
-        "tcp:host=::1:port=9527, unix:/run/uppercase.sock, "
-        "tls:example.org:9527)."
+        "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
     optParameters = [
         ["connect", "c", DEFAULT_CONNECT, "The server to connect to."],
@@ -54,11 +52,9 @@ class ClientOptions(usage.Options):
         checkSeconds(self, "interval")
         checkSeconds(self, "timeout", allowZero=False)
         self["message"] = encodeMessage(self["message"])
-        from twisted.internet import reactor
-
         try:
-            clientFromString(reactor, self["connect"])
-        except Exception as e:
+            checkDescription(self["connect"])
+        except ValueError as e:
             raise usage.UsageError(
                 f"--connect {self['connect']!r} is not a valid endpoint: {e}"
             ) from None
@@ -170,5 +166,5 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
         clock=reactor,
         onReply=logReply,
     )
-    endpoint = LoggingEndpoint(clientFromString(reactor, config["connect"]), config["connect"])
+    endpoint = LoggingEndpoint(clientEndpoint(reactor, config["connect"]), config["connect"])
     return RepeatingClientService(factory, endpoint, reactor, rtts)

@@ -203,6 +203,14 @@ class ClientCommandTests(SynchronousTestCase):
         self.assertEqual(self.failureResultOf(d, SystemExit).value.code, 1)
         self.assertIn("does not match", self.stderr.getvalue())
 
+    def test_ipv6Bracketed(self) -> None:
+        """
+        C{--connect tcp:[::1]:9527} connects to ::1 port 9527.
+        """
+        self.command("-c", "tcp:[::1]:9527")
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        self.assertEqual((host, port), ("::1", 9527))
+
     def test_usageError(self) -> None:
         """
         A bad option exits 2 with the error and a hint, before connecting.

@@ -1,18 +1,26 @@
-"""The client's command-line layer: its options and the twistd service they build."""
+"""
+The client's command-line layer: its options and endpoint strings, and the
+twistd service they build.
+"""
 
 from __future__ import annotations
 
+import re
+
 from twisted.application.internet import ClientService
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase import _client_tap
+from uppercase import _client_tap, _connect
 
 from .test_tap import assertUsageErrorsName
+
+IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
 
 
 class ClientOptionsTests(SynchronousTestCase):
@@ -49,7 +57,8 @@ class ClientOptionsTests(SynchronousTestCase):
 
     def test_badValues(self) -> None:
         """
-        Bad values are usage errors naming the option; a zero timeout too.
+        Bad values are usage errors naming the option; a zero timeout too,
+        and endpoint strings that would fail only when connecting.
         """
         assertUsageErrorsName(
             self,
@@ -60,8 +69,160 @@ class ClientOptionsTests(SynchronousTestCase):
                 ("--interval", "-0.5"),
                 ("--timeout", "0"),
                 ("--connect", "nosuch:thing"),
+                ("--connect", "tcp:127.0.0.1:9527:timeout=-1"),
+                ("--connect", "tcp:127.0.0.1:99999"),
+                ("--connect", "tcp:host=::1:port=9527"),
             ],
         )
+
+    def test_negativeEndpointTimeout(self) -> None:
+        """
+        C{timeout=-1} in the endpoint string is refused while parsing, with
+        a message naming it.
+        """
+        error = self.assertRaises(
+            usage.UsageError, self.parse, "-c", "tcp:127.0.0.1:9527:timeout=-1"
+        )
+        self.assertEqual(
+            str(error),
+            "--connect 'tcp:127.0.0.1:9527:timeout=-1' is not a valid endpoint: "
+            "timeout must be a whole number of seconds, 0 or more, not '-1'",
+        )
+
+    def test_unescapedIPv6SaysHowToWriteIt(self) -> None:
+        """
+        C{tcp:host=::1:port=9527} (which Twisted would read as host "" and
+        port 1) is refused with the forms that work.
+        """
+        error = self.assertRaises(usage.UsageError, self.parse, "-c", "tcp:host=::1:port=9527")
+        self.assertIn(IPV6_HINT, str(error))
+
+    def test_bracketedIPv6Accepted(self) -> None:
+        """
+        C{tcp:[::1]:9527} and C{tcp:host=[::1]:port=9527} parse, and are
+        kept as typed (messages show what the user wrote).
+        """
+        for connect in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
+            self.assertEqual(self.parse("-c", connect)["connect"], connect)
+
+
+class EndpointStringTests(SynchronousTestCase):
+    """
+    L{_connect}: endpoint strings as people type them.
+    """
+
+    def test_bracketsRewritten(self) -> None:
+        """
+        A bracketed IPv6 address at the start of an argument becomes
+        Twisted's escaped form; everything else is left as it is.
+        """
+        cases = {
+            "tcp:[::1]:9527": r"tcp:\:\:1:9527",
+            "tcp:host=[::1]:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:[fe80::1%lo]:9527": r"tcp:fe80\:\:1%lo:9527",
+            "tls:[2001:db8::7]:9443": r"tls:2001\:db8\:\:7:9443",
+            r"tcp:host=\:\:1:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:127.0.0.1:9527": "tcp:127.0.0.1:9527",
+            "unix:/run/[x]:timeout=3": "unix:/run/[x]:timeout=3",
+            r"unix:\[::1]": r"unix:\[::1]",
+        }
+        for typed, rewritten in cases.items():
+            self.assertEqual((typed, _connect.escapeBrackets(typed)), (typed, rewritten))
+
+    def test_bracketedConnects(self) -> None:
+        """
+        The rewritten endpoint connects to the IPv6 address and port.
+        """
+        for typed in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
+            reactor = MemoryReactorClock()
+            _connect.clientEndpoint(reactor, typed).connect(Factory.forProtocol(Protocol))
+            self.assertEqual(reactor.tcpClients[0][:2], ("::1", 9527))
+
+    def test_unescapedIPv6Refused(self) -> None:
+        """
+        An unbracketed, unescaped IPv6 address is refused with the forms
+        that work, whether or not it contains C{::}.
+        """
+        for typed in (
+            "tcp:host=::1:port=9527",
+            "tcp:::1:9527",
+            "tcp:2001:db8::1:9527",
+            "tcp:host=2001:db8:0:0:0:0:0:1:port=9527",
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertIn(IPV6_HINT, str(error))
+
+    def test_timeoutChecked(self) -> None:
+        """
+        An endpoint's own C{timeout} must be a whole number of seconds, 0 or
+        more, by keyword or (for C{tls}) by position.
+        """
+        for typed, value in (
+            ("tcp:127.0.0.1:9527:timeout=-1", "-1"),
+            ("unix:/run/u.sock:timeout=-5", "-5"),
+            ("tcp:127.0.0.1:9527:timeout=soon", "soon"),
+            ("tls:example.org:9527:-1", "-1"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertEqual(
+                str(error), f"timeout must be a whole number of seconds, 0 or more, not {value!r}"
+            )
+
+    def test_portChecked(self) -> None:
+        """
+        A TCP or TLS port must be from 1 to 65535.
+        """
+        for typed, value in (
+            ("tcp:127.0.0.1:0", "0"),
+            ("tcp:127.0.0.1:65536", "65536"),
+            ("tcp:host=127.0.0.1:port=70000", "70000"),
+            ("tls:example.org:99999", "99999"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertEqual(str(error), f"port must be from 1 to 65535, not {value!r}")
+
+    def test_helpExamplesWork(self) -> None:
+        """
+        Every endpoint string the options' help shows is accepted, and
+        connects where it says.
+        """
+        shown = set()
+        for example in re.findall(
+            r"\b(?:tcp|unix|tls):\S+", _client_tap.ClientOptions().getUsage()
+        ):
+            example = example.rstrip(".,;)")
+            if example.count("]") > example.count("["):
+                example = example[:-1]  # the end of "[default: ...]"
+            shown.add(example)
+        destinations = {
+            "tcp:127.0.0.1:9527": ("tcp", "127.0.0.1", 9527),
+            "tcp:[::1]:9527": ("tcp", "::1", 9527),
+            r"tcp:host=\:\:1:port=9527": ("tcp", "::1", 9527),
+            "unix:/run/uppercase.sock": ("unix", "/run/uppercase.sock"),
+            "tls:example.org:9527": ("tls",),
+        }
+        self.assertEqual(shown, set(destinations))
+        for example, where in destinations.items():
+            if where[0] == "tls" and not _connect.hasTLS():
+                continue  # see test_tlsWithoutPyOpenSSL
+            _connect.checkDescription(example)
+            reactor = MemoryReactorClock()
+            endpoint = _connect.clientEndpoint(reactor, example)
+            if where[0] == "tcp":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.tcpClients[0][:2], where[1:])
+            elif where[0] == "unix":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.unixClients[0][0], where[1])
+
+    def test_tlsWithoutPyOpenSSL(self) -> None:
+        """
+        Without pyOpenSSL, a C{tls:} endpoint is refused with a message
+        that says what to install.
+        """
+        self.patch(_connect, "hasTLS", lambda: False)
+        error = self.assertRaises(ValueError, _connect.checkDescription, "tls:example.org:9527")
+        self.assertEqual(str(error), "TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
 
 
 class ClientServiceTests(SynchronousTestCase):
