@@ -65,15 +65,9 @@ def main(reactor: Any, *argv: str) -> Deferred[None]:
     def summarize(error: str | None) -> None:
         report.summary(protocol.sent, protocol.received, protocol.verified, rtts, error)
 
-    protocol = UppercaseClientProtocol(
-        config["message"],
-        count=config["count"],
-        interval=config["interval"],
-        timeout=config["timeout"],
-        clock=reactor,
-        onReply=printReply,
-    )
-    endpoint = clientEndpoint(reactor, config["connect"])
+    settings = config.settings
+    protocol = UppercaseClientProtocol.fromSettings(settings, clock=reactor, onReply=printReply)
+    endpoint = clientEndpoint(reactor, settings.connect)
 
     def connected(_: object) -> Deferred[None]:
         # Ctrl-C (or SIGTERM) stops the reactor: close the connection

@@ -16,19 +16,19 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._connect import EXAMPLES, checkDescription, clientEndpoint
-from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
+from ._clientsettings import ClientSettings
+from ._connect import EXAMPLES, clientEndpoint
+from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
 log = Logger()
 
-DEFAULT_CONNECT = "tcp:127.0.0.1:9527"
-
 
 class ClientOptions(usage.Options):
     """
-    Options shared by C{uppercase-client} and C{twistd uppercase-client}.
+    Options shared by C{uppercase-client} and C{twistd uppercase-client},
+    one per L{ClientSettings} field; after parsing, C{settings} holds them.
     Bad values raise L{usage.UsageError}.
     """
 
@@ -38,34 +38,13 @@ class ClientOptions(usage.Options):
         "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
-    optParameters = [
-        ["connect", "c", DEFAULT_CONNECT, "The server to connect to."],
-        ["message", "m", "hello", "The text to send; a newline is added."],
-        ["count", "n", "9", "How many replies to verify (0: forever)."],
-        ["interval", "i", "1", "Seconds to wait after a reply before sending again."],
-        ["timeout", "t", "10", "Seconds to wait for each whole reply."],
-    ]
+    optParameters = ClientSettings.optParameters()
+
+    settings: ClientSettings
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
-        checkWholeNumber(self, "count")
-        checkSeconds(self, "interval")
-        checkSeconds(self, "timeout", allowZero=False)
-        self["message"] = encodeMessage(self["message"])
-        try:
-            checkDescription(self["connect"])
-        except ValueError as e:
-            raise usage.UsageError(
-                f"--connect {self['connect']!r} is not a valid endpoint: {e}"
-            ) from None
-
-
-def encodeMessage(text: str) -> bytes:
-    """
-    The bytes to send for a C{--message}: UTF-8, with any undecodable bytes
-    of the command line passed through as they were.
-    """
-    return text.encode("utf-8", "surrogateescape")
+        self.settings = ClientSettings.fromOptions(self)
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")
@@ -139,7 +118,7 @@ class RepeatingClientService(MultiService):
             self._reactor.stop()
 
 
-def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientService:
+def makeService(config: ClientOptions, reactor: Any = None) -> RepeatingClientService:
     """
     Build the client's service from parsed options; nothing connects until
     it is started.
@@ -147,6 +126,7 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
     if reactor is None:
         from twisted.internet import reactor
 
+    settings = config.settings
     rtts = RoundTrips()
 
     def logReply(sequence: int, reply: bytes, rtt: float) -> None:
@@ -158,13 +138,6 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
             rtt_ms=rtt * 1000,
         )
 
-    factory = UppercaseClientFactory(
-        config["message"],
-        count=config["count"],
-        interval=config["interval"],
-        timeout=config["timeout"],
-        clock=reactor,
-        onReply=logReply,
-    )
-    endpoint = LoggingEndpoint(clientEndpoint(reactor, config["connect"]), config["connect"])
+    factory = UppercaseClientFactory(settings, clock=reactor, onReply=logReply)
+    endpoint = LoggingEndpoint(clientEndpoint(reactor, settings.connect), settings.connect)
     return RepeatingClientService(factory, endpoint, reactor, rtts)

@@ -10,6 +10,7 @@ treats one read as one reply.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable
 
@@ -20,7 +21,21 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._clientsettings import ClientSettings
+
+__all__ = [
+    "ClientError",
+    "ClientSettings",
+    "ConnectionClosedEarly",
+    "ReplyMismatch",
+    "ReplyTimeout",
+    "UppercaseClientFactory",
+    "UppercaseClientProtocol",
+]
+
 log = Logger()
+
+_DEFAULT = ClientSettings()
 
 EXCERPT_BEFORE = 8
 EXCERPT_BYTES = 24
@@ -139,11 +154,11 @@ class UppercaseClientProtocol(Protocol):
 
     def __init__(
         self,
-        message: bytes,
+        message: bytes = _DEFAULT.message,
         *,
-        count: int = 9,
-        interval: float = 1.0,
-        timeout: float = 10.0,
+        count: int = _DEFAULT.count,
+        interval: float = _DEFAULT.interval,
+        timeout: float = _DEFAULT.timeout,
         clock: IReactorTime,
         onReply: ReplyCallback = _ignoreReply,
         firstSequence: int = 1,
@@ -166,6 +181,29 @@ class UppercaseClientProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._error: Failure | None = None
         self._finished = False
+
+    @classmethod
+    def fromSettings(
+        cls,
+        settings: ClientSettings,
+        *,
+        clock: IReactorTime,
+        onReply: ReplyCallback = _ignoreReply,
+        firstSequence: int = 1,
+    ) -> UppercaseClientProtocol:
+        """
+        A protocol that sends C{settings.message}, C{settings.count} times,
+        with C{settings.interval} and C{settings.timeout}.
+        """
+        return cls(
+            settings.message,
+            count=settings.count,
+            interval=settings.interval,
+            timeout=settings.timeout,
+            clock=clock,
+            onReply=onReply,
+            firstSequence=firstSequence,
+        )
 
     def connectionMade(self) -> None:
         self._send()
@@ -261,6 +299,7 @@ class UppercaseClientFactory(Factory):
     that a client which reconnects (under L{ClientService}) carries on where
     the previous connection stopped instead of starting over.
 
+    @ivar settings: what each connection does.
     @ivar verified: replies that arrived and matched, over all connections.
     @ivar finished: fires with L{None} once C{count} replies were verified;
         fails with L{ReplyMismatch} as soon as the server sends a wrong
@@ -271,30 +310,22 @@ class UppercaseClientFactory(Factory):
 
     def __init__(
         self,
-        message: bytes,
+        settings: ClientSettings,
         *,
-        count: int = 9,
-        interval: float = 1.0,
-        timeout: float = 10.0,
         clock: IReactorTime,
         onReply: ReplyCallback = _ignoreReply,
     ) -> None:
-        self.message = message
-        self.count = count
-        self.interval = interval
-        self.timeout = timeout
+        self.settings = settings
         self.clock = clock
         self.onReply = onReply
         self.verified = 0
         self.finished: Deferred[None] = Deferred()
 
     def buildProtocol(self, addr: IAddress | None) -> UppercaseClientProtocol:
-        remaining = self.count - self.verified if self.count else 0
-        protocol = UppercaseClientProtocol(
-            self.message,
-            count=remaining,
-            interval=self.interval,
-            timeout=self.timeout,
+        count = self.settings.count
+        remaining = count - self.verified if count else 0
+        protocol = UppercaseClientProtocol.fromSettings(
+            dataclasses.replace(self.settings, count=remaining),
             clock=self.clock,
             onReply=self._replyVerified,
             firstSequence=self.verified + 1,
@@ -306,7 +337,8 @@ class UppercaseClientFactory(Factory):
     def _replyVerified(self, sequence: int, reply: bytes, rtt: float) -> None:
         self.verified += 1
         self.onReply(sequence, reply, rtt)
-        if self.count and self.verified >= self.count and not self.finished.called:
+        count = self.settings.count
+        if count and self.verified >= count and not self.finished.called:
             self.finished.callback(None)
 
     def _connectionFailed(self, failure: Failure) -> None:

@@ -10,6 +10,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.client import (
+    ClientSettings,
     ConnectionClosedEarly,
     ReplyMismatch,
     ReplyTimeout,
@@ -273,6 +274,29 @@ class ClientTests(SynchronousTestCase):
         self.assertTrue(text.startswith("unexpected data while no reply was due: b'???"), text)
         self.assertTrue(text.endswith("'... (65536 bytes)"), text)
 
+    def test_fromSettings(self) -> None:
+        """
+        L{UppercaseClientProtocol.fromSettings} takes the message, count,
+        interval and timeout from a L{ClientSettings}.
+        """
+        settings = ClientSettings(message=b"hi", count=2, interval=0.5, timeout=3.0)
+        protocol = UppercaseClientProtocol.fromSettings(settings, clock=self.clock)
+        self.assertEqual((protocol.count, protocol.interval, protocol.timeout), (2, 0.5, 3.0))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"hi\n")
+
+    def test_defaultsAreTheSettings(self) -> None:
+        """
+        A protocol built without arguments uses L{ClientSettings}' defaults.
+        """
+        protocol = UppercaseClientProtocol(clock=self.clock)
+        defaults = ClientSettings()
+        self.assertEqual(
+            (protocol.count, protocol.interval, protocol.timeout),
+            (defaults.count, defaults.interval, defaults.timeout),
+        )
+
 
 class ClientFactoryTests(SynchronousTestCase):
     """
@@ -281,7 +305,9 @@ class ClientFactoryTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = UppercaseClientFactory(b"hi", count=3, interval=0, clock=self.clock)
+        self.factory = UppercaseClientFactory(
+            ClientSettings(message=b"hi", count=3, interval=0), clock=self.clock
+        )
 
     def connect(self) -> tuple[UppercaseClientProtocol, StringTransport]:
         protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9527))

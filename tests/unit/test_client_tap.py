@@ -5,6 +5,7 @@ twistd service they build.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from twisted.application.internet import ClientService
@@ -17,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _connect
+from uppercase._clientsettings import ClientSettings
 
 from .test_tap import assertUsageErrorsName
 
@@ -25,7 +27,8 @@ IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
 
 class ClientOptionsTests(SynchronousTestCase):
     """
-    Options shared by C{uppercase-client} and C{twistd uppercase-client}.
+    Options shared by C{uppercase-client} and C{twistd uppercase-client},
+    derived from L{ClientSettings}.
     """
 
     def parse(self, *argv: str) -> usage.Options:
@@ -45,14 +48,40 @@ class ClientOptionsTests(SynchronousTestCase):
         self.assertEqual(options["interval"], 1.0)
         self.assertEqual(options["timeout"], 10.0)
 
+    def test_defaultsAreTheSettings(self) -> None:
+        """
+        With no options, the parsed settings are L{ClientSettings}'
+        defaults.
+        """
+        self.assertEqual(self.parse().settings, ClientSettings())
+
+    def test_optionsDerivedFromSettings(self) -> None:
+        """
+        There is one option per setting, in the same order, and the default
+        each option's help shows, typed back on a command line, gives that
+        setting's default.
+        """
+        names = [name for name, short, default, help in _client_tap.ClientOptions.optParameters]
+        self.assertEqual(names, [f.name for f in dataclasses.fields(ClientSettings)])
+        for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
+            self.assertEqual(self.parse(f"--{name}", shown).settings, ClientSettings())
+            self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
+
     def test_values(self) -> None:
         """
-        Values are converted: the message to UTF-8 bytes, numbers to numbers.
+        Values are converted: the message to UTF-8 bytes, numbers to
+        numbers; the settings object holds them.
         """
-        options = self.parse("-m", "héllo", "-n", "0", "-i", "0.25", "-t", "3")
-        self.assertEqual(options["message"], "héllo".encode())
+        options = self.parse("-m", "héllo", "-n", "0", "-i", "0.25", "-t", "3", "-c", "unix:/u")
         self.assertEqual(
-            (options["count"], options["interval"], options["timeout"]), (0, 0.25, 3.0)
+            options.settings,
+            ClientSettings(
+                connect="unix:/u",
+                message="héllo".encode(),
+                count=0,
+                interval=0.25,
+                timeout=3.0,
+            ),
         )
 
     def test_badValues(self) -> None:
@@ -103,7 +132,7 @@ class ClientOptionsTests(SynchronousTestCase):
         kept as typed (messages show what the user wrote).
         """
         for connect in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
-            self.assertEqual(self.parse("-c", connect)["connect"], connect)
+            self.assertEqual(self.parse("-c", connect).settings.connect, connect)
 
 
 class EndpointStringTests(SynchronousTestCase):
