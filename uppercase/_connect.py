@@ -15,8 +15,11 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import clientFromString
+from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.python.failure import Failure
 
 EXAMPLES = (
     "tcp:127.0.0.1:9527",
@@ -183,3 +186,22 @@ def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     endpoint: IStreamClientEndpoint = clientFromString(reactor, escapeBrackets(description))
     return endpoint
+
+
+def describeConnectFailure(failure: Failure) -> str:
+    """
+    Why a connection attempt failed, in a few words: C{Connection refused}
+    as the C program says it, otherwise the error's own message.
+    """
+    error = failure.value
+    if isinstance(error, ConnectionRefusedError):
+        return "Connection refused"
+    return str(error).rstrip(".") or type(error).__name__
+
+
+def isCancellation(failure: Failure) -> bool:
+    """
+    Whether a connection attempt failed because it was cancelled (by a
+    stop, not by L{connectWithin}'s time limit).
+    """
+    return bool(failure.check(CancelledError, ConnectingCancelledError))

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from ._clientsettings import ClientSettings
 
 __all__ = [
+    "STOP_GRACE",
     "ClientError",
     "ClientSettings",
     "ConnectionClosedEarly",
@@ -36,6 +37,10 @@ __all__ = [
 log = Logger()
 
 _DEFAULT = ClientSettings()
+
+STOP_GRACE = 2.0
+"""Seconds a connection closed by L{UppercaseClientProtocol.stop} may take
+to go away before it is aborted."""
 
 EXCERPT_BEFORE = 8
 EXCERPT_BYTES = 24
@@ -181,6 +186,10 @@ class UppercaseClientProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._error: Failure | None = None
         self._finished = False
+        self._stopping = False
+        self._lost = False
+        self._aborted = False
+        self._abortTimer: IDelayedCall | None = None
 
     @classmethod
     def fromSettings(
@@ -206,6 +215,9 @@ class UppercaseClientProtocol(Protocol):
         )
 
     def connectionMade(self) -> None:
+        if self._stopping:
+            self.transport.loseConnection()
+            return
         self._send()
 
     def _send(self) -> None:
@@ -217,7 +229,7 @@ class UppercaseClientProtocol(Protocol):
         self.sent += 1
 
     def dataReceived(self, data: bytes) -> None:
-        if self._error is not None:
+        if self._error is not None or self._stopping:
             return
         if not self._waiting:
             self._fail(ReplyMismatch(self._sequence + 1, b"", data))
@@ -247,19 +259,39 @@ class UppercaseClientProtocol(Protocol):
         else:
             self._timer = self._clock.callLater(self.interval, self._send)
 
-    def stop(self) -> Deferred[None]:
+    def stop(self, grace: float = STOP_GRACE) -> Deferred[None]:
         """
-        End the run early, cleanly (the user pressed Ctrl-C): close the
-        connection; C{done} then fires with L{None}.
+        End the run early (the user pressed Ctrl-C): send nothing more,
+        ignore what still arrives, and close the connection; abort it if it
+        is still there C{grace} seconds later (at once if C{grace} is 0, as
+        for a second Ctrl-C).  C{done} then fires with L{None}, unless the
+        run had already failed.
 
         @return: C{done}.
         """
         if self._error is None and not self._finished:
             self._finished = True
+            self._stopping = True
             self._cancelTimer()
             if self.transport is not None:
                 self.transport.loseConnection()
+        closing = self.transport is not None and not self._lost
+        if closing and self._error is None and not self._aborted:
+            if grace <= 0:
+                self._abort()
+            elif self._abortTimer is None:
+                self._abortTimer = self._clock.callLater(grace, self._abort)
         return self.done
+
+    def _abort(self) -> None:
+        self._cancelAbortTimer()
+        self._aborted = True
+        self.transport.abortConnection()
+
+    def _cancelAbortTimer(self) -> None:
+        if self._abortTimer is not None and self._abortTimer.active():
+            self._abortTimer.cancel()
+        self._abortTimer = None
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -276,7 +308,9 @@ class UppercaseClientProtocol(Protocol):
         self._timer = None
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self._lost = True
         self._cancelTimer()
+        self._cancelAbortTimer()
         if self._error is not None:
             outcome: Failure | None = self._error
         elif self._finished:

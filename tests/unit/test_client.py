@@ -10,6 +10,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.client import (
+    STOP_GRACE,
     ClientSettings,
     ConnectionClosedEarly,
     ReplyMismatch,
@@ -273,6 +274,67 @@ class ClientTests(SynchronousTestCase):
         self.assertLess(len(text), 200, text[:1000])
         self.assertTrue(text.startswith("unexpected data while no reply was due: b'???"), text)
         self.assertTrue(text.endswith("'... (65536 bytes)"), text)
+
+    def test_stopClosesCleanly(self) -> None:
+        """
+        C{stop()} closes the connection (it does not abort it) and cancels
+        the pending send; C{done} fires with L{None} once the connection is
+        gone, leaving no timer.
+        """
+        self.start(interval=1.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.sent()
+        self.protocol.stop()
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.disconnected, "aborted instead of closed")
+        self.assertNoResult(self.protocol.done)
+        self.close()
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.sent(), b"")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopIsBounded(self) -> None:
+        """
+        If the connection is still there C{STOP_GRACE} seconds after
+        C{stop()}, it is aborted; C{done} still fires with L{None}.
+        """
+        self.start()
+        self.protocol.stop()
+        self.clock.advance(STOP_GRACE - 0.001)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(0.001)
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopWithoutGraceAborts(self) -> None:
+        """
+        C{stop(grace=0)} (a second Ctrl-C) aborts at once, even after a
+        first C{stop()}.
+        """
+        self.start()
+        self.protocol.stop()
+        self.assertFalse(self.transport.disconnected)
+        self.protocol.stop(grace=0)
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_dataAfterStopIgnored(self) -> None:
+        """
+        A reply completing after C{stop()} neither counts nor schedules
+        another message.
+        """
+        self.start(count=0, interval=1.0)
+        self.protocol.stop()
+        self.protocol.dataReceived(b"HELLO\n")
+        self.clock.advance(1.0)
+        self.assertEqual(self.replies, [])
+        self.assertEqual(self.sent(), b"hello\n")
+        self.close()
+        self.assertIsNone(self.successResultOf(self.protocol.done))
 
     def test_fromSettings(self) -> None:
         """
