@@ -27,7 +27,12 @@ from twisted.python.failure import Failure
 
 from ._client_tap import ClientOptions
 from ._clientsettings import ClientSettings
-from ._connect import clientEndpoint, describeConnectFailure, isCancellation
+from ._connect import (
+    clientEndpoint,
+    connectWithin,
+    describeConnectFailure,
+    isCancellation,
+)
 from ._options import versionLine
 from ._report import JSONReport, RoundTrips, TextReport
 from .client import UppercaseClientProtocol
@@ -107,7 +112,9 @@ class ClientRun:
         except Exception as e:
             self._connectFailed(Failure(e))
             return self._ended
-        self._connecting = endpoint.connect(_OneProtocol(self.protocol))
+        self._connecting = connectWithin(
+            endpoint, _OneProtocol(self.protocol), self._settings.timeout, self._reactor
+        )
         self._connecting.addCallbacks(self._connected, self._connectFailed)
         return self._ended
 

@@ -10,14 +10,25 @@ from typing import Any
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._clientsettings import ClientSettings
-from ._connect import EXAMPLES, clientEndpoint
+from ._connect import (
+    EXAMPLES,
+    clientEndpoint,
+    connectWithin,
+    describeConnectFailure,
+    isCancellation,
+)
 from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
@@ -52,27 +63,40 @@ Options = oneLineErrors(ClientOptions, "uppercase-client")
 
 
 @implementer(IStreamClientEndpoint)
-class LoggingEndpoint:
+class AttemptEndpoint:
     """
-    An endpoint that logs every failed connection attempt, with its reason,
-    before passing the failure on (to L{ClientService}, which retries).
+    The endpoint L{ClientService} connects through: each attempt is bounded
+    by C{timeout}, and a failed attempt is logged with its reason before
+    being passed on (L{ClientService} retries).
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, description: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        description: str,
+        timeout: float,
+        clock: IReactorTime,
+    ) -> None:
         self._endpoint = endpoint
         self._description = description
+        self._timeout = timeout
+        self._clock = clock
+
+    def __str__(self) -> str:
+        return self._description
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        d = self._endpoint.connect(protocolFactory)
+        d = connectWithin(self._endpoint, protocolFactory, self._timeout, self._clock)
         d.addErrback(self._failed)
         return d
 
     def _failed(self, failure: Failure) -> Failure:
-        log.warn(
-            "Cannot connect to {endpoint}: {reason}",
-            endpoint=self._description,
-            reason=failure.getErrorMessage(),
-        )
+        if not isCancellation(failure):
+            log.warn(
+                "Cannot connect to {endpoint}: {reason}",
+                endpoint=self._description,
+                reason=describeConnectFailure(failure),
+            )
         return failure
 
 
@@ -139,5 +163,7 @@ def makeService(config: ClientOptions, reactor: Any = None) -> RepeatingClientSe
         )
 
     factory = UppercaseClientFactory(settings, clock=reactor, onReply=logReply)
-    endpoint = LoggingEndpoint(clientEndpoint(reactor, settings.connect), settings.connect)
+    endpoint = AttemptEndpoint(
+        clientEndpoint(reactor, settings.connect), settings.connect, settings.timeout, reactor
+    )
     return RepeatingClientService(factory, endpoint, reactor, rtts)

@@ -96,7 +96,7 @@ class ClientSettings:
     @ivar message: the bytes to send; a newline is added.
     @ivar count: how many replies to verify (0: forever).
     @ivar interval: seconds to wait after a reply before sending again.
-    @ivar timeout: seconds to wait for each whole reply.
+    @ivar timeout: seconds allowed for connecting, and for each whole reply.
     """
 
     connect: str = setting(
@@ -128,7 +128,7 @@ class ClientSettings:
     timeout: float = setting(
         10.0,
         "t",
-        "Seconds to wait for each whole reply.",
+        "Seconds to wait for the connection, and for each whole reply.",
         functools.partial(checkSeconds, allowZero=False),
         _showSeconds,
     )

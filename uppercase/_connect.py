@@ -1,5 +1,6 @@
 r"""
-Client endpoint strings as people type them.
+Client endpoint strings as people type them, and connecting within a time
+limit.
 
 Twisted's endpoint strings separate their arguments with colons, so an IPv6
 address needs its colons escaped: C{tcp:host=\:\:1:port=9527}.  People type
@@ -15,10 +16,15 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.python.failure import Failure
 
 EXAMPLES = (
@@ -34,6 +40,19 @@ IPV6_FORMS = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
 
 _HOST_AND_PORT = ("tcp", "ssl", "tls")
 """Endpoint types that take a host and a port, by position or by keyword."""
+
+
+class ConnectTimeout(Exception):
+    """
+    A connection attempt was still pending after the time allowed.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout)
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return f"timed out after {self.timeout:g}s"
 
 
 def escapeBrackets(description: str) -> str:
@@ -186,6 +205,31 @@ def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     endpoint: IStreamClientEndpoint = clientFromString(reactor, escapeBrackets(description))
     return endpoint
+
+
+def connectWithin(
+    endpoint: IStreamClientEndpoint,
+    factory: IProtocolFactory,
+    timeout: float,
+    clock: IReactorTime,
+) -> Deferred[IProtocol]:
+    """
+    Connect, and cancel the attempt if it has not succeeded or failed
+    within C{timeout} seconds, whatever the endpoint's own time limit.
+
+    @return: fires with the connected protocol; fails with
+        L{ConnectTimeout} after C{timeout} seconds, or with whatever the
+        endpoint failed with (also when its C{connect} raised).
+    """
+
+    def timedOut(result: object, timeout: float) -> object:
+        if isinstance(result, Failure):
+            return Failure(ConnectTimeout(timeout))
+        return result
+
+    attempt: Deferred[IProtocol] = maybeDeferred(endpoint.connect, factory)
+    attempt.addTimeout(timeout, clock, onTimeoutCancel=timedOut)
+    return attempt
 
 
 def describeConnectFailure(failure: Failure) -> str:

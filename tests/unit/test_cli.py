@@ -263,6 +263,56 @@ class ClientCommandTests(SynchronousTestCase):
         [line] = self.stderr.getvalue().splitlines()
         self.assertIn("cannot connect to tcp:nowhere.invalid:9527", line)
 
+    def test_connectTimesOut(self) -> None:
+        """
+        C{--timeout} bounds the connection attempt: after that long the
+        attempt is cancelled, standard error says it timed out and after
+        how long, and the status is 1.
+        """
+        d = self.command("-t", "2")
+        self.reactor.advance(1.999)
+        self.assertNoResult(d)
+        self.reactor.advance(0.001)
+        self.assertTrue(self.reactor.connectors[-1].stoppedConnecting)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot connect to tcp:127.0.0.1:9527: timed out after 2s\n",
+        )
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_connectTimeoutEndsWithConnection(self) -> None:
+        """
+        Once connected, the connection attempt's time limit no longer
+        applies: connecting in 1.5s and a reply 1.5s later, with C{-t 2},
+        verifies.
+        """
+        d = self.command("-t", "2", "-n", "1")
+        self.reactor.advance(1.5)
+        protocol, transport = self.connect()
+        self.reactor.advance(1.5)
+        protocol.dataReceived(b"HELLO\n")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.successResultOf(d), 0)
+
+    def test_connectErrorFromTheReactor(self) -> None:
+        """
+        An endpoint that cannot even start connecting (here the reactor
+        raises, as C{callLater} does for a negative timeout) is one line on
+        standard error and status 1.
+        """
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise ValueError("port must be 0-65535")
+
+        self.patch(self.reactor, "connectTCP", refuse)
+        d = self.command()
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot connect to tcp:127.0.0.1:9527: port must be 0-65535\n",
+        )
+
     def test_mismatchExits1(self) -> None:
         """
         A wrong reply is reported and ends with status 1.

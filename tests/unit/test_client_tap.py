@@ -1,18 +1,21 @@
 """
-The client's command-line layer: its options and endpoint strings, and the
-twistd service they build.
+The client's command-line layer: its options, endpoint strings and
+connecting, and the twistd service they build.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -254,6 +257,69 @@ class EndpointStringTests(SynchronousTestCase):
         self.assertEqual(str(error), "TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
 
 
+class FakeEndpoint:
+    """
+    A client endpoint whose C{connect} returns a L{Deferred} the test fires,
+    recording whether it was cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.attempt: Deferred[Any] = Deferred(lambda d: setattr(self, "cancelled", True))
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.attempt
+
+
+class ConnectWithinTests(SynchronousTestCase):
+    """
+    L{_connect.connectWithin} bounds a connection attempt on any endpoint.
+    """
+
+    def test_timesOut(self) -> None:
+        """
+        An attempt still pending after C{timeout} seconds is cancelled and
+        fails with L{_connect.ConnectTimeout}, saying after how long.
+        """
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2.5, clock)
+        clock.advance(2.499)
+        self.assertNoResult(d)
+        clock.advance(0.001)
+        self.assertTrue(endpoint.cancelled)
+        failure = self.failureResultOf(d, _connect.ConnectTimeout)
+        self.assertEqual(str(failure.value), "timed out after 2.5s")
+
+    def test_connectedInTime(self) -> None:
+        """
+        An attempt that succeeds in time gives its protocol and leaves no
+        timer.
+        """
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2, clock)
+        protocol = Protocol()
+        endpoint.attempt.callback(protocol)
+        self.assertIs(self.successResultOf(d), protocol)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_raisingEndpoint(self) -> None:
+        """
+        An endpoint whose C{connect} raises gives a failed L{Deferred}, not
+        an exception, and leaves no timer.
+        """
+
+        class Raising:
+            def connect(self, factory: Any) -> Deferred[Any]:
+                raise OverflowError("port must be 0-65535")
+
+        clock = Clock()
+        d = _connect.connectWithin(Raising(), Factory(), 2, clock)
+        self.failureResultOf(d, OverflowError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
 class ClientServiceTests(SynchronousTestCase):
     """
     C{twistd uppercase-client} retries with backoff, logging each failure,
@@ -285,7 +351,9 @@ class ClientServiceTests(SynchronousTestCase):
         with capturedLogs() as events:
             factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
         [failed] = [e for e in events if e.get("log_level") == LogLevel.warn]
-        self.assertIn("refused", failed["reason"])
+        self.assertEqual(
+            formatEvent(failed), "Cannot connect to tcp:127.0.0.1:9527: Connection refused"
+        )
         self.reactor.advance(10)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.service.stopService()
@@ -298,3 +366,32 @@ class ClientServiceTests(SynchronousTestCase):
         self.service.factory.finished.callback(None)
         self.assertTrue(self.reactor.hasStopped)
         self.service.stopService()
+
+    def test_connectTimeoutLoggedAndRetried(self) -> None:
+        """
+        C{--timeout} bounds each connection attempt: one still pending after
+        that long is cancelled, logged as timed out, and retried.
+        """
+        options = _client_tap.ClientOptions()
+        options.parseOptions(["-c", "tcp:127.0.0.1:9527", "-t", "2"])
+        service = _client_tap.makeService(options, reactor=self.reactor)
+        service.startService()
+        with capturedLogs() as events:
+            self.reactor.advance(2)
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, ["Cannot connect to tcp:127.0.0.1:9527: timed out after 2s"])
+        self.reactor.advance(120)
+        self.assertGreaterEqual(len(self.reactor.tcpClients), 2)
+        service.stopService()
+
+    def test_stopWhileConnectingIsQuiet(self) -> None:
+        """
+        Stopping while a connection attempt is pending cancels it without
+        logging it as a failure to connect.
+        """
+        self.service.startService()
+        with capturedLogs() as events:
+            self.service.stopService()
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
