@@ -1,11 +1,17 @@
 """
 C{twistd uppercase-client}: the client's options, and the service that keeps
 reconnecting until C{--count} replies are verified.
+
+It stops the reactor when it is done: after C{--count} verified replies
+(twistd then exits 0), or at the first wrong reply or an endpoint that can
+never connect (exit status 1, set through L{uppercase._exitstatus}, since
+twistd has no way of its own).  Stopped from outside (Ctrl-C, SIGTERM), it
+closes its connection and logs how far it got.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
@@ -28,12 +34,17 @@ from ._connect import (
     connectWithin,
     describeConnectFailure,
     isCancellation,
+    isWorthRetrying,
 )
+from ._exitstatus import exitWithStatusAtExit
 from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
 log = Logger()
+
+ExitStatus = Callable[[int], None]
+"""Told the process's exit status when the client fails."""
 
 
 class ClientOptions(usage.Options):
@@ -66,8 +77,10 @@ Options = oneLineErrors(ClientOptions, "uppercase-client")
 class AttemptEndpoint:
     """
     The endpoint L{ClientService} connects through: each attempt is bounded
-    by C{timeout}, and a failed attempt is logged with its reason before
-    being passed on (L{ClientService} retries).
+    by C{timeout}; a failed attempt is logged with its reason and passed on
+    (L{ClientService} retries); an attempt that can never succeed is handed
+    to C{giveUp} instead, and held until the service stops, so that nothing
+    retries it.
     """
 
     def __init__(
@@ -76,11 +89,13 @@ class AttemptEndpoint:
         description: str,
         timeout: float,
         clock: IReactorTime,
+        giveUp: Callable[[str], None],
     ) -> None:
         self._endpoint = endpoint
         self._description = description
         self._timeout = timeout
         self._clock = clock
+        self._giveUp = giveUp
 
     def __str__(self) -> str:
         return self._description
@@ -90,20 +105,30 @@ class AttemptEndpoint:
         d.addErrback(self._failed)
         return d
 
-    def _failed(self, failure: Failure) -> Failure:
-        if not isCancellation(failure):
+    def _failed(self, failure: Failure) -> Failure | Deferred[IProtocol]:
+        if isCancellation(failure):
+            return failure
+        reason = describeConnectFailure(failure)
+        if isWorthRetrying(failure):
             log.warn(
                 "Cannot connect to {endpoint}: {reason}",
                 endpoint=self._description,
-                reason=describeConnectFailure(failure),
+                reason=reason,
             )
-        return failure
+            return failure
+        # The service is in the middle of this attempt: give up once it is
+        # over, and meanwhile hold the attempt (its cancellation, when the
+        # service stops, ends it).
+        self._clock.callLater(0, self._giveUp, f"cannot connect to {self._description}: {reason}")
+        return Deferred()
 
 
 class RepeatingClientService(MultiService):
     """
     Run the client under a L{ClientService}, and stop the reactor when it is
     done: after C{--count} verified replies, or at the first wrong reply.
+
+    @ivar clientService: the L{ClientService} that connects and reconnects.
     """
 
     def __init__(
@@ -111,18 +136,50 @@ class RepeatingClientService(MultiService):
         factory: UppercaseClientFactory,
         endpoint: IStreamClientEndpoint,
         reactor: Any,
+        exitStatus: ExitStatus,
         rtts: RoundTrips | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
         self.rtts = rtts if rtts is not None else RoundTrips()
         self._reactor = reactor
-        self.clientService = ClientService(endpoint, factory, clock=reactor)
+        self._exitStatus = exitStatus
+        self._ended = False
+        settings = factory.settings
+        attempts = AttemptEndpoint(
+            endpoint, settings.connect, settings.timeout, reactor, self._givenUp
+        )
+        self.clientService = ClientService(attempts, factory, clock=reactor)
         self.clientService.setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
         self.factory.finished.addCallbacks(self._succeeded, self._failed)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop (the reactor is stopping): if the run was not over yet, log how
+        far it got; close the connection cleanly.
+        """
+        if not self._ended:
+            self._ended = True
+            self._logProgress()
+        self.factory.stop()
+        stopped: Deferred[None] = super().stopService()
+        return stopped
+
+    def _logProgress(self) -> None:
+        count = self.factory.settings.count
+        fields = dict(
+            verified=self.factory.verified,
+            count=count,
+            rtt=self.rtts.describe() or "no reply yet",
+            rtt_ms=self.rtts.millis(),
+        )
+        if count:
+            log.info("Stopped: {verified} of {count} replies verified, {rtt}", **fields)
+        else:
+            log.info("Stopped: {verified} replies verified, {rtt}", **fields)
 
     def _succeeded(self, _: None) -> None:
         log.info(
@@ -131,24 +188,44 @@ class RepeatingClientService(MultiService):
             rtt=self.rtts.describe(),
             rtt_ms=self.rtts.millis(),
         )
-        self._stopReactor()
+        self._end()
 
     def _failed(self, failure: Failure) -> None:
-        log.critical("Stopping: {reason}", reason=failure.getErrorMessage())
-        self._stopReactor()
+        self._givenUp(failure.getErrorMessage())
 
-    def _stopReactor(self) -> None:
+    def _givenUp(self, reason: str) -> None:
+        if self._ended:
+            return
+        log.critical("Stopping: {reason}", reason=reason)
+        self._exitStatus(1)
+        self._end()
+
+    def _end(self) -> None:
+        """
+        Stop connecting (before the connection just lost, if any, could
+        schedule a retry), then the reactor.
+        """
+        self._ended = True
+        self.clientService.stopService()
         if self._reactor.running:
             self._reactor.stop()
 
 
-def makeService(config: ClientOptions, reactor: Any = None) -> RepeatingClientService:
+def makeService(
+    config: ClientOptions, reactor: Any = None, exitStatus: ExitStatus | None = None
+) -> RepeatingClientService:
     """
     Build the client's service from parsed options; nothing connects until
     it is started.
+
+    @param exitStatus: told the exit status when the client fails; by
+        default L{exitWithStatusAtExit}, which makes the process exit with
+        it.  Tests pass their own.
     """
     if reactor is None:
         from twisted.internet import reactor
+    if exitStatus is None:
+        exitStatus = exitWithStatusAtExit
 
     settings = config.settings
     rtts = RoundTrips()
@@ -163,7 +240,5 @@ def makeService(config: ClientOptions, reactor: Any = None) -> RepeatingClientSe
         )
 
     factory = UppercaseClientFactory(settings, clock=reactor, onReply=logReply)
-    endpoint = AttemptEndpoint(
-        clientEndpoint(reactor, settings.connect), settings.connect, settings.timeout, reactor
-    )
-    return RepeatingClientService(factory, endpoint, reactor, rtts)
+    endpoint = clientEndpoint(reactor, settings.connect)
+    return RepeatingClientService(factory, endpoint, reactor, exitStatus, rtts)

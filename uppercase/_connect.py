@@ -18,7 +18,11 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectingCancelledError, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+)
 from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
@@ -249,3 +253,12 @@ def isCancellation(failure: Failure) -> bool:
     stop, not by L{connectWithin}'s time limit).
     """
     return bool(failure.check(CancelledError, ConnectingCancelledError))
+
+
+def isWorthRetrying(failure: Failure) -> bool:
+    """
+    Whether a failed connection attempt may succeed later: a network error
+    (refused, unreachable, no such host, timed out) may; anything else (a
+    value the endpoint only checked when connecting) will not.
+    """
+    return bool(failure.check(ConnectError, OSError, ConnectTimeout))

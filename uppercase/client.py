@@ -354,6 +354,7 @@ class UppercaseClientFactory(Factory):
         self.onReply = onReply
         self.verified = 0
         self.finished: Deferred[None] = Deferred()
+        self._current: UppercaseClientProtocol | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> UppercaseClientProtocol:
         count = self.settings.count
@@ -365,8 +366,22 @@ class UppercaseClientFactory(Factory):
             firstSequence=self.verified + 1,
         )
         protocol.factory = self
-        protocol.done.addErrback(self._connectionFailed)
+        self._current = protocol
+        protocol.done.addBoth(self._forget, protocol).addErrback(self._connectionFailed)
         return protocol
+
+    def stop(self) -> None:
+        """
+        Close the current connection, if any, cleanly (see
+        L{UppercaseClientProtocol.stop}).
+        """
+        if self._current is not None:
+            self._current.stop()
+
+    def _forget(self, result: object, protocol: UppercaseClientProtocol) -> object:
+        if self._current is protocol:
+            self._current = None
+        return result
 
     def _replyVerified(self, sequence: int, reply: bytes, rtt: float) -> None:
         self.verified += 1

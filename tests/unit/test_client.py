@@ -404,3 +404,21 @@ class ClientFactoryTests(SynchronousTestCase):
         protocol.dataReceived(b"NO\n")
         protocol.connectionLost(Failure(ConnectionLost()))
         self.failureResultOf(self.factory.finished, ReplyMismatch)
+
+    def test_stopClosesCurrentConnectionCleanly(self) -> None:
+        """
+        C{stop()} closes the current connection cleanly: no "ended early"
+        warning, and C{finished} stays unfired.
+        """
+        from twisted.logger import capturedLogs
+
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HI\n")
+        with capturedLogs() as events:
+            self.factory.stop()
+            self.assertTrue(transport.disconnecting)
+            self.assertFalse(transport.disconnected)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(list(events), [])
+        self.assertNoResult(self.factory.finished)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

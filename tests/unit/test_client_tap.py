@@ -1,26 +1,33 @@
 """
-The client's command-line layer: its options, endpoint strings and
-connecting, and the twistd service they build.
+The client's command-line layer: its settings and options, endpoint strings
+and connecting, the twistd service they build, and its exit status.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+import sys
 from typing import Any
 
 from twisted.application.internet import ClientService
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase import _client_tap, _connect
+from uppercase import _client_tap, _connect, _exitstatus
 from uppercase._clientsettings import ClientSettings
 
 from .test_tap import assertUsageErrorsName
@@ -319,24 +326,56 @@ class ConnectWithinTests(SynchronousTestCase):
         self.failureResultOf(d, OverflowError)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_worthRetrying(self) -> None:
+        """
+        Network failures (refused, DNS, timed out) are worth retrying;
+        anything else (a bad value the endpoint only noticed when
+        connecting) is not.
+        """
+        for error, expected in (
+            (ConnectionRefusedError(), True),
+            (DNSLookupError("nowhere.invalid"), True),
+            (_connect.ConnectTimeout(2), True),
+            (ValueError("bad"), False),
+            (OverflowError("port must be 0-65535"), False),
+        ):
+            self.assertEqual((error, _connect.isWorthRetrying(Failure(error))), (error, expected))
+
 
 class ClientServiceTests(SynchronousTestCase):
     """
     C{twistd uppercase-client} retries with backoff, logging each failure,
-    and stops the reactor when done.
+    and stops the reactor when done, with an exit status that says how.
     """
 
     def setUp(self) -> None:
-        options = _client_tap.ClientOptions()
-        options.parseOptions(["-c", "tcp:127.0.0.1:9527", "-n", "1"])
         self.reactor = MemoryReactorClock()
         self.reactor.running = True
-        self.service = _client_tap.makeService(options, reactor=self.reactor)
+        self.statuses: list[int] = []
+
+    def makeService(self, *argv: str) -> _client_tap.RepeatingClientService:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
+        self.service = _client_tap.makeService(
+            options, reactor=self.reactor, exitStatus=self.statuses.append
+        )
+        return self.service
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        """
+        Complete the latest connection attempt.
+        """
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
 
     def test_shape(self) -> None:
         """
         The service wraps a L{ClientService}; nothing connects before start.
         """
+        self.makeService("-n", "1")
         self.assertIsInstance(self.service.clientService, ClientService)
         self.assertEqual(self.reactor.tcpClients, [])
 
@@ -345,7 +384,7 @@ class ClientServiceTests(SynchronousTestCase):
         A refused connection is logged with its reason, and another attempt
         follows after a backoff delay.
         """
-        self.service.startService()
+        self.makeService("-n", "1").startService()
         host, port, factory, timeout, bind = self.reactor.tcpClients[0]
         self.assertEqual((host, port), ("127.0.0.1", 9527))
         with capturedLogs() as events:
@@ -358,24 +397,87 @@ class ClientServiceTests(SynchronousTestCase):
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.service.stopService()
 
-    def test_stopsReactorWhenDone(self) -> None:
+    def test_doneStopsReactorWithStatus0(self) -> None:
         """
-        Once every reply is verified the reactor is stopped.
+        Once every reply is verified the statistics are logged and the
+        reactor is stopped, with no exit status set (twistd exits 0).
         """
-        self.service.startService()
-        self.service.factory.finished.callback(None)
+        self.makeService("-n", "1").startService()
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            protocol.dataReceived(b"HELLO\n")
         self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.statuses, [])
+        self.assertIn("All 1 replies verified, rtt", formatEvent(events[-1]))
         self.service.stopService()
+
+    def test_wrongReplyEndsWithStatus1AndNoRetry(self) -> None:
+        """
+        A wrong reply stops the reactor with exit status 1; after the
+        "Stopping" line no retry is scheduled, and no connection attempt
+        follows.
+        """
+        self.makeService("-n", "3").startService()
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            protocol.dataReceived(b"hello\n")
+            protocol.connectionLost(Failure(ConnectionLost()))
+        messages = [formatEvent(e) for e in events]
+        [stopping] = [i for i, m in enumerate(messages) if m.startswith("Stopping: ")]
+        self.assertIn("reply 1 does not match", messages[stopping])
+        self.assertEqual([m for m in messages[stopping:] if "retry" in m], [])
+        self.assertEqual(self.statuses, [1])
+        self.assertTrue(self.reactor.hasStopped)
+        self.reactor.advance(120)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.service.stopService()
+
+    def test_interruptLogsStatistics(self) -> None:
+        """
+        Stopping the service before the count is reached (Ctrl-C under
+        twistd) closes the connection cleanly and logs how many replies
+        were verified of how many, with their round-trip statistics.
+        """
+        self.makeService("-n", "9", "-i", "0").startService()
+        protocol, transport = self.connect()
+        for _ in range(2):
+            self.reactor.advance(0.004)
+            protocol.dataReceived(b"HELLO\n")
+            self.reactor.advance(0)
+        with capturedLogs() as events:
+            stopped = self.service.stopService()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected, "aborted instead of closed")
+        [event] = events
+        self.assertEqual(
+            formatEvent(event),
+            "Stopped: 2 of 9 replies verified, rtt min/avg/max/mdev = 4.000/4.000/4.000/0.000 ms",
+        )
+        self.assertEqual((event["verified"], event["count"]), (2, 9))
+        with capturedLogs() as events:
+            protocol.connectionLost(Failure(ConnectionLost()))
+        self.successResultOf(stopped)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertEqual(self.statuses, [])
+
+    def test_interruptEndlessRun(self) -> None:
+        """
+        For an endless run (C{--count 0}) the closing line gives the
+        number of verified replies alone; before any reply it says so.
+        """
+        self.makeService("-n", "0").startService()
+        with capturedLogs() as events:
+            self.service.stopService()
+        self.assertEqual(
+            [formatEvent(e) for e in events], ["Stopped: 0 replies verified, no reply yet"]
+        )
 
     def test_connectTimeoutLoggedAndRetried(self) -> None:
         """
         C{--timeout} bounds each connection attempt: one still pending after
         that long is cancelled, logged as timed out, and retried.
         """
-        options = _client_tap.ClientOptions()
-        options.parseOptions(["-c", "tcp:127.0.0.1:9527", "-t", "2"])
-        service = _client_tap.makeService(options, reactor=self.reactor)
-        service.startService()
+        self.makeService("-t", "2").startService()
         with capturedLogs() as events:
             self.reactor.advance(2)
         self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
@@ -383,15 +485,69 @@ class ClientServiceTests(SynchronousTestCase):
         self.assertEqual(warnings, ["Cannot connect to tcp:127.0.0.1:9527: timed out after 2s"])
         self.reactor.advance(120)
         self.assertGreaterEqual(len(self.reactor.tcpClients), 2)
-        service.stopService()
+        self.service.stopService()
+
+    def test_unusableEndpointEndsWithStatus1(self) -> None:
+        """
+        A connection attempt that fails with something other than a network
+        error (a value the endpoint only checks when connecting) stops the
+        reactor with exit status 1 and one critical line; nothing retries.
+        """
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise OverflowError("port must be 0-65535")
+
+        self.patch(self.reactor, "connectTCP", refuse)
+        with capturedLogs() as events:
+            self.makeService().startService()
+            self.reactor.advance(0)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical],
+            ["Stopping: cannot connect to tcp:127.0.0.1:9527: port must be 0-65535"],
+        )
+        self.assertEqual(self.statuses, [1])
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual([e for e in events if "retry" in formatEvent(e)], [])
+        self.service.stopService()
 
     def test_stopWhileConnectingIsQuiet(self) -> None:
         """
         Stopping while a connection attempt is pending cancels it without
         logging it as a failure to connect.
         """
-        self.service.startService()
+        self.makeService().startService()
         with capturedLogs() as events:
             self.service.stopService()
         self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
         self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+
+
+class ExitStatusTests(SynchronousTestCase):
+    """
+    L{_exitstatus.exitWithStatusAtExit}: the exit status twistd cannot set.
+    """
+
+    def test_registersAnExitHandler(self) -> None:
+        """
+        It registers one exit handler which, when run, flushes standard
+        output and error, then ends the process with the status at once.
+        """
+        registered: list[tuple[Any, tuple[Any, ...]]] = []
+        events: list[object] = []
+
+        class Stream(io.StringIO):
+            def __init__(self, name: str) -> None:
+                super().__init__()
+                self.name = name
+
+            def flush(self) -> None:
+                events.append(("flush", self.name))
+
+        _exitstatus.exitWithStatusAtExit(3, register=lambda f, *a: registered.append((f, a)))
+        [(handler, args)] = registered
+        self.assertEqual(events, [])
+        self.patch(sys, "stdout", Stream("stdout"))
+        self.patch(sys, "stderr", Stream("stderr"))
+        self.patch(_exitstatus.os, "_exit", lambda status: events.append(("exit", status)))
+        handler(*args)
+        self.assertEqual(events, [("flush", "stdout"), ("flush", "stderr"), ("exit", 3)])
