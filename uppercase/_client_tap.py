@@ -1,34 +1,56 @@
 """
 C{twistd uppercase-client}: the client's options, and the service that keeps
 reconnecting until C{--count} replies are verified.
+
+It stops the reactor when it is done: after C{--count} verified replies
+(twistd then exits 0), or at the first wrong reply or an endpoint that can
+never connect (exit status 1, set through L{uppercase._exitstatus}, since
+twistd has no way of its own).  Stopped from outside (Ctrl-C, SIGTERM), it
+closes its connection and logs how far it got.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._options import checkSeconds, checkWholeNumber, oneLineErrors, preferFastTextLog
+from ._clientsettings import ClientSettings
+from ._connect import (
+    EXAMPLES,
+    clientEndpoint,
+    connectWithin,
+    describeConnectFailure,
+    isCancellation,
+    isWorthRetrying,
+)
+from ._exitstatus import exitWithStatusAtExit
+from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
 log = Logger()
 
-DEFAULT_CONNECT = "tcp:127.0.0.1:9527"
+ExitStatus = Callable[[int], None]
+"""Told the process's exit status when the client fails."""
 
 
 class ClientOptions(usage.Options):
     """
-    Options shared by C{uppercase-client} and C{twistd uppercase-client}.
+    Options shared by C{uppercase-client} and C{twistd uppercase-client},
+    one per L{ClientSettings} field; after parsing, C{settings} holds them.
     Bad values raise L{usage.UsageError}.
     """
 
@@ -36,40 +58,15 @@ class ClientOptions(usage.Options):
     longdesc = (
         "Send TEXT followed by a newline, wait for the whole reply, check that "
         "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
-        "a Twisted client endpoint string (tcp:127.0.0.1:9527, "
-        "tcp:host=::1:port=9527, unix:/run/uppercase.sock, "
-        "tls:example.org:9527)."
+        "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
-    optParameters = [
-        ["connect", "c", DEFAULT_CONNECT, "The server to connect to."],
-        ["message", "m", "hello", "The text to send; a newline is added."],
-        ["count", "n", "9", "How many replies to verify (0: forever)."],
-        ["interval", "i", "1", "Seconds to wait after a reply before sending again."],
-        ["timeout", "t", "10", "Seconds to wait for each whole reply."],
-    ]
+    optParameters = ClientSettings.optParameters()
+
+    settings: ClientSettings
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
-        checkWholeNumber(self, "count")
-        checkSeconds(self, "interval")
-        checkSeconds(self, "timeout", allowZero=False)
-        self["message"] = encodeMessage(self["message"])
-        from twisted.internet import reactor
-
-        try:
-            clientFromString(reactor, self["connect"])
-        except Exception as e:
-            raise usage.UsageError(
-                f"--connect {self['connect']!r} is not a valid endpoint: {e}"
-            ) from None
-
-
-def encodeMessage(text: str) -> bytes:
-    """
-    The bytes to send for a C{--message}: UTF-8, with any undecodable bytes
-    of the command line passed through as they were.
-    """
-    return text.encode("utf-8", "surrogateescape")
+        self.settings = ClientSettings.fromOptions(self)
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")
@@ -77,34 +74,61 @@ Options = oneLineErrors(ClientOptions, "uppercase-client")
 
 
 @implementer(IStreamClientEndpoint)
-class LoggingEndpoint:
+class AttemptEndpoint:
     """
-    An endpoint that logs every failed connection attempt, with its reason,
-    before passing the failure on (to L{ClientService}, which retries).
+    The endpoint L{ClientService} connects through: each attempt is bounded
+    by C{timeout}; a failed attempt is logged with its reason and passed on
+    (L{ClientService} retries); an attempt that can never succeed is handed
+    to C{giveUp} instead, and held until the service stops, so that nothing
+    retries it.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, description: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        description: str,
+        timeout: float,
+        clock: IReactorTime,
+        giveUp: Callable[[str], None],
+    ) -> None:
         self._endpoint = endpoint
         self._description = description
+        self._timeout = timeout
+        self._clock = clock
+        self._giveUp = giveUp
+
+    def __str__(self) -> str:
+        return self._description
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        d = self._endpoint.connect(protocolFactory)
+        d = connectWithin(self._endpoint, protocolFactory, self._timeout, self._clock)
         d.addErrback(self._failed)
         return d
 
-    def _failed(self, failure: Failure) -> Failure:
-        log.warn(
-            "Cannot connect to {endpoint}: {reason}",
-            endpoint=self._description,
-            reason=failure.getErrorMessage(),
-        )
-        return failure
+    def _failed(self, failure: Failure) -> Failure | Deferred[IProtocol]:
+        if isCancellation(failure):
+            return failure
+        reason = describeConnectFailure(failure)
+        if isWorthRetrying(failure):
+            log.warn(
+                "Cannot connect to {endpoint}: {reason}",
+                endpoint=self._description,
+                reason=reason,
+            )
+            return failure
+        # The service is in the middle of this attempt: give up once it is
+        # over, and meanwhile hold the attempt (its cancellation, when the
+        # service stops, ends it).
+        self._clock.callLater(0, self._giveUp, f"cannot connect to {self._description}: {reason}")
+        return Deferred()
 
 
 class RepeatingClientService(MultiService):
     """
     Run the client under a L{ClientService}, and stop the reactor when it is
     done: after C{--count} verified replies, or at the first wrong reply.
+
+    @ivar clientService: the L{ClientService} that connects and reconnects.
     """
 
     def __init__(
@@ -112,18 +136,50 @@ class RepeatingClientService(MultiService):
         factory: UppercaseClientFactory,
         endpoint: IStreamClientEndpoint,
         reactor: Any,
+        exitStatus: ExitStatus,
         rtts: RoundTrips | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
         self.rtts = rtts if rtts is not None else RoundTrips()
         self._reactor = reactor
-        self.clientService = ClientService(endpoint, factory, clock=reactor)
+        self._exitStatus = exitStatus
+        self._ended = False
+        settings = factory.settings
+        attempts = AttemptEndpoint(
+            endpoint, settings.connect, settings.timeout, reactor, self._givenUp
+        )
+        self.clientService = ClientService(attempts, factory, clock=reactor)
         self.clientService.setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
         self.factory.finished.addCallbacks(self._succeeded, self._failed)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop (the reactor is stopping): if the run was not over yet, log how
+        far it got; close the connection cleanly.
+        """
+        if not self._ended:
+            self._ended = True
+            self._logProgress()
+        self.factory.stop()
+        stopped: Deferred[None] = super().stopService()
+        return stopped
+
+    def _logProgress(self) -> None:
+        count = self.factory.settings.count
+        fields = dict(
+            verified=self.factory.verified,
+            count=count,
+            rtt=self.rtts.describe() or "no reply yet",
+            rtt_ms=self.rtts.millis(),
+        )
+        if count:
+            log.info("Stopped: {verified} of {count} replies verified, {rtt}", **fields)
+        else:
+            log.info("Stopped: {verified} replies verified, {rtt}", **fields)
 
     def _succeeded(self, _: None) -> None:
         log.info(
@@ -132,25 +188,46 @@ class RepeatingClientService(MultiService):
             rtt=self.rtts.describe(),
             rtt_ms=self.rtts.millis(),
         )
-        self._stopReactor()
+        self._end()
 
     def _failed(self, failure: Failure) -> None:
-        log.critical("Stopping: {reason}", reason=failure.getErrorMessage())
-        self._stopReactor()
+        self._givenUp(failure.getErrorMessage())
 
-    def _stopReactor(self) -> None:
+    def _givenUp(self, reason: str) -> None:
+        if self._ended:
+            return
+        log.critical("Stopping: {reason}", reason=reason)
+        self._exitStatus(1)
+        self._end()
+
+    def _end(self) -> None:
+        """
+        Stop connecting (before the connection just lost, if any, could
+        schedule a retry), then the reactor.
+        """
+        self._ended = True
+        self.clientService.stopService()
         if self._reactor.running:
             self._reactor.stop()
 
 
-def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientService:
+def makeService(
+    config: ClientOptions, reactor: Any = None, exitStatus: ExitStatus | None = None
+) -> RepeatingClientService:
     """
     Build the client's service from parsed options; nothing connects until
     it is started.
+
+    @param exitStatus: told the exit status when the client fails; by
+        default L{exitWithStatusAtExit}, which makes the process exit with
+        it.  Tests pass their own.
     """
     if reactor is None:
         from twisted.internet import reactor
+    if exitStatus is None:
+        exitStatus = exitWithStatusAtExit
 
+    settings = config.settings
     rtts = RoundTrips()
 
     def logReply(sequence: int, reply: bytes, rtt: float) -> None:
@@ -162,13 +239,6 @@ def makeService(config: usage.Options, reactor: Any = None) -> RepeatingClientSe
             rtt_ms=rtt * 1000,
         )
 
-    factory = UppercaseClientFactory(
-        config["message"],
-        count=config["count"],
-        interval=config["interval"],
-        timeout=config["timeout"],
-        clock=reactor,
-        onReply=logReply,
-    )
-    endpoint = LoggingEndpoint(clientFromString(reactor, config["connect"]), config["connect"])
-    return RepeatingClientService(factory, endpoint, reactor, rtts)
+    factory = UppercaseClientFactory(settings, clock=reactor, onReply=logReply)
+    endpoint = clientEndpoint(reactor, settings.connect)
+    return RepeatingClientService(factory, endpoint, reactor, exitStatus, rtts)

@@ -10,6 +10,8 @@ treats one read as one reply.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -19,7 +21,41 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._clientsettings import ClientSettings
+
+__all__ = [
+    "STOP_GRACE",
+    "ClientError",
+    "ClientSettings",
+    "ConnectionClosedEarly",
+    "ReplyMismatch",
+    "ReplyTimeout",
+    "UppercaseClientFactory",
+    "UppercaseClientProtocol",
+]
+
 log = Logger()
+
+_DEFAULT = ClientSettings()
+
+STOP_GRACE = 2.0
+"""Seconds a connection closed by L{UppercaseClientProtocol.stop} may take
+to go away before it is aborted."""
+
+EXCERPT_BEFORE = 8
+EXCERPT_BYTES = 24
+"""A wrong reply is shown as C{EXCERPT_BYTES} bytes of each side, starting
+C{EXCERPT_BEFORE} bytes before the first difference: at most about 100
+characters each, however long the reply."""
+
+
+def _excerpt(data: bytes, start: int) -> str:
+    """
+    C{repr} of C{data[start:start + EXCERPT_BYTES]}, with C{...} where it
+    was cut.
+    """
+    end = start + EXCERPT_BYTES
+    return ("..." if start > 0 else "") + repr(data[start:end]) + ("..." if end < len(data) else "")
 
 
 class ClientError(Exception):
@@ -57,12 +93,26 @@ class ReplyMismatch(ClientError):
         self.expected = expected
         self.received = received
 
+    @property
+    def offset(self) -> int:
+        """
+        Where the first wrong byte is (the end of the shorter side if one
+        is the start of the other).
+        """
+        return len(os.path.commonprefix([self.expected, self.received]))
+
     def __str__(self) -> str:
         if not self.expected:
-            return f"unexpected data while no reply was due: {self.received!r}"
+            return (
+                "unexpected data while no reply was due: "
+                f"{_excerpt(self.received, 0)} ({len(self.received)} bytes)"
+            )
+        start = max(self.offset - EXCERPT_BEFORE, 0)
         return (
-            f"reply {self.sequence} does not match: "
-            f"expected {self.expected!r}, received {self.received!r}"
+            f"reply {self.sequence} does not match at byte {self.offset}: "
+            f"expected {_excerpt(self.expected, start)}, "
+            f"received {_excerpt(self.received, start)} "
+            f"({len(self.expected)} bytes expected, {len(self.received)} received)"
         )
 
 
@@ -109,11 +159,11 @@ class UppercaseClientProtocol(Protocol):
 
     def __init__(
         self,
-        message: bytes,
+        message: bytes = _DEFAULT.message,
         *,
-        count: int = 9,
-        interval: float = 1.0,
-        timeout: float = 10.0,
+        count: int = _DEFAULT.count,
+        interval: float = _DEFAULT.interval,
+        timeout: float = _DEFAULT.timeout,
         clock: IReactorTime,
         onReply: ReplyCallback = _ignoreReply,
         firstSequence: int = 1,
@@ -136,8 +186,38 @@ class UppercaseClientProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._error: Failure | None = None
         self._finished = False
+        self._stopping = False
+        self._lost = False
+        self._aborted = False
+        self._abortTimer: IDelayedCall | None = None
+
+    @classmethod
+    def fromSettings(
+        cls,
+        settings: ClientSettings,
+        *,
+        clock: IReactorTime,
+        onReply: ReplyCallback = _ignoreReply,
+        firstSequence: int = 1,
+    ) -> UppercaseClientProtocol:
+        """
+        A protocol that sends C{settings.message}, C{settings.count} times,
+        with C{settings.interval} and C{settings.timeout}.
+        """
+        return cls(
+            settings.message,
+            count=settings.count,
+            interval=settings.interval,
+            timeout=settings.timeout,
+            clock=clock,
+            onReply=onReply,
+            firstSequence=firstSequence,
+        )
 
     def connectionMade(self) -> None:
+        if self._stopping:
+            self.transport.loseConnection()
+            return
         self._send()
 
     def _send(self) -> None:
@@ -149,7 +229,7 @@ class UppercaseClientProtocol(Protocol):
         self.sent += 1
 
     def dataReceived(self, data: bytes) -> None:
-        if self._error is not None:
+        if self._error is not None or self._stopping:
             return
         if not self._waiting:
             self._fail(ReplyMismatch(self._sequence + 1, b"", data))
@@ -179,19 +259,39 @@ class UppercaseClientProtocol(Protocol):
         else:
             self._timer = self._clock.callLater(self.interval, self._send)
 
-    def stop(self) -> Deferred[None]:
+    def stop(self, grace: float = STOP_GRACE) -> Deferred[None]:
         """
-        End the run early, cleanly (the user pressed Ctrl-C): close the
-        connection; C{done} then fires with L{None}.
+        End the run early (the user pressed Ctrl-C): send nothing more,
+        ignore what still arrives, and close the connection; abort it if it
+        is still there C{grace} seconds later (at once if C{grace} is 0, as
+        for a second Ctrl-C).  C{done} then fires with L{None}, unless the
+        run had already failed.
 
         @return: C{done}.
         """
         if self._error is None and not self._finished:
             self._finished = True
+            self._stopping = True
             self._cancelTimer()
             if self.transport is not None:
                 self.transport.loseConnection()
+        closing = self.transport is not None and not self._lost
+        if closing and self._error is None and not self._aborted:
+            if grace <= 0:
+                self._abort()
+            elif self._abortTimer is None:
+                self._abortTimer = self._clock.callLater(grace, self._abort)
         return self.done
+
+    def _abort(self) -> None:
+        self._cancelAbortTimer()
+        self._aborted = True
+        self.transport.abortConnection()
+
+    def _cancelAbortTimer(self) -> None:
+        if self._abortTimer is not None and self._abortTimer.active():
+            self._abortTimer.cancel()
+        self._abortTimer = None
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -208,7 +308,9 @@ class UppercaseClientProtocol(Protocol):
         self._timer = None
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self._lost = True
         self._cancelTimer()
+        self._cancelAbortTimer()
         if self._error is not None:
             outcome: Failure | None = self._error
         elif self._finished:
@@ -231,6 +333,7 @@ class UppercaseClientFactory(Factory):
     that a client which reconnects (under L{ClientService}) carries on where
     the previous connection stopped instead of starting over.
 
+    @ivar settings: what each connection does.
     @ivar verified: replies that arrived and matched, over all connections.
     @ivar finished: fires with L{None} once C{count} replies were verified;
         fails with L{ReplyMismatch} as soon as the server sends a wrong
@@ -241,42 +344,50 @@ class UppercaseClientFactory(Factory):
 
     def __init__(
         self,
-        message: bytes,
+        settings: ClientSettings,
         *,
-        count: int = 9,
-        interval: float = 1.0,
-        timeout: float = 10.0,
         clock: IReactorTime,
         onReply: ReplyCallback = _ignoreReply,
     ) -> None:
-        self.message = message
-        self.count = count
-        self.interval = interval
-        self.timeout = timeout
+        self.settings = settings
         self.clock = clock
         self.onReply = onReply
         self.verified = 0
         self.finished: Deferred[None] = Deferred()
+        self._current: UppercaseClientProtocol | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> UppercaseClientProtocol:
-        remaining = self.count - self.verified if self.count else 0
-        protocol = UppercaseClientProtocol(
-            self.message,
-            count=remaining,
-            interval=self.interval,
-            timeout=self.timeout,
+        count = self.settings.count
+        remaining = count - self.verified if count else 0
+        protocol = UppercaseClientProtocol.fromSettings(
+            dataclasses.replace(self.settings, count=remaining),
             clock=self.clock,
             onReply=self._replyVerified,
             firstSequence=self.verified + 1,
         )
         protocol.factory = self
-        protocol.done.addErrback(self._connectionFailed)
+        self._current = protocol
+        protocol.done.addBoth(self._forget, protocol).addErrback(self._connectionFailed)
         return protocol
+
+    def stop(self) -> None:
+        """
+        Close the current connection, if any, cleanly (see
+        L{UppercaseClientProtocol.stop}).
+        """
+        if self._current is not None:
+            self._current.stop()
+
+    def _forget(self, result: object, protocol: UppercaseClientProtocol) -> object:
+        if self._current is protocol:
+            self._current = None
+        return result
 
     def _replyVerified(self, sequence: int, reply: bytes, rtt: float) -> None:
         self.verified += 1
         self.onReply(sequence, reply, rtt)
-        if self.count and self.verified >= self.count and not self.finished.called:
+        count = self.settings.count
+        if count and self.verified >= count and not self.finished.called:
             self.finished.callback(None)
 
     def _connectionFailed(self, failure: Failure) -> None:

@@ -10,6 +10,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.client import (
+    STOP_GRACE,
+    ClientSettings,
     ConnectionClosedEarly,
     ReplyMismatch,
     ReplyTimeout,
@@ -187,6 +189,176 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("after 1 of 3 replies", str(failure.value))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_mismatchSaysWhereAndHowMuch(self) -> None:
+        """
+        A wrong reply is described by the offset of its first wrong byte,
+        the expected and received bytes there, and both lengths.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HELLx\n")
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertEqual(
+            str(failure.value),
+            "reply 1 does not match at byte 4: expected b'HELLO\\n', "
+            "received b'HELLx\\n' (6 bytes expected, 6 received)",
+        )
+
+    def test_longMismatchIsBounded(self) -> None:
+        """
+        A 64 KiB reply that is wrong in its last letter is described in a
+        few hundred characters at most: an excerpt of each side around the
+        first difference, marked as cut, and the lengths.
+        """
+        self.protocol = UppercaseClientProtocol(b"a" * 65535, count=1, clock=self.clock)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(b"A" * 65534 + b"a\n")
+        self.close(ConnectionLost())
+        message = str(self.failureResultOf(self.protocol.done, ReplyMismatch).value)
+        self.assertLess(len(message), 300, message[:1000])
+        self.assertIn("at byte 65534:", message)
+        self.assertIn("expected ...b'AAAAAAAAA\\n'", message)
+        self.assertIn("received ...b'AAAAAAAAa\\n'", message)
+        self.assertIn("(65536 bytes expected, 65536 received)", message)
+
+    def test_mismatchExcerptCutOnBothSides(self) -> None:
+        """
+        When the difference is in the middle of a long reply, each excerpt
+        is cut before and after it, and each is at most about 100
+        characters even when every byte needs an escape.
+        """
+        message = bytes([0]) * 1000
+        self.protocol = UppercaseClientProtocol(message, count=1, clock=self.clock)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(bytes([0]) * 500 + b"\xff" * 501)
+        self.close(ConnectionLost())
+        error = self.failureResultOf(self.protocol.done, ReplyMismatch).value
+        text = str(error)
+        self.assertIn("at byte 500:", text)
+        expected = text.split("expected ", 1)[1].split(", received ", 1)[0]
+        received = text.split(", received ", 1)[1].split(" (", 1)[0]
+        for excerpt in (expected, received):
+            self.assertTrue(excerpt.startswith("...b'\\x00"), excerpt)
+            self.assertTrue(excerpt.endswith("'..."), excerpt)
+            self.assertLessEqual(len(excerpt), 110, excerpt)
+        self.assertIn("\\xff", received)
+        self.assertIn("(1001 bytes expected, 1001 received)", text)
+
+    def test_extraBytesDescribed(self) -> None:
+        """
+        A reply followed by more bytes differs where the reply should have
+        ended.
+        """
+        self.start()
+        self.protocol.dataReceived(b"HELLO\nX")
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyMismatch)
+        self.assertEqual(
+            str(failure.value),
+            "reply 1 does not match at byte 6: expected b'HELLO\\n', "
+            "received b'HELLO\\nX' (6 bytes expected, 7 received)",
+        )
+
+    def test_unexpectedDataBounded(self) -> None:
+        """
+        64 KiB arriving while no reply is due is described by its size and
+        a short excerpt.
+        """
+        self.start(interval=1.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.protocol.dataReceived(b"?" * 65536)
+        self.close(ConnectionLost())
+        text = str(self.failureResultOf(self.protocol.done, ReplyMismatch).value)
+        self.assertLess(len(text), 200, text[:1000])
+        self.assertTrue(text.startswith("unexpected data while no reply was due: b'???"), text)
+        self.assertTrue(text.endswith("'... (65536 bytes)"), text)
+
+    def test_stopClosesCleanly(self) -> None:
+        """
+        C{stop()} closes the connection (it does not abort it) and cancels
+        the pending send; C{done} fires with L{None} once the connection is
+        gone, leaving no timer.
+        """
+        self.start(interval=1.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.sent()
+        self.protocol.stop()
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.transport.disconnected, "aborted instead of closed")
+        self.assertNoResult(self.protocol.done)
+        self.close()
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.sent(), b"")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopIsBounded(self) -> None:
+        """
+        If the connection is still there C{STOP_GRACE} seconds after
+        C{stop()}, it is aborted; C{done} still fires with L{None}.
+        """
+        self.start()
+        self.protocol.stop()
+        self.clock.advance(STOP_GRACE - 0.001)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(0.001)
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopWithoutGraceAborts(self) -> None:
+        """
+        C{stop(grace=0)} (a second Ctrl-C) aborts at once, even after a
+        first C{stop()}.
+        """
+        self.start()
+        self.protocol.stop()
+        self.assertFalse(self.transport.disconnected)
+        self.protocol.stop(grace=0)
+        self.assertTrue(self.transport.disconnected)
+        self.close(ConnectionLost())
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_dataAfterStopIgnored(self) -> None:
+        """
+        A reply completing after C{stop()} neither counts nor schedules
+        another message.
+        """
+        self.start(count=0, interval=1.0)
+        self.protocol.stop()
+        self.protocol.dataReceived(b"HELLO\n")
+        self.clock.advance(1.0)
+        self.assertEqual(self.replies, [])
+        self.assertEqual(self.sent(), b"hello\n")
+        self.close()
+        self.assertIsNone(self.successResultOf(self.protocol.done))
+
+    def test_fromSettings(self) -> None:
+        """
+        L{UppercaseClientProtocol.fromSettings} takes the message, count,
+        interval and timeout from a L{ClientSettings}.
+        """
+        settings = ClientSettings(message=b"hi", count=2, interval=0.5, timeout=3.0)
+        protocol = UppercaseClientProtocol.fromSettings(settings, clock=self.clock)
+        self.assertEqual((protocol.count, protocol.interval, protocol.timeout), (2, 0.5, 3.0))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"hi\n")
+
+    def test_defaultsAreTheSettings(self) -> None:
+        """
+        A protocol built without arguments uses L{ClientSettings}' defaults.
+        """
+        protocol = UppercaseClientProtocol(clock=self.clock)
+        defaults = ClientSettings()
+        self.assertEqual(
+            (protocol.count, protocol.interval, protocol.timeout),
+            (defaults.count, defaults.interval, defaults.timeout),
+        )
+
 
 class ClientFactoryTests(SynchronousTestCase):
     """
@@ -195,7 +367,9 @@ class ClientFactoryTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = UppercaseClientFactory(b"hi", count=3, interval=0, clock=self.clock)
+        self.factory = UppercaseClientFactory(
+            ClientSettings(message=b"hi", count=3, interval=0), clock=self.clock
+        )
 
     def connect(self) -> tuple[UppercaseClientProtocol, StringTransport]:
         protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 9527))
@@ -230,3 +404,21 @@ class ClientFactoryTests(SynchronousTestCase):
         protocol.dataReceived(b"NO\n")
         protocol.connectionLost(Failure(ConnectionLost()))
         self.failureResultOf(self.factory.finished, ReplyMismatch)
+
+    def test_stopClosesCurrentConnectionCleanly(self) -> None:
+        """
+        C{stop()} closes the current connection cleanly: no "ended early"
+        warning, and C{finished} stays unfired.
+        """
+        from twisted.logger import capturedLogs
+
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HI\n")
+        with capturedLogs() as events:
+            self.factory.stop()
+            self.assertTrue(transport.disconnecting)
+            self.assertFalse(transport.disconnected)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(list(events), [])
+        self.assertNoResult(self.factory.finished)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
