@@ -1,8 +1,7 @@
 """
-The client's settings, each defined once: L{ClientSettings}.
+The client's settings, each defined once: L{ClientSettings} (see
+L{uppercase._settings} for how a setting becomes an option).
 
-Each field carries its default and, in its metadata, how it appears on the
-command line (short flag, help, how to check and convert the typed text).
 C{uppercase-client} and C{twistd uppercase-client} derive their
 L{usage.Options} parameters from it (L{ClientSettings.optParameters}) and
 build it from what was parsed (L{ClientSettings.fromOptions}); the protocol
@@ -16,47 +15,13 @@ Adding a setting is adding a field::
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
 
 from twisted.python import usage
 
 from ._connect import checkDescription
 from ._options import checkSeconds, checkWholeNumber
-
-Check = Callable[[usage.Options, str], None]
-"""Replaces C{options[name]}, the text typed, with the setting's value, or
-raises L{usage.UsageError} naming the option."""
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """
-    How a setting appears on the command line.
-
-    @ivar short: its one-letter flag, or L{None}.
-    @ivar help: its line in C{--help}.
-    @ivar check: see L{Check}.
-    @ivar show: the default as one would type it (C{--help} shows it).
-    """
-
-    short: str | None
-    help: str
-    check: Check
-    show: Callable[[Any], str] = str
-
-
-def setting(
-    default: object,
-    short: str | None,
-    help: str,
-    check: Check,
-    show: Callable[[Any], str] = str,
-) -> Any:
-    """
-    A L{ClientSettings} field: its default, and its L{OptionSpec}.
-    """
-    return field(default=default, metadata={"option": OptionSpec(short, help, check, show)})
+from ._settings import Settings, setting, showSeconds
 
 
 def encodeMessage(text: str) -> bytes:
@@ -82,12 +47,8 @@ def _checkEndpoint(options: usage.Options, name: str) -> None:
         raise usage.UsageError(f"--{name} {options[name]!r} is not a valid endpoint: {e}") from None
 
 
-def _showSeconds(seconds: float) -> str:
-    return f"{seconds:g}"
-
-
 @dataclass(frozen=True)
-class ClientSettings:
+class ClientSettings(Settings):
     """
     What the repeating client does.
 
@@ -123,37 +84,12 @@ class ClientSettings:
         "i",
         "Seconds to wait after a reply before sending again.",
         checkSeconds,
-        _showSeconds,
+        showSeconds,
     )
     timeout: float = setting(
         10.0,
         "t",
         "Seconds to wait for the connection, and for each whole reply.",
         functools.partial(checkSeconds, allowZero=False),
-        _showSeconds,
+        showSeconds,
     )
-
-    @classmethod
-    def optParameters(cls) -> list[list[Any]]:
-        """
-        The L{usage.Options} C{optParameters}: one C{[name, short, default,
-        help]} per field, in order.
-        """
-        return [[f.name, spec.short, spec.show(f.default), spec.help] for f, spec in _specs(cls)]
-
-    @classmethod
-    def fromOptions(cls, options: usage.Options) -> ClientSettings:
-        """
-        Check and convert each setting's value in C{options} (in place, in
-        field order), and build the settings from them.
-
-        @raise usage.UsageError: naming the first option with a bad value.
-        """
-        for f, spec in _specs(cls):
-            spec.check(options, f.name)
-        values: Mapping[str, Any] = {f.name: options[f.name] for f, _ in _specs(cls)}
-        return cls(**values)
-
-
-def _specs(cls: type[ClientSettings]) -> list[tuple[Any, OptionSpec]]:
-    return [(f, f.metadata["option"]) for f in fields(cls)]

@@ -10,27 +10,16 @@ import sys
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ._endpoints import PROXY_PREFIX, withDefaultBacklog
-from ._options import (
-    checkSeconds,
-    checkWholeNumber,
-    commandName,
-    oneLineErrors,
-    preferFastTextLog,
-)
+from ._options import commandName, oneLineErrors, preferFastTextLog
+from ._serversettings import DEFAULTS, ServerSettings, checkServerEndpoint
 from ._signals import SignalHandling
 from .server import UppercaseFactory
 from .service import ListenError, UppercaseService
 
 log = Logger()
-
-DEFAULT_LISTEN = "tcp:9527"
-"""Port 9527 on all interfaces, as the reference (with the default backlog,
-see L{uppercase._endpoints.DEFAULT_BACKLOG})."""
 
 
 class ServerOptions(usage.Options):
@@ -50,94 +39,36 @@ class ServerOptions(usage.Options):
     optFlags = [
         ["quiet", "q", "Do not log received data (connections are still logged)."],
     ]
-    optParameters = [
-        [
-            "idle-timeout",
-            None,
-            "300",
-            "Close a connection after this many seconds with nothing received or sent (0: never).",
-        ],
-        [
-            "max-connections",
-            None,
-            "10000",
-            "Most connections open at once (0: as many as descriptors allow).",
-        ],
-        [
-            "max-pending-headers",
-            None,
-            "1000",
-            "Most connections to haproxy: listeners still waiting for their PROXY "
-            "header at once, apart from --max-connections (0: as many as descriptors allow).",
-        ],
-        [
-            "max-per-ip",
-            None,
-            "0",
-            "Most connections open at once from one address (0: unlimited).",
-        ],
-        [
-            "metrics",
-            None,
-            None,
-            "Serve Prometheus metrics at /metrics on this endpoint "
-            "(e.g. tcp:9100:interface=127.0.0.1). Off by default.",
-        ],
-        [
-            "shutdown-timeout",
-            None,
-            "10",
-            "How long a connection the server closes (on SIGTERM/SIGINT, or for being "
-            "idle) may take to finish gracefully before it is aborted.",
-        ],
-    ]
+    optParameters = ServerSettings.optParameters()
+    settings: ServerSettings
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """
-        Listen on ENDPOINT (may be given several times) [default: tcp:9527].
-        """
         self["listen"].append(description)
+
+    opt_listen.__doc__ = (
+        f"Listen on ENDPOINT (may be given several times) [default: {DEFAULTS.listen[0]}]."
+    )
 
     opt_l = opt_listen
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
-        checkSeconds(self, "idle-timeout")
-        checkSeconds(self, "shutdown-timeout")
-        checkWholeNumber(self, "max-connections")
-        checkWholeNumber(self, "max-per-ip")
-        checkWholeNumber(self, "max-pending-headers")
-        if not self["listen"]:
-            self["listen"] = [DEFAULT_LISTEN]
-        from twisted.internet import reactor
-
         for description in self["listen"]:
-            checkServerEndpoint(reactor, description)
-        if self["metrics"] is not None:
-            checkServerEndpoint(reactor, self["metrics"], "--metrics")
+            checkServerEndpoint(description)
+        self.settings = ServerSettings.fromOptions(
+            self,
+            listen=tuple(self["listen"]) or DEFAULTS.listen,
+            logData=not self["quiet"],
+        )
+        self["listen"] = list(self.settings.listen)
 
 
 Options = oneLineErrors(ServerOptions, "uppercase")
 """The options class C{twistd} uses: one line per usage error."""
-
-
-def checkServerEndpoint(reactor: Any, description: str, option: str = "--listen") -> None:
-    """
-    Parse C{description} as a server endpoint string without listening.
-
-    @raise usage.UsageError: saying what is wrong with it.
-    """
-    endpoint = withDefaultBacklog(description)
-    if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
-        endpoint = endpoint[len(PROXY_PREFIX) :]
-    try:
-        serverFromString(reactor, endpoint)
-    except Exception as e:
-        raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
 
 
 class CannotStart(Exception):
@@ -207,27 +138,28 @@ class ServerCommand(MultiService):
         return error
 
 
-def makeService(config: usage.Options, reactor: Any = None) -> ServerCommand:
+def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
     """
     Build the server's service from parsed options; nothing listens until it
     is started.
     """
     if reactor is None:
         from twisted.internet import reactor
+    settings = config.settings
     factory = UppercaseFactory(
         reactor,
-        logData=not config["quiet"],
-        idleTimeout=config["idle-timeout"],
-        maxConnections=config["max-connections"],
-        maxPerIP=config["max-per-ip"],
-        maxPending=config["max-pending-headers"],
-        closeTimeout=config["shutdown-timeout"],
+        logData=settings.logData,
+        idleTimeout=settings.idleTimeout,
+        maxConnections=settings.maxConnections,
+        maxPerIP=settings.maxPerIP,
+        maxPending=settings.maxPendingHeaders,
+        closeTimeout=settings.shutdownTimeout,
     )
     server = UppercaseService(
         factory,
-        config["listen"],
+        settings.listen,
         reactor,
-        shutdownTimeout=config["shutdown-timeout"],
-        metrics=config["metrics"],
+        shutdownTimeout=settings.shutdownTimeout,
+        metrics=settings.metrics,
     )
     return ServerCommand(server, reactor)

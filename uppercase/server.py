@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from ._admission import Admission
 from ._idle import IdleSweeper
 from ._peer import UNIX_PEER, describePeer, formatPeer, socketPath
+from ._serversettings import DEFAULTS
 from ._transport import pendingBytes
 from .echo import UppercaseProtocol
 
@@ -170,12 +171,12 @@ class UppercaseFactory(ServerFactory):
         self,
         clock: IReactorTime,
         *,
-        logData: bool = True,
-        idleTimeout: float = 300.0,
-        maxConnections: int = 10000,
-        maxPerIP: int = 0,
-        maxPending: int = 1000,
-        closeTimeout: float = 10.0,
+        logData: bool = DEFAULTS.logData,
+        idleTimeout: float = DEFAULTS.idleTimeout,
+        maxConnections: int = DEFAULTS.maxConnections,
+        maxPerIP: int = DEFAULTS.maxPerIP,
+        maxPending: int = DEFAULTS.maxPendingHeaders,
+        closeTimeout: float = DEFAULTS.shutdownTimeout,
     ) -> None:
         self.clock = clock
         self.protocolClass: type[ServerProtocol] = (

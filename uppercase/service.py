@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from . import __version__
 from ._endpoints import PROXY_PREFIX, splitFields, systemdSocketProblem, withDefaultBacklog
 from ._fdlimit import LimitAccess, connectionCapacity
+from ._serversettings import DEFAULTS
 from .proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
 
@@ -130,7 +131,7 @@ class UppercaseService(MultiService):
         descriptions: Sequence[str],
         reactor: Any,
         *,
-        shutdownTimeout: float = 10.0,
+        shutdownTimeout: float = DEFAULTS.shutdownTimeout,
         metrics: str | None = None,
         fdLimits: LimitAccess | None = None,
     ) -> None:

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _server_tap
 from uppercase._server_tap import CannotStart
+from uppercase._serversettings import DEFAULTS
 from uppercase._signals import SignalHandling
 from uppercase.service import UppercaseService
 
@@ -48,6 +49,7 @@ class ServerOptionsTests(SynchronousTestCase):
         documented limits.
         """
         options = self.parse()
+        self.assertEqual(options.settings, DEFAULTS)
         self.assertEqual(options["listen"], ["tcp:9527"])
         self.assertFalse(options["quiet"])
         self.assertEqual(options["idle-timeout"], 300.0)

@@ -1,0 +1,106 @@
+"""
+The server's settings, each defined once: L{ServerSettings} (see
+L{uppercase._settings}).  C{twistd uppercase} derives its options from it;
+L{uppercase.server.UppercaseFactory} and L{uppercase.service.UppercaseService}
+take their defaults from L{DEFAULTS}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from twisted.python import usage
+
+from ._options import checkSeconds, checkWholeNumber
+from ._settings import Settings, setting, showSeconds
+
+
+def checkServerEndpoint(description: str, option: str = "--listen") -> None:
+    """
+    Parse C{description} as a server endpoint string (after the C{haproxy:}
+    prefix, and with the default backlog) without listening.
+
+    @raise usage.UsageError: saying what is wrong with it.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    from ._endpoints import PROXY_PREFIX, withDefaultBacklog
+
+    endpoint = withDefaultBacklog(description)
+    if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
+        endpoint = endpoint[len(PROXY_PREFIX) :]
+    try:
+        serverFromString(reactor, endpoint)
+    except Exception as e:
+        raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
+
+
+def _checkMetrics(options: usage.Options, name: str) -> None:
+    if options[name] is not None:
+        checkServerEndpoint(options[name], f"--{name}")
+
+
+@dataclass(frozen=True)
+class ServerSettings(Settings):
+    """
+    How the server runs.
+
+    @ivar listen: server endpoint strings (C{--listen}, given once each).
+    @ivar logData: whether every received chunk is logged (not C{--quiet}).
+    """
+
+    idleTimeout: float = setting(
+        300.0,
+        None,
+        "Close a connection after this many seconds with nothing received or sent (0: never).",
+        checkSeconds,
+        showSeconds,
+        name="idle-timeout",
+    )
+    maxConnections: int = setting(
+        10000,
+        None,
+        "Most connections open at once (0: as many as descriptors allow).",
+        checkWholeNumber,
+        name="max-connections",
+    )
+    maxPerIP: int = setting(
+        0,
+        None,
+        "Most connections open at once from one address (0: unlimited).",
+        checkWholeNumber,
+        name="max-per-ip",
+    )
+    maxPendingHeaders: int = setting(
+        1000,
+        None,
+        "Most connections to haproxy: listeners still waiting for their PROXY header at "
+        "once, apart from --max-connections (0: as many as descriptors allow).",
+        checkWholeNumber,
+        name="max-pending-headers",
+    )
+    shutdownTimeout: float = setting(
+        10.0,
+        None,
+        "How long a connection the server closes (on SIGTERM/SIGINT, or for being idle) "
+        "may take to finish gracefully before it is aborted.",
+        checkSeconds,
+        showSeconds,
+        name="shutdown-timeout",
+    )
+    metrics: str | None = setting(
+        None,
+        None,
+        "Serve Prometheus metrics at /metrics on this endpoint "
+        "(e.g. tcp:9100:interface=127.0.0.1). Off by default.",
+        _checkMetrics,
+        name="metrics",
+    )
+    listen: Tuple[str, ...] = ("tcp:9527",)
+    logData: bool = True
+
+
+DEFAULTS = ServerSettings()
+"""Every default of the server, in one place."""
