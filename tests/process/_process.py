@@ -197,7 +197,7 @@ def receiveAll(s: socket.socket) -> bytes:
     """
     Read until the peer ends the stream.
     """
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = s.recv(65536)
         if not chunk:

@@ -188,6 +188,14 @@ class ClientProcess:
         )
         self._out = b""
 
+    def stopIfRunning(self) -> None:
+        """
+        Kill the process if it is still running (a test's cleanup).
+        """
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def readLine(self, timeout: float = DEADLINE) -> str:
         """
         The next line of standard output.
@@ -250,7 +258,7 @@ class InterruptTests(SynchronousTestCase):
         peer = Peer(respond)
         self.addCleanup(peer.close)
         client = ClientProcess("-c", f"tcp:127.0.0.1:{peer.port}", *args)
-        self.addCleanup(lambda: client.process.poll() is None and client.process.kill())
+        self.addCleanup(client.stopIfRunning)
         return peer, client
 
     def test_sigintWhileWaitingForAReply(self) -> None:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,7 +20,7 @@ from ._process import DEADLINE, Twistd, receiveAll, requireTLS, run, script
 from .test_robustness import poll
 
 
-def halfCloseExchange(family: int, address: object, data: bytes = b"hello\n") -> bytes:
+def halfCloseExchange(family: int, address: Any, data: bytes = b"hello\n") -> bytes:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(DEADLINE)
         s.connect(address)

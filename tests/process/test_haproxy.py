@@ -13,14 +13,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from typing import TYPE_CHECKING
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from ._process import DEADLINE, Server, closedPort, receiveAll, sendInThread
 from .test_robustness import poll
 
-HAPROXY = shutil.which("haproxy") or (
-    "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
+HAPROXY: str = shutil.which("haproxy") or (
+    "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else ""
 )
 
 CONFIG = """\
@@ -77,11 +78,17 @@ class HAProxy:
         self._folder.cleanup()
 
 
-class BehindHAProxyMixin:
+if TYPE_CHECKING:
+    _TestCase = SynchronousTestCase
+else:
+    _TestCase = object
+
+
+class BehindHAProxyMixin(_TestCase):
     sendProxy = ""
 
     def setUp(self) -> None:
-        if HAPROXY is None:
+        if not HAPROXY:
             if os.environ.get("CI"):
                 raise AssertionError("haproxy is not installed (.ci/run installs it)")
             raise SkipTest("haproxy is not installed (apt-get install haproxy)")
@@ -155,7 +162,7 @@ class ReadmeConfigTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        if HAPROXY is None:
+        if not HAPROXY:
             if os.environ.get("CI"):
                 raise AssertionError("haproxy is not installed (.ci/run installs it)")
             raise SkipTest("haproxy is not installed (apt-get install haproxy)")

@@ -244,7 +244,8 @@ class LimitTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         plain, proxied = (int(p) for p in re.findall(r"starting on (\d+)", waitForPorts(server, 2)))
         silent = [socket.create_connection(("127.0.0.1", proxied)) for _ in range(400)]
-        self.addCleanup(lambda: [s.close() for s in silent])
+        for s in silent:
+            self.addCleanup(s.close)
         served = 0
         for _ in range(40):
             try:

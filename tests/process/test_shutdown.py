@@ -81,7 +81,9 @@ class PeerStillSendingTests(SynchronousTestCase):
         server.process.send_signal(signal.SIGTERM)
         server.waitFor("Shutting down 1 connections")
         before = len(sender.sent)
-        self.assertTrue(poll(lambda: len(sender.sent) >= before + 128 * 1024 or sender.errors))
+        self.assertTrue(
+            poll(lambda: len(sender.sent) >= before + 128 * 1024 or bool(sender.errors))
+        )
         sender.stop()
         self.assertEqual(sender.errors, [])
         try:

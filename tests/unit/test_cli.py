@@ -19,14 +19,22 @@ from uppercase import _client_cli
 from uppercase.client import STOP_GRACE, UppercaseClientProtocol
 
 
-class BytesStdout(io.StringIO):
+class BytesStdout(io.TextIOWrapper):
     """
-    A stand-in for C{sys.stdout} with a binary C{buffer}.
+    A stand-in for C{sys.stdout} with a binary C{buffer} whose bytes can be
+    read back.
     """
 
+    buffer: io.BytesIO
+
     def __init__(self) -> None:
-        super().__init__()
-        self.buffer = io.BytesIO()
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+
+    def getvalue(self) -> str:
+        """
+        Everything written, as text.
+        """
+        return self.buffer.getvalue().decode()
 
 
 class ClientCommandTests(SynchronousTestCase):
@@ -44,8 +52,8 @@ class ClientCommandTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def command(self, *argv: str) -> Deferred[int]:
-        self.run = _client_cli.prepare(self.reactor, list(argv))
-        return self.run.start()
+        self.clientRun = _client_cli.prepare(self.reactor, list(argv))
+        return self.clientRun.start()
 
     def connecting(self) -> Any:
         host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
@@ -149,7 +157,7 @@ class ClientCommandTests(SynchronousTestCase):
         """
         d = self.command("-n", "0")
         protocol, transport = self.connect()
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         self.assertTrue(transport.disconnecting)
         self.assertFalse(transport.disconnected, "aborted instead of closed")
         self.assertNoResult(d)
@@ -167,7 +175,7 @@ class ClientCommandTests(SynchronousTestCase):
         d = self.command("-n", "5")
         protocol, transport = self.connect()
         protocol.dataReceived(b"HELLO\n")
-        self.run.interrupt(signal.SIGTERM)
+        self.clientRun.interrupt(signal.SIGTERM)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.successResultOf(d), 143)
         self.assertTrue(self.output()[-1].startswith("1 sent, 1 received, 1 verified, rtt "))
@@ -179,7 +187,7 @@ class ClientCommandTests(SynchronousTestCase):
         summary shows nothing sent, and the status is 130.
         """
         d = self.command()
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         self.assertTrue(self.reactor.connectors[-1].stoppedConnecting)
         self.assertEqual(self.successResultOf(d), 130)
         self.assertEqual(self.output(), ["0 sent, 0 received, 0 verified"])
@@ -193,9 +201,9 @@ class ClientCommandTests(SynchronousTestCase):
         """
         d = self.command("-n", "0")
         protocol, transport = self.connect()
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         self.assertFalse(transport.disconnected)
-        self.run.interrupt(signal.SIGTERM)
+        self.clientRun.interrupt(signal.SIGTERM)
         self.assertTrue(transport.disconnected)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.successResultOf(d), 130)
@@ -208,7 +216,7 @@ class ClientCommandTests(SynchronousTestCase):
         """
         d = self.command("-n", "0")
         protocol, transport = self.connect()
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         self.reactor.advance(STOP_GRACE)
         self.assertTrue(transport.disconnected)
         protocol.connectionLost(Failure(ConnectionDone()))
@@ -220,7 +228,7 @@ class ClientCommandTests(SynchronousTestCase):
         0 and nothing more is printed.
         """
         d = self.exchange("-n", "1", replies=[b"HELLO\n"])
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(len(self.output()), 2)
         self.assertEqual(self.stderr.getvalue(), "")
@@ -233,7 +241,7 @@ class ClientCommandTests(SynchronousTestCase):
         d = self.command()
         protocol, transport = self.connect()
         protocol.dataReceived(b"hello\n")
-        self.run.interrupt(signal.SIGINT)
+        self.clientRun.interrupt(signal.SIGINT)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.successResultOf(d), 1)
         self.assertIn("does not match", self.stderr.getvalue())
@@ -409,6 +417,6 @@ class InterruptHandlerTests(SynchronousTestCase):
             FakeThreadReactor(),
             lambda signum: None,
             lambda signum, handler: installed.append(signum),
-            ignored.__getitem__,
+            lambda signum: ignored[signal.Signals(signum)],
         )
         self.assertEqual(installed, [signal.SIGTERM])

@@ -19,6 +19,7 @@ from twisted.internet.error import (
     ConnectionRefusedError,
     DNSLookupError,
 )
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -26,6 +27,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from uppercase import _client_tap, _connect, _exitstatus
 from uppercase._clientsettings import ClientSettings
@@ -41,7 +43,7 @@ class ClientOptionsTests(SynchronousTestCase):
     derived from L{ClientSettings}.
     """
 
-    def parse(self, *argv: str) -> usage.Options:
+    def parse(self, *argv: str) -> _client_tap.ClientOptions:
         options = _client_tap.ClientOptions()
         options.parseOptions(list(argv))
         return options
@@ -264,6 +266,7 @@ class EndpointStringTests(SynchronousTestCase):
         self.assertEqual(str(error), "TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
 
 
+@implementer(IStreamClientEndpoint)
 class FakeEndpoint:
     """
     A client endpoint whose C{connect} returns a L{Deferred} the test fires,
@@ -317,6 +320,7 @@ class ConnectWithinTests(SynchronousTestCase):
         an exception, and leaves no timer.
         """
 
+        @implementer(IStreamClientEndpoint)
         class Raising:
             def connect(self, factory: Any) -> Deferred[Any]:
                 raise OverflowError("port must be 0-65535")
@@ -367,6 +371,7 @@ class ClientServiceTests(SynchronousTestCase):
         """
         host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
         protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert protocol is not None
         transport = StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport
@@ -388,7 +393,9 @@ class ClientServiceTests(SynchronousTestCase):
         host, port, factory, timeout, bind = self.reactor.tcpClients[0]
         self.assertEqual((host, port), ("127.0.0.1", 9527))
         with capturedLogs() as events:
-            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+            factory.clientConnectionFailed(
+                self.reactor.connectors[-1], Failure(ConnectionRefusedError())
+            )
         [failed] = [e for e in events if e.get("log_level") == LogLevel.warn]
         self.assertEqual(
             formatEvent(failed), "Cannot connect to tcp:127.0.0.1:9527: Connection refused"

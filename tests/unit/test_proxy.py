@@ -8,14 +8,14 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.echo import UppercaseProtocol
-from uppercase.proxy import InvalidHeader, ProxyHeaderFactory, parseHeader
+from uppercase.proxy import Addresses, InvalidHeader, ProxyHeaderFactory, parseHeader
 from uppercase.server import UppercaseFactory
 from uppercase.testing import Refused, connectServer
 
@@ -40,6 +40,23 @@ def v2(command: int = 0x1, family: int = 0x11, body: bytes | None = None) -> byt
 CLIENT = IPv4Address("TCP", "203.0.113.9", 41234)
 
 
+def complete(data: bytes) -> tuple[Addresses, int]:
+    """
+    L{parseHeader} of a complete header.
+    """
+    parsed = parseHeader(data)
+    assert parsed is not None, "incomplete"
+    return parsed
+
+
+def client(addresses: Addresses) -> IAddress:
+    """
+    The client's address from parsed addresses.
+    """
+    assert addresses is not None, "no addresses"
+    return addresses[0]
+
+
 class ParseTests(SynchronousTestCase):
     """
     Headers of both versions are parsed into the client's address.
@@ -50,7 +67,7 @@ class ParseTests(SynchronousTestCase):
         A v1 TCP4 header gives source and destination; its length is where
         the payload starts.
         """
-        addresses, length = parseHeader(V1 + b"payload")
+        addresses, length = complete(V1 + b"payload")
         self.assertEqual(addresses, (CLIENT, IPv4Address("TCP", "198.51.100.1", 9527)))
         self.assertEqual(length, len(V1))
 
@@ -59,8 +76,8 @@ class ParseTests(SynchronousTestCase):
         A v1 TCP6 header gives IPv6 addresses, normalised.
         """
         header = b"PROXY TCP6 2001:db8:0::1 2001:db8::2 5 6\r\n"
-        addresses, _ = parseHeader(header)
-        self.assertEqual(addresses[0], IPv6Address("TCP", "2001:db8::1", 5))
+        addresses, _ = complete(header)
+        self.assertEqual(client(addresses), IPv6Address("TCP", "2001:db8::1", 5))
 
     def test_v1Unknown(self) -> None:
         """
@@ -73,8 +90,8 @@ class ParseTests(SynchronousTestCase):
         A v2 PROXY/TCP4 header gives the same addresses as v1.
         """
         header = v2()
-        addresses, length = parseHeader(header + b"payload")
-        self.assertEqual(addresses[0], CLIENT)
+        addresses, length = complete(header + b"payload")
+        self.assertEqual(client(addresses), CLIENT)
         self.assertEqual(length, len(header))
 
     def test_v2IPv6AndTLVs(self) -> None:
@@ -88,8 +105,8 @@ class ParseTests(SynchronousTestCase):
             + b"\x04\x00\x02ab"
         )
         header = v2(family=0x21, body=body)
-        addresses, length = parseHeader(header)
-        self.assertEqual(addresses[0], IPv6Address("TCP", "2001:db8::7", 7))
+        addresses, length = complete(header)
+        self.assertEqual(client(addresses), IPv6Address("TCP", "2001:db8::7", 7))
         self.assertEqual(length, len(header))
 
     def test_v2Local(self) -> None:

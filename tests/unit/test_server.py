@@ -45,7 +45,7 @@ class ConstructionTests(SynchronousTestCase):
         Time is an argument: a factory cannot be built without a clock (and
         so never reaches for the global reactor).
         """
-        self.assertRaises(TypeError, UppercaseFactory)  # type: ignore[call-arg]
+        self.assertRaises(TypeError, UppercaseFactory)
 
     def test_nothingLeftScheduled(self) -> None:
         """

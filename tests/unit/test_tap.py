@@ -38,7 +38,7 @@ class ServerOptionsTests(SynchronousTestCase):
     C{twistd uppercase} options.
     """
 
-    def parse(self, *argv: str) -> usage.Options:
+    def parse(self, *argv: str) -> _server_tap.ServerOptions:
         options = _server_tap.ServerOptions()
         options.parseOptions(list(argv))
         return options

@@ -7,6 +7,7 @@ reactor running), and its fallback when the fields are not there.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
@@ -29,7 +30,7 @@ from uppercase.testing import StreamTransport
 
 
 def socketTransport(
-    case: SynchronousTestCase, protocol: object = None
+    case: SynchronousTestCase, protocol: Any = None
 ) -> tuple[Connection, socket.socket]:
     """
     Twisted's TCP transport class on one end of a socketpair (on a memory
