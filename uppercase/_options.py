@@ -46,6 +46,9 @@ def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> N
     options[name] = value
 
 
+MODULE_COMMAND = "python -m uppercase"
+"""How L{uppercase.__main__} names itself (in C{sys.argv[0]})."""
+
 RUNNERS = ("twistd", "twist")
 """Twisted's runners, which take the plugin's name as a sub-command."""
 
@@ -53,9 +56,12 @@ RUNNERS = ("twistd", "twist")
 def commandName(tapname: str) -> str:
     """
     How the person typed the command that runs plugin C{tapname}: C{twist
-    uppercase} under Twisted's C{twist}, C{twistd uppercase} otherwise.
+    uppercase} under Twisted's C{twist}, C{python -m uppercase} for the
+    server run that way, C{twistd uppercase} otherwise.
     """
     program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if program == MODULE_COMMAND and tapname == "uppercase":
+        return MODULE_COMMAND
     runner = program if program in RUNNERS else "twistd"
     return f"{runner} {tapname}"
 

@@ -14,6 +14,8 @@ import sys
 
 from twisted.logger import ILogObserver, jsonFileLogObserver
 
+__all__ = ["stdout"]
+
 
 def stdout() -> ILogObserver:
     """

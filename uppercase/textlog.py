@@ -36,6 +36,15 @@ from twisted.logger import (
 )
 from twisted.python.logfile import LogFile
 
+__all__ = [
+    "ClassicTextFormat",
+    "logfile",
+    "reopenLogFiles",
+    "stdout",
+    "textLogObserver",
+    "useLogFile",
+]
+
 ROUNDS_UP = 1 - 1e-6
 """A fraction of a second above which L{formatTime} may round up to the
 next second (it formats a microsecond-rounded time)."""

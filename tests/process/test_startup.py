@@ -10,10 +10,11 @@ import os
 import signal
 import socket
 import tempfile
+from typing import Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._process import Server, Twist, listenBacklog, run, script
+from ._process import DEADLINE, Server, Twist, listenBacklog, run, script
 
 
 class PortInUseTests(SynchronousTestCase):
@@ -146,3 +147,47 @@ class BacklogTests(SynchronousTestCase):
                 self.assertEqual(listenBacklog(server.port), expected, listen)
             finally:
                 server.stop()
+
+
+class ModuleTests(SynchronousTestCase):
+    """
+    C{python -m uppercase} runs the server in the foreground, and
+    C{python -m uppercase client} the client.
+    """
+
+    def test_serverAndClient(self) -> None:
+        """
+        The server serves and its log says so; the client verifies its
+        replies against it; a usage error names C{python -m uppercase}.
+        """
+        import subprocess
+        import sys
+
+        server = ModuleServer("--listen", "tcp:0:interface=127.0.0.1")
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(r"UppercaseFactory.*starting on (\d+)").group(1))
+        result = run(
+            [sys.executable, "-m", "uppercase", "client", "-c", f"tcp:127.0.0.1:{port}", "-n", "2"]
+            + ["-i", "0"]
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
+        bad = subprocess.run(
+            [sys.executable, "-m", "uppercase", "--max-per-ip", "x"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        self.assertEqual(bad.returncode, 2)
+        self.assertTrue(bad.stderr.startswith("python -m uppercase: --max-per-ip"), bad.stderr)
+
+
+class ModuleServer(Twist):
+    """
+    C{python -m uppercase ARGS} in the background.
+    """
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "uppercase", *args]

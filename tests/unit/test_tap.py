@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from typing import Callable
 
@@ -14,8 +15,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _client_tap, _server_tap
-from uppercase._server_tap import CannotStart
-from uppercase._serversettings import DEFAULTS
+from uppercase._server_tap import CannotStart, ServerOptions
+from uppercase._serversettings import DEFAULTS, checkServerEndpoint
 from uppercase._signals import SignalHandling
 from uppercase.service import UppercaseService
 
@@ -122,6 +123,21 @@ class ServerOptionsTests(SynchronousTestCase):
         self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"])
         self.assertTrue(stderr.getvalue().startswith("twist uppercase: --max-per-ip"))
         self.assertIn("Try 'twist uppercase --help'", stderr.getvalue())
+
+    def test_helpExamplesParse(self) -> None:
+        """
+        Every endpoint the help shows that needs no files or sockets of its
+        own parses (TLS and systemd examples are run by the process tests,
+        with a certificate and with systemd's socket activator).
+        """
+        examples = re.findall(
+            r"(?:haproxy:)?(?:tcp6?|unix|ssl|systemd):[^,;)\s]+", ServerOptions.longdesc
+        )
+        self.assertGreaterEqual(len(examples), 7, examples)
+        for example in examples:
+            if example.startswith(("ssl:", "systemd:")):
+                continue
+            checkServerEndpoint(example)
 
     def test_version(self) -> None:
         """

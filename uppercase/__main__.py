@@ -1,0 +1,35 @@
+"""
+C{python -m uppercase [OPTIONS]}: the server in the foreground, as
+C{twistd -n --pidfile= uppercase [OPTIONS]} runs it (C{--help} lists the
+options).  C{python -m uppercase client [OPTIONS]}: the client, as
+C{uppercase-client [OPTIONS]}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Run the server or, after C{client}, the client, with C{argv} (the
+    command line's by default).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["client"]:
+        from ._client_cli import run as runClient
+
+        sys.argv = ["uppercase-client", *args[1:]]
+        runClient()
+        return
+    from twisted.scripts.twistd import run as runTwistd
+
+    from ._options import MODULE_COMMAND
+
+    sys.argv = [MODULE_COMMAND, "--nodaemon", "--pidfile=", "uppercase", *args]
+    runTwistd()
+
+
+if __name__ == "__main__":
+    main()
