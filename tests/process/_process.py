@@ -51,14 +51,17 @@ def closedPort() -> int:
         return s.getsockname()[1]
 
 
-def run(argv: Sequence[str], timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], timeout: float = DEADLINE, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """
-    Run a command to completion in a fresh folder, capturing its output.
+    Run a command to completion in C{cwd} (a fresh folder by default),
+    capturing its output.
     """
-    with tempfile.TemporaryDirectory() as cwd:
+    with tempfile.TemporaryDirectory() as fresh:
         return subprocess.run(
             list(argv),
-            cwd=cwd,
+            cwd=cwd or fresh,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -121,21 +121,6 @@ class ServerProcessTests(SynchronousTestCase):
         )
         self.assertEqual(client.wait(), 0)
 
-    def test_portInUse(self) -> None:
-        """
-        A second server on the same port ends at once with one line saying
-        the address is in use, and a non-zero status.
-        """
-        description = f"tcp:{self.server.port}:interface=127.0.0.1"
-        result = run(script("twistd") + ["-n", "--pidfile=", "uppercase", "-l", description])
-        self.assertNotEqual(result.returncode, 0)
-        # twistd -n sends what is written to stderr to its log, on stdout.
-        self.assertIn(
-            f"twistd uppercase: cannot listen on {description}: Address already in use",
-            result.stdout,
-        )
-        self.assertNotIn("Traceback", result.stdout + result.stderr)
-
     def test_sigtermStopsCleanly(self) -> None:
         """
         SIGTERM stops the server (twistd re-raises the signal to exit with
