@@ -224,11 +224,13 @@ class TCPLessonTests(TestCase):
     @inlineCallbacks
     def test_everythingOwedAtTheFinIsSent(self) -> Any:
         """
-        Step 3, half-close with much still to send: a client that sends 1 MiB
-        and then its FIN gets all 1 MiB back uppercased, every byte of it
-        before the server's FIN, although the server sees that FIN while
-        replies are still on their way (flow control holds back its reading
-        meanwhile).
+        Step 3, half-close with much to send back: a client that queues
+        1 MiB and its FIN behind it gets all 1 MiB back uppercased, every
+        byte of it before the server's FIN; both sides end with
+        L{ConnectionDone}, the server's last callbacks being
+        C{readConnectionLost} and then C{connectionLost}.  (Without
+        C{IHalfCloseableProtocol}, Twisted closes at the FIN and the replies
+        still in the server's write buffer are lost.)
         """
         message = b"abcdefghijklmnopqrstuvwxyz012345" * 32768
         peer = yield self.connect(Peer())
