@@ -1,36 +1,45 @@
 """
 The TCP lesson (docs/tcp-lesson.md), step by step, on real loopback sockets:
 which callback of our protocols sees each thing TCP does.
+
+The server side is the server's own protocol (L{uppercase.server.ServerProtocol},
+the echo of L{uppercase.echo.UppercaseProtocol} with its logging), recording
+the callbacks it sees; the client side is a bare half-closing peer (like
+C{nc -N}) or our L{uppercase.client.UppercaseClientProtocol}.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
+import os
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from uppercase.echo import UppercaseProtocol
+from uppercase.client import UppercaseClientProtocol
+from uppercase.server import ServerProtocol, UppercaseFactory
+
+from ._process import script
 
 
-class RecordingServerProtocol(UppercaseProtocol):
+class RecordingServerProtocol(ServerProtocol):
     """
-    The echo protocol, recording which callbacks it sees.
+    The server's protocol, recording which callbacks it sees.
     """
 
     factory: RecordingFactory
 
     def connectionMade(self) -> None:
-        self.factory.events.append(("connectionMade", self.transport.getPeer().port))
+        self.factory.events.append(("connectionMade", None))
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -47,27 +56,43 @@ class RecordingServerProtocol(UppercaseProtocol):
         self.factory.lost.callback(reason.type)
 
 
-class RecordingFactory(Factory):
+class RecordingFactory(UppercaseFactory):
     """
-    Builds L{RecordingServerProtocol}s and keeps what they record.
+    The server's factory (no idle timeout, so no timer outlives a test),
+    building L{RecordingServerProtocol}s and keeping what they record.
     """
-
-    protocol = RecordingServerProtocol
 
     def __init__(self) -> None:
+        super().__init__(reactor, logData=False, idleTimeout=0)
+        self.protocolClass = RecordingServerProtocol
         self.events: list[tuple[str, Any]] = []
         self.lost: Deferred[type] = Deferred()
+
+    def eventNames(self) -> list[str]:
+        """
+        The callbacks seen so far, in order, consecutive C{dataReceived}s as
+        one (TCP may deliver a write in any number of pieces).
+        """
+        names: list[str] = []
+        for name, _ in self.events:
+            if not (name == "dataReceived" and names and names[-1] == name):
+                names.append(name)
+        return names
 
 
 @implementer(IHalfCloseableProtocol)
 class Peer(Protocol):
     """
-    A client that collects what comes back and how the connection ends.
+    A client that collects what comes back and how the connection ends; at
+    the server's FIN it closes too, as C{nc -N} does.
+
+    @ivar receivedAtFin: what had arrived when the server's FIN did.
     """
+
+    receivedAtFin: bytes | None = None
 
     def __init__(self) -> None:
         self.received = b""
-        self.halfClosed = False
         self.made: Deferred[None] = Deferred()
         self.got: Deferred[bytes] = Deferred()
         self.lost: Deferred[type] = Deferred()
@@ -81,7 +106,7 @@ class Peer(Protocol):
             self.got.callback(self.received)
 
     def readConnectionLost(self) -> None:
-        self.halfClosed = True
+        self.receivedAtFin = self.received
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
@@ -89,6 +114,24 @@ class Peer(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.lost.callback(reason.type)
+
+
+class RecordingClientProtocol(UppercaseClientProtocol):
+    """
+    Our client, recording how its connection ended and what the server had
+    seen by then.
+    """
+
+    def __init__(self, server: RecordingFactory, **kwargs: Any) -> None:
+        super().__init__(b"hello", clock=reactor, **kwargs)
+        self.server = server
+        self.lostReason: type | None = None
+        self.serverSawAtLoss: list[str] = []
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self.lostReason = reason.type
+        self.serverSawAtLoss = self.server.eventNames()
+        super().connectionLost(reason)
 
 
 class TCPLessonTests(TestCase):
@@ -102,27 +145,33 @@ class TCPLessonTests(TestCase):
         self.factory = RecordingFactory()
         self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
+        self.logged: list[str] = []
 
-    def connect(self) -> Deferred[Peer]:
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "uppercase.server":
+                self.logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def connect(self, protocol: Protocol) -> Deferred[Any]:
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
-        return connectProtocol(endpoint, Peer())
-
-    def eventNames(self) -> list[str]:
-        return [name for name, _ in self.factory.events]
+        return connectProtocol(endpoint, protocol)
 
     @inlineCallbacks
     def test_handshakeIsConnectionMade(self) -> Any:
         """
         Step 1, the three-way handshake (SYN, SYN-ACK, ACK): it is over when
-        C{connectionMade} runs, on the client and on the server, which knows
-        the client's port.
+        C{connectionMade} runs, on the client and on the server, whose
+        C{connectionMade} logs the client's IP and port.
         """
-        peer = yield self.connect()
+        peer = yield self.connect(Peer())
         yield peer.made
         clientPort = peer.transport.getHost().port
         peer.transport.write(b"x\n")
         yield peer.got
-        self.assertEqual(self.factory.events[0], ("connectionMade", clientPort))
+        self.assertEqual(self.factory.events[0], ("connectionMade", None))
+        self.assertEqual(self.logged[0], f"Connection from 127.0.0.1 port {clientPort}")
         peer.transport.loseConnection()
         yield self.factory.lost
 
@@ -131,9 +180,10 @@ class TCPLessonTests(TestCase):
         """
         Step 2, data and ACKs: the bytes a peer writes arrive through
         C{dataReceived}, in order and complete, possibly in other pieces than
-        they were written; ACKs are the kernel's business and never seen.
+        they were written (here C{he}, C{llo}, C{\\n}), and come back
+        uppercased; ACKs are the kernel's business and never seen.
         """
-        peer = yield self.connect()
+        peer = yield self.connect(Peer())
         for piece in (b"he", b"llo", b"\n"):
             peer.transport.write(piece)
         reply = yield peer.got
@@ -144,66 +194,116 @@ class TCPLessonTests(TestCase):
         yield self.factory.lost
 
     @inlineCallbacks
-    def test_halfCloseIsReadConnectionLost(self) -> Any:
+    def test_finBeforeTheReplyIsReadConnectionLost(self) -> Any:
         """
-        Step 3, half-close: the client shuts down its sending side (a FIN);
-        the server sees C{readConnectionLost}, still sends what it owes, and
-        then closes (its FIN), which the client sees as C{readConnectionLost}
-        too.
+        Step 3, half-close, as C{nc -N} does it: the client's FIN follows its
+        data at once, before any reply.  The server sees C{dataReceived} and
+        then C{readConnectionLost}, still sends the whole reply, and only
+        then closes: its FIN arrives after the last byte of the reply, and
+        both sides end with L{ConnectionDone}, logged as a clean close.
         """
-        peer = yield self.connect()
-        peer.transport.write(b"bye\n")
+        peer = yield self.connect(Peer())
+        clientPort = peer.transport.getHost().port
+        peer.transport.write(b"hello\n")
         peer.transport.loseWriteConnection()
-        how = yield peer.lost
-        self.assertEqual(peer.received, b"BYE\n")
-        self.assertTrue(peer.halfClosed)
-        self.assertIs(how, ConnectionDone)
-        yield self.factory.lost
+        clientSide = yield peer.lost
+        serverSide = yield self.factory.lost
+        self.assertEqual(peer.receivedAtFin, b"HELLO\n")
+        self.assertEqual(peer.received, b"HELLO\n")
+        self.assertIs(clientSide, ConnectionDone)
+        self.assertIs(serverSide, ConnectionDone)
         self.assertEqual(
-            self.eventNames(),
+            self.factory.eventNames(),
             ["connectionMade", "dataReceived", "readConnectionLost", "connectionLost"],
+        )
+        self.assertEqual(
+            self.logged[-1],
+            f"Connection from 127.0.0.1:{clientPort} closed (6 bytes received)",
         )
 
     @inlineCallbacks
-    def test_fourWayCloseIsConnectionLost(self) -> Any:
+    def test_everythingOwedAtTheFinIsSent(self) -> Any:
         """
-        Step 4, the four-way close (FIN, ACK, FIN, ACK): both sides get
-        C{connectionLost} with L{ConnectionDone}, a clean end.
+        Step 3, half-close with much to send back: a client that queues
+        1 MiB and its FIN behind it gets all 1 MiB back uppercased, every
+        byte of it before the server's FIN; both sides end with
+        L{ConnectionDone}, the server's last callbacks being
+        C{readConnectionLost} and then C{connectionLost}.  (Without
+        C{IHalfCloseableProtocol}, Twisted closes at the FIN and the replies
+        still in the server's write buffer are lost.)
         """
-        peer = yield self.connect()
-        yield peer.made
-        peer.transport.loseConnection()
+        message = b"abcdefghijklmnopqrstuvwxyz012345" * 32768
+        peer = yield self.connect(Peer())
+        peer.transport.write(message)
+        peer.transport.loseWriteConnection()
         clientSide = yield peer.lost
         serverSide = yield self.factory.lost
+        self.assertEqual(len(peer.receivedAtFin or b""), len(message))
+        self.assertEqual(peer.receivedAtFin, message.upper())
         self.assertIs(clientSide, ConnectionDone)
         self.assertIs(serverSide, ConnectionDone)
+        self.assertEqual(self.factory.eventNames()[-2:], ["readConnectionLost", "connectionLost"])
+
+    @inlineCallbacks
+    def test_clientCloseIsConnectionLost(self) -> Any:
+        """
+        Step 4, the close, as our client does it after its last reply: a
+        full close (C{loseConnection}), not a half-close.  The client's
+        C{connectionLost} runs with L{ConnectionDone} as soon as its FIN is
+        out, before the server has even seen that FIN; the server then sees
+        the FIN as C{readConnectionLost}, closes its side, and gets
+        C{connectionLost} with L{ConnectionDone}, logged as a clean close.
+        """
+        client = RecordingClientProtocol(self.factory, count=2, interval=0)
+        yield self.connect(client)
+        result = yield client.done
+        self.assertIsNone(result)
+        self.assertEqual(client.verified, 2)
+        self.assertIs(client.lostReason, ConnectionDone)
+        self.assertEqual(client.serverSawAtLoss, ["connectionMade", "dataReceived"])
+        serverSide = yield self.factory.lost
+        self.assertIs(serverSide, ConnectionDone)
+        self.assertEqual(
+            self.factory.eventNames(),
+            ["connectionMade", "dataReceived", "readConnectionLost", "connectionLost"],
+        )
+        self.assertTrue(self.logged[-1].endswith(" closed (12 bytes received)"), self.logged)
 
     @inlineCallbacks
     def test_resetIsConnectionLostNotDone(self) -> Any:
         """
-        Step 5, a reset (RST): the server's C{connectionLost} gets
-        L{ConnectionLost}, not L{ConnectionDone}.
+        Step 5, a reset: a client that aborts (its socket closed with
+        C{SO_LINGER} 0, so a RST and no FIN) makes the server's
+        C{connectionLost} get L{ConnectionLost}, not L{ConnectionDone}; the
+        server logs the loss with its reason and forgets the connection.
         """
-        peer = yield self.connect()
-        yield peer.made
-        handle = peer.transport.getHandle()
-        handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        peer.transport.loseConnection()
+        peer = yield self.connect(Peer())
+        peer.transport.write(b"x\n")
+        yield peer.got
+        peer.transport.abortConnection()
         serverSide = yield self.factory.lost
         self.assertTrue(issubclass(serverSide, ConnectionLost), serverSide)
+        self.assertNotIn("readConnectionLost", self.factory.eventNames())
+        self.assertRegex(
+            self.logged[-1],
+            r"^Connection from 127\.0\.0\.1:\d+ lost: .*non-clean fashion.* \(2 bytes received\)$",
+        )
+        self.assertEqual(self.factory.connections, set())
 
     @inlineCallbacks
     def test_refusedIsAFailedConnect(self) -> Any:
         """
-        Step 6, nothing listening: the SYN is answered with a RST and the
-        connection attempt fails with L{ConnectionRefusedError}; no protocol
-        callback runs at all.
+        Step 6, nothing listening: the installed C{uppercase-client}, sent a
+        RST for its SYN, says C{cannot connect to ...: Connection refused}
+        in one line on standard error, prints nothing else, and exits 1.
         """
         portNumber = self.port.getHost().port
         yield self.port.stopListening()
-        peer = Peer()
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", portNumber)
-        with self.assertRaises(ConnectionRefusedError):
-            yield connectProtocol(endpoint, peer)
-        self.assertFalse(peer.made.called)
+        endpoint = f"tcp:127.0.0.1:{portNumber}"
+        [command, *_] = script("uppercase-client")
+        out, err, code = yield getProcessOutputAndValue(
+            command, ["-c", endpoint], env=dict(os.environ)
+        )
+        expected = f"uppercase-client: cannot connect to {endpoint}: Connection refused\n"
+        self.assertEqual((out, err.decode(), code), (b"", expected, 1))
         self.assertEqual(self.factory.events, [])
