@@ -79,12 +79,16 @@ class IdleSweeper:
     def _sweep(self) -> None:
         self._call = None
         now = self._clock.seconds()
+        # Activity seen now happened after the previous sweep: stamping it
+        # with this sweep's due time (not the moment the reactor got round
+        # to it) keeps the close on the sweep a whole timeout later.
+        stamp = min(self._due, now)
         idle = []
         for connection, seen in self._watched.items():
             activity = connection.activity()
             if activity != seen[0]:
                 seen[0] = activity
-                seen[1] = now
+                seen[1] = stamp
             elif now - seen[1] >= self._timeout:
                 idle.append((connection, now - seen[1]))
         for connection, seconds in idle:

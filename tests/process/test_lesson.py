@@ -11,16 +11,17 @@ C{nc -N}) or our L{uppercase.client.UppercaseClientProtocol}.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.internet.protocol import Protocol
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -53,7 +54,7 @@ class RecordingServerProtocol(ServerProtocol):
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.factory.events.append(("connectionLost", reason.type))
         super().connectionLost(reason)
-        self.factory.lost.callback(reason.type)
+        self.factory.lost.callback(cast(type, reason.type))
 
 
 class RecordingFactory(UppercaseFactory):
@@ -113,7 +114,7 @@ class Peer(Protocol):
         pass
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        self.lost.callback(reason.type)
+        self.lost.callback(cast(type, reason.type))
 
 
 class RecordingClientProtocol(UppercaseClientProtocol):
@@ -134,6 +135,15 @@ class RecordingClientProtocol(UppercaseClientProtocol):
         super().connectionLost(reason)
 
 
+def portOf(port: IListeningPort) -> int:
+    """
+    The TCP port number a listening port is bound to.
+    """
+    address = port.getHost()
+    assert isinstance(address, IPv4Address)
+    return address.port
+
+
 class TCPLessonTests(TestCase):
     """
     Each step of the lesson, demonstrated.
@@ -147,7 +157,8 @@ class TCPLessonTests(TestCase):
         self.addCleanup(self.port.stopListening)
         self.logged: list[str] = []
 
-        def observe(event: dict[str, Any]) -> None:
+        @implementer(ILogObserver)
+        def observe(event: LogEvent) -> None:
             if event.get("log_namespace") == "uppercase.server":
                 self.logged.append(formatEvent(event))
 
@@ -155,7 +166,7 @@ class TCPLessonTests(TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
     def connect(self, protocol: Protocol) -> Deferred[Any]:
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", portOf(self.port))
         return connectProtocol(endpoint, protocol)
 
     @inlineCallbacks
@@ -295,9 +306,10 @@ class TCPLessonTests(TestCase):
         """
         Step 6, nothing listening: the installed C{uppercase-client}, sent a
         RST for its SYN, says C{cannot connect to ...: Connection refused}
-        in one line on standard error, prints nothing else, and exits 1.
+        in one line on standard error, after its summary (nothing sent) on
+        standard output, and exits 1.
         """
-        portNumber = self.port.getHost().port
+        portNumber = portOf(self.port)
         yield self.port.stopListening()
         endpoint = f"tcp:127.0.0.1:{portNumber}"
         [command, *_] = script("uppercase-client")
@@ -305,5 +317,7 @@ class TCPLessonTests(TestCase):
             command, ["-c", endpoint], env=dict(os.environ)
         )
         expected = f"uppercase-client: cannot connect to {endpoint}: Connection refused\n"
-        self.assertEqual((out, err.decode(), code), (b"", expected, 1))
+        self.assertEqual(
+            (out, err.decode(), code), (b"0 sent, 0 received, 0 verified\n", expected, 1)
+        )
         self.assertEqual(self.factory.events, [])

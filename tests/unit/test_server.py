@@ -231,6 +231,21 @@ class IdleTimeoutTests(SynchronousTestCase):
         clock.advance(3.5)
         self.assertTrue(transport.disconnected)
 
+    def test_lateSweepsDoNotDelayTheClose(self) -> None:
+        """
+        A reactor that runs each sweep a little late (as real ones do) still
+        closes within 1.25 timeouts of the last activity.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=1)
+        _, transport = connectServer(factory)
+        transport.receive(b"x")
+        late = [0.003, 0.001, 0.001, 0.001, 0.001, 0.001, 0.001]
+        while not transport.writeDisconnecting:
+            [sweep] = clock.getDelayedCalls()
+            clock.advance(sweep.getTime() - clock.seconds() + late.pop(0))
+        self.assertLessEqual(clock.seconds(), 1.25 + 0.001)
+
     def test_activeConnectionKept(self) -> None:
         """
         A connection that sends something every 90 seconds is never closed.
