@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import typing
 from io import BytesIO
-from typing import Any, Iterator, Sized
+from typing import Any, Iterator, Sequence, Sized
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -124,13 +124,15 @@ class ServerCollector:
         yield CounterMetricFamily("uppercase_bytes_sent", "Bytes sent back to clients.", value=sent)
 
 
-def metricsRegistry(factory: ServerState) -> CollectorRegistry:
+def metricsRegistry(factory: ServerState, collectors: Sequence[Any] = ()) -> CollectorRegistry:
     """
-    A registry with the server's metrics and the process's own (CPU, memory,
-    open descriptors).
+    A registry with the server's metrics, any other C{collectors}, and the
+    process's own (CPU, memory, open descriptors).
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(factory))
+    for collector in collectors:
+        registry.register(collector)
     ProcessCollector(registry=registry)
     return registry
 
@@ -326,6 +328,7 @@ def metricsFactory(
     *,
     maxConnections: int = METRICS_MAX_CONNECTIONS,
     requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+    collectors: Sequence[Any] = (),
 ) -> IProtocolFactory:
     """
     The factory to listen with for C{--metrics}: the metrics of C{factory}
@@ -335,7 +338,7 @@ def metricsFactory(
     @param clock: the reactor's time, for the deadlines and the refusal log.
     """
     root = NothingElse()
-    root.putChild(b"metrics", MetricsPage(metricsRegistry(factory)))
+    root.putChild(b"metrics", MetricsPage(metricsRegistry(factory, collectors)))
     refusals = RefusalLog(clock)
     site = MetricsSite(root, refusals, clock)
     return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)

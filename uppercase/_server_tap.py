@@ -6,8 +6,10 @@ L{uppercase.service.UppercaseService}).
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 import sys
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -16,6 +18,7 @@ from twisted.python import usage
 from ._options import commandName, oneLineErrors, preferFastTextLog
 from ._serversettings import DEFAULTS, ServerSettings, checkServerEndpoint
 from ._signals import SignalHandling
+from ._worker import WorkerControl, WorkerSpec
 from .server import UppercaseFactory
 from .service import ListenError, UppercaseService
 
@@ -90,17 +93,25 @@ class ServerCommand(MultiService):
     expect (L{uppercase._signals}), and a failure to listen reported as one
     line on standard error (the log has it too) and a non-zero exit status,
     under C{twistd -n}, C{twistd} (through its start-up report) and C{twist}.
+
+    @param server: the service that listens (raising L{ListenError}).
+    @param cutShort: what a second stopping signal does.
+    @param handlers: what other signals do, by name (see L{SignalHandling}).
     """
 
-    def __init__(self, server: UppercaseService, reactor: Any) -> None:
+    def __init__(
+        self,
+        server: Any,
+        reactor: Any,
+        cutShort: Callable[[str], None],
+        handlers: Mapping[str, Callable[[], object]] | None = None,
+    ) -> None:
         super().__init__()
         from . import textlog
 
         self.server = server
         server.setServiceParent(self)
-        SignalHandling(reactor, server.factory.abortAll, textlog.reopenLogFiles).setServiceParent(
-            self
-        )
+        SignalHandling(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -138,15 +149,11 @@ class ServerCommand(MultiService):
         return error
 
 
-def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
+def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
     """
-    Build the server's service from parsed options; nothing listens until it
-    is started.
+    The server's factory, as C{settings} say.
     """
-    if reactor is None:
-        from twisted.internet import reactor
-    settings = config.settings
-    factory = UppercaseFactory(
+    return UppercaseFactory(
         reactor,
         logData=settings.logData,
         idleTimeout=settings.idleTimeout,
@@ -155,6 +162,23 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         maxPending=settings.maxPendingHeaders,
         closeTimeout=settings.shutdownTimeout,
     )
+
+
+def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
+    """
+    Build the server's service from parsed options; nothing listens until it
+    is started.  With C{--workers N} (N > 1) that is a supervisor of N
+    workers (L{uppercase.supervisor}); in a worker, the worker's server.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    settings = config.settings
+    spec = WorkerSpec.fromEnvironment()
+    if spec is not None:
+        return workerCommand(settings, spec, reactor)
+    if settings.workers > 1:
+        return supervisorCommand(settings, reactor, getattr(config, "parent", None))
+    factory = makeFactory(settings, reactor)
     server = UppercaseService(
         factory,
         settings.listen,
@@ -162,4 +186,123 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         shutdownTimeout=settings.shutdownTimeout,
         metrics=settings.metrics,
     )
-    return ServerCommand(server, reactor)
+    return ServerCommand(server, reactor, factory.abortAll)
+
+
+def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> ServerCommand:
+    """
+    A worker's server: on the sockets its supervisor passed, reporting to
+    it (L{uppercase._worker}).
+    """
+    factory = makeFactory(settings, reactor)
+    server = UppercaseService(
+        factory,
+        settings.listen,
+        reactor,
+        shutdownTimeout=settings.shutdownTimeout,
+        inherited=spec.sockets,
+    )
+
+    def retire() -> None:
+        log.info(
+            "Retiring: accepting no more connections; {count} open ones may end by themselves "
+            "within {timeout:g} s",
+            count=len(factory.connections),
+            timeout=settings.shutdownTimeout,
+        )
+        server.stopListening()
+        waiting = factory.allClosed()
+        waiting.addTimeout(settings.shutdownTimeout, reactor)
+        waiting.addBoth(lambda _: reactor.stop())
+
+    control = WorkerControl(
+        spec,
+        factory,
+        reactor,
+        lambda fd, f: reactor.adoptStreamConnection(fd, socket.AF_UNIX, f),
+        retire,
+        reactor.stop,
+    )
+    command = ServerCommand(server, reactor, factory.abortAll)
+    control.setServiceParent(command)
+    stopping = command.stopService
+
+    def stopThenReport() -> Any:
+        def report(result: object) -> object:
+            control.finalReport()
+            return result
+
+        return stopping().addBoth(report)
+
+    command.stopService = stopThenReport  # type: ignore[method-assign]
+    return command
+
+
+def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> ServerCommand:
+    """
+    A supervisor of C{settings.workers} workers, and its metrics site.
+    """
+    from . import jsonlog
+    from ._exitstatus import exitWithStatusAtExit
+    from .supervisor import Supervisor, workerShare
+
+    count = settings.workers
+    share = dataclasses.replace(
+        settings,
+        maxConnections=workerShare(settings.maxConnections, count),
+        maxPendingHeaders=workerShare(settings.maxPendingHeaders, count),
+        workers=1,
+        metrics=None,
+    )
+    workerArgs = share.toArgv()
+    for description in settings.listen:
+        workerArgs += ["--listen", description]
+    if not settings.logData:
+        workerArgs.append("--quiet")
+    logger = twistd.get("logger") if twistd is not None else None
+    observer = "jsonlog" if logger is jsonlog.stdout else "textlog"
+    twistdArgs = [f"--logger=uppercase.{observer}.worker"]
+    name = reactorName(reactor)
+    if name is not None:
+        twistdArgs.append(f"--reactor={name}")
+    supervisor = Supervisor(
+        settings.listen,
+        count,
+        reactor,
+        workerArgs,
+        twistdArgs,
+        shutdownTimeout=settings.shutdownTimeout,
+        onGiveUp=lambda why: giveUp(reactor, exitWithStatusAtExit),
+    )
+    command = ServerCommand(supervisor, reactor, supervisor.cutShort, {"SIGHUP": supervisor.reload})
+    if settings.metrics is not None:
+        from twisted.application import strports
+
+        from ._metrics import metricsFactory
+        from .supervisor import WorkerCollector
+
+        site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
+        strports.service(settings.metrics, site, reactor=reactor).setServiceParent(command)
+    return command
+
+
+def giveUp(reactor: Any, exitWith: Callable[[int], None]) -> None:
+    """
+    End the process with status 1 (no worker could start).
+    """
+    exitWith(1)
+    if reactor.running:
+        reactor.stop()
+
+
+def reactorName(reactor: Any) -> str | None:
+    """
+    The name C{twistd --reactor} knows C{reactor}'s kind by, if any.
+    """
+    from twisted.application.reactors import getReactorTypes
+
+    module = type(reactor).__module__
+    for kind in getReactorTypes():
+        if getattr(kind, "moduleName", None) == module:
+            return str(kind.shortName)
+    return None

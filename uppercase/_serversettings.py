@@ -7,8 +7,9 @@ take their defaults from L{DEFAULTS}.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Callable, Tuple
 
 from twisted.python import usage
 
@@ -35,6 +36,31 @@ def checkServerEndpoint(description: str, option: str = "--listen") -> None:
         serverFromString(reactor, endpoint)
     except Exception as e:
         raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
+
+
+def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int:
+    """
+    The number of workers C{--workers} asks for: a whole number from 1, or
+    C{auto} for one per CPU.
+
+    @raise ValueError: for anything else.
+    """
+    if str(text).strip().lower() == "auto":
+        return max(cpus() or 1, 1)
+    value = int(str(text).strip(), 10)
+    if value < 1:
+        raise ValueError("at least 1")
+    return value
+
+
+def _checkWorkers(options: usage.Options, name: str) -> None:
+    raw = options[name]
+    try:
+        options[name] = workerCount(raw)
+    except ValueError:
+        raise usage.UsageError(
+            f"--{name} must be a whole number from 1, or auto, not {raw!r}"
+        ) from None
 
 
 def _checkMetrics(options: usage.Options, name: str) -> None:
@@ -89,6 +115,14 @@ class ServerSettings(Settings):
         checkSeconds,
         showSeconds,
         name="shutdown-timeout",
+    )
+    workers: int = setting(
+        1,
+        None,
+        "Worker processes, each a whole server serving every --listen (auto: one per CPU; "
+        "1: this process alone).",
+        _checkWorkers,
+        name="workers",
     )
     metrics: str | None = setting(
         None,

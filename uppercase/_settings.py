@@ -101,6 +101,22 @@ class Settings:
             values[f.name] = options[name]
         return cls(**values)
 
+    def toArgv(self) -> list[str]:
+        """
+        The command-line options that give these settings (the ones that
+        are plain options), each as C{--name value}.
+        """
+        return _argv(self)
+
+
+def _argv(settings: Settings) -> list[str]:
+    argv: list[str] = []
+    for f, spec in _specs(type(settings)):
+        value = getattr(settings, f.name)
+        if value is not None:
+            argv += [f"--{spec.name or f.name}", spec.show(value)]
+    return argv
+
 
 def _specs(cls: type[Settings]) -> list[tuple[Any, OptionSpec]]:
     return [(f, f.metadata["option"]) for f in fields(cls) if "option" in f.metadata]  # type: ignore[arg-type]

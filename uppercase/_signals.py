@@ -9,7 +9,8 @@ Signals, as operators of twistd and of the servers they know expect them.
   rotate it as twistd does; logged either way.
 - C{SIGHUP} (a closed terminal, or a reload request) and C{SIGUSR2}: logged,
   and otherwise ignored, where by default they would kill the process and
-  drop every connection.  (C{--workers} gives C{SIGHUP} its reload meaning.)
+  drop every connection -- unless the command gives them a meaning
+  (C{--workers} makes C{SIGHUP} a reload).
 
 The handlers are installed once the reactor runs (after its own), by a
 service that only the command-line layer adds: a library embedding
@@ -19,7 +20,7 @@ L{uppercase.service.UppercaseService} keeps its own signal handling.
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -40,7 +41,8 @@ class SignalHandling(Service):
         signal: abort what the graceful stop is still waiting for.
     @param reopenLogs: called on C{SIGUSR1}; returns what it did, one entry
         per log file (empty when logging to standard output).
-    @param onReload: called on C{SIGHUP} instead of logging it as ignored.
+    @param handlers: what to call, by signal name (C{"SIGHUP"},
+        C{"SIGUSR2"}), instead of logging the signal as ignored.
     """
 
     def __init__(
@@ -48,12 +50,12 @@ class SignalHandling(Service):
         reactor: Any,
         cutShort: Callable[[str], None],
         reopenLogs: Callable[[], list[str]],
-        onReload: Callable[[], None] | None = None,
+        handlers: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         self._reactor = reactor
         self._cutShort = cutShort
         self._reopenLogs = reopenLogs
-        self._onReload = onReload
+        self._handlers = dict(handlers or {})
         self._stopping = False
         self._installed: dict[int, Any] = {}
 
@@ -122,8 +124,10 @@ class SignalHandling(Service):
 
     def _other(self, number: int) -> None:
         name = signal.Signals(number).name
-        if number == getattr(signal, "SIGHUP", None) and self._onReload is not None:
-            self._onReload()
+        handler = self._handlers.get(name)
+        if handler is not None:
+            log.info("Received {signal}", signal=name)
+            handler()
             return
         log.info("Received {signal}: ignored", signal=name)
 

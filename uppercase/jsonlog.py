@@ -11,10 +11,31 @@ back with L{twisted.logger.eventsFromJSONLogFile} or any JSON tool.
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
-from twisted.logger import ILogObserver, jsonFileLogObserver
+from twisted.logger import FileLogObserver, ILogObserver, LogEvent, eventAsJSON
 
-__all__ = ["stdout"]
+from .textlog import RAW
+
+__all__ = ["stdout", "worker"]
+
+
+def jsonLines(extra: dict[str, object] | None = None) -> Callable[[LogEvent], str]:
+    """
+    Format an event as one line of JSON (with C{extra} fields added), as
+    L{twisted.logger.jsonFileLogObserver} does; an event carrying
+    L{uppercase.textlog.RAW} (lines a worker wrote) as it is.
+    """
+
+    def format(event: LogEvent) -> str:
+        raw = event.get(RAW)
+        if raw is not None:
+            return str(raw)
+        if extra:
+            event = {**event, **extra}
+        return eventAsJSON(event) + "\n"
+
+    return format
 
 
 def stdout() -> ILogObserver:
@@ -22,4 +43,15 @@ def stdout() -> ILogObserver:
     An observer writing JSON lines to standard output (a log observer
     factory for C{twistd --logger}).
     """
-    return jsonFileLogObserver(sys.stdout, recordSeparator="")
+    return FileLogObserver(sys.stdout, jsonLines())
+
+
+def worker() -> ILogObserver:
+    """
+    For a worker of C{--workers N}: JSON lines to standard output (its
+    supervisor relays them), each with a C{worker} field.
+    """
+    from ._worker import WorkerSpec
+
+    spec = WorkerSpec.fromEnvironment()
+    return FileLogObserver(sys.stdout, jsonLines({"worker": spec.worker} if spec else None))

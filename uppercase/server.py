@@ -290,6 +290,17 @@ class UppercaseFactory(ServerFactory):
             sent += protocol.echoed
         return received, sent
 
+    def allClosed(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once no connection is open (at once if none
+        is).
+        """
+        if not self.connections:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._closeWaiters.append(waiter)
+        return waiter
+
     def shutdown(self, timeout: float) -> Deferred[None]:
         """
         Refuse new connections, close every open one gracefully (see
@@ -310,8 +321,7 @@ class UppercaseFactory(ServerFactory):
             protocol.finish()
         if not self.connections:
             return succeed(None)
-        allClosed: Deferred[None] = Deferred()
-        self._closeWaiters.append(allClosed)
+        allClosed = self.allClosed()
         deadline = self.clock.callLater(timeout, self.abortAll, "at the shutdown timeout")
 
         def cancelDeadline(result: object) -> object:

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from . import __version__
 from ._endpoints import PROXY_PREFIX, splitFields, systemdSocketProblem, withDefaultBacklog
 from ._fdlimit import LimitAccess, connectionCapacity
+from ._listeners import SocketAdopter, workerDescription
 from ._serversettings import DEFAULTS
 from .proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
@@ -94,10 +95,15 @@ class ListenError(Exception):
         return f"cannot listen on {self.description}: {self.reason}"
 
 
-def _reasonOf(error: Exception) -> str:
+def reasonOf(error: Exception) -> str:
+    """
+    Why listening failed, in a few words (C{Address already in use}).
+    """
     if isinstance(error, CannotListenError):
         socketError = error.socketError
         return str(getattr(socketError, "strerror", None) or socketError)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
     return str(error) or type(error).__name__
 
 
@@ -123,6 +129,9 @@ class UppercaseService(MultiService):
         C{/metrics}, or L{None}.
     @param fdLimits: C{(getrlimit, setrlimit, RLIM_INFINITY)} for the
         descriptor limit; the process's own by default.
+    @param inherited: for a worker of a supervisor (L{uppercase.supervisor}),
+        one listening socket per description, made by the supervisor: each
+        description listens on its socket instead of binding one.
     """
 
     def __init__(
@@ -134,6 +143,7 @@ class UppercaseService(MultiService):
         shutdownTimeout: float = DEFAULTS.shutdownTimeout,
         metrics: str | None = None,
         fdLimits: LimitAccess | None = None,
+        inherited: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
@@ -144,13 +154,20 @@ class UppercaseService(MultiService):
         self._reactor: IReactorTime = reactor
         self._listeners: list[tuple[str, IService]] = []
         self._listening = False
-        for description in self.descriptions:
+        self._inherited = inherited is not None
+        if inherited is not None and len(inherited) != len(self.descriptions):
+            raise ValueError("one inherited socket per endpoint is needed")
+        for index, description in enumerate(self.descriptions):
             endpoint = withDefaultBacklog(description)
             listenFactory: IProtocolFactory = factory
             if endpoint.startswith(PROXY_PREFIX):
                 endpoint = endpoint[len(PROXY_PREFIX) :]
                 listenFactory = ProxyHeaderFactory(factory, reactor, limit=factory.admission)
-            self._listen(description, endpoint, listenFactory, reactor)
+            listenReactor = reactor
+            if inherited is not None:
+                endpoint = workerDescription(endpoint)
+                listenReactor = SocketAdopter(reactor, [inherited[index]])
+            self._listen(description, endpoint, listenFactory, listenReactor)
         self.metricsConnections = 0
         if metrics is not None:
             from ._metrics import METRICS_MAX_CONNECTIONS, metricsFactory
@@ -217,14 +234,14 @@ class UppercaseService(MultiService):
         self.fitDescriptorLimit()
         started: list[IService] = []
         for description, listener in self._listeners:
-            problem = systemdSocketProblem(description)
+            problem = None if self._inherited else systemdSocketProblem(description)
             try:
                 if problem is not None:
                     raise ListenError(description, problem)
                 try:
                     listener.privilegedStartService()
                 except Exception as e:
-                    raise ListenError(description, _reasonOf(e)) from None
+                    raise ListenError(description, reasonOf(e)) from None
             except ListenError:
                 for other in started:
                     other.stopService()
@@ -248,6 +265,14 @@ class UppercaseService(MultiService):
         )
         if self.metrics is not None:
             log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)
+
+    def stopListening(self) -> Deferred[Any]:
+        """
+        Stop accepting new connections; the open ones go on.
+
+        @return: a L{Deferred} that fires once every listener is closed.
+        """
+        return gatherResults([listener.stopService() for _, listener in self._listeners])
 
     def stopService(self) -> Deferred[Any]:
         """

@@ -43,6 +43,7 @@ __all__ = [
     "stdout",
     "textLogObserver",
     "useLogFile",
+    "worker",
 ]
 
 ROUNDS_UP = 1 - 1e-6
@@ -50,16 +51,24 @@ ROUNDS_UP = 1 - 1e-6
 next second (it formats a microsecond-rounded time)."""
 
 
+RAW = "uppercase_raw"
+"""An event with this key is lines already formatted (a worker's, relayed by
+its supervisor): they are written as they are."""
+
+
 class ClassicTextFormat:
     """
     Format events exactly as L{formatEventAsClassicLogText} does:
     C{"{timestamp} [{namespace}#{level}] {message}\\n"}, or L{None} for an
-    event with no text.
+    event with no text; with C{prefix}, that goes after the timestamp (a
+    worker's C{"[worker 2] "}).  An event carrying L{RAW} is written as it
+    is.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self._second: float | None = None
         self._stamp = ""
+        self._prefix = prefix
 
     def formatTime(self, when: float | None) -> str:
         """
@@ -77,9 +86,15 @@ class ClassicTextFormat:
         return self._stamp
 
     def __call__(self, event: LogEvent) -> str | None:
+        raw = event.get(RAW)
+        if raw is not None:
+            return str(raw)
         line = self._plainLine(event)
         if line is None:
-            return formatEventAsClassicLogText(event, formatTime=self.formatTime)
+            line = formatEventAsClassicLogText(event, formatTime=self.formatTime)
+            if line and self._prefix:
+                stamp, rest = line.split(" ", 1)
+                line = f"{stamp} {self._prefix}{rest}"
         return line or None
 
     def _plainLine(self, event: LogEvent) -> str | None:
@@ -106,7 +121,7 @@ class ClassicTextFormat:
         if not message:
             return ""
         stamp = self.formatTime(event.get("log_time"))
-        line = f"{stamp} [{event.get('log_namespace', '-')}#{level.name}] {message}"
+        line = f"{stamp} {self._prefix}[{event.get('log_namespace', '-')}#{level.name}] {message}"
         return line.replace("\n", "\n\t") + "\n"
 
 
@@ -124,6 +139,18 @@ def stdout() -> ILogObserver:
     factory for C{twistd --logger}).
     """
     return textLogObserver(sys.stdout)
+
+
+def worker() -> ILogObserver:
+    """
+    For a worker of C{--workers N}: text lines to standard output (its
+    supervisor relays them), each saying which worker wrote it.
+    """
+    from ._worker import WorkerSpec
+
+    spec = WorkerSpec.fromEnvironment()
+    prefix = f"[worker {spec.worker}] " if spec is not None else ""
+    return FileLogObserver(sys.stdout, ClassicTextFormat(prefix))
 
 
 class _LogFilePath:

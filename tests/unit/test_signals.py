@@ -143,11 +143,11 @@ class SignalTests(SynchronousTestCase):
 
     def test_reloadHook(self) -> None:
         """
-        With a reload hook, SIGHUP calls it instead of being ignored.
+        With a handler for it, SIGHUP calls it instead of being ignored.
         """
         reloads: list[int] = []
         handling = SignalHandling(
-            self.reactor, self.cut.append, list, onReload=lambda: reloads.append(1)
+            self.reactor, self.cut.append, list, {"SIGHUP": lambda: reloads.append(1)}
         )
         handling.install()
         self.addCleanup(handling.uninstall)

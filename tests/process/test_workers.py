@@ -1,0 +1,355 @@
+"""
+C{twistd -n uppercase --workers N}, the real processes: balance, supervision,
+graceful stop, reload under load, one metrics view, limits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import Callable
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ..unit.test_metrics import sample
+from ._process import DEADLINE, Twistd, receiveAll
+from .test_robustness import poll
+from .test_shutdown import CLOSE_LINE, Sender
+
+
+class Workers(Twistd):
+    """
+    C{twistd -n uppercase --workers N} on a free loopback port, with metrics.
+    """
+
+    def __init__(self, count: int, *args: str, env: dict[str, str] | None = None) -> None:
+        self._env = env
+        super().__init__(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            str(count),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+            *args,
+        )
+        self.count = count
+
+    def started(self) -> Workers:
+        """
+        Wait until every worker serves; learn the ports.
+        """
+        for n in range(1, self.count + 1):
+            self.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        self.port = int(self.waitFor(r"\[worker 1\] .*UppercaseFactory starting on (\d+)").group(1))
+        self.metricsPort = int(self.waitFor(r"MetricsSite starting on (\d+)").group(1))
+        return self
+
+    def pid(self, worker: int) -> int:
+        """
+        The pid of the latest process started for C{worker}.
+        """
+        return int(re.findall(rf"Started worker {worker} \(pid (\d+)\)", self.output)[-1])
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
+
+    def metrics(self) -> bytes:
+        url = f"http://127.0.0.1:{self.metricsPort}/metrics"
+        with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+            return response.read()
+
+    def workerOf(self, clientPort: int) -> int:
+        """
+        Which worker logged the connection from C{clientPort}.
+        """
+        match = self.waitFor(rf"\[worker (\d+)\] .*Connection from 127\.0\.0\.1 port {clientPort}$")
+        return int(match.group(1))
+
+
+def exchange(s: socket.socket, message: bytes) -> bool:
+    s.sendall(message)
+    received = b""
+    while len(received) < len(message):
+        chunk = s.recv(len(message) - len(received))
+        if not chunk:
+            return False
+        received += chunk
+    return received == message.upper()
+
+
+class Load:
+    """
+    Clients in threads, each connecting, sending a message, half-closing and
+    checking the whole reply, over and over, until stopped.
+    """
+
+    def __init__(self, port: int, threads: int = 6) -> None:
+        self.port = port
+        self.verified = 0
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, i: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            message = f"client {i} message {n}\n".encode() * 20
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE) as s:
+                    s.sendall(message)
+                    s.shutdown(socket.SHUT_WR)
+                    reply = receiveAll(s)
+                ok, error = reply == message.upper(), f"wrong reply ({len(reply)} bytes)"
+            except OSError as e:
+                ok, error = False, repr(e)
+            with self._lock:
+                if ok:
+                    self.verified += 1
+                else:
+                    self.errors.append(error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(DEADLINE)
+
+
+class BalanceTests(SynchronousTestCase):
+    """
+    Connections spread evenly over the workers.
+    """
+
+    def balance(self, count: int, connections: int = 1000) -> list[float]:
+        server = Workers(count)
+        self.addCleanup(server.stop)
+        server.started()
+        for _ in range(connections):
+            with server.connect() as s:
+                self.assertTrue(exchange(s, b"x\n"))
+        text = b""
+
+        def counted() -> bool:
+            nonlocal text
+            text = server.metrics()
+            return sample(text, "uppercase_connections_total") == connections
+
+        self.assertTrue(poll(counted), text.decode())
+        shares = [
+            sample(text, f'uppercase_worker_connections_total{{worker="{n}"}}') / connections
+            for n in range(1, count + 1)
+        ]
+        return shares
+
+    def test_twoWorkers(self) -> None:
+        """
+        1,000 connections over 2 workers: each gets at least 35% of them.
+        """
+        shares = self.balance(2)
+        self.assertGreaterEqual(min(shares), 0.35, shares)
+
+    def test_fourWorkers(self) -> None:
+        """
+        1,000 connections over 4 workers: each gets at least 15% of them.
+        """
+        shares = self.balance(4)
+        self.assertGreaterEqual(min(shares), 0.15, shares)
+
+
+class SupervisionTests(SynchronousTestCase):
+    """
+    A dead worker is replaced; the others go on serving.
+    """
+
+    def test_sigkillUnderLoad(self) -> None:
+        """
+        Twenty open connections spread over two workers; worker 1 is killed
+        with SIGKILL: every connection on worker 2 still echoes, the kill is
+        logged with how the worker ended, a new worker 1 serves within a
+        second, and new connections are served.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        sockets = [server.connect() for _ in range(20)]
+        for s in sockets:
+            self.addCleanup(s.close)
+            self.assertTrue(exchange(s, b"before\n"))
+        owners = {s: server.workerOf(s.getsockname()[1]) for s in sockets}
+        self.assertEqual(set(owners.values()), {1, 2})
+        killed = time.monotonic()
+        os.kill(server.pid(1), signal.SIGKILL)
+        server.waitFor(r"Worker 1 \(pid \d+\) ended: killed by SIGKILL; replacing it")
+        server.waitFor(r"Worker 1 \(pid \d+\) is serving")
+        self.assertLess(time.monotonic() - killed, 1.0)
+        for s, worker in owners.items():
+            if worker == 2:
+                self.assertTrue(exchange(s, b"after\n"))
+        for _ in range(20):
+            with server.connect() as s:
+                self.assertTrue(exchange(s, b"new\n"))
+
+    def test_noWorkerCanStart(self) -> None:
+        """
+        When every worker dies before serving (here a C{sitecustomize}
+        makes every worker process exit at once), the supervisor backs off,
+        gives up after a few attempts and exits with status 1.
+        """
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        with open(os.path.join(folder, "sitecustomize.py"), "w") as f:
+            f.write("import os\nif os.environ.get('UPPERCASE_WORKER'):\n    os._exit(3)\n")
+        os.environ["PYTHONPATH"] = folder
+        try:
+            server = Workers(2)
+        finally:
+            del os.environ["PYTHONPATH"]
+        self.addCleanup(server.stop)
+        server.waitFor("Giving up: no worker could start: the last ended with exit status 3")
+        self.assertEqual(server.wait(DEADLINE), 1)
+        self.assertIn("starting it again in 0.25 s", server.output)
+        self.assertIn("starting it again in 1 s", server.output)
+
+
+class StopTests(SynchronousTestCase):
+    """
+    SIGTERM drains every worker as the single process does.
+    """
+
+    def test_drainWithDataInFlight(self) -> None:
+        """
+        A client that keeps sending without reading when SIGTERM arrives
+        gets every reply to what its worker read, then a clean end; the
+        worker's close line counts exactly that; the server then exits by
+        the signal.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        s = server.connect()
+        self.addCleanup(s.close)
+        clientPort = s.getsockname()[1]
+        sender = Sender(s)
+        self.addCleanup(sender.stop)
+        self.assertTrue(poll(lambda: len(sender.sent) >= 256 * 1024))
+        server.process.send_signal(signal.SIGTERM)
+        server.waitFor("Shutting down 1 connections")
+        sender.stop()
+        received = receiveAll(s)
+        s.close()
+        self.assertEqual(server.wait(), -signal.SIGTERM)
+        self.assertTrue(received == bytes(sender.sent[: len(received)]).upper(), "wrong bytes")
+        close = re.search(CLOSE_LINE.format(port=clientPort), server.output)
+        assert close is not None, server.output
+        self.assertEqual(int(close.group(2) or close.group(1)), len(received))
+
+
+def reloaded(server: Workers, times: int) -> Callable[[], bool]:
+    return lambda: server.output.count("Reload done") == times
+
+
+def progressed(load: Load, verified: int) -> Callable[[], bool]:
+    return lambda: load.verified > verified
+
+
+class ReloadTests(SynchronousTestCase):
+    """
+    SIGHUP replaces every worker without dropping anything.
+    """
+
+    def test_reloadsUnderLoad(self) -> None:
+        """
+        Under continuous load (clients connecting, sending and verifying all
+        the time), three reloads in a row replace every worker, and not one
+        connection is refused, reset or left unanswered.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        load = Load(server.port)
+        self.addCleanup(load.stop)
+        for reload in range(1, 4):
+            before = load.verified
+            server.process.send_signal(signal.SIGHUP)
+            self.assertTrue(poll(reloaded(server, reload)), server.output)
+            self.assertTrue(poll(progressed(load, before + 50)))
+        load.stop()
+        self.assertEqual(load.errors, [])
+        self.assertGreater(load.verified, 200)
+        self.assertEqual(len(re.findall(r"Started worker \d", server.output)), 2 + 3 * 2)
+
+
+class MetricsTests(SynchronousTestCase):
+    """
+    One metrics endpoint for the whole server.
+    """
+
+    def test_totalsAreTheSumOverWorkers(self) -> None:
+        """
+        After 40 exchanges, the totals count them all, and equal the sums of
+        the per-worker series.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        for _ in range(40):
+            with server.connect() as s:
+                self.assertTrue(exchange(s, b"0123456789\n"))
+        text = b""
+
+        def settled() -> bool:
+            nonlocal text
+            text = server.metrics()
+            return sample(text, "uppercase_bytes_sent_total") == 40 * 11
+
+        self.assertTrue(poll(settled), text.decode())
+        perWorker = sum(
+            sample(text, f'uppercase_worker_connections_total{{worker="{n}"}}') for n in (1, 2)
+        )
+        self.assertEqual(sample(text, "uppercase_connections_total"), 40)
+        self.assertEqual(perWorker, 40)
+        self.assertEqual(sample(text, "uppercase_bytes_received_total"), 40 * 11)
+        self.assertEqual(sample(text, "uppercase_workers_ready"), 2)
+
+
+class LimitTests(SynchronousTestCase):
+    """
+    C{--max-connections} is shared out: each of N workers admits its share.
+    """
+
+    def test_maxConnectionsShared(self) -> None:
+        """
+        With two workers and C{--max-connections 4}, no worker holds more
+        than 2 connections and the server no more than 4, however many
+        clients try.
+        """
+        server = Workers(2, "--max-connections", "4")
+        self.addCleanup(server.stop)
+        server.started()
+        held = []
+        for _ in range(30):
+            s = server.connect()
+            self.addCleanup(s.close)
+            try:
+                if exchange(s, b"x\n"):
+                    held.append(s)
+            except OSError:
+                pass
+        self.assertLessEqual(len(held), 4)
+        self.assertGreaterEqual(len(held), 2)
+        owners = [server.workerOf(s.getsockname()[1]) for s in held]
+        self.assertLessEqual(max(owners.count(1), owners.count(2)), 2)
+        server.waitFor("Refused connection from 127.0.0.1:\\d+: 2 connections already open")

@@ -1,0 +1,431 @@
+"""
+The supervisor's logic on fakes: starting, replacing, backing off, reloading
+and stopping workers, relaying their logs and adding up their counts; no
+real process is started.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase._serversettings import workerCount
+from uppercase._worker import WORKER_ENV, WorkerSpec
+from uppercase.supervisor import (
+    CONTROL_FD,
+    MAX_START_FAILURES,
+    Supervisor,
+    WorkerCollector,
+    WorkerProcess,
+    backoff,
+    workerShare,
+)
+from uppercase.testing import StreamTransport
+
+
+class Process:
+    """
+    A fake process transport: its pid, and the signals it was sent.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid: int | None = pid
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+
+class Sockets:
+    """
+    A fake of the supervisor's listening sockets: two per endpoint (one per
+    slot), and whether they were closed.
+    """
+
+    def __init__(self, descriptions: Any, count: int) -> None:
+        self.count = count
+        self.closed = False
+
+    def socketsFor(self, slot: int) -> list[int]:
+        return [100 + slot]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Harness:
+    """
+    A supervisor of two workers on a fake reactor; every spawn is recorded.
+    """
+
+    def __init__(self, count: int = 2) -> None:
+        self.clock = Clock()
+        self.spawned: list[tuple[WorkerProcess, Process, dict[str, str], dict[int, Any]]] = []
+        self.gaveUp: list[str] = []
+        self.sockets: Sockets | None = None
+        self.controls: dict[WorkerProcess, StreamTransport] = {}
+        self.supervisor = Supervisor(
+            ["tcp:9527"],
+            count,
+            self.clock,
+            ["--listen", "tcp:9527"],
+            shutdownTimeout=10,
+            spawn=self.spawn,
+            adopt=self.adopt,
+            plan=self.plan,
+            environ={"PATH": "/bin"},
+            onGiveUp=self.gaveUp.append,
+        )
+        self.pids = iter(range(1000, 2000))
+
+    def plan(self, descriptions: Any, count: int) -> Any:
+        self.sockets = Sockets(descriptions, count)
+        return self.sockets
+
+    def spawn(self, protocol: WorkerProcess, executable: str, args: Any, **kw: Any) -> Process:
+        process = Process(next(self.pids))
+        protocol.makeConnection(process)
+        self.spawned.append((protocol, process, kw["env"], kw["childFDs"]))
+        return process
+
+    def adopt(self, fd: int, factory: Factory) -> None:
+        worker = self.spawned[-1][0]
+        line = factory.buildProtocol(None)
+        assert line is not None
+        transport = StreamTransport()
+        transport.connect(line)
+        self.controls[worker] = transport
+
+    def worker(self, index: int) -> WorkerProcess:
+        return self.spawned[index][0]
+
+    def say(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
+        """
+        The worker sends C{message} on its control connection.
+        """
+        self.controls[worker].receive(json.dumps(message).encode() + b"\n")
+
+    def ready(self, worker: WorkerProcess) -> None:
+        self.say(worker, {"type": "ready", "pid": worker.pid})
+
+    def end(self, worker: WorkerProcess, signal: int | None = None, status: int = 1) -> None:
+        reason = (
+            Failure(ProcessTerminated(signal=signal))
+            if signal is not None
+            else Failure(ProcessTerminated(exitCode=status))
+        )
+        worker.processEnded(reason)
+
+    def start(self) -> list[WorkerProcess]:
+        self.supervisor.startService()
+        workers = [w for w, _, _, _ in self.spawned]
+        for worker in workers:
+            self.ready(worker)
+        return workers
+
+
+class StartTests(SynchronousTestCase):
+    """
+    Starting makes the sockets and one worker per slot.
+    """
+
+    def test_eachWorkerGetsItsSockets(self) -> None:
+        """
+        Each worker is spawned with its slot's sockets after the control
+        connection in its descriptors, and says so in C{UPPERCASE_WORKER}.
+        """
+        harness = Harness()
+        harness.start()
+        self.assertEqual(len(harness.spawned), 2)
+        for slot, (_, _, env, childFDs) in enumerate(harness.spawned):
+            self.assertEqual(childFDs[CONTROL_FD + 1], 100 + slot)
+            spec = WorkerSpec.fromEnvironment(env)
+            self.assertEqual(spec, WorkerSpec(slot + 1, (CONTROL_FD + 1,), CONTROL_FD))
+            self.assertEqual(env["PATH"], "/bin")
+            self.assertIn(WORKER_ENV, env)
+
+    def test_readyLogged(self) -> None:
+        """
+        A worker that reports itself ready is logged as serving.
+        """
+        harness = Harness(count=1)
+        harness.supervisor.startService()
+        with capturedLogs() as events:
+            harness.ready(harness.worker(0))
+        self.assertEqual(
+            events[0]["log_format"].format(**events[0]), "Worker 1 (pid 1000) is serving"
+        )
+
+
+class ReplacementTests(SynchronousTestCase):
+    """
+    A worker that dies is replaced; one that never starts is retried with
+    backoff; when none can start, the supervisor gives up.
+    """
+
+    def test_deadServingWorkerReplacedAtOnce(self) -> None:
+        """
+        A serving worker killed by SIGKILL is logged with how it ended and
+        replaced at once, in the same slot.
+        """
+        harness = Harness()
+        first, second = harness.start()
+        with capturedLogs() as events:
+            harness.end(first, signal=9)
+        self.assertEqual(len(harness.spawned), 3)
+        self.assertEqual(harness.worker(2).slot, 1)
+        self.assertIn(
+            "killed by SIGKILL; replacing it", events[0]["log_format"].format(**events[0])
+        )
+        self.assertIs(harness.supervisor.slots[0].worker, harness.worker(2))
+
+    def test_failedStartsBackOff(self) -> None:
+        """
+        A worker that ends before it is ready is started again after 0.25,
+        then 0.5, then 1 second.
+        """
+        harness = Harness(count=1)
+        harness.supervisor.startService()
+        for attempt, delay in enumerate([0.25, 0.5, 1.0]):
+            harness.end(harness.worker(attempt))
+            harness.clock.advance(delay - 0.01)
+            self.assertEqual(len(harness.spawned), attempt + 1)
+            harness.clock.advance(0.01)
+            self.assertEqual(len(harness.spawned), attempt + 2)
+
+    def test_readyResetsBackoff(self) -> None:
+        """
+        Once a worker of the slot became ready, its failures are forgotten.
+        """
+        harness = Harness(count=1)
+        harness.supervisor.startService()
+        harness.end(harness.worker(0))
+        harness.clock.advance(0.25)
+        harness.ready(harness.worker(1))
+        self.assertEqual(harness.supervisor.slots[0].failures, 0)
+
+    def test_givesUpWhenNoneCanStart(self) -> None:
+        """
+        After L{MAX_START_FAILURES} failed starts in a row in every slot,
+        with none serving, the supervisor gives up (and starts no more).
+        """
+        harness = Harness(count=2)
+        harness.supervisor.startService()
+        for _ in range(MAX_START_FAILURES):
+            for worker in [s.worker for s in harness.supervisor.slots]:
+                assert worker is not None
+                harness.end(worker, status=3)
+            harness.clock.advance(60)
+        self.assertEqual(len(harness.gaveUp), 1)
+        self.assertIn("no worker could start", harness.gaveUp[0])
+        self.assertIn("exit status 3", harness.gaveUp[0])
+        spawned = len(harness.spawned)
+        harness.clock.advance(60)
+        self.assertEqual(len(harness.spawned), spawned)
+
+    def test_backoffCapped(self) -> None:
+        """
+        The delay doubles from 0.25 s and stops at 30 s.
+        """
+        self.assertEqual([backoff(n) for n in (0, 1, 2, 3, 20)], [0.0, 0.25, 0.5, 1.0, 30.0])
+
+
+class ReloadTests(SynchronousTestCase):
+    """
+    A reload replaces the workers one at a time, each new one serving before
+    the old one retires.
+    """
+
+    def test_order(self) -> None:
+        """
+        Slot 1 gets a new worker; only when it is ready is the old one told
+        to retire and slot 2's new worker started.
+        """
+        harness = Harness()
+        old1, old2 = harness.start()
+        d = harness.supervisor.reload()
+        new1 = harness.worker(2)
+        self.assertEqual(new1.slot, 1)
+        self.assertEqual(harness.controls[old1].value(), b"")
+        self.assertEqual(len(harness.spawned), 3)
+        harness.ready(new1)
+        self.assertEqual(json.loads(harness.controls[old1].value()), {"command": "retire"})
+        new2 = harness.worker(3)
+        self.assertEqual(new2.slot, 2)
+        self.assertNoResult(d)
+        harness.ready(new2)
+        self.assertEqual(json.loads(harness.controls[old2].value()), {"command": "retire"})
+        self.successResultOf(d)
+        self.assertEqual([s.worker for s in harness.supervisor.slots], [new1, new2])
+
+    def test_retiredWorkerEndingIsNotReplaced(self) -> None:
+        """
+        An old worker that ends after retiring is not replaced.
+        """
+        harness = Harness(count=1)
+        [old] = harness.start()
+        harness.supervisor.reload()
+        harness.ready(harness.worker(1))
+        harness.end(old, status=0)
+        self.assertEqual(len(harness.spawned), 2)
+
+    def test_replacementThatFailsStopsTheReload(self) -> None:
+        """
+        If the new worker ends before serving, the old one keeps serving and
+        the reload stops there.
+        """
+        harness = Harness()
+        old1, old2 = harness.start()
+        d = harness.supervisor.reload()
+        with capturedLogs() as events:
+            harness.end(harness.worker(2), status=2)
+        self.successResultOf(d)
+        self.assertEqual([s.worker for s in harness.supervisor.slots], [old1, old2])
+        self.assertEqual(harness.controls[old1].value(), b"")
+        self.assertTrue(any("Reload stopped" in e["log_format"] for e in events))
+
+
+class StopTests(SynchronousTestCase):
+    """
+    Stopping stops every worker and closes the sockets.
+    """
+
+    def test_stop(self) -> None:
+        """
+        Every worker gets SIGTERM, the sockets are closed, and the stop is
+        done once every worker has ended (none is replaced).
+        """
+        harness = Harness()
+        workers = harness.start()
+        d = harness.supervisor.stopService()
+        self.assertEqual([harness.spawned[i][1].signals for i in range(2)], [["TERM"], ["TERM"]])
+        assert harness.sockets is not None
+        self.assertTrue(harness.sockets.closed)
+        harness.end(workers[0], signal=15)
+        self.assertNoResult(d)
+        harness.end(workers[1], signal=15)
+        self.successResultOf(d)
+        self.assertEqual(len(harness.spawned), 2)
+
+    def test_stragglersKilled(self) -> None:
+        """
+        Workers still running two shutdown timeouts (and 5 s) later are
+        killed.
+        """
+        harness = Harness(count=1)
+        harness.start()
+        harness.supervisor.stopService()
+        harness.clock.advance(25)
+        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "KILL"])
+
+    def test_cutShort(self) -> None:
+        """
+        A second stopping signal sends every worker SIGTERM again (which cuts
+        its drain short).
+        """
+        harness = Harness()
+        harness.start()
+        harness.supervisor.stopService()
+        harness.supervisor.cutShort("on a second SIGINT")
+        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "TERM"])
+
+
+class CountTests(SynchronousTestCase):
+    """
+    The whole server's counts are its workers' counts, those of workers
+    gone included.
+    """
+
+    def counts(self, **values: int) -> dict[str, Any]:
+        base = dict.fromkeys(
+            ["accepted", "active", "rejected", "idleClosed", "received", "sent"], 0
+        )
+        return {"type": "counts", **base, **values}
+
+    def test_totals(self) -> None:
+        """
+        Totals add up the workers running and the last counts of those gone;
+        open connections are those of the workers running only.
+        """
+        harness = Harness()
+        first, second = harness.start()
+        harness.say(first, self.counts(accepted=3, active=1, received=30, sent=30))
+        harness.say(second, self.counts(accepted=4, active=2, received=40, sent=40, rejected=1))
+        totals = harness.supervisor.totals
+        self.assertEqual((totals.accepted, len(totals.connections)), (7, 3))
+        harness.end(first, signal=9)
+        replacement = harness.worker(2)
+        harness.ready(replacement)
+        harness.say(replacement, self.counts(accepted=1, active=1, received=5, sent=5))
+        self.assertEqual((totals.accepted, len(totals.connections)), (8, 3))
+        self.assertEqual(totals.byteCounts(), (75, 75))
+        self.assertEqual(totals.rejected, 1)
+
+    def test_perWorkerMetrics(self) -> None:
+        """
+        The per-worker metrics show each slot's open and accepted
+        connections, how often it was started, and how many workers serve.
+        """
+        harness = Harness()
+        first, second = harness.start()
+        harness.say(first, self.counts(accepted=3, active=1))
+        harness.say(second, self.counts(accepted=5, active=2))
+        samples = {
+            (s.name, s.labels.get("worker")): s.value
+            for family in WorkerCollector(harness.supervisor).collect()
+            for s in family.samples
+        }
+        self.assertEqual(samples[("uppercase_worker_connections_active", "1")], 1)
+        self.assertEqual(samples[("uppercase_worker_connections_total", "2")], 5)
+        self.assertEqual(samples[("uppercase_worker_starts_total", "1")], 1)
+        self.assertEqual(samples[("uppercase_workers_ready", None)], 2)
+
+
+class RelayTests(SynchronousTestCase):
+    """
+    A worker's log lines reach the supervisor's log whole, as they are.
+    """
+
+    def test_wholeLinesOnly(self) -> None:
+        """
+        A line split over reads is relayed once complete; a last line
+        without its newline is relayed when the worker ends.
+        """
+        harness = Harness(count=1)
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(1, b"[worker 1] one\n[worker 1] tw")
+            worker.childDataReceived(1, b"o\n[worker 1] thr")
+            worker.processEnded(Failure(ProcessDone(0)))
+        raw = [e["uppercase_raw"] for e in events if "uppercase_raw" in e]
+        self.assertEqual(raw, ["[worker 1] one\n", "[worker 1] two\n", "[worker 1] thr\n"])
+
+
+class OptionTests(SynchronousTestCase):
+    """
+    C{--workers} and the shares of the limits.
+    """
+
+    def test_workerCount(self) -> None:
+        """
+        A whole number from 1, or C{auto} (one per CPU).
+        """
+        self.assertEqual(workerCount("3"), 3)
+        self.assertEqual(workerCount("auto", lambda: 8), 8)
+        self.assertEqual(workerCount("AUTO", lambda: None), 1)
+        for bad in ("0", "-1", "two", "1.5"):
+            self.assertRaises(ValueError, workerCount, bad)
+
+    def test_shares(self) -> None:
+        """
+        Each worker's share of a whole-server limit is rounded up; 0 stays
+        unlimited.
+        """
+        self.assertEqual([workerShare(10, 4), workerShare(8, 4), workerShare(0, 4)], [3, 2, 0])

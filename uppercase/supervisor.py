@@ -1,0 +1,628 @@
+"""
+C{twistd uppercase --workers N}: a supervisor and N worker processes, each a
+full server with its own reactor, all serving every C{--listen} endpoint.
+
+The supervisor makes every listening socket (L{uppercase._listeners}: one
+C{SO_REUSEPORT} socket per worker for TCP and TLS, so the kernel spreads
+connections evenly; one shared socket for UNIX and systemd endpoints) and
+keeps them open while it runs, so that no connection waiting in a socket's
+queue is lost when a worker goes.  It then:
+
+  - starts the workers (L{uppercase._worker}) and replaces any that dies,
+    at once if it had been serving, with backoff if it never started (and
+    gives up, with a non-zero exit status, when none can start);
+  - on SIGHUP, replaces the workers one by one: a new one serving before the
+    old one retires (stops accepting, lets its connections end, stops);
+  - on SIGTERM or SIGINT, stops them all gracefully, as the single process
+    does, then exits; a second signal cuts that short;
+  - relays their log lines (each says which worker wrote it) into its own
+    log, and serves one C{--metrics} endpoint for the whole server: totals,
+    and each worker's counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from ._listeners import SocketMaker, listenThrough, planSockets
+from ._worker import WORKER_ENV, WorkerSpec
+
+__all__ = ["Supervisor"]
+
+log = Logger()
+
+READY_TIMEOUT = 30.0
+"""Seconds a new worker has to start listening."""
+
+MAX_START_FAILURES = 5
+"""Failed starts in a row, in every slot, after which the supervisor gives up."""
+
+CONTROL_FD = 3
+"""The worker's descriptor for its control connection; its sockets follow."""
+
+COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent")
+
+
+def backoff(failures: int) -> float:
+    """
+    Seconds to wait before starting a worker again after C{failures} failed
+    starts in a row: 0.25, 0.5, 1, 2 ... up to 30.
+    """
+    return min(0.25 * 2 ** (failures - 1), 30.0) if failures else 0.0
+
+
+def describeEnd(reason: Failure) -> str:
+    """
+    How a worker process ended, in a few words.
+    """
+    value = reason.value
+    if isinstance(value, ProcessDone):
+        return "exit status 0"
+    if isinstance(value, ProcessTerminated):
+        if value.signal is not None:
+            try:
+                return f"killed by {signal.Signals(value.signal).name}"
+            except ValueError:
+                return f"killed by signal {value.signal}"
+        return f"exit status {value.exitCode}"
+    return str(value)
+
+
+class WorkerProcess(ProcessProtocol):
+    """
+    One worker process, as the supervisor sees it.
+
+    @ivar slot: its number, from 1.
+    @ivar ready: it reported that it listens.
+    @ivar retiring: it was told to retire.
+    @ivar counts: its latest counts.
+    """
+
+    transport: IProcessTransport | None
+
+    def __init__(self, supervisor: Supervisor, slot: int) -> None:
+        self.supervisor = supervisor
+        self.slot = slot
+        self.ready = False
+        self.retiring = False
+        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
+        self.control: WorkerControlLine | None = None
+        self.whenEnded: Deferred[None] = Deferred()
+        self._readyWaiters: list[Deferred[WorkerProcess]] = []
+        self._partial = {1: b"", 2: b""}
+
+    pid: int | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.pid = transport.pid
+        super().makeConnection(transport)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        # Complete lines only, so that lines of different workers never mix.
+        text = self._partial.get(childFD, b"") + data
+        end = text.rfind(b"\n") + 1
+        self._partial[childFD] = text[end:]
+        if end:
+            self.supervisor.relay(text[:end].decode("utf-8", "replace"))
+
+    def message(self, message: Mapping[str, Any]) -> None:
+        """
+        A message from the worker's control connection.
+        """
+        kind = message.get("type")
+        if kind == "ready" and not self.ready:
+            self.ready = True
+            self.supervisor.workerReady(self)
+            waiters, self._readyWaiters = self._readyWaiters, []
+            for waiter in waiters:
+                waiter.callback(self)
+        elif kind == "counts":
+            self.counts = {name: int(message.get(name, 0)) for name in COUNTS}
+
+    def waitReady(self) -> Deferred[WorkerProcess]:
+        """
+        A L{Deferred} that fires once the worker serves, or fails with how it
+        ended if it ends first.
+        """
+        waiter: Deferred[WorkerProcess] = Deferred()
+        if self.ready:
+            waiter.callback(self)
+        else:
+            self._readyWaiters.append(waiter)
+        return waiter
+
+    def retire(self) -> None:
+        """
+        Tell the worker to stop accepting, let its connections end, and stop.
+        """
+        self.retiring = True
+        if self.control is not None:
+            self.control.send({"command": "retire"})
+
+    def signal(self, name: str) -> None:
+        if self.transport is not None and self.transport.pid is not None:
+            try:
+                self.transport.signalProcess(name)
+            except Exception:
+                pass
+
+    def processEnded(self, reason: Failure) -> None:
+        for rest in self._partial.values():
+            if rest:
+                self.supervisor.relay(rest.decode("utf-8", "replace") + "\n")
+        self.supervisor.workerEnded(self, reason)
+        waiters, self._readyWaiters = self._readyWaiters, []
+        for waiter in waiters:
+            waiter.errback(reason)
+        self.whenEnded.callback(None)
+
+
+class WorkerControlLine(LineOnlyReceiver):
+    """
+    The supervisor's end of a worker's control connection.
+    """
+
+    delimiter = b"\n"
+    worker: WorkerProcess
+
+    def connectionMade(self) -> None:
+        self.worker.control = self
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(message, dict):
+            self.worker.message(message)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sendLine(json.dumps(message).encode())
+
+
+class Slot:
+    """
+    A place for one worker: the one serving in it, failed starts in a row,
+    and a pending restart.
+    """
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.worker: WorkerProcess | None = None
+        self.failures = 0
+        self.restart: IDelayedCall | None = None
+        self.started = 0
+
+
+class Totals:
+    """
+    The whole server's counts, over its workers, for the metrics collector
+    (the attributes L{uppercase._metrics.ServerState} names): those of the
+    workers running, plus the last counts of those gone.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self.gone: dict[str, int] = dict.fromkeys(COUNTS, 0)
+
+    def _sum(self, name: str) -> int:
+        return self.gone[name] + sum(w.counts[name] for w in self._supervisor.workers())
+
+    @property
+    def accepted(self) -> int:
+        return self._sum("accepted")
+
+    @property
+    def connections(self) -> range:
+        return range(sum(w.counts["active"] for w in self._supervisor.workers()))
+
+    @property
+    def rejected(self) -> int:
+        return self._sum("rejected")
+
+    @property
+    def idleClosed(self) -> int:
+        return self._sum("idleClosed")
+
+    def byteCounts(self) -> tuple[int, int]:
+        return self._sum("received"), self._sum("sent")
+
+
+class WorkerCollector:
+    """
+    Each worker's counts, for the metrics: how connections spread over them.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "uppercase_worker_connections_active",
+            "Connections open now, per worker.",
+            labels=["worker"],
+        )
+        accepted = CounterMetricFamily(
+            "uppercase_worker_connections",
+            "Connections accepted by the worker serving now in each slot, since it started.",
+            labels=["worker"],
+        )
+        starts = CounterMetricFamily(
+            "uppercase_worker_starts", "Workers started, per slot.", labels=["worker"]
+        )
+        for slot in self._supervisor.slots:
+            label = [str(slot.number)]
+            worker = slot.worker
+            counts = worker.counts if worker is not None else dict.fromkeys(COUNTS, 0)
+            active.add_metric(label, counts["active"])
+            accepted.add_metric(label, counts["accepted"])
+            starts.add_metric(label, slot.started)
+        yield active
+        yield accepted
+        yield starts
+        yield GaugeMetricFamily(
+            "uppercase_workers_ready",
+            "Workers serving now.",
+            value=sum(1 for w in self._supervisor.workers() if w.ready and not w.retiring),
+        )
+
+
+Spawn = Callable[..., Any]
+"""C{reactor.spawnProcess}: C{(protocol, executable, args, env=..., childFDs=...)}."""
+
+
+class Supervisor(MultiService):
+    """
+    Run C{count} workers serving C{descriptions} (see the module docstring).
+
+    @param workerArgs: the command-line arguments of each worker's
+        C{uppercase} (its share of the limits included).
+    @param twistdArgs: C{twistd}'s own arguments for each worker (its log
+        observer, its reactor).
+    @param spawn: C{reactor.spawnProcess} (tests pass their own).
+    @param adopt: C{reactor.adoptStreamConnection}.
+    @param plan: makes the listening sockets (tests pass their own).
+    @param onGiveUp: called when no worker can start.
+    """
+
+    def __init__(
+        self,
+        descriptions: Sequence[str],
+        count: int,
+        reactor: Any,
+        workerArgs: Sequence[str],
+        twistdArgs: Sequence[str] = (),
+        *,
+        shutdownTimeout: float,
+        spawn: Spawn | None = None,
+        adopt: Callable[[int, Factory], object] | None = None,
+        plan: Callable[[Sequence[str], int], SocketMaker] | None = None,
+        environ: Mapping[str, str] = os.environ,
+        onGiveUp: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.descriptions = list(descriptions)
+        self.slots = [Slot(number) for number in range(1, count + 1)]
+        self.totals = Totals(self)
+        self._reactor = reactor
+        self._workerArgs = list(workerArgs)
+        self._twistdArgs = list(twistdArgs)
+        self._shutdownTimeout = shutdownTimeout
+        self._spawn: Spawn = spawn or reactor.spawnProcess
+        self._adopt = adopt or (lambda fd, f: reactor.adoptStreamConnection(fd, socket.AF_UNIX, f))
+        self._plan = plan or planListeners
+        self._environ = environ
+        self._onGiveUp = onGiveUp
+        self._sockets: SocketMaker | None = None
+        self._retiring: list[WorkerProcess] = []
+        self._stopping = False
+        self._reloading = False
+
+    def workers(self) -> list[WorkerProcess]:
+        """
+        Every worker process running: serving, starting, or retiring.
+        """
+        serving = [slot.worker for slot in self.slots if slot.worker is not None]
+        return serving + [w for w in self._retiring if w not in serving]
+
+    def privilegedStartService(self) -> None:
+        """
+        Make the listening sockets.
+
+        @raise Exception: as binding them would (a port in use...).
+        """
+        if self._sockets is None:
+            self._sockets = self._plan(self.descriptions, len(self.slots))
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self.privilegedStartService()
+        super().startService()
+        log.info(
+            "Starting {count} workers serving {endpoints}",
+            count=len(self.slots),
+            endpoints=", ".join(self.descriptions),
+        )
+        for slot in self.slots:
+            slot.worker = self._start(slot)
+
+    def _start(self, slot: Slot) -> WorkerProcess:
+        assert self._sockets is not None
+        worker = WorkerProcess(self, slot.number)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+
+        def build() -> WorkerControlLine:
+            line = WorkerControlLine()
+            line.worker = worker
+            return line
+
+        sockets = self._sockets.socketsFor(slot.number - 1)
+        childFDs: dict[int, Any] = {0: "w", 1: "r", 2: "r", CONTROL_FD: theirs.fileno()}
+        for index, fd in enumerate(sockets):
+            childFDs[CONTROL_FD + 1 + index] = fd
+        spec = WorkerSpec(
+            slot.number,
+            tuple(range(CONTROL_FD + 1, CONTROL_FD + 1 + len(sockets))),
+            CONTROL_FD,
+        )
+        environ = {**self._environ, WORKER_ENV: spec.toEnvironment()}
+        argv = [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            *self._twistdArgs,
+            "uppercase",
+            *self._workerArgs,
+        ]
+        try:
+            self._spawn(worker, argv[0], argv, env=environ, childFDs=childFDs)
+        finally:
+            theirs.close()
+        self._adopt(os.dup(ours.fileno()), Factory.forProtocol(build))
+        ours.close()
+        slot.started += 1
+        log.info("Started worker {worker} (pid {pid})", worker=slot.number, pid=worker.pid)
+        return worker
+
+    def workerReady(self, worker: WorkerProcess) -> None:
+        """
+        A worker reported that it serves.
+        """
+        self.slots[worker.slot - 1].failures = 0
+        log.info("Worker {worker} (pid {pid}) is serving", worker=worker.slot, pid=worker.pid)
+
+    def relay(self, lines: str) -> None:
+        """
+        Write a worker's complete log lines into this process's log as they
+        are (they already say which worker wrote them).
+        """
+        log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
+
+    def workerEnded(self, worker: WorkerProcess, reason: Failure) -> None:
+        """
+        A worker process ended: count what it did, and replace it if it was
+        serving.
+        """
+        for name in COUNTS:
+            if name != "active":
+                self.totals.gone[name] += worker.counts[name]
+        worker.counts = dict.fromkeys(COUNTS, 0)
+        how = describeEnd(reason)
+        if worker in self._retiring:
+            self._retiring.remove(worker)
+        slot = self.slots[worker.slot - 1]
+        if worker.retiring or self._stopping:
+            log.info(
+                "Worker {worker} (pid {pid}) stopped: {how}",
+                worker=worker.slot,
+                pid=worker.pid,
+                how=how,
+            )
+            if slot.worker is worker:
+                slot.worker = None
+            return
+        if slot.worker is not worker:
+            # A replacement that never became ready, during a reload.
+            log.warn(
+                "New worker {worker} (pid {pid}) ended before serving: {how}",
+                worker=worker.slot,
+                pid=worker.pid,
+                how=how,
+            )
+            return
+        slot.worker = None
+        if worker.ready:
+            log.warn(
+                "Worker {worker} (pid {pid}) ended: {how}; replacing it",
+                worker=worker.slot,
+                pid=worker.pid,
+                how=how,
+            )
+            slot.failures = 0
+            slot.worker = self._start(slot)
+            return
+        slot.failures += 1
+        if all(s.failures >= MAX_START_FAILURES for s in self.slots) and not any(
+            w.ready for w in self.workers()
+        ):
+            self._giveUp(f"no worker could start: the last ended with {how}")
+            return
+        delay = backoff(slot.failures)
+        log.warn(
+            "Worker {worker} (pid {pid}) ended before serving: {how}; "
+            "starting it again in {delay:g} s",
+            worker=worker.slot,
+            pid=worker.pid,
+            how=how,
+            delay=delay,
+        )
+        slot.restart = self._reactor.callLater(delay, self._restart, slot)
+
+    def _restart(self, slot: Slot) -> None:
+        slot.restart = None
+        if not self._stopping and slot.worker is None:
+            slot.worker = self._start(slot)
+
+    def _giveUp(self, why: str) -> None:
+        log.critical("Giving up: {why}", why=why)
+        if self._onGiveUp is not None:
+            self._onGiveUp(why)
+
+    def reload(self) -> Deferred[None]:
+        """
+        Replace the workers one by one: each new one serves before the old
+        one in its slot retires.
+        """
+        if self._reloading or self._stopping:
+            log.info("Received SIGHUP: a reload or a stop is already under way")
+            return succeed(None)
+        self._reloading = True
+        log.info("Reloading: replacing {count} workers one by one", count=len(self.slots))
+        done: Deferred[None] = Deferred()
+
+        def replace(index: int) -> None:
+            if index == len(self.slots) or self._stopping:
+                self._reloading = False
+                log.info("Reload done")
+                done.callback(None)
+                return
+            slot = self.slots[index]
+            old = slot.worker
+            new = self._start(slot)
+            deadline = self._reactor.callLater(READY_TIMEOUT, new.signal, "KILL")
+
+            def serving(_: object) -> None:
+                if deadline.active():
+                    deadline.cancel()
+                slot.worker = new
+                if old is not None:
+                    self._retiring.append(old)
+                    old.retire()
+                replace(index + 1)
+
+            def failed(failure: Failure) -> None:
+                if deadline.active():
+                    deadline.cancel()
+                self._reloading = False
+                log.error(
+                    "Reload stopped: the new worker {worker} did not start ({how})",
+                    worker=slot.number,
+                    how=describeEnd(failure),
+                )
+                done.callback(None)
+
+            new.waitReady().addCallbacks(serving, failed)
+
+        replace(0)
+        return done
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop every worker gracefully; close the listening sockets.
+
+        @return: a L{Deferred} that fires once every worker has ended.
+        """
+        self._stopping = True
+        for slot in self.slots:
+            if slot.restart is not None and slot.restart.active():
+                slot.restart.cancel()
+            slot.restart = None
+        running = self.workers()
+        log.info("Stopping {count} workers", count=len(running))
+        for worker in running:
+            worker.signal("TERM")
+        if self._sockets is not None:
+            self._sockets.close()
+        ended: Deferred[Any] = gatherEnds(running)
+        deadline = self._reactor.callLater(
+            2 * self._shutdownTimeout + 5, self._killAll, "did not stop in time"
+        )
+
+        def stopped(result: object) -> object:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        ended.addBoth(stopped)
+        ended.addBoth(lambda r: MultiService.stopService(self))
+        return ended
+
+    def cutShort(self, why: str) -> None:
+        """
+        A second stopping signal: tell every worker to cut its drain short.
+        """
+        running = self.workers()
+        log.warn("Cutting the stop short {why}: {count} workers", why=why, count=len(running))
+        for worker in running:
+            worker.signal("TERM")
+
+    def _killAll(self, why: str) -> None:
+        for worker in self.workers():
+            log.warn(
+                "Killing worker {worker} (pid {pid}): {why}",
+                worker=worker.slot,
+                pid=worker.pid,
+                why=why,
+            )
+            worker.signal("KILL")
+
+
+def planListeners(descriptions: Sequence[str], count: int) -> SocketMaker:
+    """
+    Make the listening sockets for C{count} workers serving C{descriptions}
+    (C{haproxy:} stripped, the default backlog added, as the single process
+    listens).
+
+    @raise ListenError: naming the endpoint that failed, and why.
+    """
+    from ._endpoints import PROXY_PREFIX, systemdSocketProblem, withDefaultBacklog
+    from .service import ListenError, reasonOf
+
+    def listen(maker: Any, description: str) -> object:
+        endpoint = withDefaultBacklog(description)
+        if endpoint.startswith(PROXY_PREFIX):
+            endpoint = endpoint[len(PROXY_PREFIX) :]
+        problem = systemdSocketProblem(description)
+        if problem is not None:
+            raise ListenError(description, problem)
+        try:
+            return listenThrough(maker, endpoint)
+        except Exception as e:
+            raise ListenError(description, reasonOf(e)) from None
+
+    return planSockets(list(descriptions), count, listen)
+
+
+def gatherEnds(workers: Sequence[WorkerProcess]) -> Deferred[Any]:
+    """
+    A L{Deferred} that fires once every one of C{workers} has ended.
+    """
+    from twisted.internet.defer import gatherResults
+
+    return gatherResults([w.whenEnded for w in workers])
+
+
+def workerShare(limit: int, workers: int) -> int:
+    """
+    Each worker's share of a whole-server limit (0 stays unlimited).
+    """
+    return math.ceil(limit / workers) if limit else 0
