@@ -12,6 +12,8 @@ Servers (each started afresh for every run):
   twisted5     the five-line Twisted echo (benchmarks/baselines/twisted_echo.py)
   uppercase    twistd -n uppercase --quiet, every robustness feature at its default
   uppercase-log  the same without --quiet (every chunk logged, to /dev/null)
+  uppercase-w2 the same with --workers 2; it and the load generator share
+               both cores (every other server gets core 0, the load core 1)
   and, with --pypy PYTHON (a PyPy with uppercase installed): twisted5-pypy,
   uppercase-pypy.
 
@@ -46,6 +48,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_CPU, LOAD_CPU = "0", "1"
+ALL_CPUS = "0,1"
+SPREAD = {"uppercase-w2"}
+"""Servers of several processes: they, and the load generator with them,
+run on every core instead of one each."""
 
 WORKLOADS = {
     "a": ("pingpong", 1, 64, 1),
@@ -88,6 +94,7 @@ def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
         "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
         "uppercase": [*twistd, *ours, "--quiet"],
         "uppercase-log": [*twistd, *ours],
+        "uppercase-w2": [*twistd, *ours, "--quiet", "--workers", "2"],
     }
     try:
         import uvloop  # noqa: F401
@@ -107,12 +114,12 @@ def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
 
 
 class Server:
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], cpus: str = SERVER_CPU) -> None:
         self.port = freePort()
         self._folder = tempfile.TemporaryDirectory()
         argv = [part.replace("{port}", str(self.port)) for part in command]
         self.process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *argv],
+            ["taskset", "-c", cpus, *argv],
             cwd=self._folder.name,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -146,13 +153,15 @@ class Server:
         self._folder.cleanup()
 
 
-def runLoad(loadgen: str, port: int, workload: str, warmup: float, seconds: float) -> dict:
+def runLoad(
+    loadgen: str, port: int, workload: str, warmup: float, seconds: float, cpus: str = LOAD_CPU
+) -> dict:
     mode, conns, size, depth = WORKLOADS[workload]
     result = subprocess.run(
         [
             "taskset",
             "-c",
-            LOAD_CPU,
+            cpus,
             loadgen,
             "127.0.0.1",
             str(port),
@@ -215,15 +224,25 @@ def main() -> int:
             for name, command in commands.items():
                 warmup = args.pypy_warmup if name.endswith("pypy") else args.warmup
                 for workload in args.workloads:
-                    if workload == "f" and name == "c-echo":
-                        continue  # a fixed 64 KiB buffer per connection: not a comparison
-                    server = Server(command)
+                    if workload == "f" and (name == "c-echo" or name in SPREAD):
+                        # c-echo: a fixed 64 KiB buffer per connection; several
+                        # processes: not one process's memory.  No comparison.
+                        continue
+                    spread = name in SPREAD
+                    server = Server(command, ALL_CPUS if spread else SERVER_CPU)
                     try:
                         if workload == "f":
                             value = idleMemory(server)
                             figures = {"value": value}
                         else:
-                            figures = runLoad(loadgen, server.port, workload, warmup, args.seconds)
+                            figures = runLoad(
+                                loadgen,
+                                server.port,
+                                workload,
+                                warmup,
+                                args.seconds,
+                                ALL_CPUS if spread else LOAD_CPU,
+                            )
                     finally:
                         server.stop()
                     results[name].setdefault(workload, []).append(figures)
@@ -261,7 +280,7 @@ def comparable(ours: str, base: str) -> bool:
     CPython against the CPython baselines, PyPy against the PyPy one and the
     fastest two (uvloop, C).
     """
-    if base.startswith("uppercase"):
+    if base.startswith("uppercase") or ours in SPREAD:
         return False
     if ours.endswith("-pypy"):
         return base.endswith("-pypy") or base in ("uvloop", "c-echo")
@@ -296,9 +315,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
         for base in names
         if comparable(ours, base)
     ]
-    pairs += (
-        [("uppercase-log", "uppercase")] if {"uppercase-log", "uppercase"} <= set(names) else []
-    )
+    for variant in ("uppercase-log", "uppercase-w2"):
+        if {variant, "uppercase"} <= set(names):
+            pairs.append((variant, "uppercase"))
     print("| ratio | " + " | ".join(args.workloads) + " |")
     print("|---" * (len(args.workloads) + 1) + "|")
     for ours, base in pairs:

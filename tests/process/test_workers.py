@@ -353,3 +353,52 @@ class LimitTests(SynchronousTestCase):
         owners = [server.workerOf(s.getsockname()[1]) for s in held]
         self.assertLessEqual(max(owners.count(1), owners.count(2)), 2)
         server.waitFor("Refused connection from 127.0.0.1:\\d+: 2 connections already open")
+
+
+class FeatureTests(SynchronousTestCase):
+    """
+    Workers serve every kind of listener, and their log lines say which
+    worker wrote them.
+    """
+
+    def test_unixProxyAndJSONLogs(self) -> None:
+        """
+        With JSON logs, a UNIX listener and a PROXY-protocol listener, two
+        workers serve both; the log is JSON lines only, and every connection
+        event carries the worker that served it.
+        """
+        import json
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        server = Twistd(
+            "--logger=uppercase.jsonlog.stdout",
+            "uppercase",
+            "--workers",
+            "2",
+            "--listen",
+            f"unix:{path}",
+            "--listen",
+            "haproxy:tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(
+                rf'"worker": {n}, "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is serving"'
+            )
+        port = int(server.waitFor(r"UppercaseFactory \(PROXY\) starting on (\d+)").group(1))
+        for _ in range(10):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(DEADLINE)
+                s.connect(path)
+                self.assertTrue(exchange(s, b"unix\n"))
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(b"PROXY TCP4 203.0.113.9 198.51.100.1 41234 9527\r\n")
+                self.assertTrue(exchange(s, b"proxied\n"))
+        self.assertTrue(poll(lambda: server.output.count("203.0.113.9") >= 20))
+        server.stop()
+        events = [json.loads(line) for line in server.lines]
+        connections = [e for e in events if e.get("log_format", "").startswith("Connection from")]
+        self.assertEqual(len([e for e in connections if "closed" in e["log_format"]]), 20)
+        self.assertTrue(all(e.get("worker") in (1, 2) for e in connections), connections[:2])
