@@ -18,10 +18,13 @@ Two things need more than the public API:
   control, half-close and error handling stay Twisted's.
 - B{Knowing how many written bytes are still queued} (L{pendingBytes}), to
   tell a clean end from a loss when a peer closes before reading everything.
+- B{Handing a connection to another protocol} (L{splice}): once a PROXY
+  header is read, the connection's bytes go straight to the protocol behind
+  it, so that a PROXY connection costs what a plain one does.
 
-Both read the buffer fields of Twisted's file-descriptor transports
+The first two read the buffer fields of Twisted's file-descriptor transports
 (C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
-from Twisted 24.7 to 26.10.  L{supportsDirectWrites} checks once per
+from Twisted 24.7 to 26.10; the third sets their C{protocol} attribute.  L{supportsDirectWrites} checks once per
 transport class that they are there; if a future Twisted renames them, it
 logs one warning and everything falls back to the public API (plain
 C{transport.write}; "pending bytes unknown").  Nothing else in the package
@@ -48,8 +51,9 @@ from twisted.logger import Logger
 __all__ = [
     "DIRECT_LIMIT",
     "canHalfClose",
+    "directWriteTarget",
     "pendingBytes",
-    "supportsDirectWrites",
+    "splice",
     "writeDirectly",
 ]
 
@@ -99,24 +103,47 @@ def _pendingOf(transport: Any) -> int:
     return int(transport._tempDataLen) + len(transport.dataBuffer) - int(transport.offset)
 
 
-def supportsDirectWrites(transport: object) -> bool:
+def directWriteTarget(transport: object) -> Connection | None:
     """
-    Whether L{writeDirectly} may be used with C{transport}: one of Twisted's
-    own TCP or UNIX-socket transports, not TLS, whose buffer fields are where
-    this module expects them.
+    The transport L{writeDirectly} may write to for C{transport}, or L{None}:
+    one of Twisted's own TCP or UNIX-socket transports, not TLS, whose buffer
+    fields are where this module expects them -- C{transport} itself, or the
+    one it stands for (a transport whose C{directWriteTarget()} names it, as
+    L{uppercase.proxy}'s does for a connection behind a PROXY header).
     """
-    return (
-        isinstance(transport, Connection)
+    target = transport
+    if not isinstance(target, Connection):
+        standsFor = getattr(type(transport), "directWriteTarget", None)
+        target = standsFor(transport) if callable(standsFor) else None
+    if (
+        isinstance(target, Connection)
+        and not ISSLTransport.providedBy(target)
         and not ISSLTransport.providedBy(transport)
-        and _hasBufferFields(transport)
-    )
+        and _hasBufferFields(target)
+    ):
+        return target
+    return None
+
+
+def splice(transport: object, protocol: object) -> bool:
+    """
+    Make C{protocol} the one C{transport} delivers to from now on (its
+    bytes, half-close and close), if C{transport} is one of Twisted's own
+    TCP or UNIX-socket transports.
+
+    @return: whether it was done; if not, the caller keeps forwarding.
+    """
+    if isinstance(transport, Connection) and getattr(transport, "protocol", None) is not None:
+        transport.protocol = protocol  # type: ignore[assignment]
+        return True
+    return False
 
 
 def writeDirectly(transport: Any, data: bytes) -> None:
     """
-    Write C{data} to C{transport} (one for which L{supportsDirectWrites}
-    holds), sending at once what the kernel takes if nothing is queued before
-    it and C{data} is at most L{DIRECT_LIMIT} bytes.
+    Write C{data} to C{transport} (one L{directWriteTarget} gave), sending
+    at once what the kernel takes if nothing is queued before it and C{data}
+    is at most L{DIRECT_LIMIT} bytes.
     """
     if (
         len(data) > DIRECT_LIMIT

@@ -16,12 +16,14 @@ the result does not depend on how the stream is chunked.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from ._throttle import ThrottledReading
-from ._transport import canHalfClose, supportsDirectWrites, writeDirectly
+from ._transport import canHalfClose, directWriteTarget, writeDirectly
 
 __all__ = ["UppercaseProtocol"]
 
@@ -55,18 +57,19 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     discarded = 0
     closing = False
     peerFinished = False
-    _direct = False
+    _direct: Any = None
 
     def connectionMade(self) -> None:
         self.throttleReading()
-        self._direct = supportsDirectWrites(self.transport)
+        self._direct = directWriteTarget(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             self.discarded += len(data)
             return
-        if self._direct:
-            writeDirectly(self.transport, data.upper())
+        direct = self._direct
+        if direct is not None:
+            writeDirectly(direct, data.upper())
         else:
             self.transport.write(data.upper())
         self.echoed += len(data)

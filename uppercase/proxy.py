@@ -5,7 +5,11 @@ balancers: C{--listen haproxy:tcp:9527}.
 L{ProxyHeaderFactory} wraps any server factory.  It reads the whole header
 first, then builds and connects the wrapped protocol with the client's
 address (its C{buildProtocol} gets the client's address, and its transport's
-C{getPeer} returns it), and passes half-close through.  Twisted ships a PROXY
+C{getPeer} returns it), and passes half-close through.  On Twisted's own TCP
+and UNIX transports the wrapper then steps out of the way: the connection
+delivers straight to the wrapped protocol, whose transport is the
+connection's own but for the addresses (L{ProxiedTransport}), so that once
+its header is read a PROXY connection costs what a plain one does.  Twisted ships a PROXY
 wrapper too, but it connects the wrapped protocol before the header has
 arrived (so C{connectionMade} sees the proxy's address) and, as a plain
 L{ProtocolWrapper}, it hides L{IHalfCloseableProtocol}, which breaks
@@ -48,10 +52,12 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from ._peer import describePeer, formatPeer
+from ._transport import pendingBytes, splice
 
 __all__ = [
     "Addresses",
     "InvalidHeader",
+    "ProxiedTransport",
     "ProxyHeaderFactory",
     "ProxyHeaderProtocol",
     "SlotLimit",
@@ -267,7 +273,15 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             return
         self.wrappedProtocol = protocol
         self._wrappedConnected = True
-        protocol.makeConnection(self)
+        transport: Any = self.transport
+        if self._addresses is not None:
+            transport = ProxiedTransport(transport, *self._addresses)
+        if splice(self.transport, protocol):
+            # From now on the connection delivers to the wrapped protocol
+            # itself: this wrapper is out of the way.
+            protocol.makeConnection(transport)
+        else:
+            protocol.makeConnection(self)
         if data:
             protocol.dataReceived(data)
 
@@ -291,8 +305,6 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         Bytes written and not yet handed to the kernel, as the underlying
         transport says (see L{uppercase._transport.pendingBytes}).
         """
-        from ._transport import pendingBytes
-
         return pendingBytes(self.transport)  # type: ignore[arg-type]
 
     def readConnectionLost(self) -> None:
@@ -314,6 +326,45 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         if self._wrappedConnected:
             self._wrappedConnected = False
             self.wrappedProtocol.connectionLost(reason)
+
+
+class ProxiedTransport:
+    """
+    A connection as the protocol behind a PROXY header sees it: the
+    connection's own transport, except that C{getPeer} and C{getHost} give
+    the addresses from the header.  Writes go straight to the connection.
+    """
+
+    def __init__(self, transport: Any, peer: IAddress, host: IAddress) -> None:
+        directlyProvides(self, providedBy(transport))
+        self.transport = transport
+        self._peer = peer
+        self._host = host
+        self.write = transport.write
+        self.writeSequence = transport.writeSequence
+
+    def getPeer(self) -> IAddress:
+        return self._peer
+
+    def getHost(self) -> IAddress:
+        return self._host
+
+    def directWriteTarget(self) -> Any:
+        """
+        The connection to write to directly (see
+        L{uppercase._transport.directWriteTarget}).
+        """
+        return self.transport
+
+    def pendingBytes(self) -> int | None:
+        """
+        Bytes written and not yet handed to the kernel (see
+        L{uppercase._transport.pendingBytes}).
+        """
+        return pendingBytes(self.transport)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class ProxyHeaderFactory(WrappingFactory):

@@ -351,3 +351,47 @@ class HealthCheckTests(SynchronousTestCase):
             self.clock.advance(10)
         self.assertTrue(transport.disconnected)
         self.assertEqual(list(events), [])
+
+
+class SpliceTests(SynchronousTestCase):
+    """
+    On Twisted's own socket transport the wrapper steps out of the way once
+    the header is read.
+    """
+
+    def test_connectionDeliversToTheWrappedProtocol(self) -> None:
+        """
+        After the header, the connection delivers straight to the echo, whose
+        transport reports the client's address from the header and writes
+        to the socket itself; what followed the header and what comes next
+        are echoed.
+        """
+        import socket as socketModule
+
+        from twisted.internet.tcp import Connection
+        from twisted.internet.testing import MemoryReactorClock
+
+        clock = Clock()
+        inner = UppercaseFactory(clock, logData=False, idleTimeout=0)
+        factory = ProxyHeaderFactory(inner, clock, limit=inner.admission)
+        wrapper = factory.buildProtocol(PROXY)
+        assert wrapper is not None
+        ours, theirs = socketModule.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        theirs.settimeout(5)
+        transport = Connection(ours, wrapper, reactor=MemoryReactorClock())
+        transport.connected = True
+        wrapper.makeConnection(transport)
+        theirs.sendall(V1 + b"first")
+        transport.doRead()
+        [protocol] = inner.connections
+        self.assertIs(transport.protocol, protocol)
+        self.assertEqual(protocol.transport.getPeer(), CLIENT)
+        theirs.sendall(b" second")
+        transport.doRead()
+        received = b""
+        while len(received) < len(b"FIRST SECOND"):
+            received += theirs.recv(100)
+        self.assertEqual(received, b"FIRST SECOND")
+        self.assertEqual(clock.getDelayedCalls(), [])

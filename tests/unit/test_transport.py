@@ -21,8 +21,9 @@ from uppercase import _transport
 from uppercase._transport import (
     DIRECT_LIMIT,
     canHalfClose,
+    directWriteTarget,
     pendingBytes,
-    supportsDirectWrites,
+    splice,
     writeDirectly,
 )
 from uppercase.echo import UppercaseProtocol
@@ -64,10 +65,23 @@ class DirectWriteTests(SynchronousTestCase):
         transports, and TLS, do not.
         """
         transport, _ = socketTransport(self)
-        self.assertTrue(supportsDirectWrites(transport))
-        self.assertFalse(supportsDirectWrites(StringTransport()))
+        self.assertIs(directWriteTarget(transport), transport)
+        self.assertIsNone(directWriteTarget(StringTransport()))
         alsoProvides(transport, ISSLTransport)
-        self.assertFalse(supportsDirectWrites(transport))
+        self.assertIsNone(directWriteTarget(transport))
+
+    def test_standIn(self) -> None:
+        """
+        A transport that stands for a socket transport (the PROXY protocol's)
+        writes directly to it.
+        """
+        from twisted.internet.address import IPv4Address
+
+        from uppercase.proxy import ProxiedTransport
+
+        transport, _ = socketTransport(self)
+        address = IPv4Address("TCP", "203.0.113.9", 5)
+        self.assertIs(directWriteTarget(ProxiedTransport(transport, address, address)), transport)
 
     def test_smallChunkSentAtOnce(self) -> None:
         """
@@ -119,8 +133,8 @@ class FallbackTests(SynchronousTestCase):
         with capturedLogs() as events:
             first, _ = socketTransport(self)
             second, _ = socketTransport(self)
-            self.assertFalse(supportsDirectWrites(first))
-            self.assertFalse(supportsDirectWrites(second))
+            self.assertIsNone(directWriteTarget(first))
+            self.assertIsNone(directWriteTarget(second))
             self.assertIsNone(pendingBytes(second))
         [warning] = events
         self.assertIn("_renamedInFuture", warning["missing"])
@@ -138,6 +152,24 @@ class FallbackTests(SynchronousTestCase):
             protocol.dataReceived(b"still fine")
         transport.doWrite()
         self.assertEqual(readAll(peer, 10), b"STILL FINE")
+
+
+class SpliceTests(SynchronousTestCase):
+    """
+    A socket transport can be handed to another protocol.
+    """
+
+    def test_splice(self) -> None:
+        """
+        After L{splice}, the socket transport delivers to the new protocol;
+        a transport of another kind is left alone (L{False}).
+        """
+        first = Factory.forProtocol(UppercaseProtocol).buildProtocol(None)
+        second = Factory.forProtocol(UppercaseProtocol).buildProtocol(None)
+        transport, _ = socketTransport(self, first)
+        self.assertTrue(splice(transport, second))
+        self.assertIs(transport.protocol, second)
+        self.assertFalse(splice(StringTransport(), second))
 
 
 class InterfaceTests(SynchronousTestCase):
