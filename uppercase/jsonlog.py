@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from twisted.logger import FileLogObserver, ILogObserver, LogEvent, eventAsJSON
+from twisted.logger import ILogObserver, LogEvent, eventAsJSON
 
-from .textlog import RAW
+from .textlog import RAW, BufferedFileLogObserver
 
 __all__ = ["stdout", "worker"]
 
@@ -43,7 +43,7 @@ def stdout() -> ILogObserver:
     An observer writing JSON lines to standard output (a log observer
     factory for C{twistd --logger}).
     """
-    return FileLogObserver(sys.stdout, jsonLines())
+    return BufferedFileLogObserver(sys.stdout, jsonLines())
 
 
 def worker() -> ILogObserver:
@@ -54,4 +54,4 @@ def worker() -> ILogObserver:
     from ._worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()
-    return FileLogObserver(sys.stdout, jsonLines({"worker": spec.worker} if spec else None))
+    return BufferedFileLogObserver(sys.stdout, jsonLines({"worker": spec.worker} if spec else None))

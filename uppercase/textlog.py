@@ -18,25 +18,30 @@ resolution) and formats plain messages with C{str.format_map}, which gives
 the same text for any format without Twisted's C{{callable()}} fields.
 Anything else (failures with tracebacks, C{log_system}, calls, events that
 do not format) goes through Twisted's own L{formatEventAsClassicLogText}.
-Each line is written and flushed as it comes, as Twisted does.
+Lines are flushed within L{FLUSH_DELAY} seconds rather than one by one
+(L{BufferedFileLogObserver}); warnings and worse at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from twisted.logger import (
-    FileLogObserver,
     ILogObserver,
     LogEvent,
+    LogLevel,
     formatEventAsClassicLogText,
     formatTime,
 )
+from twisted.python.compat import ioType
 from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 __all__ = [
+    "BufferedFileLogObserver",
     "ClassicTextFormat",
     "logfile",
     "reopenLogFiles",
@@ -125,12 +130,83 @@ class ClassicTextFormat:
         return line.replace("\n", "\n\t") + "\n"
 
 
+FLUSH_DELAY = 0.1
+"""Seconds a line may wait in the buffer before it is written out."""
+
+
+@implementer(ILogObserver)
+class BufferedFileLogObserver:
+    """
+    Like L{twisted.logger.FileLogObserver}, but flushing at most every
+    L{FLUSH_DELAY} seconds instead of after every line: a server that logs
+    every chunk it receives spends a system call per line otherwise
+    (about 1 microsecond of the 5 a chunk's event cost, measured).
+
+    Lines reach the file within L{FLUSH_DELAY} seconds; at once for warnings
+    and worse, and while the reactor is not running (start-up, shutdown);
+    and when the reactor stops and when the process exits, so that none is
+    lost on a clean stop.
+    """
+
+    def __init__(
+        self,
+        outFile: IO[Any],
+        formatEvent: Callable[[LogEvent], str | None],
+        reactor: Any = None,
+    ) -> None:
+        self._outFile = outFile
+        self._reactor = reactor
+        self._formatEvent = formatEvent
+        # A bytes file gets UTF-8, as FileLogObserver gives it.
+        self._encoding = "utf-8" if ioType(outFile) is not str else None
+        self._pending: Any = None
+        self._hooked = False
+        atexit.register(self.flush)
+
+    def __call__(self, event: LogEvent) -> None:
+        text = self._formatEvent(event)
+        if not text:
+            return
+        self._outFile.write(text.encode(self._encoding) if self._encoding else text)
+        level = event.get("log_level")
+        if level is not None and level >= LogLevel.warn:
+            self.flush()
+            return
+        if self._pending is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        # The reactor twistd runs; never imported from here, which would
+        # install one.
+        reactor = self._reactor or sys.modules.get("twisted.internet.reactor")
+        if reactor is None or not getattr(reactor, "running", False):
+            self.flush()
+            return
+        if not self._hooked:
+            self._hooked = True
+            reactor.addSystemEventTrigger("after", "shutdown", self.flush)
+        self._pending = reactor.callLater(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write out what is buffered now.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.active():
+            pending.cancel()
+        try:
+            self._outFile.flush()
+        except (OSError, ValueError):
+            pass  # A closed file at exit: nothing more to do.
+
+
 def textLogObserver(outFile: IO[Any]) -> ILogObserver:
     """
     Like L{twisted.logger.textFileLogObserver}: an observer writing each
-    event to C{outFile} as a line of text, and flushing it.
+    event to C{outFile} as a line of text (flushed within L{FLUSH_DELAY}
+    seconds, see L{BufferedFileLogObserver}).
     """
-    return FileLogObserver(outFile, ClassicTextFormat())
+    return BufferedFileLogObserver(outFile, ClassicTextFormat())
 
 
 def stdout() -> ILogObserver:
@@ -150,7 +226,7 @@ def worker() -> ILogObserver:
 
     spec = WorkerSpec.fromEnvironment()
     prefix = f"[worker {spec.worker}] " if spec is not None else ""
-    return FileLogObserver(sys.stdout, ClassicTextFormat(prefix))
+    return BufferedFileLogObserver(sys.stdout, ClassicTextFormat(prefix))
 
 
 class _LogFilePath:

@@ -120,6 +120,27 @@ class LoggingTests(SynchronousTestCase):
         self.assertEqual(event["size"], len(data))
         self.assertEqual(event["data"], repr(b"x" * PREVIEW_BYTES) + "...")
 
+    def test_chunkEventAsLoggerMakesIt(self) -> None:
+        """
+        The per-chunk event, emitted without C{Logger.emit}, has the same
+        fields as C{log.info} would have given it.
+        """
+        from twisted.logger import Logger
+
+        from uppercase import server
+
+        events: list[dict[str, object]] = []
+        self.patch(server, "log", Logger(namespace="uppercase.server", observer=events.append))
+        _, transport = connectServer(UppercaseFactory(Clock(), logData=True))
+        del events[:]
+        transport.receive(b"abc")
+        server.log.info(server.RECEIVED, size=3, peer="192.0.2.7:40000", data="b'abc'")
+        direct, reference = events
+        self.assertEqual(set(direct), set(reference))
+        for key in reference:
+            if key != "log_time":
+                self.assertEqual(direct[key], reference[key], key)
+
     def test_quietLogsNoChunks(self) -> None:
         """
         With C{logData=False} (C{--quiet}) no event is emitted per chunk.

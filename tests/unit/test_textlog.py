@@ -13,13 +13,19 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEventAsClassicLogText
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions as TwistdOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import jsonlog, textlog
-from uppercase.textlog import ClassicTextFormat, textLogObserver
+from uppercase.textlog import (
+    FLUSH_DELAY,
+    BufferedFileLogObserver,
+    ClassicTextFormat,
+    textLogObserver,
+)
 
 T = 1_700_000_000.25
 
@@ -258,3 +264,88 @@ class LogFileTests(SynchronousTestCase):
         self.assertIn("before", self.read(self.path + ".1"))
         self.assertIn("after", self.read(self.path))
         self.assertNotIn("before", self.read(self.path))
+
+
+class FlushingReactor:
+    """
+    A running reactor, as far as L{BufferedFileLogObserver} can tell: a
+    clock and its shutdown triggers.
+    """
+
+    running = True
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.triggers: list[tuple[str, str, Any]] = []
+
+    def callLater(self, delay: float, f: Any) -> Any:
+        return self.clock.callLater(delay, f)
+
+    def addSystemEventTrigger(self, phase: str, kind: str, f: Any) -> None:
+        self.triggers.append((phase, kind, f))
+
+
+class CountingFile(io.StringIO):
+    """
+    A file that counts its flushes.
+    """
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+class BufferedObserverTests(SynchronousTestCase):
+    """
+    While the reactor runs, lines are flushed within 100 ms, not one by one;
+    warnings at once; and what is buffered is flushed when the reactor
+    stops.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = FlushingReactor()
+        self.out = CountingFile()
+        self.observer = BufferedFileLogObserver(self.out, ClassicTextFormat(), self.reactor)
+
+    def test_flushedWithinTheDelay(self) -> None:
+        """
+        A hundred lines in a burst are flushed once, L{FLUSH_DELAY} seconds
+        after the first.
+        """
+        for i in range(100):
+            self.observer(event("line {i}", i=i))
+        self.assertEqual(self.out.flushes, 0)
+        self.reactor.clock.advance(FLUSH_DELAY)
+        self.assertEqual(self.out.flushes, 1)
+        self.assertEqual(self.out.getvalue().count("\n"), 100)
+        self.assertEqual(self.reactor.clock.getDelayedCalls(), [])
+
+    def test_warningsAtOnce(self) -> None:
+        """
+        A warning is flushed at once, with what was buffered before it.
+        """
+        self.observer(event("info"))
+        warning = event("careful")
+        warning["log_level"] = LogLevel.warn
+        self.observer(warning)
+        self.assertEqual(self.out.flushes, 1)
+        self.assertEqual(self.reactor.clock.getDelayedCalls(), [])
+
+    def test_flushedWhenTheReactorStops(self) -> None:
+        """
+        The observer flushes after the reactor's shutdown.
+        """
+        self.observer(event("last words"))
+        [(phase, kind, flush)] = self.reactor.triggers
+        self.assertEqual((phase, kind), ("after", "shutdown"))
+        flush()
+        self.assertEqual(self.out.flushes, 1)
+
+    def test_notRunningFlushesAtOnce(self) -> None:
+        """
+        Before the reactor runs (start-up) each line is flushed at once.
+        """
+        self.reactor.running = False
+        self.observer(event("starting"))
+        self.assertEqual(self.out.flushes, 1)
