@@ -125,12 +125,14 @@ class LoggingTests(SynchronousTestCase):
         The per-chunk event, emitted without C{Logger.emit}, has the same
         fields as C{log.info} would have given it.
         """
-        from twisted.logger import Logger
+        from twisted.logger import ILogObserver, LogEvent, Logger
+        from zope.interface import implementer
 
         from uppercase import server
 
-        events: list[dict[str, object]] = []
-        self.patch(server, "log", Logger(namespace="uppercase.server", observer=events.append))
+        events: list[LogEvent] = []
+        observer = implementer(ILogObserver)(lambda event: events.append(event))
+        self.patch(server, "log", Logger(namespace="uppercase.server", observer=observer))
         _, transport = connectServer(UppercaseFactory(Clock(), logData=True))
         del events[:]
         transport.receive(b"abc")
