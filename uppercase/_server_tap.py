@@ -279,7 +279,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         from twisted.application import strports
 
         from ._metrics import metricsFactory
-        from .supervisor import WorkerCollector
+        from ._workermetrics import WorkerCollector
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
         strports.service(settings.metrics, site, reactor=reactor).setServiceParent(command)

@@ -22,26 +22,23 @@ queue is lost when a worker goes.  It then:
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import signal
 import socket
 import sys
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from ._listeners import SocketMaker, listenThrough, planSockets
 from ._worker import WORKER_ENV, WorkerSpec
+from ._workermetrics import Totals
+from ._workerprocess import COUNTS, WorkerControlLine, WorkerProcess, describeEnd, gatherEnds
 
 __all__ = ["Supervisor"]
 
@@ -56,8 +53,6 @@ MAX_START_FAILURES = 5
 CONTROL_FD = 3
 """The worker's descriptor for its control connection; its sockets follow."""
 
-COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent")
-
 
 def backoff(failures: int) -> float:
     """
@@ -65,135 +60,6 @@ def backoff(failures: int) -> float:
     starts in a row: 0.25, 0.5, 1, 2 ... up to 30.
     """
     return min(0.25 * 2 ** (failures - 1), 30.0) if failures else 0.0
-
-
-def describeEnd(reason: Failure) -> str:
-    """
-    How a worker process ended, in a few words.
-    """
-    value = reason.value
-    if isinstance(value, ProcessDone):
-        return "exit status 0"
-    if isinstance(value, ProcessTerminated):
-        if value.signal is not None:
-            try:
-                return f"killed by {signal.Signals(value.signal).name}"
-            except ValueError:
-                return f"killed by signal {value.signal}"
-        return f"exit status {value.exitCode}"
-    return str(value)
-
-
-class WorkerProcess(ProcessProtocol):
-    """
-    One worker process, as the supervisor sees it.
-
-    @ivar slot: its number, from 1.
-    @ivar ready: it reported that it listens.
-    @ivar retiring: it was told to retire.
-    @ivar counts: its latest counts.
-    """
-
-    transport: IProcessTransport | None
-
-    def __init__(self, supervisor: Supervisor, slot: int) -> None:
-        self.supervisor = supervisor
-        self.slot = slot
-        self.ready = False
-        self.retiring = False
-        self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
-        self.control: WorkerControlLine | None = None
-        self.whenEnded: Deferred[None] = Deferred()
-        self._readyWaiters: list[Deferred[WorkerProcess]] = []
-        self._partial = {1: b"", 2: b""}
-
-    pid: int | None = None
-
-    def makeConnection(self, transport: Any) -> None:
-        self.pid = transport.pid
-        super().makeConnection(transport)
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        # Complete lines only, so that lines of different workers never mix.
-        text = self._partial.get(childFD, b"") + data
-        end = text.rfind(b"\n") + 1
-        self._partial[childFD] = text[end:]
-        if end:
-            self.supervisor.relay(text[:end].decode("utf-8", "replace"))
-
-    def message(self, message: Mapping[str, Any]) -> None:
-        """
-        A message from the worker's control connection.
-        """
-        kind = message.get("type")
-        if kind == "ready" and not self.ready:
-            self.ready = True
-            self.supervisor.workerReady(self)
-            waiters, self._readyWaiters = self._readyWaiters, []
-            for waiter in waiters:
-                waiter.callback(self)
-        elif kind == "counts":
-            self.counts = {name: int(message.get(name, 0)) for name in COUNTS}
-
-    def waitReady(self) -> Deferred[WorkerProcess]:
-        """
-        A L{Deferred} that fires once the worker serves, or fails with how it
-        ended if it ends first.
-        """
-        waiter: Deferred[WorkerProcess] = Deferred()
-        if self.ready:
-            waiter.callback(self)
-        else:
-            self._readyWaiters.append(waiter)
-        return waiter
-
-    def retire(self) -> None:
-        """
-        Tell the worker to stop accepting, let its connections end, and stop.
-        """
-        self.retiring = True
-        if self.control is not None:
-            self.control.send({"command": "retire"})
-
-    def signal(self, name: str) -> None:
-        if self.transport is not None and self.transport.pid is not None:
-            try:
-                self.transport.signalProcess(name)
-            except Exception:
-                pass
-
-    def processEnded(self, reason: Failure) -> None:
-        for rest in self._partial.values():
-            if rest:
-                self.supervisor.relay(rest.decode("utf-8", "replace") + "\n")
-        self.supervisor.workerEnded(self, reason)
-        waiters, self._readyWaiters = self._readyWaiters, []
-        for waiter in waiters:
-            waiter.errback(reason)
-        self.whenEnded.callback(None)
-
-
-class WorkerControlLine(LineOnlyReceiver):
-    """
-    The supervisor's end of a worker's control connection.
-    """
-
-    delimiter = b"\n"
-    worker: WorkerProcess
-
-    def connectionMade(self) -> None:
-        self.worker.control = self
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return
-        if isinstance(message, dict):
-            self.worker.message(message)
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.sendLine(json.dumps(message).encode())
 
 
 class Slot:
@@ -208,79 +74,6 @@ class Slot:
         self.failures = 0
         self.restart: IDelayedCall | None = None
         self.started = 0
-
-
-class Totals:
-    """
-    The whole server's counts, over its workers, for the metrics collector
-    (the attributes L{uppercase._metrics.ServerState} names): those of the
-    workers running, plus the last counts of those gone.
-    """
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._supervisor = supervisor
-        self.gone: dict[str, int] = dict.fromkeys(COUNTS, 0)
-
-    def _sum(self, name: str) -> int:
-        return self.gone[name] + sum(w.counts[name] for w in self._supervisor.workers())
-
-    @property
-    def accepted(self) -> int:
-        return self._sum("accepted")
-
-    @property
-    def connections(self) -> range:
-        return range(sum(w.counts["active"] for w in self._supervisor.workers()))
-
-    @property
-    def rejected(self) -> int:
-        return self._sum("rejected")
-
-    @property
-    def idleClosed(self) -> int:
-        return self._sum("idleClosed")
-
-    def byteCounts(self) -> tuple[int, int]:
-        return self._sum("received"), self._sum("sent")
-
-
-class WorkerCollector:
-    """
-    Each worker's counts, for the metrics: how connections spread over them.
-    """
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._supervisor = supervisor
-
-    def collect(self) -> Iterator[Metric]:
-        active = GaugeMetricFamily(
-            "uppercase_worker_connections_active",
-            "Connections open now, per worker.",
-            labels=["worker"],
-        )
-        accepted = CounterMetricFamily(
-            "uppercase_worker_connections",
-            "Connections accepted by the worker serving now in each slot, since it started.",
-            labels=["worker"],
-        )
-        starts = CounterMetricFamily(
-            "uppercase_worker_starts", "Workers started, per slot.", labels=["worker"]
-        )
-        for slot in self._supervisor.slots:
-            label = [str(slot.number)]
-            worker = slot.worker
-            counts = worker.counts if worker is not None else dict.fromkeys(COUNTS, 0)
-            active.add_metric(label, counts["active"])
-            accepted.add_metric(label, counts["accepted"])
-            starts.add_metric(label, slot.started)
-        yield active
-        yield accepted
-        yield starts
-        yield GaugeMetricFamily(
-            "uppercase_workers_ready",
-            "Workers serving now.",
-            value=sum(1 for w in self._supervisor.workers() if w.ready and not w.retiring),
-        )
 
 
 Spawn = Callable[..., Any]
@@ -610,15 +403,6 @@ def planListeners(descriptions: Sequence[str], count: int) -> SocketMaker:
             raise ListenError(description, reasonOf(e)) from None
 
     return planSockets(list(descriptions), count, listen)
-
-
-def gatherEnds(workers: Sequence[WorkerProcess]) -> Deferred[Any]:
-    """
-    A L{Deferred} that fires once every one of C{workers} has ended.
-    """
-    from twisted.internet.defer import gatherResults
-
-    return gatherResults([w.whenEnded for w in workers])
 
 
 def workerShare(limit: int, workers: int) -> int:

@@ -18,12 +18,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase._serversettings import workerCount
 from uppercase._worker import WORKER_ENV, WorkerSpec
+from uppercase._workermetrics import WorkerCollector
+from uppercase._workerprocess import WorkerProcess
 from uppercase.supervisor import (
     CONTROL_FD,
     MAX_START_FAILURES,
     Supervisor,
-    WorkerCollector,
-    WorkerProcess,
     backoff,
     workerShare,
 )
