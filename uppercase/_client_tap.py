@@ -61,12 +61,37 @@ class ClientOptions(usage.Options):
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
     optParameters = ClientSettings.optParameters()
+    optFlags = [
+        ["stream", None, "Load: stream random bytes full duplex, then half-close."],
+        ["fail-fast", None, "Load: stop at the first wrong byte."],
+    ]
 
     settings: ClientSettings
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
-        self.settings = ClientSettings.fromOptions(self)
+        settings = ClientSettings.fromOptions(
+            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"])
+        )
+        checkLoadSettings(settings)
+        self.settings = settings
+
+
+def checkLoadSettings(settings: ClientSettings) -> None:
+    """
+    Refuse combinations of settings that cannot work together.
+
+    @raise usage.UsageError: saying which.
+    """
+    if settings.stream and settings.rate:
+        raise usage.UsageError("--stream sets its own pace: it takes no --rate")
+    if settings.stream and settings.pipeline:
+        raise usage.UsageError("--stream sends no messages: it takes no --pipeline")
+    kind = settings.connect.split(":", 1)[0].lower()
+    if settings.sendProxy and kind in ("tls", "ssl"):
+        raise usage.UsageError(
+            "--send-proxy sends its header before any TLS, which tls: endpoints cannot do"
+        )
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")
