@@ -37,6 +37,7 @@ from ._connect import (
     isWorthRetrying,
 )
 from ._exitstatus import exitWithStatusAtExit
+from ._loadservice import LoadService
 from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
@@ -238,10 +239,10 @@ class RepeatingClientService(MultiService):
 
 def makeService(
     config: ClientOptions, reactor: Any = None, exitStatus: ExitStatus | None = None
-) -> RepeatingClientService:
+) -> RepeatingClientService | LoadService:
     """
-    Build the client's service from parsed options; nothing connects until
-    it is started.
+    Build the client's service from parsed options (a L{LoadService} when
+    any load option is set); nothing connects until it is started.
 
     @param exitStatus: told the exit status when the client fails; by
         default L{exitWithStatusAtExit}, which makes the process exit with
@@ -253,6 +254,8 @@ def makeService(
         exitStatus = exitWithStatusAtExit
 
     settings = config.settings
+    if settings.isLoad:
+        return LoadService(settings, clientEndpoint(reactor, settings.connect), reactor, exitStatus)
     rtts = RoundTrips()
 
     def logReply(sequence: int, reply: bytes, rtt: float) -> None:

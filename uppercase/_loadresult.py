@@ -182,7 +182,10 @@ def _describeErrors(errors: Dict[str, int]) -> str:
 
 
 def failureReason(
-    result: dict[str, Any], settings: Any, connectFailure: Failure | None
+    result: dict[str, Any],
+    settings: Any,
+    connectFailure: Failure | None,
+    interrupted: bool = False,
 ) -> str | None:
     """
     The one line that says why the run failed (the first reason of
@@ -204,6 +207,8 @@ def failureReason(
     for check in result["checks"]:
         if not check.ok:
             return str(check)
+    if interrupted:
+        return None  # what was not verified yet was cut short
     if settings.stream:
         if not result["streamBytes"]:
             return "no byte was verified"
@@ -243,7 +248,9 @@ def buildResult(
         "checks": checks,
         "connections": run.connectedCount,
     }
-    reason = failure or failureReason(fields, settings, connectFailure)
+    reason = failure or failureReason(
+        fields, settings, connectFailure, interrupted is not None
+    )
     if reason is None and interrupted is not None:
         status = 128 + interrupted
     else:

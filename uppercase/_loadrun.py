@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
-from ._connect import ConnectTimeout, describeConnectFailure, isCancellation
+from ._connect import ConnectTimeout, describeConnectFailure, isCancellation, isWorthRetrying
 from ._loadprotocol import LoadProtocol, Owner
 from ._loadresult import RunObserver, RunResult, Snapshot, buildResult
 from ._loadstats import LoadStats, Mismatch
@@ -77,6 +77,8 @@ def errorKind(failure: Failure) -> str:
 
 
 class _OneProtocol(Factory):
+    noisy = False
+
     def __init__(self, protocol: Connection) -> None:
         self._protocol = protocol
 
@@ -120,7 +122,9 @@ class LoadRun(Owner):
                 settings.payload, settings.size, settings.seed, settings.message
             )
             if settings.rate:
-                self.schedule = OpenLoop(clock, settings.rate, settings.limit, spin)
+                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin)
+                openLoop.onSkipped = self._skipped
+                self.schedule = openLoop
             else:
                 self.schedule = ClosedLoop(clock, settings.limit)
         self.schedule.onExhausted = self.stop
@@ -207,7 +211,10 @@ class LoadRun(Owner):
         if not (isCancellation(failure) and self._stopping):
             self.stats.error(errorKind(failure))
             self._connectFailure = self._connectFailure or failure
-            if self._reconnect:
+            if self._reconnect and not isWorthRetrying(failure):
+                reason = describeConnectFailure(failure)
+                self._fail(f"cannot connect to {self.settings.connect}: {reason}")
+            elif self._reconnect:
                 log.warn(
                     "Cannot connect to {endpoint}: {reason}",
                     endpoint=self.settings.connect,
@@ -278,38 +285,53 @@ class LoadRun(Owner):
             self.protocols.remove(connection)
         if isinstance(self.schedule, OpenLoop):
             self.schedule.remove(protocol)
-        self._countLoss(connection, reason)
+        clean = self._countLoss(connection, reason)
         if self._reconnect and not self._stopping:
             self._retry(connection.number)
         elif not self.protocols and not self._pending and not self._stopping:
-            if self.begunAt is not None:
+            if clean:
+                self.stop()  # every stream sent what it had to
+            elif self.begunAt is not None:
                 self._fail("every connection was lost")
         self._maybeFinish()
 
-    def _countLoss(self, connection: Connection, reason: Failure) -> None:
-        if getattr(connection, "timedOut", False):
-            return
+    def _countLoss(self, connection: Connection, reason: Failure) -> bool:
+        """
+        Count what a lost connection lost.
+
+        @return: whether it ended as it should have.
+        """
+        if connection.timedOut:
+            return False
         if isinstance(connection, StreamProtocol):
             if connection.clean:
-                return
+                return True
             if self._interrupted is not None and not connection.closedEarly:
-                return
+                return False
             self.stats.error("closed early" if connection.closedEarly else errorKind(reason))
-            return
+            return False
         unanswered = connection.dropInFlight()
         if self._interrupted is not None:
-            return
+            return False
         if unanswered:
             self.stats.lost += unanswered
             self.stats.error(errorKind(reason))
-        elif not connection.closing:
+            return False
+        if not connection.closing:
             self.stats.error(errorKind(reason))
+            return False
+        return True
+
+    def _skipped(self, count: int) -> None:
+        self.stats.lost += count
+        self.stats.error("no connection", count)
 
     def _mismatched(self, mismatch: Mismatch) -> None:
         if self._reconnect:
             log.error("Wrong reply: {mismatch}", mismatch=str(mismatch))
         if self.settings.failFast:
-            self._fail(f"wrong reply: {mismatch}")
+            # On the next turn: the protocol is in the middle of a chunk.
+            self._clock.callLater(0, self._fail, f"wrong reply: {mismatch}")
 
     # Time.
 

@@ -129,6 +129,7 @@ class OpenLoop(Schedule):
         self._protocols: list[LoadProtocol] = []
         self._cursor = 0
         self._timer: IDelayedCall | None = None
+        self.onSkipped: Callable[[int], None] = lambda count: None
 
     @property
     def backlog(self) -> int:
@@ -178,7 +179,9 @@ class OpenLoop(Schedule):
         if not self.running:
             return
         now = self._clock.seconds()
-        due = math.floor((now - self.startedAt) * self.rate) + 1
+        # (A millionth of a message's interval of slack: the clock's float
+        # arithmetic must not leave the message due now for a timer of 0.)
+        due = math.floor((now - self.startedAt) * self.rate + 1e-6) + 1
         if self.limit:
             due = min(due, self.limit)
         if due > self._due:
@@ -196,10 +199,19 @@ class OpenLoop(Schedule):
     def _dispatch(self) -> None:
         """
         Hand the due messages to the connections with room, in turn; what
-        finds no room stays in the backlog.
+        finds no room stays in the backlog.  With no connection at all, the
+        due messages are skipped (see L{onSkipped}).
         """
         protocols = self._protocols
         count = len(protocols)
+        if not count:
+            # No connection at all (a prober waiting to reconnect): what is
+            # due now can never be sent on time; it is counted, not queued.
+            skipped = self._due - self.scheduled
+            if skipped > 0:
+                self._handed(skipped)
+                self.onSkipped(skipped)
+            return
         misses = 0
         while self.scheduled < self._due and misses < count:
             protocol = protocols[self._cursor % count]
