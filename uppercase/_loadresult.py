@@ -248,9 +248,7 @@ def buildResult(
         "checks": checks,
         "connections": run.connectedCount,
     }
-    reason = failure or failureReason(
-        fields, settings, connectFailure, interrupted is not None
-    )
+    reason = failure or failureReason(fields, settings, connectFailure, interrupted is not None)
     if reason is None and interrupted is not None:
         status = 128 + interrupted
     else:

@@ -370,10 +370,12 @@ class ClientServiceTests(SynchronousTestCase):
     def makeService(self, *argv: str) -> _client_tap.RepeatingClientService:
         options = _client_tap.ClientOptions()
         options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
-        self.service = _client_tap.makeService(
+        service = _client_tap.makeService(
             options, reactor=self.reactor, exitStatus=self.statuses.append
         )
-        return self.service
+        assert isinstance(service, _client_tap.RepeatingClientService)
+        self.service = service
+        return service
 
     def connect(self) -> tuple[Any, StringTransport]:
         """

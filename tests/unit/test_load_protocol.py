@@ -90,7 +90,7 @@ class PayloadTests(SynchronousTestCase):
         Over a run's messages, every byte value is sent.
         """
         payloads = Payloads("random", 1024, seed=5)
-        sent = set()
+        sent: set[int] = set()
         for number in range(1, 2000):
             sent.update(payloads.message(1, number)[0])
         self.assertEqual(sent, set(range(256)))
@@ -132,9 +132,7 @@ class LoadProtocolTests(SynchronousTestCase):
         self.payloads = Payloads("random", 32, seed=1)
 
     def connect(self, number: int = 1, pipeline: int = 4) -> tuple[LoadProtocol, StreamTransport]:
-        protocol = LoadProtocol(
-            number, self.payloads, self.stats, self.clock, self.owner, pipeline
-        )
+        protocol = LoadProtocol(number, self.payloads, self.stats, self.clock, self.owner, pipeline)
         transport = StreamTransport(peerReads=True)
         transport.connect(protocol)
         return protocol, transport

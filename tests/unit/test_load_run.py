@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -63,7 +63,7 @@ class FakeConnect:
 
     def succeed(self, index: int = 0) -> StreamTransport:
         factory, d = self.attempts.pop(index)
-        protocol = factory.buildProtocol(None)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
         transport = StreamTransport()
         transport.answered = 0  # type: ignore[attr-defined]
         transport.connect(protocol)  # type: ignore[arg-type]
@@ -94,9 +94,9 @@ class LoadRunCase(SynchronousTestCase):
         self.observer = Collect()
 
     def start(self, settings: ClientSettings, **kwargs: Any) -> LoadRun:
-        self.run = LoadRun(settings, self.clock, self.connect, self.observer, **kwargs)
-        self.done = self.run.start()
-        return self.run
+        self.loadRun = LoadRun(settings, self.clock, self.connect, self.observer, **kwargs)
+        self.done = self.loadRun.start()
+        return self.loadRun
 
     def result(self) -> RunResult:
         return self.successResultOf(self.done)
@@ -118,7 +118,7 @@ class ConnectingTests(LoadRunCase):
         self.connect.succeed()
         self.connect.fail(ConnectionRefusedError())
         self.assertEqual(len(self.connect.attempts), CONNECT_AT_ONCE)
-        self.assertEqual(self.run.stats.errors["refused"], 1)
+        self.assertEqual(self.loadRun.stats.errors["refused"], 1)
 
     def test_errorsByKindNotFatal(self) -> None:
         """
@@ -202,7 +202,9 @@ class EndingTests(LoadRunCase):
         self.clock.advance(0)
         result = self.result()
         self.assertEqual((result.failed, result.mismatchCount, result.status), (4, 4, 1))
-        self.assertTrue(result.failure.startswith("4 wrong replies; first: connection 1, message 1"))
+        self.assertTrue(
+            (result.failure or "").startswith("4 wrong replies; first: connection 1, message 1")
+        )
 
     def test_failFast(self) -> None:
         """
@@ -214,7 +216,7 @@ class EndingTests(LoadRunCase):
         self.clock.advance(0)
         result = self.result()
         self.assertEqual((result.status, result.mismatchCount), (1, 1))
-        self.assertTrue(result.failure.startswith("wrong reply: connection 1, message 1"))
+        self.assertTrue((result.failure or "").startswith("wrong reply: connection 1, message 1"))
         self.assertTrue(transport.aborted)
 
     def test_replyTimeout(self) -> None:
@@ -248,7 +250,7 @@ class EndingTests(LoadRunCase):
         """
         self.start(dataclasses.replace(LOAD, count=0, duration=60, pipeline=2))
         transport = self.connect.succeed()
-        self.run.interrupt(2)
+        self.loadRun.interrupt(2)
         self.assertFalse(transport.disconnected)
         self.connect.answer(transport)
         result = self.result()
@@ -261,8 +263,8 @@ class EndingTests(LoadRunCase):
         """
         self.start(dataclasses.replace(LOAD, count=0, duration=60))
         transport = self.connect.succeed()
-        self.run.interrupt(15)
-        self.run.interrupt(15)
+        self.loadRun.interrupt(15)
+        self.loadRun.interrupt(15)
         self.assertTrue(transport.aborted)
         self.assertEqual(self.result().status, 143)
 
@@ -283,7 +285,7 @@ class EndingTests(LoadRunCase):
         self.assertApproximates(first.messagesPerSecond, 100, 1)
         assert first.latency is not None
         self.assertApproximates(first.latency["p50"], 5.0, 0.01)
-        self.run.stop()
+        self.loadRun.stop()
 
 
 class ReconnectTests(LoadRunCase):
@@ -304,9 +306,9 @@ class ReconnectTests(LoadRunCase):
         self.clock.advance(5)
         self.assertEqual(len(self.connect.attempts), 1)
         self.connect.succeed()
-        self.assertEqual(len(self.run.protocols), 1)
-        self.assertEqual(self.run.stats.errors["reset"], 1)
-        self.run.stop()
+        self.assertEqual(len(self.loadRun.protocols), 1)
+        self.assertEqual(self.loadRun.stats.errors["reset"], 1)
+        self.loadRun.stop()
         self.connect.answerAll()
         errors = self.result().errors
         self.assertEqual(errors["reset"], 1)
@@ -321,7 +323,7 @@ class ReconnectTests(LoadRunCase):
         self.assertNoResult(self.done)
         self.clock.advance(5)
         self.assertEqual(len(self.connect.attempts), 1)
-        self.run.stop()
+        self.loadRun.stop()
 
 
 class StreamRunTests(LoadRunCase):
@@ -337,7 +339,7 @@ class StreamRunTests(LoadRunCase):
         connections: list[MemoryConnection] = []
 
         def connect(factory: IProtocolFactory) -> Deferred[Any]:
-            protocol = factory.buildProtocol(None)
+            protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
             server = UppercaseFactory(self.clock, logData=False)
             connections.append(connectInMemory(server, protocol))  # type: ignore[arg-type]
             d: Deferred[Any] = Deferred()
@@ -345,8 +347,8 @@ class StreamRunTests(LoadRunCase):
             return d
 
         settings = dataclasses.replace(LOAD, stream=True, count=3, size=65536)
-        self.run = LoadRun(settings, self.clock, connect, self.observer)
-        self.done = self.run.start()
+        self.loadRun = LoadRun(settings, self.clock, connect, self.observer)
+        self.done = self.loadRun.start()
         connections[0].flush()
         result = self.result()
         self.assertEqual((result.streamBytes, result.status, result.errors), (3 * 65536, 0, {}))
@@ -368,7 +370,7 @@ class ThresholdTests(LoadRunCase):
     Thresholds turn a run into a check.
     """
 
-    def run10(self, **thresholds: float) -> RunResult:
+    def run10(self, **thresholds: Any) -> RunResult:
         """
         10 messages at 10/s, each answered 50 ms after it is due.
         """
@@ -404,7 +406,9 @@ class ThresholdTests(LoadRunCase):
         """
         result = self.run10(minRate=100.0)
         self.assertEqual(result.status, 1)
-        self.assertRegex(result.failure or "", r"^verified rate .* messages/s is under --min-rate 100$")
+        self.assertRegex(
+            result.failure or "", r"^verified rate .* messages/s is under --min-rate 100$"
+        )
 
     def test_nothingMeasured(self) -> None:
         """

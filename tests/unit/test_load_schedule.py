@@ -93,7 +93,7 @@ class ClosedLoopTests(ScheduleCase):
         schedule = self.use(ClosedLoop(self.clock, limit=10))
         schedule.start(p for p, t in pairs)
         for _ in range(3):
-            for protocol, transport in pairs:
+            for _protocol, transport in pairs:
                 self.answer(transport)
         self.clock.advance(0)
         self.assertEqual(sum(p.sent for p, t in pairs), 10)
