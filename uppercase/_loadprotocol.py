@@ -220,7 +220,7 @@ class LoadProtocol(Protocol):
             self.answered += done
             stats.answered += done
             if self.closing and not inFlight:
-                self.transport.loseConnection()
+                self._loseConnection()
             else:
                 self._owner.room(self)
 
@@ -283,7 +283,12 @@ class LoadProtocol(Protocol):
         """
         self.closing = True
         if not self._inFlight:
-            self.transport.loseConnection()
+            self._loseConnection()
+
+    def _loseConnection(self) -> None:
+        # TLS waits for a registered producer to go before it closes.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def dropInFlight(self) -> int:
         """
