@@ -12,10 +12,10 @@ the results go to a L{LoadStats}.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Tuple
+from typing import Any, Callable, Deque
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -35,6 +35,16 @@ def noPreamble(transport: Any) -> bytes:
     return b""
 
 
+def setNoDelay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off on a TCP transport: with several messages in
+    flight it would hold each small write until the previous one is
+    acknowledged, and the latencies measured would be the kernel's.
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)
+
+
 class Owner:
     """
     What a L{LoadProtocol} tells the run it belongs to (see
@@ -49,11 +59,6 @@ class Owner:
 
     def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
         """The connection is gone."""
-
-
-_InFlight = Tuple[bytes, float]
-"""A message sent and not yet answered in full: its expected reply and its
-scheduled send time."""
 
 
 @implementer(IPushProducer)
@@ -91,9 +96,10 @@ class LoadProtocol(Protocol):
         self._owner = owner
         self.pipeline = pipeline
         self._preamble = preamble
-        self._inFlight: Deque[_InFlight] = deque()
-        self._partial = 0
-        self._spoiled = False
+        self._stamps: Deque[float] = deque()
+        self._expected: Deque[bytes] = deque()
+        self._expectedAt = 0
+        self._spoiled: set[int] = set()
         self.sent = 0
         self.answered = 0
         self.receivedBytes = 0
@@ -106,7 +112,7 @@ class LoadProtocol(Protocol):
 
     @property
     def inFlight(self) -> int:
-        return len(self._inFlight)
+        return len(self._stamps)
 
     def room(self) -> int:
         """
@@ -117,11 +123,12 @@ class LoadProtocol(Protocol):
             return 0
         if self.pipeline <= 0:
             return 1 << 30
-        return self.pipeline - len(self._inFlight)
+        return self.pipeline - len(self._stamps)
 
     def connectionMade(self) -> None:
         self.connectedAt = self.lastProgress = self._clock.seconds()
         self._direct = supportsDirectWrites(self.transport)
+        setNoDelay(self.transport)
         self.transport.registerProducer(self, True)
         preamble = self._preamble(self.transport)
         if preamble:
@@ -135,135 +142,156 @@ class LoadProtocol(Protocol):
         """
         if count <= 0:
             return
-        if not self._inFlight:
+        if not self._stamps:
             self.lastProgress = self._clock.seconds()
-        message = self._payloads.message
-        number = self.number
-        inFlight = self._inFlight
-        parts = []
-        base = self.sent + 1
-        for i in range(count):
-            data, expected = message(number, base + i)
-            parts.append(data)
-            inFlight.append((expected, first + i * step))
+        data, expected = self._payloads.messages(self.number, self.sent + 1, count)
+        self._expected.append(expected)
+        if step:
+            self._stamps.extend([first + i * step for i in range(count)])
+        else:
+            self._stamps.extend([first] * count)
         self.sent += count
         self._stats.sent += count
-        data = parts[0] if count == 1 else b"".join(parts)
         if self._direct:
             writeDirectly(self.transport, data)
         else:
             self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closing and not self._inFlight:
+        """
+        Check C{data} against the expected replies where this connection's
+        stream has got to (one comparison for the whole chunk when it is
+        right), then account for each reply it completes.
+        """
+        if self.closing and not self._stamps:
             return
         now = self._clock.seconds()
         self.lastProgress = now
+        chunks = self._expected
+        size = len(data)
+        pos = 0
+        at = self._expectedAt
+        while pos < size:
+            if not chunks:
+                self._unexpected(data, pos)
+                size = pos
+                break
+            head = chunks[0]
+            take = len(head) - at
+            if take >= size - pos:
+                take = size - pos
+                ok = head.startswith(data if pos == 0 else data[pos:], at)
+            else:
+                ok = head.startswith(data[pos : pos + take], at)
+            if not ok:
+                self._locate(data[pos : pos + take], head[at : at + take], pos)
+            pos += take
+            at += take
+            if at == len(head):
+                chunks.popleft()
+                at = 0
+        self._expectedAt = at
+        if not size:
+            return
+        unit = self._payloads.size
+        before = self.receivedBytes // unit
+        self.receivedBytes += size
+        done = self.receivedBytes // unit - before
+        if done:
+            self._completed(done, now, before)
+
+    def _completed(self, done: int, now: float, before: int) -> None:
+        """
+        C{done} replies are in, the first of them message C{before + 1}.
+        """
         stats = self._stats
-        inFlight = self._inFlight
+        stamps = self._stamps
         measureFrom = stats.measureFrom
         record = stats.latencies.recordMicros
-        pos = 0
-        size = len(data)
-        done = 0
+        spoiled = self._spoiled
         runMicros = -1
         runCount = 0
         measured = 0
-        while pos < size:
-            if not inFlight:
-                self._unexpected(data, pos)
-                break
-            expected, scheduled = inFlight[0]
-            partial = self._partial
-            need = len(expected) - partial
-            if size - pos >= need:
-                if partial:
-                    ok = data.startswith(expected[partial:], pos)
+        verified = done
+        for number in range(before + 1, before + done + 1):
+            scheduled = stamps.popleft()
+            if spoiled and number in spoiled:
+                spoiled.discard(number)
+                verified -= 1
+                continue
+            if scheduled >= measureFrom:
+                measured += 1
+                micros = int((now - scheduled) * 1e6) or 1
+                if micros == runMicros:
+                    runCount += 1
                 else:
-                    ok = data.startswith(expected, pos)
-                if not ok:
-                    self._mismatch(data, pos, expected, partial, self.answered + done + 1)
-                pos += need
-                self.receivedBytes += need
-                inFlight.popleft()
-                self._partial = 0
-                done += 1
-                if self._spoiled:
-                    self._spoiled = False
-                    stats.failed += 1
-                    continue
-                stats.verified += 1
-                if scheduled >= measureFrom:
-                    measured += 1
-                    micros = int((now - scheduled) * 1e6) or 1
-                    if micros == runMicros:
-                        runCount += 1
-                    else:
-                        if runCount:
-                            record(runMicros, runCount)
-                        runMicros = micros
-                        runCount = 1
-            else:
-                chunk = data[pos:]
-                if not expected.startswith(chunk, partial):
-                    self._mismatch(data, pos, expected, partial, self.answered + done + 1)
-                self._partial += size - pos
-                self.receivedBytes += size - pos
-                pos = size
+                    if runCount:
+                        record(runMicros, runCount)
+                    runMicros = micros
+                    runCount = 1
         if runCount:
             record(runMicros, runCount)
+        stats.verified += verified
+        stats.failed += done - verified
         if measured:
             stats.measured += measured
             stats.measuredBytes += measured * self._payloads.size
             stats.lastMeasured = now
-        if done:
-            self.answered += done
-            stats.answered += done
-            if self.closing and not inFlight:
-                self._loseConnection()
-            else:
-                self._owner.room(self)
+        self.answered += done
+        stats.answered += done
+        if self.closing and not stamps:
+            self._loseConnection()
+        else:
+            self._owner.room(self)
 
-    def _mismatch(self, data: bytes, pos: int, expected: bytes, partial: int, message: int) -> None:
+    def _locate(self, got: bytes, want: bytes, pos: int) -> None:
         """
-        Report the first wrong byte of the message at the head (once per
+        C{got} (from C{pos} in the chunk being read) differs from C{want}:
+        report the first wrong byte of each message it touches (once per
         message).
         """
-        if self._spoiled:
-            return
-        self._spoiled = True
-        got = data[pos : pos + len(expected) - partial]
-        want = expected[partial : partial + len(got)]
-        at = next(i for i in range(len(got)) if got[i] != want[i])
-        self._stats.mismatch(
-            Mismatch.around(
-                connection=self.number,
-                message=message,
-                offset=self.receivedBytes + at,
-                messageOffset=partial + at,
-                expected=want,
-                received=got,
-                index=at,
-            )
-        )
+        unit = self._payloads.size
+        base = self.receivedBytes + pos
+        i = 0
+        while i < len(got):
+            if got[i] == want[i]:
+                i += 1
+                continue
+            offset = base + i
+            number = offset // unit + 1
+            messageOffset = offset % unit
+            if number not in self._spoiled:
+                self._spoiled.add(number)
+                start = max(i - messageOffset, 0)
+                self._stats.mismatch(
+                    Mismatch.around(
+                        connection=self.number,
+                        message=number,
+                        offset=offset,
+                        messageOffset=messageOffset,
+                        expected=want[start : i + unit],
+                        received=got[start : i + unit],
+                        index=i - start,
+                    )
+                )
+            # On to the next message: one report per message is enough.
+            i += unit - messageOffset
 
-    def _unexpected(self, data: bytes, pos: int) -> None:
+    def _unexpected(self, data: bytes, due: int) -> None:
         """
-        Bytes arrived while no reply was due: report them once and ignore
-        the rest of this chunk.
+        More bytes arrived than replies were due: report those beyond once.
         """
         self._stats.mismatch(
             Mismatch.around(
                 connection=self.number,
                 message=self.sent + 1,
-                offset=self.receivedBytes,
+                offset=self.receivedBytes + due,
                 messageOffset=0,
                 expected=b"",
-                received=data[pos:],
+                received=data[due:],
                 index=0,
             )
         )
-        self.receivedBytes += len(data) - pos
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -282,7 +310,7 @@ class LoadProtocol(Protocol):
         answered (at once if none is).
         """
         self.closing = True
-        if not self._inFlight:
+        if not self._stamps:
             self._loseConnection()
 
     def _loseConnection(self) -> None:
@@ -296,10 +324,13 @@ class LoadProtocol(Protocol):
 
         @return: how many there were.
         """
-        count = len(self._inFlight)
-        self._inFlight.clear()
-        self._partial = 0
-        self._spoiled = False
+        count = len(self._stamps)
+        self._stamps.clear()
+        self._expected.clear()
+        self._expectedAt = 0
+        self._spoiled.clear()
+        unit = self._payloads.size
+        self.receivedBytes = -(-self.receivedBytes // unit) * unit
         return count
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:

@@ -289,8 +289,8 @@ class CorruptionTests(SynchronousTestCase):
         self, seed: int, size: int, count: int, connection: int, data: st.DataObject
     ) -> None:
         """
-        C{count} random messages of C{size} bytes; the reply stream is cut
-        into random chunks and one byte at a random offset is changed: one
+        C{count} random messages of C{size} bytes, sent in random batches;
+        the reply stream is cut into random chunks and one byte at a random offset is changed: one
         mismatch, at that connection, message (offset // size + 1) and
         offset; every other message verified.
         """
@@ -300,7 +300,11 @@ class CorruptionTests(SynchronousTestCase):
         )
         transport = StreamTransport()
         transport.connect(protocol)
-        protocol.send(count, 0.0)
+        sent = 0
+        while sent < count:  # in batches, as a schedule sends them
+            batch = min(count - sent, data.draw(st.integers(1, 4), label="batch"))
+            protocol.send(batch, 0.0)
+            sent += batch
         reply = bytearray(asciiUpper(transport.value()))
         offset = data.draw(st.integers(0, len(reply) - 1), label="offset")
         reply[offset] ^= data.draw(st.integers(1, 255), label="xor")
