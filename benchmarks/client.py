@@ -13,7 +13,9 @@ Workloads:
   l  1 connection, 1,000 messages/s, 64 B      latency p50 (open loop)
 
 Clients: loadgen (C), uppercase-client on this Python (CPython), and on
---pypy PYTHON (a PyPy with uppercase installed).  Each measurement starts a
+--pypy PYTHON (a PyPy with uppercase installed); with --pypy also
+baselines/python_client.py on PyPy ("raw-pypy": plain epoll, nothing
+verified), the ceiling of a Python client on this machine.  Each measurement starts a
 fresh echo; the client runs with --json and its summary is read.  Prints
 Markdown tables of medians (min-max) and ratios, and writes every figure,
 and the latency percentiles of workload l for plot_latency.py, as JSON.
@@ -93,6 +95,21 @@ def runClient(python: str, port: int, w: dict[str, Any], warmup: float, seconds:
     }
 
 
+def runBaseline(python: str, port: int, w: dict[str, Any], warmup: float, seconds: float) -> dict:
+    script = os.path.join(HERE, "baselines", "python_client.py")
+    argv = [python, script, str(port), str(w["conns"]), str(w["size"]), str(w["depth"])]
+    result = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, *argv, str(warmup), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=warmup + seconds + 60,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"client.py: python_client.py failed: {result.stderr.strip()[-500:]}")
+    rate = json.loads(result.stdout)["round_trips_per_s"]
+    return {"rate": rate, "p50_ms": 0.0, "p99_ms": 0.0, "latency_ms": {}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -104,9 +121,10 @@ def main() -> int:
     parser.add_argument("--out", default="client-benchmark.json")
     args = parser.parse_args()
 
-    clients = {"loadgen": None, "cpython": sys.executable}
+    clients: dict[str, Any] = {"loadgen": None, "cpython": sys.executable}
     if args.pypy:
         clients["pypy"] = args.pypy
+        clients["raw-pypy"] = ("raw", args.pypy)
     results: dict[str, dict[str, list[dict]]] = {name: {} for name in clients}
     with tempfile.TemporaryDirectory() as folder:
         loadgen = compileC(folder, "loadgen.c")
@@ -115,11 +133,15 @@ def main() -> int:
             for workload in args.workloads:
                 w = WORKLOADS[workload]
                 for name, python in clients.items():
-                    warmup = args.pypy_warmup if name == "pypy" else args.warmup
+                    if name == "raw-pypy" and w["rate"]:
+                        continue  # a ceiling of rates only
+                    warmup = args.pypy_warmup if "pypy" in name else args.warmup
                     server = Server([echo, "{port}"])
                     try:
                         if python is None:
                             figures = runLoadgen(loadgen, server.port, w, warmup, args.seconds)
+                        elif isinstance(python, tuple):
+                            figures = runBaseline(python[1], server.port, w, warmup, args.seconds)
                         else:
                             figures = runClient(python, server.port, w, warmup, args.seconds)
                     finally:
@@ -137,33 +159,32 @@ def main() -> int:
     return 0
 
 
-def median(results: dict, name: str, workload: str, key: str) -> tuple[float, float, float]:
-    values = [r[key] for r in results[name].get(workload, [])]
-    return statistics.median(values), min(values), max(values)
-
-
 def report(results: dict, args: argparse.Namespace) -> None:
     names = list(results)
-    print(f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each.\n")
-    print(
-        "| workload | "
-        + " | ".join(names)
-        + " | "
-        + " | ".join(f"{n} / loadgen" for n in names[1:])
-        + " |"
-    )
-    print("|---" * (2 * len(names)) + "|")
+    others = names[1:]
+    print(f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each.")
+    print("Ratios: the median of each run's ratio to loadgen in that run.\n")
+    header = " | ".join(names) + " | " + " | ".join(f"{n} / loadgen" for n in others)
+    print(f"| workload | {header} |")
+    print("|---" * (len(names) + len(others) + 1) + "|")
     for workload in args.workloads:
         key = "p50_ms" if WORKLOADS[workload]["rate"] else "rate"
         unit = "p50 ms" if key == "p50_ms" else "msg/s"
+        fmt = "{:,.3f}" if key == "p50_ms" else "{:,.0f}"
         cells, ratios = [], []
-        base = median(results, "loadgen", workload, key)[0]
+        base = [r[key] for r in results["loadgen"].get(workload, [])]
         for name in names:
-            m, lo, hi = median(results, name, workload, key)
-            fmt = "{:,.3f}" if key == "p50_ms" else "{:,.0f}"
-            cells.append(f"{fmt.format(m)} [{fmt.format(lo)}-{fmt.format(hi)}]")
+            values = [r[key] for r in results[name].get(workload, [])]
+            if not values:
+                cells.append("-")
+                if name != "loadgen":
+                    ratios.append("-")
+                continue
+            m = statistics.median(values)
+            cells.append(f"{fmt.format(m)} [{fmt.format(min(values))}-{fmt.format(max(values))}]")
             if name != "loadgen":
-                ratios.append(f"{m / base:.2f}" if base else "-")
+                per = [v / b for v, b in zip(values, base) if b]
+                ratios.append(f"{statistics.median(per):.2f}" if per else "-")
         print(f"| {workload} ({unit}) | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
 
