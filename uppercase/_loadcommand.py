@@ -8,7 +8,7 @@ error; 128 + N when interrupted by signal N.
 
 from __future__ import annotations
 
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -126,7 +126,3 @@ class LoadCommand:
         ended: Deferred[int] = Deferred()
         ended.callback(self._say(line))
         return ended
-
-
-# A callable that stands for the whole command, for tests.
-Start = Callable[[], "Deferred[int]"]

@@ -13,12 +13,18 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._histogram import PERCENTILES, Latencies
 from ._loadresult import RunObserver, RunResult, Snapshot
-from ._loadstats import hexExcerpt
 
 if TYPE_CHECKING:
     from ._loadrun import LoadRun
 
-__all__ = ["JSONLoadReport", "SCHEMA_VERSION", "TextLoadReport", "progressLine"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "JSONLoadReport",
+    "TextLoadReport",
+    "describeLatency",
+    "progressLine",
+    "summaryLines",
+]
 
 SCHEMA_VERSION = 1
 """The C{--json} schema's version, in the C{start} object; it changes only
@@ -272,6 +278,3 @@ class JSONLoadReport(_Progress):
     def finished(self, result: RunResult) -> None:
         super().finished(result)
         self._emit(summaryRecord(result))
-
-
-__all__ += ["describeLatency", "hexExcerpt", "summaryLines"]

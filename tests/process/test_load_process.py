@@ -327,9 +327,9 @@ class EndpointTests(SynchronousTestCase):
     def test_sendProxy(self) -> None:
         """
         C{--send-proxy v1} and C{v2} against a C{haproxy:} listener: every
-        message verified, and the server logs the connections with the
-        addresses the header gave; without it, the server refuses the
-        stream and the run fails.
+        message verified (the ping-like client too), and the server logs
+        the connections with the addresses the header gave; without it, the
+        server refuses the stream and the run fails.
         """
         server = Server(listen="haproxy:tcp:0:interface=127.0.0.1")
         self.addCleanup(server.stop)
@@ -340,6 +340,9 @@ class EndpointTests(SynchronousTestCase):
             )
             self.assertEqual(result.returncode, 0, (version, result.stderr))
         server.waitFor(r"Connection from 127\.0\.0\.1 port \d+")
+        ping = load("-c", connect, "--send-proxy", "v2", "-n", "2", "-i", "0")
+        self.assertEqual(ping.returncode, 0, ping.stderr)
+        self.assertTrue(ping.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
         without = load("-c", connect, "--count", "5", "--size", "10", "--timeout", "5")
         self.assertEqual(without.returncode, 1)
 
