@@ -353,6 +353,30 @@ class StreamRunTests(LoadRunCase):
         result = self.result()
         self.assertEqual((result.streamBytes, result.status, result.errors), (3 * 65536, 0, {}))
 
+    def test_streamCorruptionLocated(self) -> None:
+        """
+        A stream of 2 x 1000 bytes whose echo has one wrong byte at 1500:
+        reported at that offset (unit 2, byte 500), then the half-close
+        and the server's close end the run with status 1.
+        """
+        settings = dataclasses.replace(LOAD, stream=True, count=2, size=1000)
+        self.start(settings)
+        transport = self.connect.succeed()
+        self.assertTrue(transport.writeDisconnected)  # all sent, then half-closed
+        reply = bytearray(asciiUpper(transport.value()))
+        self.assertEqual(len(reply), 2000)
+        reply[1500] ^= 0x20
+        transport.receive(bytes(reply[:700]))
+        transport.receive(bytes(reply[700:]))
+        transport.receiveEOF()
+        result = self.result()
+        [mismatch] = result.mismatches
+        self.assertEqual(
+            (mismatch.connection, mismatch.message, mismatch.offset, mismatch.messageOffset),
+            (1, 2, 1500, 500),
+        )
+        self.assertEqual((result.streamBytes, result.status), (2000, 1))
+
     def test_streamClosedEarly(self) -> None:
         """
         A server that closes before every byte came back: "closed early".
