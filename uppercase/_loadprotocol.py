@@ -42,7 +42,10 @@ def setNoDelay(transport: Any) -> None:
     acknowledged, and the latencies measured would be the kernel's.
     """
     if ITCPTransport.providedBy(transport):
-        transport.setTcpNoDelay(True)
+        try:
+            transport.setTcpNoDelay(True)
+        except OSError:
+            pass  # a UNIX socket, which Twisted 24.7 calls a TCP transport
 
 
 class Owner:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING, Any
 
+from ._clientsettings import ClientSettings
 from ._histogram import PERCENTILES, Latencies
 from ._loadresult import RunObserver, RunResult, Snapshot
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "describeSettings",
     "JSONLoadReport",
     "TextLoadReport",
     "describeLatency",
@@ -278,3 +280,30 @@ class JSONLoadReport(_Progress):
     def finished(self, result: RunResult) -> None:
         super().finished(result)
         self._emit(summaryRecord(result))
+
+
+def describeSettings(settings: ClientSettings) -> str:
+    """
+    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
+    10 s after 0 s of warm-up}, and the like.
+    """
+    n = settings.connections
+    conns = f"{n} connection{'s' if n != 1 else ''}"
+    if settings.duration:
+        length = f"for {settings.duration:g} s"
+    elif settings.limit:
+        unit = "bytes per connection" if settings.stream else "messages"
+        count = settings.limit * (settings.size if settings.stream else 1)
+        length = f"{count} {unit}"
+    else:
+        length = "until stopped"
+    if settings.warmup:
+        length += f" after {settings.warmup:g} s of warm-up"
+    if settings.stream:
+        return f"stream: {conns}, random bytes full duplex, {length}"
+    pipeline = settings.effectivePipeline
+    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
+    what = f"{settings.size}-byte {settings.payload} messages"
+    if settings.rate:
+        return f"open loop at {settings.rate:g} messages/s: {conns}, {depth}, {what}, {length}"
+    return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Callable, Union
 
 from twisted.application.internet import backoffPolicy
-from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory
@@ -24,8 +23,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
-from ._connect import ConnectTimeout, describeConnectFailure, isCancellation, isWorthRetrying
+from ._connect import describeConnectFailure, errorKind, isCancellation, isWorthRetrying
 from ._loadprotocol import LoadProtocol, Owner
+from ._loadreport import describeSettings
 from ._loadresult import RunObserver, RunResult, Snapshot, buildResult
 from ._loadstats import LoadStats, Mismatch
 from ._payload import Payloads, StreamPattern, randomBlock
@@ -34,7 +34,7 @@ from ._sendproxy import proxyPreamble
 from ._streamprotocol import StreamProtocol
 from ._tcpinfo import TCPInfo, readTCPInfo
 
-__all__ = ["CONNECT_AT_ONCE", "LoadRun", "errorKind"]
+__all__ = ["CONNECT_AT_ONCE", "LoadRun"]
 
 log = Logger()
 
@@ -53,27 +53,6 @@ without sleeping until it is (see L{uppercase._schedule})."""
 Connection = Union[LoadProtocol, StreamProtocol]
 Connect = Callable[[IProtocolFactory], "Deferred[IProtocol]"]
 """Connect a factory (bounded by the time-out), as L{connectWithin} does."""
-
-
-def errorKind(failure: Failure) -> str:
-    """
-    A short name for why a connection failed or ended.
-    """
-    if failure.check(error.ConnectionRefusedError):
-        return "refused"
-    if failure.check(ConnectTimeout, error.TimeoutError, error.TCPTimedOutError):
-        return "connect timeout"
-    if failure.check(error.DNSLookupError):
-        return "dns"
-    if failure.check(error.NoRouteError):
-        return "unreachable"
-    if failure.check(error.ConnectionDone):
-        return "closed by server"
-    if failure.check(error.ConnectionAborted):
-        return "aborted"
-    if failure.check(error.ConnectionLost):
-        return "reset"
-    return type(failure.value).__name__
 
 
 class _OneProtocol(Factory):
@@ -465,30 +444,3 @@ class LoadRun(Owner):
         What this run does, in a line.
         """
         return describeSettings(self.settings)
-
-
-def describeSettings(settings: ClientSettings) -> str:
-    """
-    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
-    10 s after 0 s of warm-up}, and the like.
-    """
-    n = settings.connections
-    conns = f"{n} connection{'s' if n != 1 else ''}"
-    if settings.duration:
-        length = f"for {settings.duration:g} s"
-    elif settings.limit:
-        unit = "bytes per connection" if settings.stream else "messages"
-        count = settings.limit * (settings.size if settings.stream else 1)
-        length = f"{count} {unit}"
-    else:
-        length = "until stopped"
-    if settings.warmup:
-        length += f" after {settings.warmup:g} s of warm-up"
-    if settings.stream:
-        return f"stream: {conns}, random bytes full duplex, {length}"
-    pipeline = settings.effectivePipeline
-    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
-    what = f"{settings.size}-byte {settings.payload} messages"
-    if settings.rate:
-        return f"open loop at {settings.rate:g} messages/s: {conns}, {depth}, {what}, {length}"
-    return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -106,11 +106,19 @@ class LoadOptionsTests(SynchronousTestCase):
             (["--max-p99", "-2"], "--max-p99 must be a number of milliseconds"),
             (["--metrics", "nope:1"], "--metrics 'nope:1' is not a valid endpoint"),
             (["--stream", "--rate", "5"], "--stream sets its own pace"),
-            (["--send-proxy", "v2", "-c", "tls:localhost:1"], "before any TLS"),
         ):
             with self.assertRaises(usage.UsageError) as caught:
                 parse(*argv)
             self.assertIn(words, str(caught.exception), argv)
+
+    def test_sendProxyNotOverTLS(self) -> None:
+        """
+        A PROXY header cannot go before a tls: endpoint's handshake: refused
+        (checked on the settings, so that it holds without pyOpenSSL too).
+        """
+        with self.assertRaises(usage.UsageError) as caught:
+            _client_tap.checkLoadSettings(ClientSettings(sendProxy="v2", connect="tls:h:1"))
+        self.assertIn("before any TLS", str(caught.exception))
 
     def test_rttIsForPing(self) -> None:
         """

@@ -252,6 +252,22 @@ class LoadProtocolTests(SynchronousTestCase):
         self.assertEqual(len(self.owner.lostReasons), 1)
         self.assertTrue(self.owner.lostReasons[0].check(ConnectionDone))
 
+    def test_noDelayRefused(self) -> None:
+        """
+        A transport that says it is TCP but refuses TCP_NODELAY (a UNIX
+        socket under Twisted 24.7) still connects and sends.
+        """
+
+        class Refusing(StreamTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                raise OSError(95, "Operation not supported")
+
+        protocol = LoadProtocol(1, self.payloads, self.stats, self.clock, self.owner)
+        transport = Refusing()
+        transport.connect(protocol)
+        protocol.send(1, 0.0)
+        self.assertEqual(len(transport.value()), 32)
+
     def test_preambleFirst(self) -> None:
         """
         The preamble (a PROXY header) is written before any message.
