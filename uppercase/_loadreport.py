@@ -134,7 +134,7 @@ def summaryLines(result: RunResult) -> list[str]:
         lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
     tcp = result.tcp
     if tcp is None:
-        lines.append("tcp: n/a (no TCP_INFO here)")
+        lines.append("tcp: n/a (no TCP_INFO for these connections)")
     else:
         measured = result.latency["p50"] if result.latency else None
         lines.append(

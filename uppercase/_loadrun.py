@@ -243,6 +243,7 @@ class LoadRun(Owner):
         connection: Connection = protocol
         self.protocols.append(connection)
         self.connectedCount += 1
+        self.tcp[connection.number] = readTCPInfo(connection.transport)
         if self._reconnect:
             self._attempts.pop(connection.number, None)
         if self.begunAt is None or self._stopping:
@@ -271,7 +272,8 @@ class LoadRun(Owner):
             if clean:
                 self.stop()  # every stream sent what it had to
             elif self.begunAt is not None:
-                self._fail("every connection was lost")
+                kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.stats.errors.items()))
+                self._fail(f"every connection was lost ({kinds})")
         self._maybeFinish()
 
     def _countLoss(self, connection: Connection, reason: Failure) -> bool:

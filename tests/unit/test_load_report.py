@@ -262,7 +262,9 @@ class TextSummaryTests(RunReportCase):
         assert match is not None, lines[2]
         for figure in match.groups():
             self.assertApproximates(float(figure), 20.0, 0.05)
-        self.assertEqual(lines[3:], ["errors: none", "tcp: n/a (no TCP_INFO here)"])
+        self.assertEqual(
+            lines[3:], ["errors: none", "tcp: n/a (no TCP_INFO for these connections)"]
+        )
 
 
 class JSONTests(RunReportCase):
