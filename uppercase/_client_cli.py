@@ -33,6 +33,7 @@ from ._connect import (
     describeConnectFailure,
     isCancellation,
 )
+from ._loadcommand import LoadCommand
 from ._options import versionLine
 from ._report import JSONReport, RoundTrips, TextReport
 from .client import UppercaseClientProtocol
@@ -49,6 +50,9 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 Report = Union[TextReport, JSONReport]
 """Where the replies and the summary are printed."""
 
+Run = Union["ClientRun", LoadCommand]
+"""The ping-like run or a load run."""
+
 
 class _Options(ClientOptions):
     synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
@@ -56,6 +60,13 @@ class _Options(ClientOptions):
         ["rtt", None, "Show each reply's round-trip time after it."],
         ["json", None, "Print one JSON object per reply, then a summary object."],
     ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if self.settings.isLoad and self["rtt"]:
+            raise usage.UsageError(
+                "--rtt shows each reply of the ping-like client, not of a load run"
+            )
 
     def opt_version(self) -> NoReturn:
         """
@@ -177,16 +188,19 @@ class ClientRun:
         self._ended.callback(status)
 
 
-def prepare(reactor: Any, argv: Sequence[str]) -> ClientRun:
+def prepare(reactor: Any, argv: Sequence[str]) -> Run:
     """
     Parse C{argv} into a run that prints to C{sys.stdout} and
-    C{sys.stderr}; nothing connects until it is started.
+    C{sys.stderr}: the ping-like client, or a load run when any load option
+    is set; nothing connects until it is started.
 
     @raise usage.UsageError: for a bad option.
     """
     options = _Options()
     options.parseOptions(list(argv))
     out: IO[bytes] = sys.stdout.buffer
+    if options.settings.isLoad:
+        return LoadCommand(reactor, options.settings, out, sys.stderr, json=options["json"])
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
     return ClientRun(reactor, options.settings, report, sys.stderr)
 

@@ -37,6 +37,7 @@ from ._connect import (
     isWorthRetrying,
 )
 from ._exitstatus import exitWithStatusAtExit
+from ._loadservice import LoadService
 from ._options import oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
@@ -61,12 +62,37 @@ class ClientOptions(usage.Options):
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
     optParameters = ClientSettings.optParameters()
+    optFlags = [
+        ["stream", None, "Load: stream random bytes full duplex, then half-close."],
+        ["fail-fast", None, "Load: stop at the first wrong byte."],
+    ]
 
     settings: ClientSettings
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
-        self.settings = ClientSettings.fromOptions(self)
+        settings = ClientSettings.fromOptions(
+            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"])
+        )
+        checkLoadSettings(settings)
+        self.settings = settings
+
+
+def checkLoadSettings(settings: ClientSettings) -> None:
+    """
+    Refuse combinations of settings that cannot work together.
+
+    @raise usage.UsageError: saying which.
+    """
+    if settings.stream and settings.rate:
+        raise usage.UsageError("--stream sets its own pace: it takes no --rate")
+    if settings.stream and settings.pipeline:
+        raise usage.UsageError("--stream sends no messages: it takes no --pipeline")
+    kind = settings.connect.split(":", 1)[0].lower()
+    if settings.sendProxy and kind in ("tls", "ssl"):
+        raise usage.UsageError(
+            "--send-proxy sends its header before any TLS, which tls: endpoints cannot do"
+        )
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")
@@ -213,10 +239,10 @@ class RepeatingClientService(MultiService):
 
 def makeService(
     config: ClientOptions, reactor: Any = None, exitStatus: ExitStatus | None = None
-) -> RepeatingClientService:
+) -> RepeatingClientService | LoadService:
     """
-    Build the client's service from parsed options; nothing connects until
-    it is started.
+    Build the client's service from parsed options (a L{LoadService} when
+    any load option is set); nothing connects until it is started.
 
     @param exitStatus: told the exit status when the client fails; by
         default L{exitWithStatusAtExit}, which makes the process exit with
@@ -228,6 +254,8 @@ def makeService(
         exitStatus = exitWithStatusAtExit
 
     settings = config.settings
+    if settings.isLoad:
+        return LoadService(settings, clientEndpoint(reactor, settings.connect), reactor, exitStatus)
     rtts = RoundTrips()
 
     def logReply(sequence: int, reply: bytes, rtt: float) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import (
@@ -262,3 +263,24 @@ def isWorthRetrying(failure: Failure) -> bool:
     value the endpoint only checked when connecting) will not.
     """
     return bool(failure.check(ConnectError, OSError, ConnectTimeout))
+
+
+def errorKind(failure: Failure) -> str:
+    """
+    A short name for why a connection failed or ended.
+    """
+    if failure.check(error.ConnectionRefusedError):
+        return "refused"
+    if failure.check(ConnectTimeout, error.TimeoutError, error.TCPTimedOutError):
+        return "connect timeout"
+    if failure.check(error.DNSLookupError):
+        return "dns"
+    if failure.check(error.NoRouteError):
+        return "unreachable"
+    if failure.check(error.ConnectionDone):
+        return "closed by server"
+    if failure.check(error.ConnectionAborted):
+        return "aborted"
+    if failure.check(error.ConnectionLost):
+        return "reset"
+    return type(failure.value).__name__

@@ -352,3 +352,21 @@ def metricsSite(factory: ServerState) -> IProtocolFactory:
     from twisted.internet import reactor
 
     return metricsFactory(factory, reactor)
+
+
+def registryFactory(
+    registry: CollectorRegistry,
+    clock: IReactorTime,
+    *,
+    maxConnections: int = METRICS_MAX_CONNECTIONS,
+    requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+) -> IProtocolFactory:
+    """
+    Serve any C{registry} at C{/metrics} as L{metricsFactory} serves the
+    server's, with the same limits (the client's C{--metrics} uses it).
+    """
+    root = NothingElse()
+    root.putChild(b"metrics", MetricsPage(registry))
+    refusals = RefusalLog(clock)
+    site = MetricsSite(root, refusals, clock)
+    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
+from ._sendproxy import proxyPreamble
 
 __all__ = [
     "STOP_GRACE",
@@ -152,6 +153,9 @@ class UppercaseClientProtocol(Protocol):
     @ivar sent: how many messages were sent.
     @ivar received: how many replies arrived in full (matching or not).
     @ivar verified: how many replies arrived and matched.
+
+    C{preamble}, if given, is called with the transport on connecting and
+    what it returns is written first (a PROXY header, for C{--send-proxy}).
     """
 
     transport: Any
@@ -167,7 +171,9 @@ class UppercaseClientProtocol(Protocol):
         clock: IReactorTime,
         onReply: ReplyCallback = _ignoreReply,
         firstSequence: int = 1,
+        preamble: Callable[[Any], bytes] | None = None,
     ) -> None:
+        self._preamble = preamble
         self._request = message + b"\n"
         self._expected = self._request.upper()
         self.count = count
@@ -212,12 +218,15 @@ class UppercaseClientProtocol(Protocol):
             clock=clock,
             onReply=onReply,
             firstSequence=firstSequence,
+            preamble=proxyPreamble(settings.sendProxy) if settings.sendProxy else None,
         )
 
     def connectionMade(self) -> None:
         if self._stopping:
             self.transport.loseConnection()
             return
+        if self._preamble is not None:
+            self.transport.write(self._preamble(self.transport))
         self._send()
 
     def _send(self) -> None:

@@ -422,3 +422,33 @@ class ClientFactoryTests(SynchronousTestCase):
         self.assertEqual(list(events), [])
         self.assertNoResult(self.factory.finished)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SendProxyTests(SynchronousTestCase):
+    """
+    The ping-like client sends a PROXY header first with C{--send-proxy}.
+    """
+
+    def test_headerBeforeTheMessage(self) -> None:
+        """
+        With C{sendProxy="v1"}, the connection starts with the v1 header for
+        its own addresses, then the message.
+        """
+        protocol = UppercaseClientProtocol.fromSettings(
+            ClientSettings(sendProxy="v1", count=1), clock=Clock()
+        )
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+            peerAddress=IPv4Address("TCP", "127.0.0.2", 9527),
+        )
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"PROXY TCP4 127.0.0.1 127.0.0.2 40000 9527\r\nhello\n")
+
+    def test_noHeaderByDefault(self) -> None:
+        """
+        Without it, the message is the first thing sent.
+        """
+        protocol = UppercaseClientProtocol.fromSettings(ClientSettings(count=1), clock=Clock())
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"hello\n")

@@ -69,12 +69,22 @@ class ClientOptionsTests(SynchronousTestCase):
 
     def test_optionsDerivedFromSettings(self) -> None:
         """
-        There is one option per setting, in the same order, and the default
-        each option's help shows, typed back on a command line, gives that
-        setting's default.
+        There is one option per setting, in the same order (named as the
+        setting says, e.g. C{--send-proxy} for C{sendProxy}), one flag per
+        setting that is a flag, and the default each option's help shows,
+        typed back on a command line, gives that setting's default.
         """
         names = [name for name, short, default, help in _client_tap.ClientOptions.optParameters]
-        self.assertEqual(names, [f.name for f in dataclasses.fields(ClientSettings)])
+        fields = dataclasses.fields(ClientSettings)
+        self.assertEqual(
+            names,
+            [f.metadata["option"].name or f.name for f in fields if "option" in f.metadata],
+        )
+        flags = {name for name, short, help in _client_tap.ClientOptions.optFlags}
+        self.assertEqual(
+            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast"}
+        )
+        self.assertEqual(flags, {"stream", "fail-fast"})
         for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
             self.assertEqual(self.parse(f"--{name}", shown).settings, ClientSettings())
             self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
@@ -360,10 +370,12 @@ class ClientServiceTests(SynchronousTestCase):
     def makeService(self, *argv: str) -> _client_tap.RepeatingClientService:
         options = _client_tap.ClientOptions()
         options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
-        self.service = _client_tap.makeService(
+        service = _client_tap.makeService(
             options, reactor=self.reactor, exitStatus=self.statuses.append
         )
-        return self.service
+        assert isinstance(service, _client_tap.RepeatingClientService)
+        self.service = service
+        return service
 
     def connect(self) -> tuple[Any, StringTransport]:
         """

@@ -1,0 +1,112 @@
+"""
+What TCP saw on a connection, from the kernel's C{TCP_INFO} (Linux):
+retransmissions and the kernel's smoothed round-trip time, read through the
+transport's public C{getHandle()}.  Elsewhere, or on a UNIX socket, there is
+nothing to read and reports say "n/a".
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+__all__ = ["TCPInfo", "readTCPInfo", "summarize"]
+
+_LAYOUT = struct.Struct("=8B24I")
+"""The start of Linux's C{struct tcp_info}: eight one-byte fields
+(C{tcpi_retransmits} third), then 32-bit fields from C{tcpi_rto}
+to C{tcpi_total_retrans} (the 24th)."""
+
+_RETRANSMITS = 2
+_RTT = 8 + 15
+_RTTVAR = 8 + 16
+_TOTAL_RETRANS = 8 + 23
+
+TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
+
+
+@dataclass(frozen=True)
+class TCPInfo:
+    """
+    One connection's C{TCP_INFO}.
+
+    @ivar retransmits: retransmissions of the oldest unacknowledged segment
+        now (the kernel's current back-off).
+    @ivar totalRetrans: segments retransmitted over the connection's life.
+    @ivar rtt: the kernel's smoothed round-trip time, in milliseconds.
+    @ivar rttvar: its mean deviation, in milliseconds.
+    """
+
+    retransmits: int
+    totalRetrans: int
+    rtt: float
+    rttvar: float
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> TCPInfo:
+        fields = _LAYOUT.unpack_from(raw)
+        return cls(
+            retransmits=fields[_RETRANSMITS],
+            totalRetrans=fields[_TOTAL_RETRANS],
+            rtt=fields[_RTT] / 1000,
+            rttvar=fields[_RTTVAR] / 1000,
+        )
+
+
+def _socketOf(transport: Any) -> socket.socket | None:
+    """
+    The TCP socket under C{transport}, looking through a TLS wrapper (its
+    public C{transport}); L{None} for anything else.
+    """
+    for candidate in (transport, getattr(transport, "transport", None)):
+        getHandle = getattr(candidate, "getHandle", None)
+        if getHandle is None:
+            continue
+        try:
+            handle = getHandle()
+        except Exception:
+            continue
+        if isinstance(handle, socket.socket):
+            return handle
+    return None
+
+
+def readTCPInfo(transport: Any) -> TCPInfo | None:
+    """
+    The C{TCP_INFO} of C{transport}'s socket, or L{None} where the platform
+    or the transport has none.
+    """
+    if TCP_INFO is None:
+        return None
+    sock = _socketOf(transport)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _LAYOUT.size)
+    except OSError:
+        return None
+    if len(raw) < _LAYOUT.size:
+        return None
+    return TCPInfo.unpack(raw)
+
+
+def summarize(infos: Iterable[TCPInfo | None]) -> dict[str, Any] | None:
+    """
+    Over the connections that had C{TCP_INFO}: their count, retransmitted
+    segments in all, and the kernel's RTT (median and largest, ms); L{None}
+    if none had any.
+    """
+    known = [info for info in infos if info is not None]
+    if not known:
+        return None
+    rtts = sorted(info.rtt for info in known)
+    return {
+        "connections": len(known),
+        "retransmits": sum(info.totalRetrans for info in known),
+        "rtt_ms_median": rtts[len(rtts) // 2],
+        "rtt_ms_max": rtts[-1],
+        "rttvar_ms_max": max(info.rttvar for info in known),
+    }
