@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from ._loadstats import LoadStats, Mismatch
 from ._payload import Payloads
-from ._transport import supportsDirectWrites, writeDirectly
+from ._transport import directWriteTarget, writeDirectly
 
 __all__ = ["LoadProtocol", "Owner"]
 
@@ -111,7 +111,7 @@ class LoadProtocol(Protocol):
         self.connectedAt: float | None = None
         self.lastProgress = 0.0
         self.timedOut = False
-        self._direct = False
+        self._direct: Any = None
 
     @property
     def inFlight(self) -> int:
@@ -130,7 +130,7 @@ class LoadProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.connectedAt = self.lastProgress = self._clock.seconds()
-        self._direct = supportsDirectWrites(self.transport)
+        self._direct = directWriteTarget(self.transport)
         setNoDelay(self.transport)
         self.transport.registerProducer(self, True)
         preamble = self._preamble(self.transport)
@@ -155,8 +155,9 @@ class LoadProtocol(Protocol):
             self._stamps.extend([first] * count)
         self.sent += count
         self._stats.sent += count
-        if self._direct:
-            writeDirectly(self.transport, data)
+        direct = self._direct
+        if direct is not None:
+            writeDirectly(direct, data)
         else:
             self.transport.write(data)
 
