@@ -44,6 +44,10 @@
  * on its own core, the load generator never needs waking, and what is
  * measured is the server.
  *
+ * With LOADGEN_PROXY=v1 in the environment, each connection first sends a
+ * PROXY protocol v1 header (its own addresses), as HAProxy's send-proxy
+ * does, for servers listening with haproxy:.
+ *
  * Build: cc -O3 -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
@@ -120,6 +124,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     double rate = argc == 10 ? atof(argv[9]) : 0.0;
+    const char *proxyMode = getenv("LOADGEN_PROXY");
+    int proxy = proxyMode != NULL && strcmp(proxyMode, "v1") == 0;
     const char *host = argv[1];
     int port = atoi(argv[2]);
     int stream = strcmp(argv[3], "stream") == 0;
@@ -152,6 +158,15 @@ int main(int argc, char **argv) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         if (fd < 0) die("socket");
         if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+        if (proxy) {
+            struct sockaddr_in local;
+            socklen_t len = sizeof local;
+            if (getsockname(fd, (struct sockaddr *)&local, &len) < 0) die("getsockname");
+            char header[108];
+            int n = snprintf(header, sizeof header, "PROXY TCP4 %s %s %d %d\r\n", host, host,
+                             ntohs(local.sin_port), port);
+            if (send(fd, header, n, 0) != n) die("send PROXY header");
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0) die("fcntl");

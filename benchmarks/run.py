@@ -80,21 +80,35 @@ def compileC(folder: str, source: str) -> str:
 
 def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
     python = sys.executable
-    twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
-    ours = [
-        "-n",
-        "--pidfile=",
-        "uppercase",
-        "--listen",
-        "tcp:{port}:interface=127.0.0.1:backlog=511",
-    ]
+    epoll = ["--reactor=uppercase-epoll"]
+
+    def ours(interpreter: str, *args: str, twistdArgs: tuple[str, ...] = ()) -> list[str]:
+        listen = "tcp:{port}:interface=127.0.0.1"
+        if "--proxy" in args:
+            args = tuple(a for a in args if a != "--proxy")
+            listen = "haproxy:" + listen
+        return [
+            interpreter,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            *twistdArgs,
+            "-n",
+            "--pidfile=",
+            "uppercase",
+            "--listen",
+            listen,
+            *args,
+        ]
+
     commands = {
         "c-echo": [cEcho, "{port}"],
         "asyncio": [python, os.path.join(HERE, "baselines", "asyncio_echo.py"), "{port}"],
         "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
-        "uppercase": [*twistd, *ours, "--quiet"],
-        "uppercase-log": [*twistd, *ours],
-        "uppercase-w2": [*twistd, *ours, "--quiet", "--workers", "2"],
+        "uppercase": ours(python, "--quiet"),
+        "uppercase-epoll": ours(python, "--quiet", twistdArgs=(*epoll,)),
+        "uppercase-proxy": ours(python, "--quiet", "--proxy"),
+        "uppercase-log": ours(python),
+        "uppercase-w2": ours(python, "--quiet", "--workers", "2"),
     }
     try:
         import uvloop  # noqa: F401
@@ -103,14 +117,19 @@ def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
     except ImportError:
         print("run.py: uvloop is not installed; no uvloop baseline", file=sys.stderr)
     if pypy:
-        pypyTwistd = [pypy, "-c", "from twisted.scripts.twistd import run; run()"]
         commands["twisted5-pypy"] = [
             pypy,
             os.path.join(HERE, "baselines", "twisted_echo.py"),
             "{port}",
         ]
-        commands["uppercase-pypy"] = [*pypyTwistd, *ours, "--quiet"]
+        commands["uppercase-pypy"] = ours(pypy, "--quiet")
+        commands["uppercase-epoll-pypy"] = ours(pypy, "--quiet", twistdArgs=(*epoll,))
     return commands
+
+
+PROXIED = {"uppercase-proxy"}
+"""Servers that expect a PROXY header on each connection (the load
+generator sends one: LOADGEN_PROXY=v1)."""
 
 
 class Server:
@@ -154,7 +173,13 @@ class Server:
 
 
 def runLoad(
-    loadgen: str, port: int, workload: str, warmup: float, seconds: float, cpus: str = LOAD_CPU
+    loadgen: str,
+    port: int,
+    workload: str,
+    warmup: float,
+    seconds: float,
+    cpus: str = LOAD_CPU,
+    proxy: bool = False,
 ) -> dict:
     mode, conns, size, depth = WORKLOADS[workload]
     result = subprocess.run(
@@ -175,6 +200,7 @@ def runLoad(
         capture_output=True,
         text=True,
         timeout=warmup + seconds + 60,
+        env={**os.environ, "LOADGEN_PROXY": "v1"} if proxy else None,
     )
     if result.returncode != 0:
         raise SystemExit(f"run.py: loadgen failed on {workload}: {result.stderr.strip()}")
@@ -224,7 +250,7 @@ def main() -> int:
             for name, command in commands.items():
                 warmup = args.pypy_warmup if name.endswith("pypy") else args.warmup
                 for workload in args.workloads:
-                    if workload == "f" and (name == "c-echo" or name in SPREAD):
+                    if workload == "f" and (name == "c-echo" or name in SPREAD | PROXIED):
                         # c-echo: a fixed 64 KiB buffer per connection; several
                         # processes: not one process's memory.  No comparison.
                         continue
@@ -242,12 +268,13 @@ def main() -> int:
                                 warmup,
                                 args.seconds,
                                 ALL_CPUS if spread else LOAD_CPU,
+                                proxy=name in PROXIED,
                             )
                     finally:
                         server.stop()
                     results[name].setdefault(workload, []).append(figures)
                     print(
-                        f"run {run + 1} {name:14} {workload}: {figures['value']:,.1f}",
+                        f"run {run + 1} {name:20} {workload}: {figures['value']:,.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -287,6 +314,53 @@ def comparable(ours: str, base: str) -> bool:
     return not base.endswith("-pypy")
 
 
+TARGETS = [
+    ("PROXY listener against a plain one", "uppercase-proxy", "uppercase", "bc", 0.95),
+    ("CPython --quiet against the uvloop echo", "uppercase", "uvloop", "bc", 1.0),
+    ("  the same on uppercase-epoll", "uppercase-epoll", "uvloop", "bc", 1.0),
+    ("PyPy --quiet against the C echo", "uppercase-pypy", "c-echo", "bc", 0.9),
+    ("  the same on uppercase-epoll", "uppercase-epoll-pypy", "c-echo", "bc", 0.9),
+    ("logging every chunk against --quiet", "uppercase-log", "uppercase", "bc", 0.8),
+    ("streaming, CPython, against the C echo", "uppercase", "c-echo", "e", 0.6),
+]
+"""The performance issue's targets: (what, ours, baseline, workloads, at least)."""
+
+
+def reportTargets(medians: dict[str, dict[str, float]]) -> None:
+    print("\n| target | workload | ratio | goal | met |\n|---|---|---|---|---|")
+    for what, ours, base, workloads, goal in TARGETS:
+        for workload in workloads:
+            a, b = medians.get(ours, {}).get(workload), medians.get(base, {}).get(workload)
+            if not a or not b:
+                continue
+            ratio = a / b
+            met = "yes" if ratio >= goal else "no"
+            print(f"| {what} | {workload} | {ratio:.2f} | >= {goal:g} | {met} |")
+
+
+def reportLatency(results: dict, workloads: str) -> None:
+    rows = []
+    for name, byWorkload in results.items():
+        cells = []
+        for workload in workloads:
+            runs = [
+                r.get("latency_us") for r in byWorkload.get(workload, []) if r.get("latency_us")
+            ]
+            if not runs or WORKLOADS.get(workload, ("stream",))[0] != "pingpong":
+                cells.append("-")
+                continue
+            p50 = statistics.median(r["p50"] for r in runs)
+            p99 = statistics.median(r["p99"] for r in runs)
+            cells.append(f"{p50:,.0f} / {p99:,.0f}")
+        if any(c != "-" for c in cells):
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if rows:
+        print("\nRound-trip latency, p50 / p99 in microseconds (medians over runs):\n")
+        print("| server | " + " | ".join(workloads) + " |")
+        print("|---" * (len(workloads) + 1) + "|")
+        print("\n".join(rows))
+
+
 def report(results: dict, args: argparse.Namespace) -> None:
     names = list(results)
     units = {"a": "rt/s", "b": "rt/s", "c": "rt/s", "d": "MB/s", "e": "MB/s", "f": "B/conn"}
@@ -315,7 +389,7 @@ def report(results: dict, args: argparse.Namespace) -> None:
         for base in names
         if comparable(ours, base)
     ]
-    for variant in ("uppercase-log", "uppercase-w2"):
+    for variant in ("uppercase-log", "uppercase-w2", "uppercase-proxy", "uppercase-epoll"):
         if {variant, "uppercase"} <= set(names):
             pairs.append((variant, "uppercase"))
     print("| ratio | " + " | ".join(args.workloads) + " |")
@@ -345,6 +419,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
                 a, b = medians["c-echo"].get(workload), medians[base].get(workload)
                 cells.append(f"{workload}={a / b:.2f}" if a and b and workload != "f" else "")
             print(f"- c-echo / {base}: " + ", ".join(c for c in cells if c))
+    reportTargets(medians)
+    reportLatency(results, args.workloads)
     print(
         "\nLoad generator idle share (time it polled and found nothing to do, i.e."
         " waited for the server), median per workload:\n"

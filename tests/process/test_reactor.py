@@ -89,12 +89,12 @@ class ReactorSuiteTests(SynchronousTestCase):
         """
         Over the TCP, UNIX, TLS, UDP, process, thread, time and descriptor
         tests, no test fails for C{uppercase-epoll} that passes for
-        Twisted's epoll reactor (some fail for both here, such as those
-        that change the user id, which cannot work as root), and as many
-        run.
+        Twisted's epoll reactor (some may fail for both, such as those that
+        change the user id, which cannot work as root), and as many run.
         """
         ours, ranOurs = failures(OURS)
         theirs, ranTheirs = failures(TWISTEDS)
         self.assertEqual(ours - theirs, set())
         self.assertEqual(ranOurs, ranTheirs)
-        self.assertGreater(ranOurs, 300)
+        # Hundreds run (fewer where pyOpenSSL is missing and TLS tests skip).
+        self.assertGreater(ranOurs, 200)
