@@ -14,8 +14,13 @@ Servers (each started afresh for every run):
   uppercase-log  the same without --quiet (every chunk logged, to /dev/null)
   uppercase-w2 the same with --workers 2; it and the load generator share
                both cores (every other server gets core 0, the load core 1)
+  uppercase-epoll  uppercase on its own reactor (twistd --reactor=uppercase-epoll)
+  uppercase-proxy  uppercase --quiet on a haproxy: listener (the load
+               generator sends a PROXY v1 header first)
   and, with --pypy PYTHON (a PyPy with uppercase installed): twisted5-pypy,
-  uppercase-pypy.
+  uppercase-pypy, uppercase-epoll-pypy; with --before PYTHON (an interpreter
+  with an earlier uppercase installed, for the regression check):
+  uppercase-before, uppercase-log-before, uppercase-proxy-before.
 
 Workloads (benchmarks/loadgen.c, compiled here with cc -O3; every reply byte
 is verified; it busy-polls its own core and reports how much of the time it
@@ -78,7 +83,7 @@ def compileC(folder: str, source: str) -> str:
     return binary
 
 
-def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
+def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> dict[str, list[str]]:
     python = sys.executable
     epoll = ["--reactor=uppercase-epoll"]
 
@@ -124,10 +129,14 @@ def serverCommands(pypy: str | None, cEcho: str) -> dict[str, list[str]]:
         ]
         commands["uppercase-pypy"] = ours(pypy, "--quiet")
         commands["uppercase-epoll-pypy"] = ours(pypy, "--quiet", twistdArgs=(*epoll,))
+    if before:
+        commands["uppercase-before"] = ours(before, "--quiet")
+        commands["uppercase-log-before"] = ours(before)
+        commands["uppercase-proxy-before"] = ours(before, "--quiet", "--proxy")
     return commands
 
 
-PROXIED = {"uppercase-proxy"}
+PROXIED = {"uppercase-proxy", "uppercase-proxy-before"}
 """Servers that expect a PROXY header on each connection (the load
 generator sends one: LOADGEN_PROXY=v1)."""
 
@@ -233,6 +242,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--pypy-warmup", type=float, default=4.0)
     parser.add_argument("--pypy", help="a PyPy interpreter with uppercase installed")
+    parser.add_argument(
+        "--before", help="an interpreter with an earlier uppercase installed (regression check)"
+    )
     parser.add_argument("--only", help="comma-separated servers to run")
     parser.add_argument("--workloads", default="abcdef")
     parser.add_argument("--out", default="benchmark-results.json")
@@ -242,7 +254,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         loadgen = compileC(folder, "loadgen.c")
-        commands = serverCommands(args.pypy, compileC(folder, "baselines/c_echo.c"))
+        commands = serverCommands(args.pypy, compileC(folder, "baselines/c_echo.c"), args.before)
         if args.only:
             commands = {k: v for k, v in commands.items() if k in args.only.split(",")}
         results: dict[str, dict[str, list]] = {name: {} for name in commands}
@@ -307,7 +319,7 @@ def comparable(ours: str, base: str) -> bool:
     CPython against the CPython baselines, PyPy against the PyPy one and the
     fastest two (uvloop, C).
     """
-    if base.startswith("uppercase") or ours in SPREAD:
+    if base.startswith("uppercase") or ours in SPREAD or ours.endswith("-before"):
         return False
     if ours.endswith("-pypy"):
         return base.endswith("-pypy") or base in ("uvloop", "c-echo")
@@ -326,16 +338,28 @@ TARGETS = [
 """The performance issue's targets: (what, ours, baseline, workloads, at least)."""
 
 
+def beforeName(name: str) -> str:
+    """The server measuring the earlier uppercase in C{name}'s place."""
+    return name + "-before" if name.startswith("uppercase") else name
+
+
 def reportTargets(medians: dict[str, dict[str, float]]) -> None:
-    print("\n| target | workload | ratio | goal | met |\n|---|---|---|---|---|")
+    """
+    The targets' table; with --before, also each ratio as the earlier
+    uppercase measured it in this same run.
+    """
+    print("\n| target | workload | before | ratio | goal | met |\n|---|---|---|---|---|---|")
     for what, ours, base, workloads, goal in TARGETS:
         for workload in workloads:
             a, b = medians.get(ours, {}).get(workload), medians.get(base, {}).get(workload)
             if not a or not b:
                 continue
             ratio = a / b
+            earlier = medians.get(beforeName(ours), {}).get(workload)
+            earlierBase = medians.get(beforeName(base), {}).get(workload)
+            was = f"{earlier / earlierBase:.2f}" if earlier and earlierBase else "-"
             met = "yes" if ratio >= goal else "no"
-            print(f"| {what} | {workload} | {ratio:.2f} | >= {goal:g} | {met} |")
+            print(f"| {what} | {workload} | {was} | {ratio:.2f} | >= {goal:g} | {met} |")
 
 
 def reportLatency(results: dict, workloads: str) -> None:
@@ -392,6 +416,12 @@ def report(results: dict, args: argparse.Namespace) -> None:
     for variant in ("uppercase-log", "uppercase-w2", "uppercase-proxy", "uppercase-epoll"):
         if {variant, "uppercase"} <= set(names):
             pairs.append((variant, "uppercase"))
+    for variant in ("uppercase-log-before", "uppercase-proxy-before"):
+        if {variant, "uppercase-before"} <= set(names):
+            pairs.append((variant, "uppercase-before"))
+    for now in ("uppercase", "uppercase-log", "uppercase-proxy"):
+        if {now, now + "-before"} <= set(names):
+            pairs.append((now, now + "-before"))
     print("| ratio | " + " | ".join(args.workloads) + " |")
     print("|---" * (len(args.workloads) + 1) + "|")
     for ours, base in pairs:
