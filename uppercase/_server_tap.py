@@ -17,7 +17,7 @@ from twisted.python import usage
 
 from ._options import commandName, oneLineErrors, preferFastTextLog
 from ._serversettings import DEFAULTS, ServerSettings, checkServerEndpoint
-from ._signals import SignalHandling
+from ._signals import SignalHandling, WorkerSignalHandling
 from ._worker import WorkerControl, WorkerSpec
 from .server import UppercaseFactory
 from .service import ListenError, UppercaseService
@@ -97,6 +97,7 @@ class ServerCommand(MultiService):
     @param server: the service that listens (raising L{ListenError}).
     @param cutShort: what a second stopping signal does.
     @param handlers: what other signals do, by name (see L{SignalHandling}).
+    @param signals: the kind of signal handling (a worker's differs).
     """
 
     def __init__(
@@ -105,13 +106,14 @@ class ServerCommand(MultiService):
         reactor: Any,
         cutShort: Callable[[str], None],
         handlers: Mapping[str, Callable[[], object]] | None = None,
+        signals: type[SignalHandling] = SignalHandling,
     ) -> None:
         super().__init__()
         from . import textlog
 
         self.server = server
         server.setServiceParent(self)
-        SignalHandling(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
+        signals(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -192,7 +194,8 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
 def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> ServerCommand:
     """
     A worker's server: on the sockets its supervisor passed, reporting to
-    it (L{uppercase._worker}).
+    it (L{uppercase._worker}), and stopping when it says
+    (L{uppercase._signals.WorkerSignalHandling}).
     """
     factory = makeFactory(settings, reactor)
     server = UppercaseService(
@@ -222,8 +225,9 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         lambda fd, f: reactor.adoptStreamConnection(fd, socket.AF_UNIX, f),
         retire,
         reactor.stop,
+        factory.abortAll,
     )
-    command = ServerCommand(server, reactor, factory.abortAll)
+    command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
     stopping = command.stopService
 

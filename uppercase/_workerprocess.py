@@ -1,7 +1,7 @@
 """
 A worker process as its supervisor (L{uppercase.supervisor}) sees it: its
 log lines, relayed whole; its control connection (readiness, counts, the
-command to retire); how it ended.
+commands to retire and to abort); how it ended.
 """
 
 from __future__ import annotations
@@ -112,6 +112,17 @@ class WorkerProcess(ProcessProtocol):
         if self.control is not None:
             self.control.send({"command": "retire"})
 
+    def abort(self, why: str) -> None:
+        """
+        Tell the worker to abort the connections its stop is still waiting
+        for (C{why} goes into its log line); kill it if its control
+        connection is gone.
+        """
+        if self.control is not None:
+            self.control.send({"command": "abort", "why": why})
+        else:
+            self.signal("KILL")
+
     def signal(self, name: str) -> None:
         if self.transport is not None and self.transport.pid is not None:
             try:
@@ -151,6 +162,10 @@ class WorkerControlLine(LineOnlyReceiver):
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendLine(json.dumps(message).encode())
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        if self.worker.control is self:
+            self.worker.control = None
 
 
 def gatherEnds(workers: Sequence[WorkerProcess]) -> Deferred[Any]:

@@ -14,7 +14,11 @@ queue is lost when a worker goes.  It then:
   - on SIGHUP, replaces the workers one by one: a new one serving before the
     old one retires (stops accepting, lets its connections end, stops);
   - on SIGTERM or SIGINT, stops them all gracefully, as the single process
-    does, then exits; a second signal cuts that short;
+    does, then exits; a second signal cuts that short.  Only the
+    supervisor's signals count: a worker ignores SIGINT and takes any
+    number of SIGTERMs for one, so that a signal to the whole process group
+    (Ctrl-C, systemd's C{KillMode=control-group}) drains as a signal to the
+    supervisor does (L{uppercase._signals.WorkerSignalHandling});
   - relays their log lines (each says which worker wrote it) into its own
     log, and serves one C{--metrics} endpoint for the whole server: totals,
     and each worker's counts.
@@ -52,6 +56,14 @@ MAX_START_FAILURES = 5
 
 CONTROL_FD = 3
 """The worker's descriptor for its control connection; its sockets follow."""
+
+WORKER_MAIN = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from twisted.scripts.twistd import run; run()"
+)
+"""What a worker's Python runs: twistd, with SIGINT ignored from the start
+(the supervisor decides when its workers stop; Twisted then installs no
+SIGINT handler of its own)."""
 
 
 def backoff(failures: int) -> float:
@@ -179,7 +191,7 @@ class Supervisor(MultiService):
         argv = [
             sys.executable,
             "-c",
-            "from twisted.scripts.twistd import run; run()",
+            WORKER_MAIN,
             "--nodaemon",
             "--pidfile=",
             *self._twistdArgs,
@@ -366,7 +378,7 @@ class Supervisor(MultiService):
         running = self.workers()
         log.warn("Cutting the stop short {why}: {count} workers", why=why, count=len(running))
         for worker in running:
-            worker.signal("TERM")
+            worker.abort(f"{why} to the supervisor")
 
     def _killAll(self, why: str) -> None:
         for worker in self.workers():

@@ -29,7 +29,13 @@ class Workers(Twistd):
     C{twistd -n uppercase --workers N} on a free loopback port, with metrics.
     """
 
-    def __init__(self, count: int, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self._env = env
         super().__init__(
             "uppercase",
@@ -41,6 +47,7 @@ class Workers(Twistd):
             "--metrics",
             "tcp:0:interface=127.0.0.1",
             *args,
+            preexec=preexec,
         )
         self.count = count
 
@@ -255,6 +262,142 @@ class StopTests(SynchronousTestCase):
         close = re.search(CLOSE_LINE.format(port=clientPort), server.output)
         assert close is not None, server.output
         self.assertEqual(int(close.group(2) or close.group(1)), len(received))
+
+
+def ownProcessGroup() -> None:
+    """
+    Run the server in a process group (and session) of its own, with SIGINT
+    at its default, as a shell runs a command in the foreground.
+    """
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Unread:
+    """
+    A client that sends C{size} bytes from a thread and reads nothing until
+    told to (L{readAll}).
+    """
+
+    def __init__(self, s: socket.socket, size: int) -> None:
+        self.socket = s
+        self.port = s.getsockname()[1]
+        self.payload = bytes(range(256)) * (size // 256)
+        self.sent = 0
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
+
+    def _send(self) -> None:
+        step = 65536
+        try:
+            while self.sent < len(self.payload):
+                self.socket.sendall(self.payload[self.sent : self.sent + step])
+                self.sent += step
+        except OSError:
+            pass
+
+    def readAll(self) -> bytes:
+        """
+        Read until the server ends the stream (raising if it resets it).
+        """
+        received = receiveAll(self.socket)
+        self._thread.join(DEADLINE)
+        return received
+
+
+class GroupSignalTests(SynchronousTestCase):
+    """
+    A stop signal sent to the whole process group -- Ctrl-C in a terminal
+    sends SIGINT, systemd's C{KillMode=control-group} sends SIGTERM --
+    reaches every worker as well as the supervisor, which then sends each
+    worker its own SIGTERM; the server drains as on a signal to the
+    supervisor alone.  Only a second signal to the supervisor cuts it short.
+    """
+
+    def startWithUnreadClients(self, count: int = 6) -> tuple[Workers, list[Unread]]:
+        """
+        Two workers in their own process group, and C{count} clients that
+        have each sent 1 MiB without reading any of the replies.
+        """
+        server = Workers(2, preexec=ownProcessGroup)
+        self.addCleanup(server.stop)
+        server.started()
+        clients = [Unread(server.connect(), 1024 * 1024) for _ in range(count)]
+        for client in clients:
+            self.addCleanup(client.socket.close)
+        self.assertTrue(poll(lambda: all(c.sent == len(c.payload) for c in clients)))
+        return server, clients
+
+    def assertDrained(self, server: Workers, clients: list[Unread], sig: int) -> None:
+        """
+        Every client gets the reply to every byte its worker read, then a
+        clean end of stream; nothing is aborted; the server exits by C{sig}.
+        """
+        for client in clients:
+            try:
+                received = client.readAll()
+            except ConnectionResetError:
+                self.fail(f"reset: replies lost\n{server.output}")
+            client.socket.close()
+            self.assertTrue(received == client.payload[: len(received)].upper(), "wrong bytes")
+            close = server.waitFor(CLOSE_LINE.format(port=client.port))
+            self.assertEqual(int(close.group(2) or close.group(1)), len(received))
+        self.assertEqual(server.wait(), -sig)
+        self.assertNotIn("Aborting", server.output)
+
+    def test_interruptToTheGroup(self) -> None:
+        """
+        SIGINT to the process group (Ctrl-C): every worker ignores its own
+        SIGINT and drains on the supervisor's SIGTERM; every client gets the
+        reply to every byte read, then a clean end.
+        """
+        server, clients = self.startWithUnreadClients()
+        holders = {server.workerOf(c.port) for c in clients}
+        os.killpg(server.process.pid, signal.SIGINT)
+        server.waitFor("Stopping 2 workers")
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        self.assertDrained(server, clients, signal.SIGINT)
+        for n in (1, 2):
+            self.assertRegex(server.output, rf"\[worker {n}\] .*Received SIGINT: ignored")
+
+    def test_terminateToEveryProcess(self) -> None:
+        """
+        SIGTERM to every process (systemd stopping a unit with
+        C{KillMode=control-group} signals each process of it, in no
+        particular order; here the workers first): every worker drains on
+        its own SIGTERM, then takes the supervisor's for the same request;
+        every client gets the reply to every byte read, then a clean end.
+        """
+        server, clients = self.startWithUnreadClients()
+        holders = {server.workerOf(c.port) for c in clients}
+        for n in (1, 2):
+            os.kill(server.pid(n), signal.SIGTERM)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        server.process.send_signal(signal.SIGTERM)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*(already stopping|Aborting)")
+        self.assertDrained(server, clients, signal.SIGTERM)
+
+    def test_secondInterruptToTheSupervisor(self) -> None:
+        """
+        After a SIGINT to the group, a second SIGINT to the supervisor
+        (Ctrl-C twice) cuts the stop short: every worker aborts the
+        connections it still holds, saying why, and the server ends at once.
+        """
+        server, clients = self.startWithUnreadClients(count=2)
+        holders = {server.workerOf(c.port) for c in clients}
+        os.killpg(server.process.pid, signal.SIGINT)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        server.process.send_signal(signal.SIGINT)
+        for n in holders:
+            server.waitFor(
+                rf"\[worker {n}\] .*Aborting \d+ connections still open "
+                "on a second SIGINT to the supervisor"
+            )
+        self.assertEqual(server.wait(), -signal.SIGINT)
 
 
 def reloaded(server: Workers, times: int) -> Callable[[], bool]:

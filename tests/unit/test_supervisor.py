@@ -23,6 +23,7 @@ from uppercase._workerprocess import WorkerProcess
 from uppercase.supervisor import (
     CONTROL_FD,
     MAX_START_FAILURES,
+    WORKER_MAIN,
     Supervisor,
     backoff,
     workerShare,
@@ -68,6 +69,7 @@ class Harness:
     def __init__(self, count: int = 2) -> None:
         self.clock = Clock()
         self.spawned: list[tuple[WorkerProcess, Process, dict[str, str], dict[int, Any]]] = []
+        self.argv: list[list[str]] = []
         self.gaveUp: list[str] = []
         self.sockets: Sockets | None = None
         self.controls: dict[WorkerProcess, StreamTransport] = {}
@@ -93,6 +95,7 @@ class Harness:
         process = Process(next(self.pids))
         protocol.makeConnection(process)
         self.spawned.append((protocol, process, kw["env"], kw["childFDs"]))
+        self.argv.append(list(args))
         return process
 
     def adopt(self, fd: int, factory: Factory) -> None:
@@ -150,6 +153,26 @@ class StartTests(SynchronousTestCase):
             self.assertEqual(spec, WorkerSpec(slot + 1, (CONTROL_FD + 1,), CONTROL_FD))
             self.assertEqual(env["PATH"], "/bin")
             self.assertIn(WORKER_ENV, env)
+
+    def test_workersStartWithInterruptIgnored(self) -> None:
+        """
+        Each worker runs twistd with SIGINT ignored from the start: Ctrl-C
+        reaches the whole process group, and the supervisor decides.
+        """
+        import signal
+
+        from twisted.scripts import twistd
+
+        harness = Harness(count=1)
+        harness.start()
+        [argv] = harness.argv
+        self.assertEqual(argv[1:3], ["-c", WORKER_MAIN])
+        ran: list[int] = []
+        self.patch(twistd, "run", lambda: ran.append(1))
+        self.addCleanup(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
+        exec(WORKER_MAIN, {})
+        self.assertEqual(ran, [1])
+        self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)
 
     def test_readyLogged(self) -> None:
         """
@@ -327,14 +350,31 @@ class StopTests(SynchronousTestCase):
 
     def test_cutShort(self) -> None:
         """
-        A second stopping signal sends every worker SIGTERM again (which cuts
-        its drain short).
+        A second stopping signal tells every worker, over its control
+        connection, to abort what its drain waits for (a worker takes no
+        signal for that: see L{uppercase._signals.WorkerSignalHandling}).
         """
         harness = Harness()
-        harness.start()
+        workers = harness.start()
         harness.supervisor.stopService()
         harness.supervisor.cutShort("on a second SIGINT")
-        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "TERM"])
+        for worker, (_, process, _, _) in zip(workers, harness.spawned):
+            self.assertEqual(process.signals, ["TERM"])
+            self.assertEqual(
+                harness.controls[worker].value(),
+                b'{"command": "abort", "why": "on a second SIGINT to the supervisor"}\n',
+            )
+
+    def test_cutShortWithoutControl(self) -> None:
+        """
+        A worker whose control connection is gone is killed instead.
+        """
+        harness = Harness(count=1)
+        [worker] = harness.start()
+        harness.supervisor.stopService()
+        harness.controls[worker].reset()
+        harness.supervisor.cutShort("on a second SIGTERM")
+        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "KILL"])
 
 
 class CountTests(SynchronousTestCase):
