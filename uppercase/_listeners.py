@@ -38,6 +38,8 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
+from ._transport import adoptSharedUNIXPort
+
 
 class Planned:
     """
@@ -185,7 +187,8 @@ class SocketAdopter:
     into C{reactor}; anything else is C{reactor}'s.
 
     TLS endpoints (C{listenSSL}) get the context Twisted parsed from their
-    string, around the adopted socket.  A worker never parses a C{systemd:}
+    string, around the adopted socket.  A UNIX socket's file is left as the
+    supervisor made it (L{adoptSharedUNIXPort}).  A worker never parses a C{systemd:}
     string (systemd's sockets are the supervisor's): L{workerDescription}
     stands in for it.
     """
@@ -209,8 +212,13 @@ class SocketAdopter:
     def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
         fd, family = self._next()
         os.set_blocking(fd, False)  # as adoptStreamPort requires
-        port = self._reactor.adoptStreamPort(fd, family, factory)
-        os.close(fd)  # adoptStreamPort listens on a duplicate
+        if family == socket.AF_UNIX:
+            # The socket's file is the supervisor's: a worker neither
+            # changes its mode nor removes it (on a reload, or a stop).
+            port = adoptSharedUNIXPort(self._reactor, fd, factory)
+        else:
+            port = self._reactor.adoptStreamPort(fd, family, factory)
+        os.close(fd)  # the port listens on a duplicate
         return port
 
     def listenTCP(

@@ -400,7 +400,7 @@ class GroupSignalTests(SynchronousTestCase):
         self.assertEqual(server.wait(), -signal.SIGINT)
 
 
-def reloaded(server: Workers, times: int) -> Callable[[], bool]:
+def reloaded(server: Twistd, times: int) -> Callable[[], bool]:
     return lambda: server.output.count("Reload done") == times
 
 
@@ -433,6 +433,33 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(load.errors, [])
         self.assertGreater(load.verified, 200)
         self.assertEqual(len(re.findall(r"Started worker \d", server.output)), 2 + 3 * 2)
+
+    def test_unixSocketKept(self) -> None:
+        """
+        With a UNIX listener, the workers leave its file as the supervisor
+        made it: its mode (C{mode=600}) while they serve, and the file itself
+        when a reload retires them; after the reload, the new workers serve
+        on it.
+        """
+        import stat
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        server = Twistd("uppercase", "--workers", "2", "--listen", f"unix:{path}:mode=600")
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        self.assertNotIn("Reload stopped", server.output)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(DEADLINE)
+                s.connect(path)
+                self.assertTrue(exchange(s, b"after the reload\n"))
 
 
 class MetricsTests(SynchronousTestCase):

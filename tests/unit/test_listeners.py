@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import tempfile
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase import _transport
 from uppercase._listeners import (
     ADOPTED,
     SocketAdopter,
@@ -107,6 +111,82 @@ class AdopterTests(SynchronousTestCase):
         self.assertEqual((adopted, family, used), (fd, socket.AF_INET6, factory))
         self.assertRaises(OSError, os.fstat, fd)
         self.assertRaises(RuntimeError, adopter.listenTCP, 9528, factory)
+
+    def unixSocket(self, mode: int) -> tuple[str, int]:
+        """
+        A listening UNIX socket, as the supervisor makes it (its file with
+        C{mode}; kept as C{self.shared}): its path, and a descriptor for the
+        worker to adopt.
+        """
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "u.sock")
+        self.shared = socket.socket(socket.AF_UNIX)
+        self.addCleanup(self.shared.close)
+        self.shared.bind(path)
+        os.chmod(path, mode)
+        self.shared.listen(5)
+        return path, os.dup(self.shared.fileno())
+
+    def assertStillListening(self, path: str) -> None:
+        """
+        The supervisor's socket still takes connections at C{path}.
+        """
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            self.shared.settimeout(1)
+            accepted, _ = self.shared.accept()
+            accepted.close()
+
+    def test_unixFileLeftAlone(self) -> None:
+        """
+        A worker that adopts a UNIX socket leaves it as the supervisor made
+        it: its file's mode unchanged (not made world-writable), and, once
+        the worker stops listening (a reload, a stop), its file still there
+        and the socket still listening, for the other workers and the next
+        one.
+        """
+        path, fd = self.unixSocket(0o600)
+        reactor = MemoryReactorClock()
+        port = SocketAdopter(reactor, [fd]).listenUNIX(path, Factory())
+        self.assertRaises(OSError, os.fstat, fd)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertIn(port, reactor.readers)
+        port.stopListening()
+        reactor.advance(0)
+        self.assertNotIn(port, reactor.readers)
+        self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertStillListening(path)
+
+    def test_unixFileLeftAloneFallback(self) -> None:
+        """
+        If Twisted's UNIX port changes shape, a worker adopts the socket with
+        the public C{adoptStreamPort}, sets the file's mode back at once,
+        stops accepting by no longer reading the socket (closing it would
+        remove the file), and says so once.
+        """
+        path, fd = self.unixSocket(0o600)
+        self.patch(_transport, "_sharedPortClass", lambda: None)
+        reactor = MemoryReactorClock()
+        removed: list[object] = []
+        reactor.removeReader = removed.append  # type: ignore[method-assign]
+
+        adopted = object()
+
+        def adoptStreamPort(fileDescriptor: int, family: int, factory: Factory) -> object:
+            self.assertEqual(family, socket.AF_UNIX)
+            os.chmod(path, 0o666)  # as Twisted's adopted UNIX port does
+            return adopted
+
+        reactor.adoptStreamPort = adoptStreamPort  # type: ignore[method-assign]
+        with capturedLogs() as events:
+            port = SocketAdopter(reactor, [fd]).listenUNIX(path, Factory())
+        self.assertEqual(len(events), 1)
+        self.assertIn("UNIX port has changed", events[0]["log_format"])
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.successResultOf(defer.maybeDeferred(port.stopListening))
+        self.assertEqual(removed, [adopted])
+        self.assertStillListening(path)
 
     def test_systemdNotParsed(self) -> None:
         """
