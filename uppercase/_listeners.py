@@ -20,7 +20,9 @@ How the sockets are shared, and why:
     worker wakes first take most of them.
   - B{UNIX sockets and sockets from systemd}: one socket, shared by every
     worker (Linux does not spread UNIX connections, and systemd passes one
-    socket).
+    socket).  A UNIX socket's path is locked as Twisted's C{unix:} endpoint
+    locks it (L{lockSocketPath}), so a socket file left by a server that was
+    killed is removed, as a single process removes it.
 
 Because the supervisor holds every socket, a worker that exits -- killed,
 crashed, or retired by a reload -- closes only its own copy: the connections
@@ -32,10 +34,13 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from typing import Any, Callable
 
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
+from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
 from ._transport import adoptSharedUNIXPort
@@ -91,6 +96,7 @@ class SocketMaker:
         self.slots = slots
         self.endpoints: list[list[Planned]] = []
         self._paths: list[str] = []
+        self._locks: list[FilesystemLock] = []
 
     def listenTCP(
         self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
@@ -133,13 +139,18 @@ class SocketMaker:
         mode: int = 0o666,
         wantPID: int = 0,
     ) -> _NotListening:
+        lock = lockSocketPath(address) if wantPID else None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
             sock.bind(address)
         except OSError:
             sock.close()
+            if lock is not None:
+                lock.unlock()
             raise
+        if lock is not None:
+            self._locks.append(lock)
         self._paths.append(address)
         self.endpoints.append([Planned(sock, None)])
         os.chmod(address, mode)
@@ -178,6 +189,52 @@ class SocketMaker:
             except OSError:
                 pass
         self._paths = []
+        for lock in self._locks:
+            lock.unlock()
+        self._locks = []
+
+
+def lockSocketPath(path: str) -> FilesystemLock | None:
+    """
+    Lock a UNIX socket's path as Twisted's C{unix:} endpoint does by
+    default (C{lockfile=1}): a C{PATH.lock} naming this process.  If the
+    lock was left by a process that is gone, remove the socket file it left
+    too -- if it is a socket, and nobody listens on it -- so that a server
+    killed without cleaning up does not keep the next one from starting.
+
+    @return: the lock (L{None} for an abstract socket, which has no file).
+    @raise CannotListenError: if a running process holds the lock.
+    """
+    if path.startswith("\0"):
+        return None
+    lock = FilesystemLock(path + ".lock")
+    if not lock.lock():
+        raise CannotListenError(None, path, "Cannot acquire lock")
+    if not lock.clean and _staleSocket(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return lock
+
+
+def _staleSocket(path: str) -> bool:
+    """
+    Whether C{path} is a UNIX socket's file that nobody listens on.
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
 
 
 class SocketAdopter:

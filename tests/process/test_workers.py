@@ -462,6 +462,41 @@ class ReloadTests(SynchronousTestCase):
                 self.assertTrue(exchange(s, b"after the reload\n"))
 
 
+class LeftBehindTests(SynchronousTestCase):
+    """
+    A UNIX socket's file left by a server that was killed does not keep the
+    next one from starting.
+    """
+
+    def test_restartAfterSIGKILL(self) -> None:
+        """
+        After the supervisor is killed by SIGKILL (its UNIX socket's file and
+        lock left behind), a new C{--workers} server starts on the same path
+        and serves.
+        """
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        args = ("uppercase", "--workers", "2", "--listen", f"unix:{path}")
+        killed = Twistd(*args)
+        self.addCleanup(killed.stop)
+        for n in (1, 2):
+            killed.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        pids = [int(p) for p in re.findall(r"Started worker \d \(pid (\d+)\)", killed.output)]
+        self.assertEqual(killed.stop(signal.SIGKILL), -signal.SIGKILL)
+        # Its workers stop once their supervisor is gone.
+        self.assertTrue(poll(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids)))
+        self.assertTrue(os.path.exists(path))
+        server = Twistd(*args)
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(DEADLINE)
+            s.connect(path)
+            self.assertTrue(exchange(s, b"again\n"))
+
+
 class MetricsTests(SynchronousTestCase):
     """
     One metrics endpoint for the whole server.

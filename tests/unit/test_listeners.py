@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
@@ -62,6 +63,81 @@ class MakerTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(path))
         maker.close()
         self.assertFalse(os.path.exists(path))
+
+    def leftBehind(self, lock: bool) -> str:
+        """
+        The path of a UNIX socket's file left by a server that was killed
+        (nobody listens on it), with the lock it held (C{lock}: naming a
+        process that is gone) or without.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        with socket.socket(socket.AF_UNIX) as gone:
+            gone.bind(path)
+            gone.listen(1)
+        if lock:
+            os.symlink("999999999", path + ".lock")
+        return path
+
+    def test_unixLeftBehindRemoved(self) -> None:
+        """
+        A UNIX socket's file left by a killed server, with its stale lock, is
+        removed and made again (as Twisted's C{unix:} endpoint does for a
+        single process); the path is locked while the sockets exist.
+        """
+        path = self.leftBehind(lock=True)
+        maker = planSockets([f"unix:{path}"], 2, listenThrough)
+        self.assertEqual(os.readlink(path + ".lock"), str(os.getpid()))
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+        maker.close()
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
+    def test_unixLeftBehindWithoutLock(self) -> None:
+        """
+        A socket file without a stale lock (no server of ours left it) is
+        not removed: the path is in use, as for a single process.
+        """
+        path = self.leftBehind(lock=False)
+        error = self.assertRaises(OSError, planSockets, [f"unix:{path}"], 2, listenThrough)
+        self.assertIn("Address already in use", str(error))
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
+    def test_unixListenedOnKept(self) -> None:
+        """
+        A socket file that a server listens on is never removed, even if its
+        lock is stale; the lock is let go again.
+        """
+        path = self.leftBehind(lock=True)
+        os.unlink(path)
+        live = socket.socket(socket.AF_UNIX)
+        self.addCleanup(live.close)
+        live.bind(path)
+        live.listen(1)
+        self.assertRaises(OSError, planSockets, [f"unix:{path}"], 2, listenThrough)
+        self.assertTrue(os.path.exists(path))
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
+    def test_unixLockedByARunningServer(self) -> None:
+        """
+        A path locked by a running process is not touched: the endpoint
+        cannot listen, saying why.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        os.symlink(str(os.getppid()), path + ".lock")
+        error = self.assertRaises(
+            CannotListenError, planSockets, [f"unix:{path}"], 2, listenThrough
+        )
+        self.assertIn("Cannot acquire lock", str(error))
+        self.assertEqual(os.readlink(path + ".lock"), str(os.getppid()))
+
+    def test_unixWithoutLockfile(self) -> None:
+        """
+        C{lockfile=0} makes no lock, as for a single process.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        maker = planSockets([f"unix:{path}:lockfile=0"], 1, listenThrough)
+        self.addCleanup(maker.close)
+        self.assertFalse(os.path.lexists(path + ".lock"))
 
     def test_failureClosesWhatWasMade(self) -> None:
         """
