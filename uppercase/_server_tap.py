@@ -60,8 +60,9 @@ class ServerOptions(usage.Options):
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
+        inWorker = WorkerSpec.fromEnvironment() is not None
         for description in self["listen"]:
-            checkServerEndpoint(description)
+            checkServerEndpoint(description, worker=inWorker)
         self.settings = ServerSettings.fromOptions(
             self,
             listen=tuple(self["listen"]) or DEFAULTS.listen,

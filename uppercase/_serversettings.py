@@ -17,25 +17,33 @@ from ._options import checkSeconds, checkWholeNumber
 from ._settings import Settings, setting, showSeconds
 
 
-def checkServerEndpoint(description: str, option: str = "--listen") -> None:
+def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
     """
     Parse C{description} as a server endpoint string (after the C{haproxy:}
     prefix, and with the default backlog) without listening.
 
+    @param worker: whether this is a worker of C{--workers}, which parses no
+        C{systemd:} endpoint: the supervisor has its socket, and passes it.
     @raise usage.UsageError: saying what is wrong with it.
     """
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
-    from ._endpoints import PROXY_PREFIX, withDefaultBacklog
+    from ._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
+    from ._listeners import workerDescription
 
     endpoint = withDefaultBacklog(description)
     if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
         endpoint = endpoint[len(PROXY_PREFIX) :]
+    if worker:
+        endpoint = workerDescription(endpoint)
     try:
         serverFromString(reactor, endpoint)
     except Exception as e:
-        raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
+        reason = systemdParseProblem(endpoint, e) or e
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: {reason}"
+        ) from None
 
 
 def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int:
