@@ -17,7 +17,8 @@ How the sockets are shared, and why:
     to the same address.  The kernel spreads new connections over them by a
     hash of the connection's addresses, so each worker gets an even share
     whatever it is doing; one socket shared by all would let whichever
-    worker wakes first take most of them.
+    worker wakes first take most of them.  A port something already listens
+    on is refused first (L{claimPort}), as for a single process.
   - B{UNIX sockets and sockets from systemd}: one socket, shared by every
     worker (Linux does not spread UNIX connections, and systemd passes one
     socket).  A UNIX socket's path is locked as Twisted's C{unix:} endpoint
@@ -102,6 +103,8 @@ class SocketMaker:
         self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
     ) -> _NotListening:
         family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        if port:
+            claimPort(family, interface, port)
         made: list[Planned] = []
         try:
             for slot in range(self.slots):
@@ -235,6 +238,21 @@ def _staleSocket(path: str) -> bool:
         except OSError:
             return False
     return False
+
+
+def claimPort(family: int, interface: str, port: int) -> None:
+    """
+    Check that nothing listens on C{(interface, port)} yet, as binding a
+    socket without C{SO_REUSEPORT} does (Twisted's own listeners bind so):
+    C{SO_REUSEPORT} sockets would join another server's group on the same
+    port -- another C{--workers} server, or the same C{--listen} given twice
+    -- and split its connections with it instead of failing.
+
+    @raise OSError: C{EADDRINUSE} if something listens there.
+    """
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((interface, port))
 
 
 class SocketAdopter:

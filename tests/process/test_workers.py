@@ -231,6 +231,37 @@ class SupervisionTests(SynchronousTestCase):
         self.assertIn("starting it again in 1 s", server.output)
 
 
+class PortInUseTests(SynchronousTestCase):
+    """
+    A port something already listens on is refused, as for a single
+    process, even though the workers' sockets use C{SO_REUSEPORT}.
+    """
+
+    def test_secondServerRefused(self) -> None:
+        """
+        A second C{--workers} server on the port of a running one exits 1
+        with one line saying the address is in use, instead of starting and
+        splitting the first one's connections; the first goes on serving.
+        """
+        first = Workers(2)
+        self.addCleanup(first.stop)
+        first.started()
+        second = Twistd(
+            "uppercase", "--workers", "2", "--listen", f"tcp:{first.port}:interface=127.0.0.1"
+        )
+        self.addCleanup(second.stop)
+        self.assertEqual(second.wait(), 1)
+        self.assertIn(
+            f"twistd uppercase: cannot listen on tcp:{first.port}:interface=127.0.0.1: "
+            "Address already in use\n",
+            second.output,
+        )
+        self.assertNotIn("Traceback", second.output)
+        self.assertNotIn("Started worker", second.output)
+        with first.connect() as s:
+            self.assertTrue(exchange(s, b"still here\n"))
+
+
 class StopTests(SynchronousTestCase):
     """
     SIGTERM drains every worker as the single process does.

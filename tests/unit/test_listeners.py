@@ -139,6 +139,40 @@ class MakerTests(SynchronousTestCase):
         self.addCleanup(maker.close)
         self.assertFalse(os.path.lexists(path + ".lock"))
 
+    def test_portInUseByAnotherGroup(self) -> None:
+        """
+        A port that another C{SO_REUSEPORT} listener holds (another
+        C{--workers} server) is refused with "Address already in use", as
+        for a single process, instead of joining its group and splitting
+        its connections.
+        """
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        error = self.assertRaises(
+            OSError, planSockets, [f"tcp:{port}:interface=127.0.0.1"], 2, listenThrough
+        )
+        self.assertIn("Address already in use", str(error))
+
+    def test_sameListenTwice(self) -> None:
+        """
+        The same port given twice is refused, as for a single process.
+        """
+        maker = planSockets(["tcp:0:interface=127.0.0.1"], 2, listenThrough)
+        port = maker.endpoints[0][0].socket.getsockname()[1]
+        maker.close()
+        self.assertRaises(
+            OSError,
+            planSockets,
+            [f"tcp:{port}:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"],
+            2,
+            listenThrough,
+        )
+
     def test_failureClosesWhatWasMade(self) -> None:
         """
         If one endpoint cannot be made, the sockets of those before it are
