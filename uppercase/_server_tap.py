@@ -99,6 +99,8 @@ class ServerCommand(MultiService):
     @param cutShort: what a second stopping signal does.
     @param handlers: what other signals do, by name (see L{SignalHandling}).
     @param signals: the kind of signal handling (a worker's differs).
+    @param cleanUp: called when the command cannot start, before it ends:
+        undo what starting did (the supervisor's sockets).
     """
 
     def __init__(
@@ -108,11 +110,13 @@ class ServerCommand(MultiService):
         cutShort: Callable[[str], None],
         handlers: Mapping[str, Callable[[], object]] | None = None,
         signals: type[SignalHandling] = SignalHandling,
+        cleanUp: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         from . import textlog
 
         self.server = server
+        self._cleanUp = cleanUp
         server.setServiceParent(self)
         signals(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
 
@@ -134,6 +138,7 @@ class ServerCommand(MultiService):
         the process (twistd re-raises what this returns, after removing its
         pid file and, in daemon mode, reporting it to the waiting parent).
         """
+        self._cleanUp()
         command = commandName("uppercase")
         log.error("{command}: {error}", command=command, error=str(reason))
         error = CannotStart(str(reason))
@@ -279,15 +284,20 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         shutdownTimeout=settings.shutdownTimeout,
         onGiveUp=lambda why: giveUp(reactor, exitWithStatusAtExit),
     )
-    command = ServerCommand(supervisor, reactor, supervisor.cutShort, {"SIGHUP": supervisor.reload})
+    command = ServerCommand(
+        supervisor,
+        reactor,
+        supervisor.cutShort,
+        {"SIGHUP": supervisor.reload},
+        cleanUp=supervisor.closeSockets,
+    )
     if settings.metrics is not None:
-        from twisted.application import strports
-
         from ._metrics import metricsFactory
         from ._workermetrics import WorkerCollector
+        from .service import NamedListener
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        strports.service(settings.metrics, site, reactor=reactor).setServiceParent(command)
+        NamedListener(settings.metrics, site, reactor).setServiceParent(command)
     return command
 
 

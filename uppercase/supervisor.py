@@ -156,6 +156,14 @@ class Supervisor(MultiService):
             self._sockets = self._plan(self.descriptions, len(self.slots))
         super().privilegedStartService()
 
+    def closeSockets(self) -> None:
+        """
+        Close the listening sockets (removing the UNIX sockets' files): the
+        server could not start, or is stopping.
+        """
+        if self._sockets is not None:
+            self._sockets.close()
+
     def startService(self) -> None:
         self.privilegedStartService()
         super().startService()
@@ -355,8 +363,7 @@ class Supervisor(MultiService):
         log.info("Stopping {count} workers", count=len(running))
         for worker in running:
             worker.signal("TERM")
-        if self._sockets is not None:
-            self._sockets.close()
+        self.closeSockets()
         ended: Deferred[Any] = gatherEnds(running)
         deadline = self._reactor.callLater(
             2 * self._shutdownTimeout + 5, self._killAll, "did not stop in time"

@@ -261,6 +261,34 @@ class PortInUseTests(SynchronousTestCase):
         with first.connect() as s:
             self.assertTrue(exchange(s, b"still here\n"))
 
+    def test_metricsPortInUse(self) -> None:
+        """
+        A C{--metrics} port in use ends the server with status 1 and one
+        line saying so, no traceback; the UNIX socket it had made is
+        removed again.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        metrics = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        server = Twistd(
+            "uppercase", "--workers", "2", "--listen", f"unix:{path}", "--metrics", metrics
+        )
+        self.addCleanup(server.stop)
+        self.assertEqual(server.wait(), 1)
+        self.assertIn(
+            f"twistd uppercase: cannot listen on {metrics}: Address already in use\n",
+            server.output,
+        )
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Started worker", server.output)
+        self.assertFalse(os.path.lexists(path))
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
 
 class StopTests(SynchronousTestCase):
     """
@@ -559,6 +587,41 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(perWorker, 40)
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 40 * 11)
         self.assertEqual(sample(text, "uppercase_workers_ready"), 2)
+
+    def test_limitBehindTLS(self) -> None:
+        """
+        On an C{ssl:} metrics endpoint, metrics connections over the limit
+        are closed at once (the supervisor's descriptors do not grow), with
+        no error in the log.
+        """
+        from uppercase._metrics import METRICS_MAX_CONNECTIONS
+
+        from ._process import requireTLS
+        from .test_endpoints import makeCertificate
+        from .test_metrics_endpoint import METRICS_PORT, waitForCloses
+
+        requireTLS()
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        key, cert, _ = makeCertificate(folder.name)
+        metrics = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        server = Twistd("uppercase", "--workers", "2", "--quiet", "--metrics", metrics)
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(METRICS_PORT).group(1))
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        before = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+        extra = 20
+        idle = []
+        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+            s = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+            self.addCleanup(s.close)
+            idle.append(s)
+        self.assertEqual(len(waitForCloses(idle, extra)), extra)
+        held = len(os.listdir(f"/proc/{server.process.pid}/fd")) - before
+        self.assertLessEqual(held, METRICS_MAX_CONNECTIONS)
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Unhandled Error", server.output)
 
 
 class LimitTests(SynchronousTestCase):
