@@ -39,6 +39,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity
 from ._listeners import SocketMaker, listenThrough, planSockets
 from ._worker import WORKER_ENV, WorkerSpec
 from ._workermetrics import Totals
@@ -56,6 +57,11 @@ MAX_START_FAILURES = 5
 
 CONTROL_FD = 3
 """The worker's descriptor for its control connection; its sockets follow."""
+
+WORKER_DESCRIPTORS = 4
+"""Descriptors the supervisor holds per worker besides its listening
+sockets: the control connection, and pipes for standard input, output and
+error."""
 
 WORKER_MAIN = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -104,6 +110,8 @@ class Supervisor(MultiService):
     @param adopt: C{reactor.adoptStreamConnection}.
     @param plan: makes the listening sockets (tests pass their own).
     @param onGiveUp: called when no worker can start.
+    @param fdLimits: C{(getrlimit, setrlimit, RLIM_INFINITY)} for the
+        descriptor limit; the process's own by default.
     """
 
     def __init__(
@@ -120,8 +128,10 @@ class Supervisor(MultiService):
         plan: Callable[[Sequence[str], int], SocketMaker] | None = None,
         environ: Mapping[str, str] = os.environ,
         onGiveUp: Callable[[str], None] | None = None,
+        fdLimits: LimitAccess | None = None,
     ) -> None:
         super().__init__()
+        self._fdLimits = fdLimits
         self.descriptions = list(descriptions)
         self.slots = [Slot(number) for number in range(1, count + 1)]
         self.totals = Totals(self)
@@ -150,11 +160,28 @@ class Supervisor(MultiService):
         """
         Make the listening sockets.
 
+        @raise ListenError: if the descriptor limit is too low for this many
+            workers (after raising the soft limit as far as the hard one
+            allows).
         @raise Exception: as binding them would (a port in use...).
         """
         if self._sockets is None:
+            self._checkDescriptors()
             self._sockets = self._plan(self.descriptions, len(self.slots))
         super().privilegedStartService()
+
+    def _checkDescriptors(self) -> None:
+        from .service import ListenError
+
+        count = len(self.slots)
+        need = count * (WORKER_DESCRIPTORS + len(self.descriptions))
+        capacity, soft = connectionCapacity(need, self._fdLimits)
+        if soft is not None and capacity < need:
+            raise ListenError(
+                ", ".join(self.descriptions),
+                f"{count} workers need about {need + FD_HEADROOM} file descriptors in the "
+                f"supervisor, and its limit is {soft}: run fewer workers, or raise the limit",
+            )
 
     def closeSockets(self) -> None:
         """

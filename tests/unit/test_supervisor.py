@@ -16,7 +16,7 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._serversettings import workerCount
+from uppercase._serversettings import MAX_WORKERS, workerCount
 from uppercase._worker import WORKER_ENV, WorkerSpec
 from uppercase._workermetrics import WorkerCollector
 from uppercase._workerprocess import WorkerProcess
@@ -66,7 +66,7 @@ class Harness:
     A supervisor of two workers on a fake reactor; every spawn is recorded.
     """
 
-    def __init__(self, count: int = 2) -> None:
+    def __init__(self, count: int = 2, fdLimits: Any = None) -> None:
         self.clock = Clock()
         self.spawned: list[tuple[WorkerProcess, Process, dict[str, str], dict[int, Any]]] = []
         self.argv: list[list[str]] = []
@@ -84,6 +84,7 @@ class Harness:
             plan=self.plan,
             environ={"PATH": "/bin"},
             onGiveUp=self.gaveUp.append,
+            fdLimits=fdLimits,
         )
         self.pids = iter(range(1000, 2000))
 
@@ -455,13 +456,67 @@ class OptionTests(SynchronousTestCase):
 
     def test_workerCount(self) -> None:
         """
-        A whole number from 1, or C{auto} (one per CPU).
+        A whole number from 1 to L{MAX_WORKERS}, or C{auto} (one per CPU, at
+        most L{MAX_WORKERS}).
         """
         self.assertEqual(workerCount("3"), 3)
+        self.assertEqual(workerCount(str(MAX_WORKERS)), MAX_WORKERS)
         self.assertEqual(workerCount("auto", lambda: 8), 8)
         self.assertEqual(workerCount("AUTO", lambda: None), 1)
-        for bad in ("0", "-1", "two", "1.5"):
+        self.assertEqual(workerCount("auto", lambda: 4096), MAX_WORKERS)
+        for bad in ("0", "-1", "two", "1.5", str(MAX_WORKERS + 1), "99999"):
             self.assertRaises(ValueError, workerCount, bad)
+
+    def test_tooManyWorkersIsAUsageError(self) -> None:
+        """
+        C{--workers} above L{MAX_WORKERS} is a usage error that says the
+        range.
+        """
+        from twisted.python import usage
+
+        from uppercase._server_tap import ServerOptions
+
+        error = self.assertRaises(
+            usage.UsageError, ServerOptions().parseOptions, ["--workers", "99999"]
+        )
+        self.assertEqual(
+            str(error),
+            f"--workers must be a whole number from 1 to {MAX_WORKERS}, or auto, not '99999'",
+        )
+
+    def test_descriptorLimitTooLow(self) -> None:
+        """
+        When the descriptor limit (raised as far as the hard limit allows)
+        is too low for the workers' pipes and sockets, starting raises
+        L{ListenError} saying so, before any socket is made.
+        """
+        from uppercase.service import ListenError
+
+        from .test_service import FakeLimits
+
+        limits = FakeLimits(256, 300)
+        harness = Harness(count=100, fdLimits=limits.access())
+        error = self.assertRaises(ListenError, harness.supervisor.privilegedStartService)
+        self.assertEqual(
+            str(error),
+            "cannot listen on tcp:9527: 100 workers need about 532 file descriptors in the "
+            "supervisor, and its limit is 300: run fewer workers, or raise the limit",
+        )
+        self.assertIsNone(harness.sockets)
+        self.assertEqual(limits.limits, (300, 300))
+
+    def test_descriptorLimitRaised(self) -> None:
+        """
+        A soft descriptor limit too low for the workers is raised towards
+        the hard one, and they start.
+        """
+        from .test_service import FakeLimits
+
+        limits = FakeLimits(256, 4096)
+        harness = Harness(count=100, fdLimits=limits.access())
+        harness.supervisor.privilegedStartService()
+        self.assertIsNotNone(harness.sockets)
+        self.assertEqual(limits.limits, (532, 4096))
 
     def test_shares(self) -> None:
         """
