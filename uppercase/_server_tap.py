@@ -269,9 +269,10 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         workerArgs += ["--listen", description]
     if not settings.logData:
         workerArgs.append("--quiet")
+    relayEvents = relayKind(twistd)
     logger = twistd.get("logger") if twistd is not None else None
-    observer = "jsonlog" if logger is jsonlog.stdout else "textlog"
-    twistdArgs = [f"--logger=uppercase.{observer}.worker"]
+    json = relayEvents is not None or logger in (jsonlog.stdout, "uppercase.jsonlog.stdout")
+    twistdArgs = [f"--logger=uppercase.{'jsonlog' if json else 'textlog'}.worker"]
     name = reactorName(reactor)
     if name is not None:
         twistdArgs.append(f"--reactor={name}")
@@ -283,6 +284,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         twistdArgs,
         shutdownTimeout=settings.shutdownTimeout,
         onGiveUp=lambda why: giveUp(reactor, exitWithStatusAtExit),
+        relayEvents=relayEvents,
     )
     command = ServerCommand(
         supervisor,
@@ -299,6 +301,31 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
         NamedListener(settings.metrics, site, reactor).setServiceParent(command)
     return command
+
+
+def relayKind(runner: Any) -> str | None:
+    """
+    How a supervisor relays its workers' log lines under C{runner}'s
+    options (C{twistd}'s or C{twist}'s): L{None} when it logs through
+    uppercase's own observers, which write the lines as they are; otherwise,
+    as events, C{"json"} for C{twist}'s JSON log and C{"text"} for any
+    other observer (C{twist}'s text, C{--syslog}, another C{--logger}).
+    """
+    from twisted.logger import jsonFileLogObserver
+    from twisted.python.reflect import namedAny
+
+    from . import jsonlog, textlog
+
+    if runner is None:
+        return "text"
+    if "fileLogObserverFactory" in runner:  # twist
+        return "json" if runner["fileLogObserverFactory"] is jsonFileLogObserver else "text"
+    logger = runner.get("logger")
+    if isinstance(logger, str):  # twistd resolves it after its subcommand's options
+        logger = namedAny(logger)
+    if logger in (jsonlog.stdout, textlog.stdout, textlog.logfile):
+        return None
+    return "text"
 
 
 def giveUp(reactor: Any, exitWith: Callable[[int], None]) -> None:

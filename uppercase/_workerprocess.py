@@ -76,7 +76,15 @@ class WorkerProcess(ProcessProtocol):
         end = text.rfind(b"\n") + 1
         self._partial[childFD] = text[end:]
         if end:
-            self.supervisor.relay(text[:end].decode("utf-8", "replace"))
+            self._relay(childFD, text[:end].decode("utf-8", "replace"))
+
+    def _relay(self, childFD: int, lines: str) -> None:
+        if childFD == 2:
+            # Not its log: what Python or twistd wrote before (or besides)
+            # logging, as bare lines.
+            self.supervisor.relayError(self.slot, lines)
+        else:
+            self.supervisor.relay(lines)
 
     def message(self, message: Mapping[str, Any]) -> None:
         """
@@ -131,9 +139,9 @@ class WorkerProcess(ProcessProtocol):
                 pass
 
     def processEnded(self, reason: Failure) -> None:
-        for rest in self._partial.values():
+        for childFD, rest in self._partial.items():
             if rest:
-                self.supervisor.relay(rest.decode("utf-8", "replace") + "\n")
+                self._relay(childFD, rest.decode("utf-8", "replace") + "\n")
         self.supervisor.workerEnded(self, reason)
         waiters, self._readyWaiters = self._readyWaiters, []
         for waiter in waiters:

@@ -36,7 +36,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
 from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity
@@ -112,6 +112,10 @@ class Supervisor(MultiService):
     @param onGiveUp: called when no worker can start.
     @param fdLimits: C{(getrlimit, setrlimit, RLIM_INFINITY)} for the
         descriptor limit; the process's own by default.
+    @param relayEvents: L{None} when this process logs through uppercase's
+        own observers (the workers' lines are written as they are);
+        C{"json"} or C{"text"} (the kind of observer) when it does not, and
+        the workers log JSON lines, relayed as events (see L{relay}).
     """
 
     def __init__(
@@ -129,9 +133,11 @@ class Supervisor(MultiService):
         environ: Mapping[str, str] = os.environ,
         onGiveUp: Callable[[str], None] | None = None,
         fdLimits: LimitAccess | None = None,
+        relayEvents: str | None = None,
     ) -> None:
         super().__init__()
         self._fdLimits = fdLimits
+        self._relayEvents = relayEvents
         self.descriptions = list(descriptions)
         self.slots = [Slot(number) for number in range(1, count + 1)]
         self.totals = Totals(self)
@@ -252,10 +258,34 @@ class Supervisor(MultiService):
 
     def relay(self, lines: str) -> None:
         """
-        Write a worker's complete log lines into this process's log as they
-        are (they already say which worker wrote them).
+        Write a worker's complete log lines into this process's log: as they
+        are (they already say which worker wrote them) when this process
+        logs through uppercase's own observers; otherwise (C{relayEvents}),
+        each JSON line as the event it is, so that any observer writes it
+        as its own (C{"text"}: with C{[worker N]} before its message).
         """
-        log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
+        if self._relayEvents is None:
+            log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
+            return
+        for line in lines.splitlines():
+            try:
+                event = eventFromJSON(line)
+                worker = int(event["worker"])
+                text = str(event["log_format"])
+            except (ValueError, KeyError, TypeError):
+                log.info("{line}", line=line)
+                continue
+            if self._relayEvents == "text":
+                event["log_format"] = f"[worker {worker}] {text}"
+            log.observer(event)
+
+    def relayError(self, worker: int, lines: str) -> None:
+        """
+        Log what worker C{worker} wrote to its standard error (not its log),
+        a line an event.
+        """
+        for line in lines.splitlines():
+            log.warn("[worker {worker}] {line}", worker=worker, line=line)
 
     def workerEnded(self, worker: WorkerProcess, reason: Failure) -> None:
         """

@@ -521,6 +521,40 @@ class ReloadTests(SynchronousTestCase):
                 self.assertTrue(exchange(s, b"after the reload\n"))
 
 
+class TwistJSONTests(SynchronousTestCase):
+    """
+    Under C{twist}, whose log is JSON when standard output is not a
+    terminal, every worker's event is an event of that log, with a
+    C{worker} field.
+    """
+
+    def test_workerField(self) -> None:
+        """
+        C{twist uppercase --workers 2}: each connection event is a JSON
+        record of its own, with its fields and the C{worker} that served it
+        (not one record whose C{lines} field holds text).
+        """
+        import json
+
+        from ._process import Twist
+
+        server = Twist("uppercase", "--workers", "2", "--listen", "tcp:0:interface=127.0.0.1")
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf'"worker": {n}, "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is')
+        port = int(server.waitFor(r"UppercaseFactory starting on (\d+)").group(1))
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                self.assertTrue(exchange(s, b"json\n"))
+        self.assertTrue(poll(lambda: server.output.count("closed ({received} bytes") >= 6))
+        server.stop()
+        events = [json.loads(line.strip("\x1e")) for line in server.lines if line.strip()]
+        self.assertFalse([e for e in events if "lines" in e])
+        closed = [e for e in events if e.get("log_format", "").startswith("Connection from {peer}")]
+        self.assertEqual(len(closed), 6)
+        self.assertTrue(all(e.get("worker") in (1, 2) and e["received"] == 5 for e in closed))
+
+
 class LeftBehindTests(SynchronousTestCase):
     """
     A UNIX socket's file left by a server that was killed does not keep the

@@ -66,7 +66,9 @@ class Harness:
     A supervisor of two workers on a fake reactor; every spawn is recorded.
     """
 
-    def __init__(self, count: int = 2, fdLimits: Any = None) -> None:
+    def __init__(
+        self, count: int = 2, fdLimits: Any = None, relayEvents: str | None = None
+    ) -> None:
         self.clock = Clock()
         self.spawned: list[tuple[WorkerProcess, Process, dict[str, str], dict[int, Any]]] = []
         self.argv: list[list[str]] = []
@@ -85,6 +87,7 @@ class Harness:
             environ={"PATH": "/bin"},
             onGiveUp=self.gaveUp.append,
             fdLimits=fdLimits,
+            relayEvents=relayEvents,
         )
         self.pids = iter(range(1000, 2000))
 
@@ -447,6 +450,97 @@ class RelayTests(SynchronousTestCase):
             worker.processEnded(Failure(ProcessDone(0)))
         raw = [e["uppercase_raw"] for e in events if "uppercase_raw" in e]
         self.assertEqual(raw, ["[worker 1] one\n", "[worker 1] two\n", "[worker 1] thr\n"])
+
+    def jsonLine(self, worker: int, message: str) -> bytes:
+        """
+        A JSON log line, as a worker's L{uppercase.jsonlog.worker} writes it.
+        """
+        from twisted.logger import LogLevel, eventAsJSON
+
+        event = {
+            "log_format": message,
+            "log_level": LogLevel.info,
+            "log_namespace": "uppercase.server",
+            "log_time": 1.5,
+            "worker": worker,
+            "size": 3,
+        }
+        return eventAsJSON(event).encode() + b"\n"
+
+    def test_asEventsForJSON(self) -> None:
+        """
+        Relaying as events for a JSON observer (C{twist}'s), each of a
+        worker's JSON lines becomes the event it describes, with its
+        C{worker} field and its own fields, not one event of raw text.
+        """
+        harness = Harness(count=1, relayEvents="json")
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(
+                1, self.jsonLine(1, "Got {size} bytes") + self.jsonLine(1, "Closed")
+            )
+        self.assertEqual(
+            [(e["log_format"], e["worker"], e["log_time"]) for e in events],
+            [("Got {size} bytes", 1, 1.5), ("Closed", 1, 1.5)],
+        )
+        self.assertEqual(events[0]["size"], 3)
+        self.assertFalse(any("uppercase_raw" in e or "lines" in e for e in events))
+
+    def test_asEventsForText(self) -> None:
+        """
+        Relaying as events for any other observer (C{twist}'s text,
+        C{--syslog}), a worker's event says which worker wrote it before its
+        message; a line that is not JSON is logged as a line.
+        """
+        from twisted.logger import formatEvent
+
+        harness = Harness(count=1, relayEvents="text")
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(1, self.jsonLine(1, "Got {size} bytes") + b"not JSON\n")
+        self.assertEqual([formatEvent(e) for e in events], ["[worker 1] Got 3 bytes", "not JSON"])
+
+    def test_standardError(self) -> None:
+        """
+        What a worker writes to its standard error (not its log: Python's
+        or twistd's own messages) is logged a line an event, as a warning
+        that names the worker, whole lines only.
+        """
+        from twisted.logger import LogLevel, formatEvent
+
+        harness = Harness(count=1)
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(2, b"twistd uppercase: bad\nTrace")
+            worker.childDataReceived(2, b"back\n")
+        errors = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(
+            [formatEvent(e) for e in errors],
+            ["[worker 1] twistd uppercase: bad", "[worker 1] Traceback"],
+        )
+        self.assertEqual([e["worker"] for e in errors], [1, 1])
+        self.assertFalse(any("uppercase_raw" in e for e in errors))
+
+    def test_relayKind(self) -> None:
+        """
+        Lines are relayed as they are under uppercase's own observers
+        (twistd's default text log, its log file, C{uppercase.jsonlog}), as
+        JSON events under C{twist}'s JSON log, and as text events otherwise.
+        """
+        from twisted.logger import jsonFileLogObserver, textFileLogObserver
+
+        from uppercase import jsonlog, textlog
+        from uppercase._server_tap import relayKind
+
+        cases = [
+            ({"logger": textlog.stdout, "nodaemon": True}, None),
+            ({"logger": "uppercase.textlog.logfile"}, None),
+            ({"logger": jsonlog.stdout}, None),
+            ({"logger": None, "syslog": True}, "text"),
+            ({"fileLogObserverFactory": jsonFileLogObserver}, "json"),
+            ({"fileLogObserverFactory": textFileLogObserver}, "text"),
+        ]
+        self.assertEqual([relayKind(runner) for runner, _ in cases], [k for _, k in cases])
 
 
 class OptionTests(SynchronousTestCase):
