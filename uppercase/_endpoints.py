@@ -126,3 +126,26 @@ def systemdSocketProblem(
             f"but the endpoint says domain={options['domain']}: use domain={actual}"
         )
     return None
+
+
+def systemdParseProblem(description: str, error: Exception) -> str | None:
+    """
+    What C{error}, raised by Twisted parsing C{description}, means when it
+    is a C{systemd:} endpoint whose socket Twisted did not find: none was
+    passed, or they were passed without names (C{LISTEN_FDNAMES}), which
+    Twisted then ignores, so that every index is "out of range".
+
+    @return: L{None} for any other endpoint or error.
+    """
+    fields = splitFields(description)
+    if fields[0].lower() != "systemd" or not isinstance(error, (IndexError, KeyError)):
+        return None
+    options = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+    which = (
+        f"named {options['name']!r}" if "name" in options else f"with index {options.get('index')}"
+    )
+    return (
+        f"systemd passed this process no socket {which} (Twisted takes systemd's sockets "
+        "only when systemd names them, as systemd 227 and later do; "
+        "systemd-socket-activate needs --fdname)"
+    )

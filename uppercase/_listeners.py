@@ -17,10 +17,13 @@ How the sockets are shared, and why:
     to the same address.  The kernel spreads new connections over them by a
     hash of the connection's addresses, so each worker gets an even share
     whatever it is doing; one socket shared by all would let whichever
-    worker wakes first take most of them.
+    worker wakes first take most of them.  A port something already listens
+    on is refused first (L{claimPort}), as for a single process.
   - B{UNIX sockets and sockets from systemd}: one socket, shared by every
     worker (Linux does not spread UNIX connections, and systemd passes one
-    socket).
+    socket).  A UNIX socket's path is locked as Twisted's C{unix:} endpoint
+    locks it (L{lockSocketPath}), so a socket file left by a server that was
+    killed is removed, as a single process removes it.
 
 Because the supervisor holds every socket, a worker that exits -- killed,
 crashed, or retired by a reload -- closes only its own copy: the connections
@@ -32,11 +35,16 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from typing import Any, Callable
 
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
+from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
+
+from ._transport import adoptSharedUNIXPort
 
 
 class Planned:
@@ -89,11 +97,14 @@ class SocketMaker:
         self.slots = slots
         self.endpoints: list[list[Planned]] = []
         self._paths: list[str] = []
+        self._locks: list[FilesystemLock] = []
 
     def listenTCP(
         self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
     ) -> _NotListening:
         family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        if port:
+            claimPort(family, interface, port)
         made: list[Planned] = []
         try:
             for slot in range(self.slots):
@@ -131,13 +142,18 @@ class SocketMaker:
         mode: int = 0o666,
         wantPID: int = 0,
     ) -> _NotListening:
+        lock = lockSocketPath(address) if wantPID else None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
             sock.bind(address)
         except OSError:
             sock.close()
+            if lock is not None:
+                lock.unlock()
             raise
+        if lock is not None:
+            self._locks.append(lock)
         self._paths.append(address)
         self.endpoints.append([Planned(sock, None)])
         os.chmod(address, mode)
@@ -176,6 +192,67 @@ class SocketMaker:
             except OSError:
                 pass
         self._paths = []
+        for lock in self._locks:
+            lock.unlock()
+        self._locks = []
+
+
+def lockSocketPath(path: str) -> FilesystemLock | None:
+    """
+    Lock a UNIX socket's path as Twisted's C{unix:} endpoint does by
+    default (C{lockfile=1}): a C{PATH.lock} naming this process.  If the
+    lock was left by a process that is gone, remove the socket file it left
+    too -- if it is a socket, and nobody listens on it -- so that a server
+    killed without cleaning up does not keep the next one from starting.
+
+    @return: the lock (L{None} for an abstract socket, which has no file).
+    @raise CannotListenError: if a running process holds the lock.
+    """
+    if path.startswith("\0"):
+        return None
+    lock = FilesystemLock(path + ".lock")
+    if not lock.lock():
+        raise CannotListenError(None, path, "Cannot acquire lock")
+    if not lock.clean and _staleSocket(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return lock
+
+
+def _staleSocket(path: str) -> bool:
+    """
+    Whether C{path} is a UNIX socket's file that nobody listens on.
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def claimPort(family: int, interface: str, port: int) -> None:
+    """
+    Check that nothing listens on C{(interface, port)} yet, as binding a
+    socket without C{SO_REUSEPORT} does (Twisted's own listeners bind so):
+    C{SO_REUSEPORT} sockets would join another server's group on the same
+    port -- another C{--workers} server, or the same C{--listen} given twice
+    -- and split its connections with it instead of failing.
+
+    @raise OSError: C{EADDRINUSE} if something listens there.
+    """
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((interface, port))
 
 
 class SocketAdopter:
@@ -185,7 +262,8 @@ class SocketAdopter:
     into C{reactor}; anything else is C{reactor}'s.
 
     TLS endpoints (C{listenSSL}) get the context Twisted parsed from their
-    string, around the adopted socket.  A worker never parses a C{systemd:}
+    string, around the adopted socket.  A UNIX socket's file is left as the
+    supervisor made it (L{adoptSharedUNIXPort}).  A worker never parses a C{systemd:}
     string (systemd's sockets are the supervisor's): L{workerDescription}
     stands in for it.
     """
@@ -209,8 +287,13 @@ class SocketAdopter:
     def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
         fd, family = self._next()
         os.set_blocking(fd, False)  # as adoptStreamPort requires
-        port = self._reactor.adoptStreamPort(fd, family, factory)
-        os.close(fd)  # adoptStreamPort listens on a duplicate
+        if family == socket.AF_UNIX:
+            # The socket's file is the supervisor's: a worker neither
+            # changes its mode nor removes it (on a reload, or a stop).
+            port = adoptSharedUNIXPort(self._reactor, fd, factory)
+        else:
+            port = self._reactor.adoptStreamPort(fd, family, factory)
+        os.close(fd)  # the port listens on a duplicate
         return port
 
     def listenTCP(

@@ -17,7 +17,7 @@ from twisted.python import usage
 
 from ._options import commandName, oneLineErrors, preferFastTextLog
 from ._serversettings import DEFAULTS, ServerSettings, checkServerEndpoint
-from ._signals import SignalHandling
+from ._signals import SignalHandling, WorkerSignalHandling
 from ._worker import WorkerControl, WorkerSpec
 from .server import UppercaseFactory
 from .service import ListenError, UppercaseService
@@ -60,8 +60,9 @@ class ServerOptions(usage.Options):
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
+        inWorker = WorkerSpec.fromEnvironment() is not None
         for description in self["listen"]:
-            checkServerEndpoint(description)
+            checkServerEndpoint(description, worker=inWorker)
         self.settings = ServerSettings.fromOptions(
             self,
             listen=tuple(self["listen"]) or DEFAULTS.listen,
@@ -97,6 +98,9 @@ class ServerCommand(MultiService):
     @param server: the service that listens (raising L{ListenError}).
     @param cutShort: what a second stopping signal does.
     @param handlers: what other signals do, by name (see L{SignalHandling}).
+    @param signals: the kind of signal handling (a worker's differs).
+    @param cleanUp: called when the command cannot start, before it ends:
+        undo what starting did (the supervisor's sockets).
     """
 
     def __init__(
@@ -105,13 +109,16 @@ class ServerCommand(MultiService):
         reactor: Any,
         cutShort: Callable[[str], None],
         handlers: Mapping[str, Callable[[], object]] | None = None,
+        signals: type[SignalHandling] = SignalHandling,
+        cleanUp: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         from . import textlog
 
         self.server = server
+        self._cleanUp = cleanUp
         server.setServiceParent(self)
-        SignalHandling(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
+        signals(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -131,6 +138,7 @@ class ServerCommand(MultiService):
         the process (twistd re-raises what this returns, after removing its
         pid file and, in daemon mode, reporting it to the waiting parent).
         """
+        self._cleanUp()
         command = commandName("uppercase")
         log.error("{command}: {error}", command=command, error=str(reason))
         error = CannotStart(str(reason))
@@ -192,7 +200,8 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
 def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> ServerCommand:
     """
     A worker's server: on the sockets its supervisor passed, reporting to
-    it (L{uppercase._worker}).
+    it (L{uppercase._worker}), and stopping when it says
+    (L{uppercase._signals.WorkerSignalHandling}).
     """
     factory = makeFactory(settings, reactor)
     server = UppercaseService(
@@ -222,8 +231,9 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         lambda fd, f: reactor.adoptStreamConnection(fd, socket.AF_UNIX, f),
         retire,
         reactor.stop,
+        factory.abortAll,
     )
-    command = ServerCommand(server, reactor, factory.abortAll)
+    command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
     stopping = command.stopService
 
@@ -259,9 +269,10 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         workerArgs += ["--listen", description]
     if not settings.logData:
         workerArgs.append("--quiet")
+    relayEvents = relayKind(twistd)
     logger = twistd.get("logger") if twistd is not None else None
-    observer = "jsonlog" if logger is jsonlog.stdout else "textlog"
-    twistdArgs = [f"--logger=uppercase.{observer}.worker"]
+    json = relayEvents is not None or logger in (jsonlog.stdout, "uppercase.jsonlog.stdout")
+    twistdArgs = [f"--logger=uppercase.{'jsonlog' if json else 'textlog'}.worker"]
     name = reactorName(reactor)
     if name is not None:
         twistdArgs.append(f"--reactor={name}")
@@ -273,17 +284,48 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         twistdArgs,
         shutdownTimeout=settings.shutdownTimeout,
         onGiveUp=lambda why: giveUp(reactor, exitWithStatusAtExit),
+        relayEvents=relayEvents,
     )
-    command = ServerCommand(supervisor, reactor, supervisor.cutShort, {"SIGHUP": supervisor.reload})
+    command = ServerCommand(
+        supervisor,
+        reactor,
+        supervisor.cutShort,
+        {"SIGHUP": supervisor.reload},
+        cleanUp=supervisor.closeSockets,
+    )
     if settings.metrics is not None:
-        from twisted.application import strports
-
         from ._metrics import metricsFactory
         from ._workermetrics import WorkerCollector
+        from .service import NamedListener
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        strports.service(settings.metrics, site, reactor=reactor).setServiceParent(command)
+        NamedListener(settings.metrics, site, reactor).setServiceParent(command)
     return command
+
+
+def relayKind(runner: Any) -> str | None:
+    """
+    How a supervisor relays its workers' log lines under C{runner}'s
+    options (C{twistd}'s or C{twist}'s): L{None} when it logs through
+    uppercase's own observers, which write the lines as they are; otherwise,
+    as events, C{"json"} for C{twist}'s JSON log and C{"text"} for any
+    other observer (C{twist}'s text, C{--syslog}, another C{--logger}).
+    """
+    from twisted.logger import jsonFileLogObserver
+    from twisted.python.reflect import namedAny
+
+    from . import jsonlog, textlog
+
+    if runner is None:
+        return "text"
+    if "fileLogObserverFactory" in runner:  # twist
+        return "json" if runner["fileLogObserverFactory"] is jsonFileLogObserver else "text"
+    logger = runner.get("logger")
+    if isinstance(logger, str):  # twistd resolves it after its subcommand's options
+        logger = namedAny(logger)
+    if logger in (jsonlog.stdout, textlog.stdout, textlog.logfile):
+        return None
+    return "text"
 
 
 def giveUp(reactor: Any, exitWith: Callable[[int], None]) -> None:

@@ -17,39 +17,52 @@ from ._options import checkSeconds, checkWholeNumber
 from ._settings import Settings, setting, showSeconds
 
 
-def checkServerEndpoint(description: str, option: str = "--listen") -> None:
+def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
     """
     Parse C{description} as a server endpoint string (after the C{haproxy:}
     prefix, and with the default backlog) without listening.
 
+    @param worker: whether this is a worker of C{--workers}, which parses no
+        C{systemd:} endpoint: the supervisor has its socket, and passes it.
     @raise usage.UsageError: saying what is wrong with it.
     """
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
-    from ._endpoints import PROXY_PREFIX, withDefaultBacklog
+    from ._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
+    from ._listeners import workerDescription
 
     endpoint = withDefaultBacklog(description)
     if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
         endpoint = endpoint[len(PROXY_PREFIX) :]
+    if worker:
+        endpoint = workerDescription(endpoint)
     try:
         serverFromString(reactor, endpoint)
     except Exception as e:
-        raise usage.UsageError(f"{option} {description!r} is not a valid endpoint: {e}") from None
+        reason = systemdParseProblem(endpoint, e) or e
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: {reason}"
+        ) from None
+
+
+MAX_WORKERS = 256
+"""The most workers C{--workers} runs (C{auto} included): each is a whole
+process, and costs its supervisor a few descriptors."""
 
 
 def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int:
     """
-    The number of workers C{--workers} asks for: a whole number from 1, or
-    C{auto} for one per CPU.
+    The number of workers C{--workers} asks for: a whole number from 1 to
+    L{MAX_WORKERS}, or C{auto} for one per CPU (at most L{MAX_WORKERS}).
 
     @raise ValueError: for anything else.
     """
     if str(text).strip().lower() == "auto":
-        return max(cpus() or 1, 1)
+        return min(max(cpus() or 1, 1), MAX_WORKERS)
     value = int(str(text).strip(), 10)
-    if value < 1:
-        raise ValueError("at least 1")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"from 1 to {MAX_WORKERS}")
     return value
 
 
@@ -59,7 +72,7 @@ def _checkWorkers(options: usage.Options, name: str) -> None:
         options[name] = workerCount(raw)
     except ValueError:
         raise usage.UsageError(
-            f"--{name} must be a whole number from 1, or auto, not {raw!r}"
+            f"--{name} must be a whole number from 1 to {MAX_WORKERS}, or auto, not {raw!r}"
         ) from None
 
 

@@ -12,6 +12,9 @@ Signals, as operators of twistd and of the servers they know expect them.
   drop every connection -- unless the command gives them a meaning
   (C{--workers} makes C{SIGHUP} a reload).
 
+A worker of C{--workers N} handles C{SIGINT} and C{SIGTERM} its own way
+(L{WorkerSignalHandling}): its supervisor decides.
+
 The handlers are installed once the reactor runs (after its own), by a
 service that only the command-line layer adds: a library embedding
 L{uppercase.service.UppercaseService} keeps its own signal handling.
@@ -69,16 +72,23 @@ class SignalHandling(Service):
         self._stopping = True
         return super().stopService()
 
+    stopSignals: tuple[str, ...] = ("SIGINT", "SIGTERM")
+    """The signals that stop the process gracefully."""
+
+    ignored: tuple[str, ...] = IGNORED
+    """The signals logged and otherwise ignored (unless C{handlers} names
+    them)."""
+
     def install(self) -> None:
         """
-        Install the handlers (chaining C{SIGINT}/C{SIGTERM} to the ones
+        Install the handlers (chaining the L{stopSignals} to the ones
         installed before, normally the reactor's).
         """
-        for name in ("SIGINT", "SIGTERM"):
+        for name in self.stopSignals:
             number = getattr(signal, name)
             previous = signal.getsignal(number)
             self._set(number, self._stopHandler(previous))
-        for name in IGNORED:
+        for name in self.ignored:
             number = getattr(signal, name, None)
             if number is not None:
                 self._set(number, self._deferTo(self._other))
@@ -129,7 +139,10 @@ class SignalHandling(Service):
             log.info("Received {signal}", signal=name)
             handler()
             return
-        log.info("Received {signal}: ignored", signal=name)
+        log.info("Received {signal}: ignored{why}", signal=name, why=self._whyIgnored(name))
+
+    def _whyIgnored(self, name: str) -> str:
+        return ""
 
     def _reopen(self, number: int) -> None:
         done = self._reopenLogs()
@@ -141,3 +154,43 @@ class SignalHandling(Service):
                 "Received SIGUSR1: logging to standard output, no log file to reopen",
                 signal="SIGUSR1",
             )
+
+
+class WorkerSignalHandling(SignalHandling):
+    """
+    A worker's signal handling (L{uppercase._worker}): its supervisor
+    decides when it stops, and whether the stop is cut short.
+
+    A signal sent to the whole process group -- Ctrl-C in a terminal, or
+    systemd stopping a unit with C{KillMode=control-group} -- reaches every
+    worker as well as the supervisor, which then sends each worker a
+    C{SIGTERM} of its own.  So a worker cannot take a second stop signal
+    for a request to cut its drain short; only its supervisor asks for that
+    (over the control connection, on the supervisor's own second signal):
+
+      - C{SIGINT}: logged and ignored (the supervisor, which got it too, stops
+        the workers);
+      - C{SIGTERM}: starts the graceful stop; any more are logged and
+        ignored;
+      - C{SIGHUP}, C{SIGUSR2}, C{SIGUSR1}: as for a server alone.
+
+    The supervisor starts its workers with C{SIGINT} ignored already, so
+    that it is ignored before these handlers are installed too.
+    """
+
+    stopSignals = ("SIGTERM",)
+    ignored = ("SIGINT", *IGNORED)
+
+    def _whyIgnored(self, name: str) -> str:
+        if name == "SIGINT":
+            return " (the supervisor stops its workers)"
+        return ""
+
+    def _again(self, number: int) -> None:
+        if not self._stopping:
+            super()._again(number)
+            return
+        log.info(
+            "Received {signal}: already stopping (only the supervisor cuts a worker's stop short)",
+            signal=signal.Signals(number).name,
+        )

@@ -21,6 +21,16 @@ Two things need more than the public API:
 - B{Handing a connection to another protocol} (L{splice}): once a PROXY
   header is read, the connection's bytes go straight to the protocol behind
   it, so that a PROXY connection costs what a plain one does.
+- B{Listening on a UNIX socket another process owns} (L{adoptSharedUNIXPort}):
+  a worker of C{--workers} must neither make the socket's file
+  world-writable when it starts (Twisted's adopted UNIX port sets mode
+  C{0666}) nor remove it or shut the socket down when it stops (Twisted's
+  does both, and the socket is its supervisor's, still serving the other
+  workers).  This uses Twisted's C{unix.Port._fromListeningDescriptor}, as
+  C{reactor.adoptStreamPort} does, and its C{_shouldShutdown}, as its TCP
+  port does for an adopted socket; without the first, the public
+  C{adoptStreamPort} is used, the mode put back at once, and the port
+  stopped by no longer reading it (its socket closes when the worker ends).
 
 The first two read the buffer fields of Twisted's file-descriptor transports
 (C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
@@ -37,19 +47,28 @@ C{close_notify}, never by half-closing the TCP stream beneath it.
 
 from __future__ import annotations
 
+import os
+import socket
+import stat
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
+    IListeningPort,
+    IProtocolFactory,
     ISSLTransport,
     ITCPTransport,
     ITransport,
 )
 from twisted.internet.tcp import Connection
+from twisted.internet.tcp import Port as TCPPort
 from twisted.logger import Logger
+from zope.interface import implementer
 
 __all__ = [
     "DIRECT_LIMIT",
+    "adoptSharedUNIXPort",
     "canHalfClose",
     "directWriteTarget",
     "pendingBytes",
@@ -195,3 +214,98 @@ def canHalfClose(transport: ITransport) -> bool:
         and IHalfCloseableDescriptor.providedBy(transport)
         and ITCPTransport.providedBy(transport)
     )
+
+
+def _fileMode(path: object) -> int | None:
+    """
+    The permission bits of the UNIX socket file at C{path}, or L{None} for
+    an abstract or unnamed socket (or a file gone).
+    """
+    if not isinstance(path, str) or not path or path.startswith("\0"):
+        return None
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def _sharedPortClass() -> Any:
+    """
+    A subclass of Twisted's UNIX port that leaves the socket's file alone
+    when it closes, or L{None} if Twisted's port has changed shape.
+    """
+    try:
+        from twisted.internet.unix import Port as UNIXPort
+    except ImportError:  # pragma: no cover (no UNIX sockets)
+        return None
+    if not callable(getattr(UNIXPort, "_fromListeningDescriptor", None)):
+        return None
+
+    class SharedUNIXPort(UNIXPort):
+        """
+        A UNIX port on a socket whose file another process owns.
+        """
+
+        # Close only this process's copy: shutdown() would end the socket
+        # for every process that holds it (Twisted's TCP port does the same
+        # for an adopted socket; its UNIX port does not).
+        _shouldShutdown = False
+
+        def connectionLost(self, reason: Any) -> None:
+            # UNIXPort's removes the socket's file first; TCPPort's does the
+            # rest (closes this process's copy of the socket).
+            TCPPort.connectionLost(self, reason)
+
+    return SharedUNIXPort
+
+
+@implementer(IListeningPort)
+class _ReadingStopped:
+    """
+    The fallback's port: stopping it stops accepting (the reactor no longer
+    reads the socket) without closing it, which would remove its file.
+    """
+
+    def __init__(self, reactor: Any, port: Any) -> None:
+        self._reactor = reactor
+        self._port = port
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self._reactor.removeReader(self._port)
+        return succeed(None)
+
+    def getHost(self) -> Any:
+        return self._port.getHost()
+
+
+def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> IListeningPort:
+    """
+    Listen on C{fd}, a listening UNIX socket that another process owns (a
+    worker's, made by its supervisor), as C{reactor.adoptStreamPort} would,
+    but leaving the socket's file as it is: its mode unchanged at start, the
+    file still there at stop.  C{fd} stays open (the port listens on a copy).
+    """
+    with socket.socket(fileno=os.dup(fd)) as probe:
+        path = probe.getsockname()
+    mode = _fileMode(path)
+    shared = _sharedPortClass()
+    if shared is not None:
+        port = shared._fromListeningDescriptor(reactor, fd, factory)
+        if mode is not None:
+            port.mode = mode  # what startListening sets the file to
+        port.startListening()
+        return port
+    from twisted import __version__ as twistedVersion
+
+    log.warn(
+        "Twisted {twisted}'s UNIX port has changed: a worker sets the mode of its "
+        "UNIX socket's file back after adopting it",
+        twisted=twistedVersion,
+    )
+    adopted = reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
+    if mode is not None:
+        os.chmod(path, mode)
+    return _ReadingStopped(reactor, adopted)

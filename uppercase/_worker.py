@@ -8,9 +8,11 @@ variable (L{WorkerSpec}: its number, the descriptors of its sockets, one per
 C{--listen}, and of its control connection).  Over the control connection,
 one JSON object a line, the worker says when it is ready (listening) and
 reports its counts every second and when it stops; the supervisor may tell
-it to retire (stop accepting, let its connections end, then stop).  The
-worker stops when the connection ends: a worker never outlives its
-supervisor.
+it to retire (stop accepting, let its connections end, then stop), or to
+abort the connections its stop is still waiting for (the supervisor got a
+second stop signal: see L{uppercase._signals.WorkerSignalHandling} for why
+a worker's own signals never do that).  The worker stops when the
+connection ends: a worker never outlives its supervisor.
 """
 
 from __future__ import annotations
@@ -97,11 +99,12 @@ class ControlLine(LineOnlyReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         try:
-            command = json.loads(line)["command"]
+            message = json.loads(line)
+            command = message["command"]
         except (ValueError, KeyError, TypeError):
             log.warn("Unreadable line from the supervisor: {line!r}", line=line[:100])
             return
-        self.service.command(command)
+        self.service.command(command, str(message.get("why", "on the supervisor's request")))
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendLine(json.dumps(message).encode())
@@ -114,8 +117,9 @@ class WorkerControl(Service):
     """
     Report to the supervisor and obey it: C{ready} once the server listens,
     C{counts} every L{REPORT_INTERVAL} seconds and when stopping; on
-    C{retire}, call C{retire}; when the control connection ends (the
-    supervisor is gone), call C{stop}.
+    C{retire}, call C{retire}; on C{abort}, call C{abort} with why (and
+    C{stop}, if the worker is not stopping yet); when the control connection
+    ends (the supervisor is gone), call C{stop}.
 
     @param adopt: adopts the control connection's descriptor with a factory
         (C{reactor.adoptStreamConnection} for a UNIX socket).
@@ -129,6 +133,7 @@ class WorkerControl(Service):
         adopt: Callable[[int, Factory], object],
         retire: Callable[[], None],
         stop: Callable[[], None],
+        abort: Callable[[str], None] = lambda why: None,
     ) -> None:
         self.spec = spec
         self._factory = factory
@@ -136,6 +141,7 @@ class WorkerControl(Service):
         self._adopt = adopt
         self._retire = retire
         self._stop = stop
+        self._abort = abort
         self._line: ControlLine | None = None
         self._report: IDelayedCall | None = None
         self._stopping = False
@@ -186,9 +192,13 @@ class WorkerControl(Service):
         except OSError:
             pass
 
-    def command(self, command: str) -> None:
+    def command(self, command: str, why: str = "on the supervisor's request") -> None:
         if command == "retire":
             self._retire()
+        elif command == "abort":
+            if not self._stopping:
+                self._stop()
+            self._abort(why)
         else:
             log.warn("Unknown command from the supervisor: {command!r}", command=command)
 

@@ -1,7 +1,7 @@
 """
 A worker process as its supervisor (L{uppercase.supervisor}) sees it: its
 log lines, relayed whole; its control connection (readiness, counts, the
-command to retire); how it ended.
+commands to retire and to abort); how it ended.
 """
 
 from __future__ import annotations
@@ -76,7 +76,15 @@ class WorkerProcess(ProcessProtocol):
         end = text.rfind(b"\n") + 1
         self._partial[childFD] = text[end:]
         if end:
-            self.supervisor.relay(text[:end].decode("utf-8", "replace"))
+            self._relay(childFD, text[:end].decode("utf-8", "replace"))
+
+    def _relay(self, childFD: int, lines: str) -> None:
+        if childFD == 2:
+            # Not its log: what Python or twistd wrote before (or besides)
+            # logging, as bare lines.
+            self.supervisor.relayError(self.slot, lines)
+        else:
+            self.supervisor.relay(lines)
 
     def message(self, message: Mapping[str, Any]) -> None:
         """
@@ -112,6 +120,17 @@ class WorkerProcess(ProcessProtocol):
         if self.control is not None:
             self.control.send({"command": "retire"})
 
+    def abort(self, why: str) -> None:
+        """
+        Tell the worker to abort the connections its stop is still waiting
+        for (C{why} goes into its log line); kill it if its control
+        connection is gone.
+        """
+        if self.control is not None:
+            self.control.send({"command": "abort", "why": why})
+        else:
+            self.signal("KILL")
+
     def signal(self, name: str) -> None:
         if self.transport is not None and self.transport.pid is not None:
             try:
@@ -120,9 +139,9 @@ class WorkerProcess(ProcessProtocol):
                 pass
 
     def processEnded(self, reason: Failure) -> None:
-        for rest in self._partial.values():
+        for childFD, rest in self._partial.items():
             if rest:
-                self.supervisor.relay(rest.decode("utf-8", "replace") + "\n")
+                self._relay(childFD, rest.decode("utf-8", "replace") + "\n")
         self.supervisor.workerEnded(self, reason)
         waiters, self._readyWaiters = self._readyWaiters, []
         for waiter in waiters:
@@ -151,6 +170,10 @@ class WorkerControlLine(LineOnlyReceiver):
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendLine(json.dumps(message).encode())
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        if self.worker.control is self:
+            self.worker.control = None
 
 
 def gatherEnds(workers: Sequence[WorkerProcess]) -> Deferred[Any]:

@@ -31,7 +31,7 @@ from ._serversettings import DEFAULTS
 from .proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
 
-__all__ = ["AbortRefused", "ListenError", "UppercaseService"]
+__all__ = ["AbortRefused", "ListenError", "NamedListener", "UppercaseService"]
 
 log = Logger()
 
@@ -76,6 +76,35 @@ class AbortRefused(Factory):
     def logPrefix(self) -> str:
         prefix = getattr(self.wrapped, "logPrefix", None)
         return prefix() if callable(prefix) else type(self.wrapped).__name__
+
+
+class NamedListener(MultiService):
+    """
+    A listener on one endpoint string, as L{UppercaseService} listens: a
+    TLS listener's refused connections aborted (L{AbortRefused}), and a
+    failure to listen raised as a L{ListenError} that names the endpoint
+    (so that the command-line layer reports it in one line).  The
+    supervisor of C{--workers} serves its C{--metrics} with it.
+    """
+
+    def __init__(self, description: str, factory: IProtocolFactory, reactor: Any) -> None:
+        super().__init__()
+        self.description = description
+        if splitFields(description)[0].lower() in TLS_TYPES:
+            factory = AbortRefused(factory)
+        strports.service(description, factory, reactor=reactor).setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            raise ListenError(self.description, reasonOf(e)) from None
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except Exception as e:
+            raise ListenError(self.description, reasonOf(e)) from None
 
 
 class ListenError(Exception):

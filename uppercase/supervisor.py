@@ -14,7 +14,11 @@ queue is lost when a worker goes.  It then:
   - on SIGHUP, replaces the workers one by one: a new one serving before the
     old one retires (stops accepting, lets its connections end, stops);
   - on SIGTERM or SIGINT, stops them all gracefully, as the single process
-    does, then exits; a second signal cuts that short;
+    does, then exits; a second signal cuts that short.  Only the
+    supervisor's signals count: a worker ignores SIGINT and takes any
+    number of SIGTERMs for one, so that a signal to the whole process group
+    (Ctrl-C, systemd's C{KillMode=control-group}) drains as a signal to the
+    supervisor does (L{uppercase._signals.WorkerSignalHandling});
   - relays their log lines (each says which worker wrote it) into its own
     log, and serves one C{--metrics} endpoint for the whole server: totals,
     and each worker's counts.
@@ -32,9 +36,10 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
+from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity
 from ._listeners import SocketMaker, listenThrough, planSockets
 from ._worker import WORKER_ENV, WorkerSpec
 from ._workermetrics import Totals
@@ -52,6 +57,19 @@ MAX_START_FAILURES = 5
 
 CONTROL_FD = 3
 """The worker's descriptor for its control connection; its sockets follow."""
+
+WORKER_DESCRIPTORS = 4
+"""Descriptors the supervisor holds per worker besides its listening
+sockets: the control connection, and pipes for standard input, output and
+error."""
+
+WORKER_MAIN = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from twisted.scripts.twistd import run; run()"
+)
+"""What a worker's Python runs: twistd, with SIGINT ignored from the start
+(the supervisor decides when its workers stop; Twisted then installs no
+SIGINT handler of its own)."""
 
 
 def backoff(failures: int) -> float:
@@ -92,6 +110,12 @@ class Supervisor(MultiService):
     @param adopt: C{reactor.adoptStreamConnection}.
     @param plan: makes the listening sockets (tests pass their own).
     @param onGiveUp: called when no worker can start.
+    @param fdLimits: C{(getrlimit, setrlimit, RLIM_INFINITY)} for the
+        descriptor limit; the process's own by default.
+    @param relayEvents: L{None} when this process logs through uppercase's
+        own observers (the workers' lines are written as they are);
+        C{"json"} or C{"text"} (the kind of observer) when it does not, and
+        the workers log JSON lines, relayed as events (see L{relay}).
     """
 
     def __init__(
@@ -108,8 +132,12 @@ class Supervisor(MultiService):
         plan: Callable[[Sequence[str], int], SocketMaker] | None = None,
         environ: Mapping[str, str] = os.environ,
         onGiveUp: Callable[[str], None] | None = None,
+        fdLimits: LimitAccess | None = None,
+        relayEvents: str | None = None,
     ) -> None:
         super().__init__()
+        self._fdLimits = fdLimits
+        self._relayEvents = relayEvents
         self.descriptions = list(descriptions)
         self.slots = [Slot(number) for number in range(1, count + 1)]
         self.totals = Totals(self)
@@ -138,11 +166,36 @@ class Supervisor(MultiService):
         """
         Make the listening sockets.
 
+        @raise ListenError: if the descriptor limit is too low for this many
+            workers (after raising the soft limit as far as the hard one
+            allows).
         @raise Exception: as binding them would (a port in use...).
         """
         if self._sockets is None:
+            self._checkDescriptors()
             self._sockets = self._plan(self.descriptions, len(self.slots))
         super().privilegedStartService()
+
+    def _checkDescriptors(self) -> None:
+        from .service import ListenError
+
+        count = len(self.slots)
+        need = count * (WORKER_DESCRIPTORS + len(self.descriptions))
+        capacity, soft = connectionCapacity(need, self._fdLimits)
+        if soft is not None and capacity < need:
+            raise ListenError(
+                ", ".join(self.descriptions),
+                f"{count} workers need about {need + FD_HEADROOM} file descriptors in the "
+                f"supervisor, and its limit is {soft}: run fewer workers, or raise the limit",
+            )
+
+    def closeSockets(self) -> None:
+        """
+        Close the listening sockets (removing the UNIX sockets' files): the
+        server could not start, or is stopping.
+        """
+        if self._sockets is not None:
+            self._sockets.close()
 
     def startService(self) -> None:
         self.privilegedStartService()
@@ -179,7 +232,7 @@ class Supervisor(MultiService):
         argv = [
             sys.executable,
             "-c",
-            "from twisted.scripts.twistd import run; run()",
+            WORKER_MAIN,
             "--nodaemon",
             "--pidfile=",
             *self._twistdArgs,
@@ -205,10 +258,34 @@ class Supervisor(MultiService):
 
     def relay(self, lines: str) -> None:
         """
-        Write a worker's complete log lines into this process's log as they
-        are (they already say which worker wrote them).
+        Write a worker's complete log lines into this process's log: as they
+        are (they already say which worker wrote them) when this process
+        logs through uppercase's own observers; otherwise (C{relayEvents}),
+        each JSON line as the event it is, so that any observer writes it
+        as its own (C{"text"}: with C{[worker N]} before its message).
         """
-        log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
+        if self._relayEvents is None:
+            log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
+            return
+        for line in lines.splitlines():
+            try:
+                event = eventFromJSON(line)
+                worker = int(event["worker"])
+                text = str(event["log_format"])
+            except (ValueError, KeyError, TypeError):
+                log.info("{line}", line=line)
+                continue
+            if self._relayEvents == "text":
+                event["log_format"] = f"[worker {worker}] {text}"
+            log.observer(event)
+
+    def relayError(self, worker: int, lines: str) -> None:
+        """
+        Log what worker C{worker} wrote to its standard error (not its log),
+        a line an event.
+        """
+        for line in lines.splitlines():
+            log.warn("[worker {worker}] {line}", worker=worker, line=line)
 
     def workerEnded(self, worker: WorkerProcess, reason: Failure) -> None:
         """
@@ -343,8 +420,7 @@ class Supervisor(MultiService):
         log.info("Stopping {count} workers", count=len(running))
         for worker in running:
             worker.signal("TERM")
-        if self._sockets is not None:
-            self._sockets.close()
+        self.closeSockets()
         ended: Deferred[Any] = gatherEnds(running)
         deadline = self._reactor.callLater(
             2 * self._shutdownTimeout + 5, self._killAll, "did not stop in time"
@@ -366,7 +442,7 @@ class Supervisor(MultiService):
         running = self.workers()
         log.warn("Cutting the stop short {why}: {count} workers", why=why, count=len(running))
         for worker in running:
-            worker.signal("TERM")
+            worker.abort(f"{why} to the supervisor")
 
     def _killAll(self, why: str) -> None:
         for worker in self.workers():

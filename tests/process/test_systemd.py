@@ -37,9 +37,17 @@ class Activated(Twistd):
     systemd would (the socket named as systemd names it by default).
     """
 
-    def __init__(self, port: int, listen: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        listen: str | None = None,
+        extra: Sequence[str] = (),
+        fdname: str | None = "uppercase.socket",
+    ) -> None:
         self.port = port
         self.listen = listen
+        self.extra = list(extra)
+        self.fdname = fdname
         super().__init__()
 
     def command(self, args: Sequence[str]) -> list[str]:
@@ -50,9 +58,10 @@ class Activated(Twistd):
         return [
             str(ACTIVATE),
             f"--listen={self.port}",
-            "--fdname=uppercase.socket",
+            *([f"--fdname={self.fdname}"] if self.fdname is not None else []),
             *script("twistd"),
             *execStart[1:],
+            *self.extra,
         ]
 
 
@@ -108,4 +117,46 @@ class UnitTests(SynchronousTestCase):
             "(descriptor 3) is INET6, but the endpoint says domain=INET: use domain=INET6\n",
             server.output,
         )
+        self.assertNotIn("Traceback", server.output)
+
+    def test_workersShareTheSocket(self) -> None:
+        """
+        With C{--workers 2}, both workers serve systemd's socket (the
+        supervisor passes it to them) and every client gets its reply.
+        """
+        server = Activated(closedPort(), extra=["--workers", "2"])
+        self.addCleanup(server.stop)
+        server.waitFor("Listening on")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
+            s.sendall(b"first\n")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"FIRST\n")
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
+                s.sendall(b"worker\n")
+                s.shutdown(socket.SHUT_WR)
+                self.assertEqual(receiveAll(s), b"WORKER\n")
+        self.assertNotIn("not a valid endpoint", server.output)
+
+    def test_unnamedSocketIsOneLine(self) -> None:
+        """
+        A socket passed without a name (systemd-socket-activate without
+        C{--fdname}), which Twisted ignores, is refused at start in one line
+        that says what is wrong, not "list index out of range".
+        """
+        server = Activated(closedPort(), fdname=None)
+        self.addCleanup(server.stop)
+        server.waitFor("Listening on")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE):
+            pass
+        self.assertNotEqual(server.wait(), 0)
+        self.assertIn(
+            "twistd uppercase: --listen 'systemd:domain=INET6:index=0' is not a valid endpoint: "
+            "systemd passed this process no socket with index 0 (Twisted takes systemd's "
+            "sockets only when systemd names them",
+            server.output,
+        )
+        self.assertNotIn("out of range", server.output)
         self.assertNotIn("Traceback", server.output)

@@ -29,7 +29,13 @@ class Workers(Twistd):
     C{twistd -n uppercase --workers N} on a free loopback port, with metrics.
     """
 
-    def __init__(self, count: int, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self._env = env
         super().__init__(
             "uppercase",
@@ -41,6 +47,7 @@ class Workers(Twistd):
             "--metrics",
             "tcp:0:interface=127.0.0.1",
             *args,
+            preexec=preexec,
         )
         self.count = count
 
@@ -224,6 +231,65 @@ class SupervisionTests(SynchronousTestCase):
         self.assertIn("starting it again in 1 s", server.output)
 
 
+class PortInUseTests(SynchronousTestCase):
+    """
+    A port something already listens on is refused, as for a single
+    process, even though the workers' sockets use C{SO_REUSEPORT}.
+    """
+
+    def test_secondServerRefused(self) -> None:
+        """
+        A second C{--workers} server on the port of a running one exits 1
+        with one line saying the address is in use, instead of starting and
+        splitting the first one's connections; the first goes on serving.
+        """
+        first = Workers(2)
+        self.addCleanup(first.stop)
+        first.started()
+        second = Twistd(
+            "uppercase", "--workers", "2", "--listen", f"tcp:{first.port}:interface=127.0.0.1"
+        )
+        self.addCleanup(second.stop)
+        self.assertEqual(second.wait(), 1)
+        self.assertIn(
+            f"twistd uppercase: cannot listen on tcp:{first.port}:interface=127.0.0.1: "
+            "Address already in use\n",
+            second.output,
+        )
+        self.assertNotIn("Traceback", second.output)
+        self.assertNotIn("Started worker", second.output)
+        with first.connect() as s:
+            self.assertTrue(exchange(s, b"still here\n"))
+
+    def test_metricsPortInUse(self) -> None:
+        """
+        A C{--metrics} port in use ends the server with status 1 and one
+        line saying so, no traceback; the UNIX socket it had made is
+        removed again.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        metrics = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        server = Twistd(
+            "uppercase", "--workers", "2", "--listen", f"unix:{path}", "--metrics", metrics
+        )
+        self.addCleanup(server.stop)
+        self.assertEqual(server.wait(), 1)
+        self.assertIn(
+            f"twistd uppercase: cannot listen on {metrics}: Address already in use\n",
+            server.output,
+        )
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Started worker", server.output)
+        self.assertFalse(os.path.lexists(path))
+        self.assertFalse(os.path.lexists(path + ".lock"))
+
+
 class StopTests(SynchronousTestCase):
     """
     SIGTERM drains every worker as the single process does.
@@ -257,7 +323,143 @@ class StopTests(SynchronousTestCase):
         self.assertEqual(int(close.group(2) or close.group(1)), len(received))
 
 
-def reloaded(server: Workers, times: int) -> Callable[[], bool]:
+def ownProcessGroup() -> None:
+    """
+    Run the server in a process group (and session) of its own, with SIGINT
+    at its default, as a shell runs a command in the foreground.
+    """
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Unread:
+    """
+    A client that sends C{size} bytes from a thread and reads nothing until
+    told to (L{readAll}).
+    """
+
+    def __init__(self, s: socket.socket, size: int) -> None:
+        self.socket = s
+        self.port = s.getsockname()[1]
+        self.payload = bytes(range(256)) * (size // 256)
+        self.sent = 0
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
+
+    def _send(self) -> None:
+        step = 65536
+        try:
+            while self.sent < len(self.payload):
+                self.socket.sendall(self.payload[self.sent : self.sent + step])
+                self.sent += step
+        except OSError:
+            pass
+
+    def readAll(self) -> bytes:
+        """
+        Read until the server ends the stream (raising if it resets it).
+        """
+        received = receiveAll(self.socket)
+        self._thread.join(DEADLINE)
+        return received
+
+
+class GroupSignalTests(SynchronousTestCase):
+    """
+    A stop signal sent to the whole process group -- Ctrl-C in a terminal
+    sends SIGINT, systemd's C{KillMode=control-group} sends SIGTERM --
+    reaches every worker as well as the supervisor, which then sends each
+    worker its own SIGTERM; the server drains as on a signal to the
+    supervisor alone.  Only a second signal to the supervisor cuts it short.
+    """
+
+    def startWithUnreadClients(self, count: int = 6) -> tuple[Workers, list[Unread]]:
+        """
+        Two workers in their own process group, and C{count} clients that
+        have each sent 1 MiB without reading any of the replies.
+        """
+        server = Workers(2, preexec=ownProcessGroup)
+        self.addCleanup(server.stop)
+        server.started()
+        clients = [Unread(server.connect(), 1024 * 1024) for _ in range(count)]
+        for client in clients:
+            self.addCleanup(client.socket.close)
+        self.assertTrue(poll(lambda: all(c.sent == len(c.payload) for c in clients)))
+        return server, clients
+
+    def assertDrained(self, server: Workers, clients: list[Unread], sig: int) -> None:
+        """
+        Every client gets the reply to every byte its worker read, then a
+        clean end of stream; nothing is aborted; the server exits by C{sig}.
+        """
+        for client in clients:
+            try:
+                received = client.readAll()
+            except ConnectionResetError:
+                self.fail(f"reset: replies lost\n{server.output}")
+            client.socket.close()
+            self.assertTrue(received == client.payload[: len(received)].upper(), "wrong bytes")
+            close = server.waitFor(CLOSE_LINE.format(port=client.port))
+            self.assertEqual(int(close.group(2) or close.group(1)), len(received))
+        self.assertEqual(server.wait(), -sig)
+        self.assertNotIn("Aborting", server.output)
+
+    def test_interruptToTheGroup(self) -> None:
+        """
+        SIGINT to the process group (Ctrl-C): every worker ignores its own
+        SIGINT and drains on the supervisor's SIGTERM; every client gets the
+        reply to every byte read, then a clean end.
+        """
+        server, clients = self.startWithUnreadClients()
+        holders = {server.workerOf(c.port) for c in clients}
+        os.killpg(server.process.pid, signal.SIGINT)
+        server.waitFor("Stopping 2 workers")
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        self.assertDrained(server, clients, signal.SIGINT)
+        for n in (1, 2):
+            self.assertRegex(server.output, rf"\[worker {n}\] .*Received SIGINT: ignored")
+
+    def test_terminateToEveryProcess(self) -> None:
+        """
+        SIGTERM to every process (systemd stopping a unit with
+        C{KillMode=control-group} signals each process of it, in no
+        particular order; here the workers first): every worker drains on
+        its own SIGTERM, then takes the supervisor's for the same request;
+        every client gets the reply to every byte read, then a clean end.
+        """
+        server, clients = self.startWithUnreadClients()
+        holders = {server.workerOf(c.port) for c in clients}
+        for n in (1, 2):
+            os.kill(server.pid(n), signal.SIGTERM)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        server.process.send_signal(signal.SIGTERM)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*(already stopping|Aborting)")
+        self.assertDrained(server, clients, signal.SIGTERM)
+
+    def test_secondInterruptToTheSupervisor(self) -> None:
+        """
+        After a SIGINT to the group, a second SIGINT to the supervisor
+        (Ctrl-C twice) cuts the stop short: every worker aborts the
+        connections it still holds, saying why, and the server ends at once.
+        """
+        server, clients = self.startWithUnreadClients(count=2)
+        holders = {server.workerOf(c.port) for c in clients}
+        os.killpg(server.process.pid, signal.SIGINT)
+        for n in holders:
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+        server.process.send_signal(signal.SIGINT)
+        for n in holders:
+            server.waitFor(
+                rf"\[worker {n}\] .*Aborting \d+ connections still open "
+                "on a second SIGINT to the supervisor"
+            )
+        self.assertEqual(server.wait(), -signal.SIGINT)
+
+
+def reloaded(server: Twistd, times: int) -> Callable[[], bool]:
     return lambda: server.output.count("Reload done") == times
 
 
@@ -291,6 +493,102 @@ class ReloadTests(SynchronousTestCase):
         self.assertGreater(load.verified, 200)
         self.assertEqual(len(re.findall(r"Started worker \d", server.output)), 2 + 3 * 2)
 
+    def test_unixSocketKept(self) -> None:
+        """
+        With a UNIX listener, the workers leave its file as the supervisor
+        made it: its mode (C{mode=600}) while they serve, and the file itself
+        when a reload retires them; after the reload, the new workers serve
+        on it.
+        """
+        import stat
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        server = Twistd("uppercase", "--workers", "2", "--listen", f"unix:{path}:mode=600")
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        self.assertNotIn("Reload stopped", server.output)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(DEADLINE)
+                s.connect(path)
+                self.assertTrue(exchange(s, b"after the reload\n"))
+
+
+class TwistJSONTests(SynchronousTestCase):
+    """
+    Under C{twist}, whose log is JSON when standard output is not a
+    terminal, every worker's event is an event of that log, with a
+    C{worker} field.
+    """
+
+    def test_workerField(self) -> None:
+        """
+        C{twist uppercase --workers 2}: each connection event is a JSON
+        record of its own, with its fields and the C{worker} that served it
+        (not one record whose C{lines} field holds text).
+        """
+        import json
+
+        from ._process import Twist
+
+        server = Twist("uppercase", "--workers", "2", "--listen", "tcp:0:interface=127.0.0.1")
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf'"worker": {n}, "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is')
+        port = int(server.waitFor(r"UppercaseFactory starting on (\d+)").group(1))
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                self.assertTrue(exchange(s, b"json\n"))
+        self.assertTrue(poll(lambda: server.output.count("closed ({received} bytes") >= 6))
+        server.stop()
+        events = [json.loads(line.strip("\x1e")) for line in server.lines if line.strip()]
+        self.assertFalse([e for e in events if "lines" in e])
+        closed = [e for e in events if e.get("log_format", "").startswith("Connection from {peer}")]
+        self.assertEqual(len(closed), 6)
+        self.assertTrue(all(e.get("worker") in (1, 2) and e["received"] == 5 for e in closed))
+
+
+class LeftBehindTests(SynchronousTestCase):
+    """
+    A UNIX socket's file left by a server that was killed does not keep the
+    next one from starting.
+    """
+
+    def test_restartAfterSIGKILL(self) -> None:
+        """
+        After the supervisor is killed by SIGKILL (its UNIX socket's file and
+        lock left behind), a new C{--workers} server starts on the same path
+        and serves.
+        """
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        path = os.path.join(folder, "u.sock")
+        args = ("uppercase", "--workers", "2", "--listen", f"unix:{path}")
+        killed = Twistd(*args)
+        self.addCleanup(killed.stop)
+        for n in (1, 2):
+            killed.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        pids = [int(p) for p in re.findall(r"Started worker \d \(pid (\d+)\)", killed.output)]
+        self.assertEqual(killed.stop(signal.SIGKILL), -signal.SIGKILL)
+        # Its workers stop once their supervisor is gone.
+        self.assertTrue(poll(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids)))
+        self.assertTrue(os.path.exists(path))
+        server = Twistd(*args)
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(DEADLINE)
+            s.connect(path)
+            self.assertTrue(exchange(s, b"again\n"))
+
 
 class MetricsTests(SynchronousTestCase):
     """
@@ -323,6 +621,41 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(perWorker, 40)
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 40 * 11)
         self.assertEqual(sample(text, "uppercase_workers_ready"), 2)
+
+    def test_limitBehindTLS(self) -> None:
+        """
+        On an C{ssl:} metrics endpoint, metrics connections over the limit
+        are closed at once (the supervisor's descriptors do not grow), with
+        no error in the log.
+        """
+        from uppercase._metrics import METRICS_MAX_CONNECTIONS
+
+        from ._process import requireTLS
+        from .test_endpoints import makeCertificate
+        from .test_metrics_endpoint import METRICS_PORT, waitForCloses
+
+        requireTLS()
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        key, cert, _ = makeCertificate(folder.name)
+        metrics = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        server = Twistd("uppercase", "--workers", "2", "--quiet", "--metrics", metrics)
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(METRICS_PORT).group(1))
+        for n in (1, 2):
+            server.waitFor(rf"Worker {n} \(pid \d+\) is serving")
+        before = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+        extra = 20
+        idle = []
+        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+            s = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+            self.addCleanup(s.close)
+            idle.append(s)
+        self.assertEqual(len(waitForCloses(idle, extra)), extra)
+        held = len(os.listdir(f"/proc/{server.process.pid}/fd")) - before
+        self.assertLessEqual(held, METRICS_MAX_CONNECTIONS)
+        self.assertNotIn("Traceback", server.output)
+        self.assertNotIn("Unhandled Error", server.output)
 
 
 class LimitTests(SynchronousTestCase):

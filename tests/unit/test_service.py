@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.proxy import ProxyHeaderFactory
 from uppercase.server import UppercaseFactory
-from uppercase.service import AbortRefused, ListenError, UppercaseService
+from uppercase.service import AbortRefused, ListenError, NamedListener, UppercaseService
 from uppercase.testing import Refused, connectServer
 
 
@@ -137,6 +137,51 @@ class ListenTests(SynchronousTestCase):
         reactor = Reactor(taken=(3,))
         svc, _ = service(reactor, "tcp:3")
         self.assertRaises(ListenError, svc.startService)
+
+
+class NamedListenerTests(SynchronousTestCase):
+    """
+    L{NamedListener}, one endpoint listened on as L{UppercaseService}
+    listens (the supervisor's C{--metrics}).
+    """
+
+    def test_tlsWrapped(self) -> None:
+        """
+        An C{ssl:} endpoint's factory is wrapped in L{AbortRefused}; a plain
+        one is not.
+        """
+        from twisted.application import strports
+        from twisted.internet.protocol import Factory
+
+        from uppercase import service as serviceModule
+
+        listened: list[Any] = []
+        real = strports.service
+
+        def record(endpoint: str, factory: Any, reactor: Any = None) -> Any:
+            listened.append(factory)
+            return real("tcp:0", factory, reactor=reactor)
+
+        self.patch(serviceModule.strports, "service", record)
+        factory = Factory()
+        NamedListener("ssl:2:privateKey=k.pem", factory, Reactor())
+        NamedListener("tcp:1", factory, Reactor())
+        self.assertIsInstance(listened[0], AbortRefused)
+        self.assertIs(listened[0].wrapped, factory)
+        self.assertIs(listened[1], factory)
+
+    def test_cannotListenIsListenError(self) -> None:
+        """
+        A port in use raises L{ListenError} naming the endpoint, from
+        C{privilegedStartService} (twistd) and from C{startService} alone
+        (twist).
+        """
+        from twisted.internet.protocol import Factory
+
+        for start in ("privilegedStartService", "startService"):
+            listener = NamedListener("tcp:2", Factory(), Reactor(taken=(2,)))
+            error = self.assertRaises(ListenError, getattr(listener, start))
+            self.assertEqual(str(error), "cannot listen on tcp:2: Address already in use")
 
 
 class TLSRefusalTests(SynchronousTestCase):

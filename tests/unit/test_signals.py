@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._signals import SignalHandling
+from uppercase._signals import SignalHandling, WorkerSignalHandling
 
 
 class FakeReactor:
@@ -153,3 +153,99 @@ class SignalTests(SynchronousTestCase):
         self.addCleanup(handling.uninstall)
         self.deliver(signal.SIGHUP)
         self.assertEqual(reloads, [1])
+
+
+class WorkerSignalTests(SynchronousTestCase):
+    """
+    A worker's handlers: its supervisor decides when it stops, so a signal
+    to the whole process group never cuts its drain short.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = FakeReactor()
+        self.cut: list[str] = []
+        self.reactorStops: list[int] = []
+        previous = signal.signal(signal.SIGTERM, self.reactorHandler)
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+        # The supervisor starts its workers with SIGINT ignored.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.addCleanup(signal.signal, signal.SIGINT, previous)
+        for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            self.addCleanup(signal.signal, number, signal.getsignal(number))
+        self.handling = WorkerSignalHandling(self.reactor, self.cut.append, list)
+        self.handling.startService()
+        for call in self.reactor.whenRunning:
+            call()
+        self.addCleanup(self.handling.uninstall)
+
+    def reactorHandler(self, number: int, frame: Any) -> None:
+        self.reactorStops.append(number)
+
+    def deliver(self, number: int) -> None:
+        handler = signal.getsignal(number)
+        assert callable(handler)
+        handler(number, None)
+
+    def messages(self, events: Sequence[dict[str, Any]]) -> list[str]:
+        return [e["log_format"].format(**e) for e in events]
+
+    def test_interruptIgnored(self) -> None:
+        """
+        SIGINT (Ctrl-C reaches the whole process group) is logged and
+        ignored, however often it comes: no stop, nothing cut short.
+        """
+        with capturedLogs() as events:
+            self.deliver(signal.SIGINT)
+            self.deliver(signal.SIGINT)
+        self.assertEqual((self.reactorStops, self.reactor.stopped, self.cut), ([], 0, []))
+        self.assertEqual(
+            self.messages(events),
+            ["Received SIGINT: ignored (the supervisor stops its workers)"] * 2,
+        )
+
+    def test_terminateStartsTheStop(self) -> None:
+        """
+        The first SIGTERM goes to the reactor's handler: the graceful stop.
+        """
+        self.deliver(signal.SIGTERM)
+        self.assertEqual(self.reactorStops, [signal.SIGTERM])
+
+    def test_moreTerminatesDoNotCutShort(self) -> None:
+        """
+        Further SIGTERMs (the worker's own from the process group, then its
+        supervisor's) are logged and change nothing: the drain goes on.
+        """
+        self.deliver(signal.SIGTERM)
+        with capturedLogs() as events:
+            self.deliver(signal.SIGTERM)
+            self.deliver(signal.SIGTERM)
+        self.assertEqual(self.reactorStops, [signal.SIGTERM])
+        self.assertEqual(self.cut, [])
+        self.assertEqual(
+            self.messages(events),
+            ["Received SIGTERM: already stopping (only the supervisor cuts a worker's stop short)"]
+            * 2,
+        )
+
+    def test_terminateAfterStopFromCode(self) -> None:
+        """
+        A stop that began without a signal (the supervisor gone, or a
+        retirement) is not cut short by a SIGTERM either.
+        """
+        self.handling.stopService()
+        self.deliver(signal.SIGTERM)
+        self.assertEqual((self.reactorStops, self.cut), ([], []))
+
+    def test_terminateWithoutReactorHandler(self) -> None:
+        """
+        With no handler to chain to, the first SIGTERM stops the reactor
+        itself.
+        """
+        self.handling.uninstall()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        handling = WorkerSignalHandling(self.reactor, self.cut.append, list)
+        handling.install()
+        self.addCleanup(handling.uninstall)
+        self.deliver(signal.SIGTERM)
+        self.deliver(signal.SIGTERM)
+        self.assertEqual((self.reactor.stopped, self.cut), (1, []))

@@ -16,13 +16,14 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._serversettings import workerCount
+from uppercase._serversettings import MAX_WORKERS, workerCount
 from uppercase._worker import WORKER_ENV, WorkerSpec
 from uppercase._workermetrics import WorkerCollector
 from uppercase._workerprocess import WorkerProcess
 from uppercase.supervisor import (
     CONTROL_FD,
     MAX_START_FAILURES,
+    WORKER_MAIN,
     Supervisor,
     backoff,
     workerShare,
@@ -65,9 +66,12 @@ class Harness:
     A supervisor of two workers on a fake reactor; every spawn is recorded.
     """
 
-    def __init__(self, count: int = 2) -> None:
+    def __init__(
+        self, count: int = 2, fdLimits: Any = None, relayEvents: str | None = None
+    ) -> None:
         self.clock = Clock()
         self.spawned: list[tuple[WorkerProcess, Process, dict[str, str], dict[int, Any]]] = []
+        self.argv: list[list[str]] = []
         self.gaveUp: list[str] = []
         self.sockets: Sockets | None = None
         self.controls: dict[WorkerProcess, StreamTransport] = {}
@@ -82,6 +86,8 @@ class Harness:
             plan=self.plan,
             environ={"PATH": "/bin"},
             onGiveUp=self.gaveUp.append,
+            fdLimits=fdLimits,
+            relayEvents=relayEvents,
         )
         self.pids = iter(range(1000, 2000))
 
@@ -93,6 +99,7 @@ class Harness:
         process = Process(next(self.pids))
         protocol.makeConnection(process)
         self.spawned.append((protocol, process, kw["env"], kw["childFDs"]))
+        self.argv.append(list(args))
         return process
 
     def adopt(self, fd: int, factory: Factory) -> None:
@@ -150,6 +157,26 @@ class StartTests(SynchronousTestCase):
             self.assertEqual(spec, WorkerSpec(slot + 1, (CONTROL_FD + 1,), CONTROL_FD))
             self.assertEqual(env["PATH"], "/bin")
             self.assertIn(WORKER_ENV, env)
+
+    def test_workersStartWithInterruptIgnored(self) -> None:
+        """
+        Each worker runs twistd with SIGINT ignored from the start: Ctrl-C
+        reaches the whole process group, and the supervisor decides.
+        """
+        import signal
+
+        from twisted.scripts import twistd
+
+        harness = Harness(count=1)
+        harness.start()
+        [argv] = harness.argv
+        self.assertEqual(argv[1:3], ["-c", WORKER_MAIN])
+        ran: list[int] = []
+        self.patch(twistd, "run", lambda: ran.append(1))
+        self.addCleanup(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
+        exec(WORKER_MAIN, {})
+        self.assertEqual(ran, [1])
+        self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)
 
     def test_readyLogged(self) -> None:
         """
@@ -327,14 +354,31 @@ class StopTests(SynchronousTestCase):
 
     def test_cutShort(self) -> None:
         """
-        A second stopping signal sends every worker SIGTERM again (which cuts
-        its drain short).
+        A second stopping signal tells every worker, over its control
+        connection, to abort what its drain waits for (a worker takes no
+        signal for that: see L{uppercase._signals.WorkerSignalHandling}).
         """
         harness = Harness()
-        harness.start()
+        workers = harness.start()
         harness.supervisor.stopService()
         harness.supervisor.cutShort("on a second SIGINT")
-        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "TERM"])
+        for worker, (_, process, _, _) in zip(workers, harness.spawned):
+            self.assertEqual(process.signals, ["TERM"])
+            self.assertEqual(
+                harness.controls[worker].value(),
+                b'{"command": "abort", "why": "on a second SIGINT to the supervisor"}\n',
+            )
+
+    def test_cutShortWithoutControl(self) -> None:
+        """
+        A worker whose control connection is gone is killed instead.
+        """
+        harness = Harness(count=1)
+        [worker] = harness.start()
+        harness.supervisor.stopService()
+        harness.controls[worker].reset()
+        harness.supervisor.cutShort("on a second SIGTERM")
+        self.assertEqual(harness.spawned[0][1].signals, ["TERM", "KILL"])
 
 
 class CountTests(SynchronousTestCase):
@@ -407,6 +451,97 @@ class RelayTests(SynchronousTestCase):
         raw = [e["uppercase_raw"] for e in events if "uppercase_raw" in e]
         self.assertEqual(raw, ["[worker 1] one\n", "[worker 1] two\n", "[worker 1] thr\n"])
 
+    def jsonLine(self, worker: int, message: str) -> bytes:
+        """
+        A JSON log line, as a worker's L{uppercase.jsonlog.worker} writes it.
+        """
+        from twisted.logger import LogLevel, eventAsJSON
+
+        event = {
+            "log_format": message,
+            "log_level": LogLevel.info,
+            "log_namespace": "uppercase.server",
+            "log_time": 1.5,
+            "worker": worker,
+            "size": 3,
+        }
+        return eventAsJSON(event).encode() + b"\n"
+
+    def test_asEventsForJSON(self) -> None:
+        """
+        Relaying as events for a JSON observer (C{twist}'s), each of a
+        worker's JSON lines becomes the event it describes, with its
+        C{worker} field and its own fields, not one event of raw text.
+        """
+        harness = Harness(count=1, relayEvents="json")
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(
+                1, self.jsonLine(1, "Got {size} bytes") + self.jsonLine(1, "Closed")
+            )
+        self.assertEqual(
+            [(e["log_format"], e["worker"], e["log_time"]) for e in events],
+            [("Got {size} bytes", 1, 1.5), ("Closed", 1, 1.5)],
+        )
+        self.assertEqual(events[0]["size"], 3)
+        self.assertFalse(any("uppercase_raw" in e or "lines" in e for e in events))
+
+    def test_asEventsForText(self) -> None:
+        """
+        Relaying as events for any other observer (C{twist}'s text,
+        C{--syslog}), a worker's event says which worker wrote it before its
+        message; a line that is not JSON is logged as a line.
+        """
+        from twisted.logger import formatEvent
+
+        harness = Harness(count=1, relayEvents="text")
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(1, self.jsonLine(1, "Got {size} bytes") + b"not JSON\n")
+        self.assertEqual([formatEvent(e) for e in events], ["[worker 1] Got 3 bytes", "not JSON"])
+
+    def test_standardError(self) -> None:
+        """
+        What a worker writes to its standard error (not its log: Python's
+        or twistd's own messages) is logged a line an event, as a warning
+        that names the worker, whole lines only.
+        """
+        from twisted.logger import LogLevel, formatEvent
+
+        harness = Harness(count=1)
+        [worker] = harness.start()
+        with capturedLogs() as events:
+            worker.childDataReceived(2, b"twistd uppercase: bad\nTrace")
+            worker.childDataReceived(2, b"back\n")
+        errors = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(
+            [formatEvent(e) for e in errors],
+            ["[worker 1] twistd uppercase: bad", "[worker 1] Traceback"],
+        )
+        self.assertEqual([e["worker"] for e in errors], [1, 1])
+        self.assertFalse(any("uppercase_raw" in e for e in errors))
+
+    def test_relayKind(self) -> None:
+        """
+        Lines are relayed as they are under uppercase's own observers
+        (twistd's default text log, its log file, C{uppercase.jsonlog}), as
+        JSON events under C{twist}'s JSON log, and as text events otherwise.
+        """
+        from twisted.logger import jsonFileLogObserver, textFileLogObserver
+
+        from uppercase import jsonlog, textlog
+        from uppercase._server_tap import relayKind
+
+        cases = [
+            ({"logger": textlog.stdout, "nodaemon": True}, None),
+            ({"logger": "uppercase.textlog.logfile"}, None),
+            ({"logger": jsonlog.stdout}, None),
+            ({"logger": None, "syslog": True}, "text"),
+            ({"fileLogObserverFactory": jsonFileLogObserver}, "json"),
+            ({"fileLogObserverFactory": textFileLogObserver}, "text"),
+        ]
+        self.assertEqual([relayKind(runner) for runner, _ in cases], [k for _, k in cases])
+
 
 class OptionTests(SynchronousTestCase):
     """
@@ -415,13 +550,67 @@ class OptionTests(SynchronousTestCase):
 
     def test_workerCount(self) -> None:
         """
-        A whole number from 1, or C{auto} (one per CPU).
+        A whole number from 1 to L{MAX_WORKERS}, or C{auto} (one per CPU, at
+        most L{MAX_WORKERS}).
         """
         self.assertEqual(workerCount("3"), 3)
+        self.assertEqual(workerCount(str(MAX_WORKERS)), MAX_WORKERS)
         self.assertEqual(workerCount("auto", lambda: 8), 8)
         self.assertEqual(workerCount("AUTO", lambda: None), 1)
-        for bad in ("0", "-1", "two", "1.5"):
+        self.assertEqual(workerCount("auto", lambda: 4096), MAX_WORKERS)
+        for bad in ("0", "-1", "two", "1.5", str(MAX_WORKERS + 1), "99999"):
             self.assertRaises(ValueError, workerCount, bad)
+
+    def test_tooManyWorkersIsAUsageError(self) -> None:
+        """
+        C{--workers} above L{MAX_WORKERS} is a usage error that says the
+        range.
+        """
+        from twisted.python import usage
+
+        from uppercase._server_tap import ServerOptions
+
+        error = self.assertRaises(
+            usage.UsageError, ServerOptions().parseOptions, ["--workers", "99999"]
+        )
+        self.assertEqual(
+            str(error),
+            f"--workers must be a whole number from 1 to {MAX_WORKERS}, or auto, not '99999'",
+        )
+
+    def test_descriptorLimitTooLow(self) -> None:
+        """
+        When the descriptor limit (raised as far as the hard limit allows)
+        is too low for the workers' pipes and sockets, starting raises
+        L{ListenError} saying so, before any socket is made.
+        """
+        from uppercase.service import ListenError
+
+        from .test_service import FakeLimits
+
+        limits = FakeLimits(256, 300)
+        harness = Harness(count=100, fdLimits=limits.access())
+        error = self.assertRaises(ListenError, harness.supervisor.privilegedStartService)
+        self.assertEqual(
+            str(error),
+            "cannot listen on tcp:9527: 100 workers need about 532 file descriptors in the "
+            "supervisor, and its limit is 300: run fewer workers, or raise the limit",
+        )
+        self.assertIsNone(harness.sockets)
+        self.assertEqual(limits.limits, (300, 300))
+
+    def test_descriptorLimitRaised(self) -> None:
+        """
+        A soft descriptor limit too low for the workers is raised towards
+        the hard one, and they start.
+        """
+        from .test_service import FakeLimits
+
+        limits = FakeLimits(256, 4096)
+        harness = Harness(count=100, fdLimits=limits.access())
+        harness.supervisor.privilegedStartService()
+        self.assertIsNotNone(harness.sockets)
+        self.assertEqual(limits.limits, (532, 4096))
 
     def test_shares(self) -> None:
         """

@@ -74,6 +74,40 @@ class ServerOptionsTests(SynchronousTestCase):
             error = self.assertRaises(usage.UsageError, self.parse, "--listen", bad)
             self.assertIn(repr(bad), str(error))
 
+    def test_systemdSocketMissing(self) -> None:
+        """
+        A C{systemd:} endpoint whose socket systemd did not pass (here, none
+        was) is a usage error that says so, and why that happens (sockets
+        passed without names), not Twisted's "list index out of range".
+        """
+        for bad, which in [
+            ("systemd:domain=INET:index=0", "with index 0"),
+            ("haproxy:systemd:domain=INET6:name=web", "named 'web'"),
+        ]:
+            error = str(self.assertRaises(usage.UsageError, self.parse, "--listen", bad))
+            self.assertEqual(
+                error,
+                f"--listen {bad!r} is not a valid endpoint: systemd passed this process no "
+                f"socket {which} (Twisted takes systemd's sockets only when systemd names "
+                "them, as systemd 227 and later do; systemd-socket-activate needs --fdname)",
+            )
+
+    def test_workerParsesNoSystemdEndpoint(self) -> None:
+        """
+        A worker of C{--workers} does not look for systemd's sockets (its
+        supervisor has them, and passes them): a C{systemd:} endpoint is
+        accepted; any other is still checked.
+        """
+        import os
+
+        from uppercase._worker import WORKER_ENV, WorkerSpec
+
+        os.environ[WORKER_ENV] = WorkerSpec(1, (4,), 3).toEnvironment()
+        self.addCleanup(os.environ.pop, WORKER_ENV)
+        options = self.parse("--listen", "haproxy:systemd:domain=INET:index=0")
+        self.assertEqual(options["listen"], ["haproxy:systemd:domain=INET:index=0"])
+        self.assertRaises(usage.UsageError, self.parse, "--listen", "tcp:notaport")
+
     def test_badNumbers(self) -> None:
         """
         Negative, non-numeric and non-finite values are usage errors naming

@@ -24,6 +24,7 @@ class ControlTests(SynchronousTestCase):
         self.factory = UppercaseFactory(self.clock, logData=False, idleTimeout=0)
         self.retired: list[int] = []
         self.stopped: list[int] = []
+        self.aborted: list[str] = []
         self.transport = StreamTransport()
         self.closed: list[int] = []
         spec = WorkerSpec(2, (4,), 3)
@@ -34,6 +35,7 @@ class ControlTests(SynchronousTestCase):
             self.adopt,
             lambda: self.retired.append(1),
             lambda: self.stopped.append(1),
+            self.aborted.append,
         )
         self.patch(os, "close", self.closed.append)
         self.patch(os, "set_blocking", lambda fd, flag: None)
@@ -75,6 +77,25 @@ class ControlTests(SynchronousTestCase):
         """
         self.transport.receive(b'{"command": "retire"}\n')
         self.assertEqual(self.retired, [1])
+
+    def test_abortWhileStopping(self) -> None:
+        """
+        The C{abort} command (the supervisor got a second stop signal)
+        aborts the connections the stop waits for, saying why; the stop is
+        already under way, so it is not started again.
+        """
+        self.control.stopService()
+        self.transport.receive(b'{"command": "abort", "why": "on a second SIGINT"}\n')
+        self.assertEqual((self.aborted, self.stopped), (["on a second SIGINT"], []))
+
+    def test_abortBeforeStopping(self) -> None:
+        """
+        An C{abort} that arrives before the worker stops starts the stop
+        too.
+        """
+        self.transport.receive(b'{"command": "abort"}\n')
+        self.assertEqual(self.stopped, [1])
+        self.assertEqual(self.aborted, ["on the supervisor's request"])
 
     def test_supervisorGone(self) -> None:
         """
