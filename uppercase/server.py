@@ -312,6 +312,10 @@ class UppercaseFactory(ServerFactory):
         self._deadlines.pop(protocol, None)
         pending = pendingBytes(protocol.transport)
         queued = unsentInKernel(protocol.transport)
+        if queued and protocol.halfClosed and pending == 0:
+            # The FIN went to the kernel after the last byte, and the
+            # kernel's count includes its sequence number: not a byte.
+            queued -= 1
         if pending is None:
             unsent = "?"
         elif queued is None:

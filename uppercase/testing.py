@@ -210,8 +210,13 @@ class StreamTransport(StringTransport):
 
     def unsentInKernel(self) -> int | None:
         """
-        Bytes the kernel would still hold for the peer: L{kernelUnsent}.
+        What the kernel would report holding for the peer: L{kernelUnsent},
+        plus one for the FIN once the sending side is shut down with bytes
+        still unacknowledged (Linux's C{SIOCOUTQ} counts the FIN's sequence
+        number).
         """
+        if self.kernelUnsent and self.writeDisconnected:
+            return self.kernelUnsent + 1
         return self.kernelUnsent
 
     def getTcpNoDelay(self) -> bool:
