@@ -145,3 +145,32 @@ def preferFastTextLog(options: usage.Options) -> None:
 
     textlog.useLogFile(path or TWISTD_LOG_FILE)
     twistd["logger"] = FAST_LOG_FILE
+
+
+def checkPidFile(options: usage.Options) -> None:
+    """
+    Check that C{twistd} will be able to write its pid file (C{--pidfile},
+    C{twistd.pid} by default), so that a path it cannot write is one line
+    now rather than a traceback from C{twistd} at start-up.  Nothing is
+    created.  Skipped without C{twistd} as the parent, with no pid file, or
+    with C{--chroot} (the path is then inside the new root).
+
+    @raise usage.UsageError: saying why the pid file cannot be written.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or "pidfile" not in twistd:
+        return
+    path = twistd.get("pidfile")
+    if not path or twistd.get("chroot"):
+        return
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        problem = "it is a directory"
+    elif not os.path.isdir(folder):
+        problem = f"no directory {folder}"
+    elif not os.access(full if os.path.exists(full) else folder, os.W_OK):
+        problem = "permission denied"
+    else:
+        return
+    raise usage.UsageError(f"cannot write the pid file {path!r}: {problem}")
