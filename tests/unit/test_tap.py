@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import sys
 from typing import Callable
 
@@ -14,7 +15,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase import _client_tap, _server_tap
+from uppercase import _client_tap, _earlysignals, _server_tap
 from uppercase._server_tap import CannotStart, ServerOptions
 from uppercase._serversettings import DEFAULTS, checkServerEndpoint
 from uppercase._signals import SignalHandling
@@ -229,10 +230,25 @@ class ServerServiceTests(SynchronousTestCase):
         self.assertEqual(stderr.getvalue(), line + "\n")
 
 
+def keepSignals(test: SynchronousTestCase) -> None:
+    """
+    Put back, after C{test}, the handlers of the signals start-up holds off
+    (loading the server plugin's options changes them), and set them to
+    their default action for it.
+    """
+    for name in _earlysignals.EARLY:
+        number = getattr(signal, name)
+        test.addCleanup(signal.signal, number, signal.getsignal(number))
+        signal.signal(number, signal.SIG_DFL)
+
+
 class PluginTests(SynchronousTestCase):
     """
     Both plugins are found by twistd's plugin scan in the installed package.
     """
+
+    def setUp(self) -> None:
+        keepSignals(self)
 
     def test_pluginsRegistered(self) -> None:
         """
@@ -259,3 +275,37 @@ class PluginTests(SynchronousTestCase):
         plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
         self.assertIn("uppercase_plugins.py", plugins)
         self.assertNotIn("uppercase.py", plugins)
+
+
+class EarlySignalTests(SynchronousTestCase):
+    """
+    SIGHUP, SIGUSR1 and SIGUSR2, fatal by default, are ignored from the
+    moment twistd or twist loads the server's options until the server
+    installs its handlers.
+    """
+
+    def setUp(self) -> None:
+        keepSignals(self)
+
+    def test_loadingServerOptions(self) -> None:
+        """
+        Loading the server plugin's options (what twistd does on reading
+        C{uppercase}) ignores the three.
+        """
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uppercase"]
+        self.assertIs(maker.options, _server_tap.Options)
+        for name in _earlysignals.EARLY:
+            self.assertEqual(signal.getsignal(getattr(signal, name)), signal.SIG_IGN, name)
+
+    def test_handlersKept(self) -> None:
+        """
+        A signal that already has a handler keeps it.
+        """
+
+        def handler(number: int, frame: object) -> None:
+            pass
+
+        signal.signal(signal.SIGUSR1, handler)
+        _earlysignals.ignoreUntilInstalled()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), handler)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)
