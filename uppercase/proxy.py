@@ -171,14 +171,15 @@ class SlotLimit(TypingProtocol):
     (L{uppercase.server.UppercaseFactory}'s C{admission} is one).
     """
 
-    def reserve(self, peer: str) -> bool:
+    def reserve(self, host: str, peer: str) -> bool:
         """
-        Take a slot for a connection from C{peer}; L{False} refuses it.
+        Take a slot for a connection from C{host} (the TCP peer's address,
+        shown as C{peer}); L{False} refuses it.
         """
 
-    def release(self) -> None:
+    def release(self, host: str) -> None:
         """
-        Give back a slot taken by L{reserve}.
+        Give back a slot taken by L{reserve} for C{host}.
         """
 
 
@@ -195,7 +196,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     _addresses: Addresses = None
     _wrappedConnected = False
     _timeout: IDelayedCall | None = None
-    _reserved = False
+    _reserved: str | None = None
     _healthCheck = False
 
     def __init__(self, factory: ProxyHeaderFactory) -> None:
@@ -286,9 +287,9 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             protocol.dataReceived(data)
 
     def _release(self) -> None:
-        if self._reserved:
-            self._reserved = False
-            self.factory.releaseSlot()
+        if self._reserved is not None:
+            host, self._reserved = self._reserved, None
+            self.factory.releaseSlot(host)
 
     def getPeer(self) -> IAddress:
         if self._addresses is not None:
@@ -403,17 +404,19 @@ class ProxyHeaderFactory(WrappingFactory):
         """
         protocol = ProxyHeaderProtocol(self)
         if self.limit is not None:
-            if not self.limit.reserve(formatPeer(*describePeer(addr))):
+            host, port = describePeer(addr)
+            if not self.limit.reserve(host, formatPeer(host, port)):
                 return None
-            protocol._reserved = True
+            protocol._reserved = host
         return protocol
 
-    def releaseSlot(self) -> None:
+    def releaseSlot(self, host: str) -> None:
         """
-        Give back the slot a connection held while waiting for its header.
+        Give back the slot a connection from C{host} held while waiting for
+        its header.
         """
         if self.limit is not None:
-            self.limit.release()
+            self.limit.release(host)
 
     def logPrefix(self) -> str:
         return f"{self.wrappedFactory.__class__.__name__} (PROXY)"
