@@ -5,10 +5,41 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import sys
 from typing import Sequence
 
 from twisted.python import usage
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def wholeNumber(text: object) -> int:
+    """
+    The whole number C{text} spells in ASCII digits (surrounding blanks
+    allowed).  Python's C{int} also takes other scripts' digits and C{1_000};
+    an option does not.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _WHOLE.fullmatch(stripped):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(stripped, 10)
+
+
+def decimalNumber(text: object) -> float:
+    """
+    The number C{text} spells in ASCII (C{2}, C{0.5}, C{1e3}); not C{inf},
+    C{nan}, C{1_0} or other scripts' digits, which C{float} takes.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _DECIMAL.fullmatch(stripped):
+        raise ValueError(f"not a number: {text!r}")
+    return float(stripped)
 
 
 def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> None:
@@ -20,7 +51,7 @@ def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> Non
     """
     raw = options[name]
     try:
-        value = int(str(raw).strip(), 10)
+        value = wholeNumber(raw)
     except ValueError:
         raise usage.UsageError(f"--{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
@@ -37,7 +68,7 @@ def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> N
     """
     raw = options[name]
     try:
-        value = float(str(raw).strip())
+        value = decimalNumber(raw)
     except ValueError:
         raise usage.UsageError(f"--{name} must be a number of seconds, not {raw!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):

@@ -13,7 +13,7 @@ from typing import Callable, Tuple
 
 from twisted.python import usage
 
-from ._options import checkSeconds, checkWholeNumber
+from ._options import checkSeconds, checkWholeNumber, wholeNumber
 from ._settings import Settings, setting, showSeconds
 
 
@@ -29,6 +29,14 @@ def checkServerEndpoint(description: str, option: str = "--listen") -> None:
 
     from ._endpoints import PROXY_PREFIX, withDefaultBacklog
 
+    trailing = len(description) - len(description.rstrip("\\"))
+    if trailing % 2:
+        # Twisted's parser fails on it with "generator raised StopIteration",
+        # and the added backlog would be read as part of the last field.
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: it ends with a lone "
+            "backslash (\\: is a colon in a value, \\\\ a backslash)"
+        )
     endpoint = withDefaultBacklog(description)
     if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
         endpoint = endpoint[len(PROXY_PREFIX) :]
@@ -47,7 +55,7 @@ def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int
     """
     if str(text).strip().lower() == "auto":
         return max(cpus() or 1, 1)
-    value = int(str(text).strip(), 10)
+    value = wholeNumber(text)
     if value < 1:
         raise ValueError("at least 1")
     return value

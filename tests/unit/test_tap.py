@@ -92,6 +92,37 @@ class ServerOptionsTests(SynchronousTestCase):
             ],
         )
 
+    def test_asciiNumbersOnly(self) -> None:
+        """
+        Numbers are written in ASCII digits: other scripts' digits and
+        Python's C{1_000}, which C{int} and C{float} take, are usage errors
+        naming the option; blanks and a sign are fine.
+        """
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--max-connections", "\u0661\u0660"),
+                ("--max-connections", "1_000"),
+                ("--max-per-ip", "\uff12"),
+                ("--workers", "\u0662"),
+                ("--idle-timeout", "1_0"),
+                ("--shutdown-timeout", "\u0665"),
+                ("--idle-timeout", "inf"),
+            ],
+        )
+        options = self.parse("--max-connections", " +7 ", "--idle-timeout", "1e1")
+        self.assertEqual((options["max-connections"], options["idle-timeout"]), (7, 10.0))
+
+    def test_loneBackslash(self) -> None:
+        """
+        An endpoint ending in a lone backslash (which would swallow the
+        added backlog) is a usage error that says so.
+        """
+        for option in ("--listen", "--metrics"):
+            error = self.assertRaises(usage.UsageError, self.parse, option, "tcp:\\")
+            self.assertIn("ends with a lone backslash", str(error))
+
     def test_unknownOption(self) -> None:
         """
         An unknown option is a usage error.
