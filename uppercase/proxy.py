@@ -126,6 +126,9 @@ def _parseV1(data: bytes) -> tuple[Addresses, int] | None:
             socket.inet_ntop(addressFamily, socket.inet_pton(addressFamily, host.decode("ascii")))
             for host in (source, destination)
         ]
+        # Plain decimal digits only: int() also takes "+1" and "1_0".
+        if not (sourcePort.isdigit() and destinationPort.isdigit()):
+            raise ValueError("port not in digits")
         ports = [int(port) for port in (sourcePort, destinationPort)]
     except (OSError, ValueError, UnicodeDecodeError):
         raise InvalidHeader("malformed address in PROXY v1 header") from None
@@ -312,8 +315,17 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
         if self._wrappedConnected and halfCloseable is not None:
             halfCloseable.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if not self._wrappedConnected and self._buffer:
+            # It said something, but not a whole header (a v1 header ending
+            # in a bare LF, say); a connection that says nothing is a probe.
+            log.warn(
+                "Closing connection from {peer}: it ended its side before its PROXY "
+                "header was complete",
+                peer=self._proxyPeer(),
+            )
+            self._buffer = b""
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
         halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)

@@ -127,13 +127,18 @@ class ParseTests(SynchronousTestCase):
 
     def test_invalid(self) -> None:
         """
-        Anything else is rejected: plain data, a malformed v1 line, a v1
-        line without its end within 107 bytes, a bad v2 version.
+        Anything else is rejected: plain data, a malformed v1 line (a port
+        out of range, or not in plain digits: C{+1}, C{1_0}, a non-ASCII
+        digit), a v1 line without its end within 107 bytes, a bad v2
+        version.
         """
         for data in [
             b"hello\n",
             b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 4.5.6.7 1 99999\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 +1 2\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 1 1_0\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 1 \xd9\xa1\r\n",
             b"PROXY " + b"x" * 120,
             b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00",
         ]:
@@ -226,6 +231,28 @@ class WrapperTests(SynchronousTestCase):
         self.assertTrue(self.transport.aborted)
         self.assertEqual(self.inner.connections, set())
         self.assertEqual(events[0]["peer"], "127.0.0.1:50000")
+
+    def test_incompleteHeaderThenHalfCloseLogged(self) -> None:
+        """
+        A connection that sends part of a header (here a v1 line ending in a
+        bare LF) and then ends its side is closed with a line saying so; one
+        that sends nothing and ends is closed silently (a probe).
+        """
+        with capturedLogs() as events:
+            self.transport.receive(V1.replace(b"\r\n", b"\n"))
+            self.transport.receiveEOF()
+        self.assertTrue(self.transport.disconnected)
+        [line] = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(
+            line,
+            "Closing connection from 127.0.0.1:50000: it ended its side before its PROXY "
+            "header was complete",
+        )
+        _, silent = connectServer(self.factory, PROXY)
+        with capturedLogs() as events:
+            silent.receiveEOF()
+        self.assertTrue(silent.disconnected)
+        self.assertEqual(events, [])
 
     def test_headerTimeout(self) -> None:
         """
