@@ -118,8 +118,9 @@ class ServerSettings(Settings):
     shutdownTimeout: float = setting(
         10.0,
         None,
-        "How long a connection the server closes (on SIGTERM/SIGINT, or for being idle) "
-        "may take to finish gracefully before it is aborted.",
+        "How long a connection the server closes on SIGTERM/SIGINT may take to finish "
+        "gracefully before it is aborted (one closed for being idle: how long it may go "
+        "without progress).",
         checkSeconds,
         showSeconds,
         name="shutdown-timeout",
