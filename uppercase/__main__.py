@@ -23,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.argv = ["uppercase-client", *args[1:]]
         runClient()
         return
+    from ._earlysignals import ignoreUntilInstalled
+
+    ignoreUntilInstalled()
     from twisted.scripts.twistd import run as runTwistd
 
     from ._options import MODULE_COMMAND

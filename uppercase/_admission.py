@@ -13,7 +13,14 @@ class Admission:
     at most C{maxPending} connections still waiting for their PROXY header
     at once (0: no limit), apart, so that silent connections to a PROXY
     listener cannot starve the others; at most C{maxPerIP} from one host (0:
-    no limit); and nobody once the server is stopping.  Refusals are logged
+    no limit); and nobody once the server is stopping.
+
+    A connection waiting for its PROXY header is counted by the address it
+    comes from (the proxy's, or whoever reached the listener).  Once half
+    of C{maxPending} is taken (always, if C{maxPending} is 0), one address
+    may hold at most C{maxPerIP} of these slots, so that one address cannot
+    fill them all and lock out the real proxy; below that, the proxy's
+    bursts of new connections are not cut short.  Refusals are logged
     once per burst (L{RefusalLog}).
 
     @ivar held: open connections.
@@ -37,6 +44,7 @@ class Admission:
         self.rejected = 0
         self.stopping = False
         self._perHost: dict[str, int] = {}
+        self._pendingPerHost: dict[str, int] = {}
         self._refusals = RefusalLog(clock)
 
     def _overLimit(self) -> str | None:
@@ -51,10 +59,11 @@ class Admission:
         self._refusals.refused(peer, reason)
         return False
 
-    def reserve(self, peer: str) -> bool:
+    def reserve(self, host: str, peer: str) -> bool:
         """
-        Take a slot for a connection whose client is not known yet (a PROXY
-        header is still to come), unless a limit forbids it.
+        Take a slot for a connection from C{host} (shown as C{peer}) whose
+        client is not known yet (a PROXY header is still to come), unless a
+        limit forbids it.
 
         @return: whether the slot was taken; give it back with L{release}.
         """
@@ -64,14 +73,25 @@ class Admission:
             return self._refuse(
                 peer, f"{self.maxPending} connections already waiting for their PROXY header"
             )
+        waiting = self._pendingPerHost.get(host, 0)
+        if self.maxPerIP and waiting >= self.maxPerIP and self.pending >= self.maxPending // 2:
+            return self._refuse(
+                peer, f"{waiting} connections from {host} already waiting for their PROXY header"
+            )
         self.pending += 1
+        self._pendingPerHost[host] = waiting + 1
         return True
 
-    def release(self) -> None:
+    def release(self, host: str) -> None:
         """
-        Give back a slot taken by L{reserve}.
+        Give back a slot taken by L{reserve} for C{host}.
         """
         self.pending -= 1
+        left = self._pendingPerHost.get(host, 1) - 1
+        if left:
+            self._pendingPerHost[host] = left
+        else:
+            self._pendingPerHost.pop(host, None)
 
     def admit(self, host: str, peer: str) -> bool:
         """

@@ -38,7 +38,7 @@ from ._connect import (
 )
 from ._exitstatus import exitWithStatusAtExit
 from ._loadservice import LoadService
-from ._options import oneLineErrors, preferFastTextLog
+from ._options import checkPidFile, oneLineErrors, preferFastTextLog
 from ._report import RoundTrips
 from .client import UppercaseClientFactory
 
@@ -71,6 +71,7 @@ class ClientOptions(usage.Options):
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
+        checkPidFile(self)
         settings = ClientSettings.fromOptions(
             self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"])
         )

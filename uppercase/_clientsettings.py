@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from twisted.python import usage
 
 from ._connect import checkDescription
-from ._options import checkSeconds, checkWholeNumber
+from ._options import checkSeconds, checkWholeNumber, decimalNumber
 from ._settings import Check, Settings, setting, showSeconds
 
 
@@ -51,7 +51,7 @@ def _checkEndpoint(options: usage.Options, name: str) -> None:
 def _checkNumber(options: usage.Options, name: str, unit: str = "a number") -> None:
     raw = options[name]
     try:
-        value = float(str(raw).strip())
+        value = decimalNumber(raw)
     except ValueError:
         raise usage.UsageError(f"--{name} must be {unit}, not {raw!r}") from None
     if not math.isfinite(value) or value < 0:

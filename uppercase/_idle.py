@@ -5,7 +5,8 @@ Resetting a per-connection timer on every received chunk costs a heap
 operation per chunk; one timer per connection costs memory per connection.
 Instead a single sweep runs every C{timeout / IDLE_CHECKS} seconds while any
 connection is watched, and compares each one's activity counter (bytes
-received, write-buffer drains) with what it saw before.  A connection whose
+received, write-buffer drains, the kernel's send queue) with what it saw
+before.  A connection whose
 counter has not moved since a sweep at least C{timeout} seconds ago is idle:
 it is closed between 1 and 1 + 1/L{IDLE_CHECKS} times the timeout after its
 last activity.  The sweep measures time, not sweeps, so a clock that jumps
@@ -27,10 +28,23 @@ class Active(Protocol):
     What the sweep needs of a connection.
     """
 
-    def activity(self) -> int:
+    def activity(self) -> object:
         """
-        A number that changes whenever the connection does something.
+        A value (compared with C{!=}) that changes whenever the connection
+        does something.
         """
+
+
+class _Seen:
+    """
+    A watched connection's activity when last seen to change, and when.
+    """
+
+    __slots__ = ("activity", "at")
+
+    def __init__(self, activity: object, at: float) -> None:
+        self.activity = activity
+        self.at = at
 
 
 class IdleSweeper:
@@ -51,7 +65,7 @@ class IdleSweeper:
         self._timeout = timeout
         self._interval = timeout / IDLE_CHECKS
         self._onIdle = onIdle
-        self._watched: dict[Active, list[float]] = {}
+        self._watched: dict[Active, _Seen] = {}
         self._call: IDelayedCall | None = None
         self._due = 0.0
 
@@ -61,7 +75,7 @@ class IdleSweeper:
         anything is watched.
         """
         now = self._clock.seconds()
-        self._watched[connection] = [connection.activity(), now]
+        self._watched[connection] = _Seen(connection.activity(), now)
         if self._call is None:
             self._due = now + self._interval
             self._call = self._clock.callLater(self._interval, self._sweep)
@@ -86,11 +100,11 @@ class IdleSweeper:
         idle = []
         for connection, seen in self._watched.items():
             activity = connection.activity()
-            if activity != seen[0]:
-                seen[0] = activity
-                seen[1] = stamp
-            elif now - seen[1] >= self._timeout:
-                idle.append((connection, now - seen[1]))
+            if activity != seen.activity:
+                seen.activity = activity
+                seen.at = stamp
+            elif now - seen.at >= self._timeout:
+                idle.append((connection, now - seen.at))
         for connection, seconds in idle:
             self.forget(connection)
             self._onIdle(connection, seconds)

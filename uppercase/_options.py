@@ -5,10 +5,41 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import sys
 from typing import Sequence
 
 from twisted.python import usage
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def wholeNumber(text: object) -> int:
+    """
+    The whole number C{text} spells in ASCII digits (surrounding blanks
+    allowed).  Python's C{int} also takes other scripts' digits and C{1_000};
+    an option does not.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _WHOLE.fullmatch(stripped):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(stripped, 10)
+
+
+def decimalNumber(text: object) -> float:
+    """
+    The number C{text} spells in ASCII (C{2}, C{0.5}, C{1e3}); not C{inf},
+    C{nan}, C{1_0} or other scripts' digits, which C{float} takes.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _DECIMAL.fullmatch(stripped):
+        raise ValueError(f"not a number: {text!r}")
+    return float(stripped)
 
 
 def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> None:
@@ -20,7 +51,7 @@ def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> Non
     """
     raw = options[name]
     try:
-        value = int(str(raw).strip(), 10)
+        value = wholeNumber(raw)
     except ValueError:
         raise usage.UsageError(f"--{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
@@ -37,7 +68,7 @@ def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> N
     """
     raw = options[name]
     try:
-        value = float(str(raw).strip())
+        value = decimalNumber(raw)
     except ValueError:
         raise usage.UsageError(f"--{name} must be a number of seconds, not {raw!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
@@ -145,3 +176,32 @@ def preferFastTextLog(options: usage.Options) -> None:
 
     textlog.useLogFile(path or TWISTD_LOG_FILE)
     twistd["logger"] = FAST_LOG_FILE
+
+
+def checkPidFile(options: usage.Options) -> None:
+    """
+    Check that C{twistd} will be able to write its pid file (C{--pidfile},
+    C{twistd.pid} by default), so that a path it cannot write is one line
+    now rather than a traceback from C{twistd} at start-up.  Nothing is
+    created.  Skipped without C{twistd} as the parent, with no pid file, or
+    with C{--chroot} (the path is then inside the new root).
+
+    @raise usage.UsageError: saying why the pid file cannot be written.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or "pidfile" not in twistd:
+        return
+    path = twistd.get("pidfile")
+    if not path or twistd.get("chroot"):
+        return
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        problem = "it is a directory"
+    elif not os.path.isdir(folder):
+        problem = f"no directory {folder}"
+    elif not os.access(full if os.path.exists(full) else folder, os.W_OK):
+        problem = "permission denied"
+    else:
+        return
+    raise usage.UsageError(f"cannot write the pid file {path!r}: {problem}")

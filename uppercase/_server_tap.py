@@ -15,7 +15,7 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ._options import commandName, oneLineErrors, preferFastTextLog
+from ._options import checkPidFile, commandName, oneLineErrors, preferFastTextLog
 from ._serversettings import DEFAULTS, ServerSettings, checkServerEndpoint
 from ._signals import SignalHandling, WorkerSignalHandling
 from ._worker import WorkerControl, WorkerSpec
@@ -60,6 +60,7 @@ class ServerOptions(usage.Options):
 
     def postOptions(self) -> None:
         preferFastTextLog(self)
+        checkPidFile(self)
         inWorker = WorkerSpec.fromEnvironment() is not None
         for description in self["listen"]:
             checkServerEndpoint(description, worker=inWorker)

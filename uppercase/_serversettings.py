@@ -13,7 +13,7 @@ from typing import Callable, Tuple
 
 from twisted.python import usage
 
-from ._options import checkSeconds, checkWholeNumber
+from ._options import checkSeconds, checkWholeNumber, wholeNumber
 from ._settings import Settings, setting, showSeconds
 
 
@@ -32,6 +32,14 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
     from ._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
     from ._listeners import workerDescription
 
+    trailing = len(description) - len(description.rstrip("\\"))
+    if trailing % 2:
+        # Twisted's parser fails on it with "generator raised StopIteration",
+        # and the added backlog would be read as part of the last field.
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: it ends with a lone "
+            "backslash (\\: is a colon in a value, \\\\ a backslash)"
+        )
     endpoint = withDefaultBacklog(description)
     if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
         endpoint = endpoint[len(PROXY_PREFIX) :]
@@ -60,7 +68,7 @@ def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int
     """
     if str(text).strip().lower() == "auto":
         return min(max(cpus() or 1, 1), MAX_WORKERS)
-    value = int(str(text).strip(), 10)
+    value = wholeNumber(text)
     if not 1 <= value <= MAX_WORKERS:
         raise ValueError(f"from 1 to {MAX_WORKERS}")
     return value
@@ -123,8 +131,9 @@ class ServerSettings(Settings):
     shutdownTimeout: float = setting(
         10.0,
         None,
-        "How long a connection the server closes (on SIGTERM/SIGINT, or for being idle) "
-        "may take to finish gracefully before it is aborted.",
+        "How long a connection the server closes on SIGTERM/SIGINT may take to finish "
+        "gracefully before it is aborted (one closed for being idle: how long it may go "
+        "without progress).",
         checkSeconds,
         showSeconds,
         name="shutdown-timeout",

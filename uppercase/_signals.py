@@ -32,6 +32,10 @@ log = Logger()
 
 IGNORED = ("SIGHUP", "SIGUSR2")
 
+REACTOR_HANDLERS = {"SIGINT": "sigInt", "SIGTERM": "sigTerm"}
+"""The reactor's public handlers for the stopping signals (its own, which
+log the signal, stop, and have the runner exit by that signal)."""
+
 
 class SignalHandling(Service):
     """
@@ -125,10 +129,17 @@ class SignalHandling(Service):
     def _again(self, number: int) -> None:
         name = signal.Signals(number).name
         if not self._stopping:
-            # No stop handler was there to chain to: start the stop here.
+            # No stop handler was there to chain to (the reactor leaves a
+            # SIGINT that was ignored at start alone): start the stop here,
+            # with the reactor's own handler where it has one, which also
+            # makes twistd and twist end the process by the signal.
             self._stopping = True
-            log.info("Received {signal}, shutting down.", signal=name)
-            self._reactor.stop()
+            own = getattr(self._reactor, REACTOR_HANDLERS.get(name, ""), None)
+            if callable(own):
+                own(number, None)
+            else:
+                log.info("Received {signal}, shutting down.", signal=name)
+                self._reactor.stop()
             return
         self._cutShort(f"on a second {name}")
 

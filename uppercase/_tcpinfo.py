@@ -1,8 +1,9 @@
 """
-What TCP saw on a connection, from the kernel's C{TCP_INFO} (Linux):
-retransmissions and the kernel's smoothed round-trip time, read through the
-transport's public C{getHandle()}.  Elsewhere, or on a UNIX socket, there is
-nothing to read and reports say "n/a".
+What TCP saw on a connection, from the kernel (Linux): C{TCP_INFO}'s
+retransmissions and smoothed round-trip time, and how many sent bytes the
+peer has not yet taken (C{SIOCOUTQ}), read through the transport's public
+C{getHandle()}.  Elsewhere, or on a UNIX socket, there is nothing to read:
+reports say "n/a", and L{unsentInKernel} says L{None}.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-__all__ = ["TCPInfo", "readTCPInfo", "summarize"]
+__all__ = ["TCPInfo", "readTCPInfo", "summarize", "unsentInKernel"]
 
 _LAYOUT = struct.Struct("=8B24I")
 """The start of Linux's C{struct tcp_info}: eight one-byte fields
@@ -26,6 +27,12 @@ _RTTVAR = 8 + 16
 _TOTAL_RETRANS = 8 + 23
 
 TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
+
+SIOCOUTQ: int | None = 0x5411 if sys.platform == "linux" else None
+"""Linux's C{ioctl} for a TCP socket's bytes sent and not yet acknowledged
+(C{termios.TIOCOUTQ}); other systems spell it differently or not at all."""
+
+_INT = struct.Struct("i")
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,42 @@ def _socketOf(transport: Any) -> socket.socket | None:
     return None
 
 
+def _tcpSocketOf(transport: Any) -> socket.socket | None:
+    sock = _socketOf(transport)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
+
+
+def unsentInKernel(transport: Any) -> int | None:
+    """
+    How many bytes C{transport}'s TCP socket holds that the peer has not
+    yet taken (Linux's C{SIOCOUTQ}: written to the kernel and not yet
+    acknowledged), or L{None} where that cannot be read: another system, a
+    UNIX socket (whose count is of memory, not bytes), an in-memory
+    transport, a closed socket.  On TLS it counts the encrypted bytes.
+
+    A transport may report it through a public C{unsentInKernel()} method of
+    its own, as L{uppercase.testing.StreamTransport} does.
+    """
+    report = getattr(transport, "unsentInKernel", None)
+    if callable(report):
+        value = report()
+        return None if value is None else int(value)
+    if SIOCOUTQ is None:
+        return None
+    sock = _tcpSocketOf(transport)
+    if sock is None:
+        return None
+    import fcntl
+
+    try:
+        raw = fcntl.ioctl(sock.fileno(), SIOCOUTQ, bytes(_INT.size))
+    except (OSError, ValueError):
+        return None
+    return int(_INT.unpack(raw)[0])
+
+
 def readTCPInfo(transport: Any) -> TCPInfo | None:
     """
     The C{TCP_INFO} of C{transport}'s socket, or L{None} where the platform
@@ -81,8 +124,8 @@ def readTCPInfo(transport: Any) -> TCPInfo | None:
     """
     if TCP_INFO is None:
         return None
-    sock = _socketOf(transport)
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+    sock = _tcpSocketOf(transport)
+    if sock is None:
         return None
     try:
         raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _LAYOUT.size)

@@ -51,12 +51,15 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     @ivar closing: whether the connection is being closed (by L{finish}, or
         because the peer finished sending).
     @ivar peerFinished: whether the peer ended its sending side.
+    @ivar halfClosed: whether L{finish} half-closed (a FIN follows the
+        replies).
     """
 
     echoed = 0
     discarded = 0
     closing = False
     peerFinished = False
+    halfClosed = False
     _direct: Any = None
 
     def connectionMade(self) -> None:
@@ -108,6 +111,7 @@ class UppercaseProtocol(ThrottledReading, Protocol):
         transport = self.transport
         self.releaseThrottle()
         if self.echoed and canHalfClose(transport):
+            self.halfClosed = True
             transport.loseWriteConnection()
         else:
             transport.loseConnection()

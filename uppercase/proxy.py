@@ -126,6 +126,9 @@ def _parseV1(data: bytes) -> tuple[Addresses, int] | None:
             socket.inet_ntop(addressFamily, socket.inet_pton(addressFamily, host.decode("ascii")))
             for host in (source, destination)
         ]
+        # Plain decimal digits only: int() also takes "+1" and "1_0".
+        if not (sourcePort.isdigit() and destinationPort.isdigit()):
+            raise ValueError("port not in digits")
         ports = [int(port) for port in (sourcePort, destinationPort)]
     except (OSError, ValueError, UnicodeDecodeError):
         raise InvalidHeader("malformed address in PROXY v1 header") from None
@@ -171,14 +174,15 @@ class SlotLimit(TypingProtocol):
     (L{uppercase.server.UppercaseFactory}'s C{admission} is one).
     """
 
-    def reserve(self, peer: str) -> bool:
+    def reserve(self, host: str, peer: str) -> bool:
         """
-        Take a slot for a connection from C{peer}; L{False} refuses it.
+        Take a slot for a connection from C{host} (the TCP peer's address,
+        shown as C{peer}); L{False} refuses it.
         """
 
-    def release(self) -> None:
+    def release(self, host: str) -> None:
         """
-        Give back a slot taken by L{reserve}.
+        Give back a slot taken by L{reserve} for C{host}.
         """
 
 
@@ -195,7 +199,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     _addresses: Addresses = None
     _wrappedConnected = False
     _timeout: IDelayedCall | None = None
-    _reserved = False
+    _reserved: str | None = None
     _healthCheck = False
 
     def __init__(self, factory: ProxyHeaderFactory) -> None:
@@ -286,9 +290,9 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             protocol.dataReceived(data)
 
     def _release(self) -> None:
-        if self._reserved:
-            self._reserved = False
-            self.factory.releaseSlot()
+        if self._reserved is not None:
+            host, self._reserved = self._reserved, None
+            self.factory.releaseSlot(host)
 
     def getPeer(self) -> IAddress:
         if self._addresses is not None:
@@ -311,8 +315,17 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
         if self._wrappedConnected and halfCloseable is not None:
             halfCloseable.readConnectionLost()
-        else:
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if not self._wrappedConnected and self._buffer:
+            # It said something, but not a whole header (a v1 header ending
+            # in a bare LF, say); a connection that says nothing is a probe.
+            log.warn(
+                "Closing connection from {peer}: it ended its side before its PROXY "
+                "header was complete",
+                peer=self._proxyPeer(),
+            )
+            self._buffer = b""
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def writeConnectionLost(self) -> None:
         halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
@@ -403,17 +416,19 @@ class ProxyHeaderFactory(WrappingFactory):
         """
         protocol = ProxyHeaderProtocol(self)
         if self.limit is not None:
-            if not self.limit.reserve(formatPeer(*describePeer(addr))):
+            host, port = describePeer(addr)
+            if not self.limit.reserve(host, formatPeer(host, port)):
                 return None
-            protocol._reserved = True
+            protocol._reserved = host
         return protocol
 
-    def releaseSlot(self) -> None:
+    def releaseSlot(self, host: str) -> None:
         """
-        Give back the slot a connection held while waiting for its header.
+        Give back the slot a connection from C{host} held while waiting for
+        its header.
         """
         if self.limit is not None:
-            self.limit.release()
+            self.limit.release(host)
 
     def logPrefix(self) -> str:
         return f"{self.wrappedFactory.__class__.__name__} (PROXY)"

@@ -29,6 +29,7 @@ from ._admission import Admission
 from ._idle import IdleSweeper
 from ._peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from ._serversettings import DEFAULTS
+from ._tcpinfo import unsentInKernel
 from ._transport import pendingBytes
 from .echo import UppercaseProtocol
 
@@ -75,12 +76,15 @@ class ServerProtocol(UppercaseProtocol):
             return f"unix:{self._socketPath}"
         return formatPeer(self.host, self.port)
 
-    def activity(self) -> int:
+    def activity(self) -> tuple[int, int | None]:
         """
-        A number that grows whenever the connection does something: receives
-        bytes, or drains its write buffer.
+        A value that changes whenever the connection does something:
+        receives bytes, drains its write buffer, or -- the peer reading
+        what the kernel holds for it -- sees its kernel send queue change
+        (where that can be read, see L{unsentInKernel}).  A peer reading
+        slowly from a full kernel buffer is busy, not idle.
         """
-        return self.echoed + self.discarded + self.drains
+        return (self.echoed + self.discarded + self.drains, unsentInKernel(self.transport))
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -174,8 +178,9 @@ class UppercaseFactory(ServerFactory):
     @param maxPerIP: most connections at once from one host (0: unlimited).
     @param maxPending: most PROXY-protocol connections waiting for their
         header at once, apart from C{maxConnections} (0: unlimited).
-    @param closeTimeout: seconds a connection closed for being idle may take
-        to finish closing gracefully before it is aborted.
+    @param closeTimeout: seconds a connection closed for being idle may go
+        on closing gracefully with no activity (see
+        L{ServerProtocol.activity}) before it is aborted.
 
     @ivar admission: the limits (PROXY-protocol listeners take their
         waiting slots from it, see L{uppercase.proxy.ProxyHeaderFactory}).
@@ -284,17 +289,45 @@ class UppercaseFactory(ServerFactory):
             return
         protocol.finish()
         if protocol in self.connections:
-            self._deadlines[protocol] = self.clock.callLater(
-                self.closeTimeout, self._abort, protocol
-            )
+            self._lingerFrom(protocol, protocol.activity())
+
+    def _lingerFrom(self, protocol: ServerProtocol, seen: object) -> None:
+        """
+        Abort C{protocol}, which is closing, if it shows no activity in the
+        next close timeout: a peer still reading what it is owed, however
+        slowly, is left to finish.
+        """
+        self._deadlines[protocol] = self.clock.callLater(
+            self.closeTimeout, self._lingerCheck, protocol, seen
+        )
+
+    def _lingerCheck(self, protocol: ServerProtocol, seen: object) -> None:
+        activity = protocol.activity()
+        if activity != seen:
+            self._lingerFrom(protocol, activity)
+        else:
+            self._abort(protocol)
 
     def _abort(self, protocol: ServerProtocol) -> None:
         self._deadlines.pop(protocol, None)
         pending = pendingBytes(protocol.transport)
+        queued = unsentInKernel(protocol.transport)
+        if queued and protocol.halfClosed and pending == 0:
+            # The FIN went to the kernel after the last byte, and the
+            # kernel's count includes its sequence number: not a byte.
+            queued -= 1
+        if pending is None:
+            unsent = "?"
+        elif queued is None:
+            unsent = f"{pending} (and what the kernel holds)"
+        else:
+            unsent = str(pending + queued)
         log.info(
-            "Aborting connection from {peer}: still not closed ({pending} bytes unsent)",
+            "Aborting connection from {peer}: still not closed ({unsent} bytes unsent)",
             peer=protocol.peer,
-            pending="?" if pending is None else pending,
+            unsent=unsent,
+            pending=pending,
+            queued=queued,
         )
         protocol.transport.abortConnection()
 

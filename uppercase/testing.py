@@ -103,6 +103,11 @@ class StreamTransport(StringTransport):
     @ivar aborted: it ended with L{abortConnection}.
     @ivar reason: the failure C{connectionLost} got, once it did.
     @ivar eofReceived: the peer ended its sending side.
+    @ivar kernelUnsent: what L{unsentInKernel} reports: bytes a real
+        connection's kernel would hold for the peer beyond L{pendingBytes}
+        (0: an in-memory connection has no kernel; L{None}: unknown, as on
+        systems that cannot tell).  A test sets it to play a peer reading
+        from a full kernel buffer.
     """
 
     bufferSize = 65536
@@ -111,6 +116,7 @@ class StreamTransport(StringTransport):
     disconnected = False
     aborted = False
     eofReceived = False
+    kernelUnsent: int | None = 0
     reason: Failure | None = None
     protocol: Any = None
 
@@ -201,6 +207,17 @@ class StreamTransport(StringTransport):
         Bytes written and not yet sent (taken by the peer).
         """
         return len(self._unsent)
+
+    def unsentInKernel(self) -> int | None:
+        """
+        What the kernel would report holding for the peer: L{kernelUnsent},
+        plus one for the FIN once the sending side is shut down with bytes
+        still unacknowledged (Linux's C{SIOCOUTQ} counts the FIN's sequence
+        number).
+        """
+        if self.kernelUnsent and self.writeDisconnected:
+            return self.kernelUnsent + 1
+        return self.kernelUnsent
 
     def getTcpNoDelay(self) -> bool:
         return False

@@ -285,7 +285,14 @@ def logfile() -> ILogObserver:
     """
     if _configuredPath is None:
         raise RuntimeError("uppercase.textlog.logfile needs useLogFile(path) first")
-    opened = _LogFilePath(_configuredPath)
+    try:
+        opened = _LogFilePath(_configuredPath)
+    except OSError as e:
+        # Called by twistd as it starts: one line, and a non-zero exit.
+        program = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+        reason = e.strerror or str(e)
+        message = f"{program}: cannot open the log file {_configuredPath!r}: {reason}"
+        raise SystemExit(message) from None
     _openLogFiles.append(opened)
     return textLogObserver(opened.file)
 

@@ -294,6 +294,39 @@ class LimitTests(SynchronousTestCase):
             self.assertEqual(s.recv(1), b"")
         server.waitFor("idle for 0.4 seconds")
 
+    def test_idleTimeoutSparesSteadyReader(self) -> None:
+        """
+        A peer that sends 3 MB without ending its side and then reads the
+        replies slowly but steadily for several idle timeouts -- the
+        server's own buffer long drained into the kernel's -- is not closed
+        as idle, and gets every byte.
+        """
+        server = Server("--quiet", "--idle-timeout", "2", "--shutdown-timeout", "1")
+        self.addCleanup(server.stop)
+        data = os.urandom(3_000_000)
+        s = socket.socket()
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(DEADLINE)
+        s.connect(("127.0.0.1", server.port))
+        sender = sendInThread(s, data, shutdown=False)
+        received = bytearray()
+        start = time.monotonic()
+        pace = threading.Event()
+        while len(received) < len(data):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+            # About 400 kB/s: 3 MB take 7.5 seconds, over three timeouts.
+            ahead = start + len(received) / 400_000 - time.monotonic()
+            if ahead > 0:
+                pace.wait(ahead)
+        sender.join(DEADLINE)
+        self.assertEqual(len(received), len(data), server.output)
+        self.assertTrue(bytes(received) == data.upper(), "reply differs")
+        self.assertNotIn("idle for", server.output)
+
     def test_halfCloseWithEveryOption(self) -> None:
         """
         Half-close still delivers every byte with every option on.

@@ -131,6 +131,33 @@ class SecondSignalTests(SynchronousTestCase):
         self.assertNotIn("ReactorNotRunning", server.output)
 
 
+class IgnoredInterruptTests(SynchronousTestCase):
+    """
+    A server started with SIGINT ignored (a background job of a
+    non-interactive shell) still stops on SIGINT, and exits by it.
+    """
+
+    def test_exitsBySignal(self) -> None:
+        """
+        SIGINT stops it, logged once, and the exit status says SIGINT, as
+        when SIGINT was at its default action.
+        """
+
+        def ignoreInterrupts() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        server = Server("--quiet", preexec=ignoreInterrupts)
+        self.addCleanup(server.stop)
+        # An echo means the reactor runs, so the handlers are installed (an
+        # earlier SIGINT would be ignored, as the process was told).
+        with server.connect() as s:
+            s.sendall(b"up\n")
+            self.assertEqual(s.recv(3), b"UP\n")
+        server.process.send_signal(signal.SIGINT)
+        self.assertEqual(server.wait(), -signal.SIGINT)
+        self.assertEqual(server.output.count("Received SIGINT, shutting down."), 1)
+
+
 class TLSShutdownTests(SynchronousTestCase):
     """
     On a TLS listener the graceful close is TLS's own.

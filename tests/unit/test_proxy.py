@@ -127,13 +127,18 @@ class ParseTests(SynchronousTestCase):
 
     def test_invalid(self) -> None:
         """
-        Anything else is rejected: plain data, a malformed v1 line, a v1
-        line without its end within 107 bytes, a bad v2 version.
+        Anything else is rejected: plain data, a malformed v1 line (a port
+        out of range, or not in plain digits: C{+1}, C{1_0}, a non-ASCII
+        digit), a v1 line without its end within 107 bytes, a bad v2
+        version.
         """
         for data in [
             b"hello\n",
             b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 4.5.6.7 1 99999\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 +1 2\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 1 1_0\r\n",
+            b"PROXY TCP4 1.2.3.4 4.5.6.7 1 \xd9\xa1\r\n",
             b"PROXY " + b"x" * 120,
             b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00",
         ]:
@@ -142,6 +147,13 @@ class ParseTests(SynchronousTestCase):
 
 PROXY = IPv4Address("TCP", "127.0.0.1", 50000)
 """The load balancer's own address, as the listening socket sees it."""
+
+
+def source(n: int) -> IPv4Address:
+    """
+    The C{n}th of several addresses that reach a PROXY listener.
+    """
+    return IPv4Address("TCP", f"198.51.100.{n + 10}", 1)
 
 
 class WrapperTests(SynchronousTestCase):
@@ -220,6 +232,28 @@ class WrapperTests(SynchronousTestCase):
         self.assertEqual(self.inner.connections, set())
         self.assertEqual(events[0]["peer"], "127.0.0.1:50000")
 
+    def test_incompleteHeaderThenHalfCloseLogged(self) -> None:
+        """
+        A connection that sends part of a header (here a v1 line ending in a
+        bare LF) and then ends its side is closed with a line saying so; one
+        that sends nothing and ends is closed silently (a probe).
+        """
+        with capturedLogs() as events:
+            self.transport.receive(V1.replace(b"\r\n", b"\n"))
+            self.transport.receiveEOF()
+        self.assertTrue(self.transport.disconnected)
+        [line] = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(
+            line,
+            "Closing connection from 127.0.0.1:50000: it ended its side before its PROXY "
+            "header was complete",
+        )
+        _, silent = connectServer(self.factory, PROXY)
+        with capturedLogs() as events:
+            silent.receiveEOF()
+        self.assertTrue(silent.disconnected)
+        self.assertEqual(events, [])
+
     def test_headerTimeout(self) -> None:
         """
         A connection that sends no header within the timeout is aborted;
@@ -256,21 +290,21 @@ class LimitTests(SynchronousTestCase):
         it: a fourth is refused at once, and a slot comes back when one of
         them ends.
         """
-        transports = [connectServer(self.factory, PROXY)[1] for _ in range(3)]
+        transports = [connectServer(self.factory, source(n))[1] for n in range(3)]
         with capturedLogs() as events:
-            self.assertRaises(Refused, connectServer, self.factory, PROXY)
-        self.assertIn("waiting for their PROXY header", events[0]["reason"])
+            self.assertRaises(Refused, connectServer, self.factory, source(3))
+        self.assertIn("3 connections already waiting for their PROXY header", events[0]["reason"])
         transports[0].reset()
-        connectServer(self.factory, PROXY)
+        connectServer(self.factory, source(3))
 
     def test_timedOutHeaderFreesItsSlot(self) -> None:
         """
         A connection aborted for not sending its header gives its slot back.
         """
-        for _ in range(3):
-            connectServer(self.factory, PROXY)
+        for n in range(3):
+            connectServer(self.factory, source(n))
         self.clock.advance(10)
-        connectServer(self.factory, PROXY)
+        connectServer(self.factory, source(3))
 
     def test_waitingDoNotStarvePlain(self) -> None:
         """
@@ -278,8 +312,8 @@ class LimitTests(SynchronousTestCase):
         clients are served up to C{maxConnections}; a connection whose
         header arrived then counts as open.
         """
-        for _ in range(3):
-            connectServer(self.factory, PROXY)
+        for n in range(3):
+            connectServer(self.factory, source(n))
         for port in range(3):
             connectServer(self.inner, IPv4Address("TCP", f"192.0.2.{port + 1}", 1))
         self.assertEqual(self.inner.admission.pending, 3)
@@ -300,6 +334,57 @@ class LimitTests(SynchronousTestCase):
         self.assertFalse(other.disconnecting)
         self.assertTrue(again.disconnected)
         self.assertEqual(len(self.inner.connections), 2)
+
+    def test_oneAddressCannotFillWaitingSlots(self) -> None:
+        """
+        Once half the waiting slots are taken, one address may hold at most
+        C{maxPerIP} of them: silent connections from one address cannot lock
+        the proxy out; a slot it gives back is its own again.
+        """
+        inner = UppercaseFactory(
+            self.clock, logData=False, idleTimeout=0, maxPerIP=2, maxPending=20
+        )
+        factory = ProxyHeaderFactory(inner, self.clock, limit=inner.admission)
+        attacker = IPv4Address("TCP", "192.0.2.66", 1)
+        held = [connectServer(factory, attacker)[1] for _ in range(10)]
+        with capturedLogs() as events:
+            self.assertRaises(Refused, connectServer, factory, attacker)
+        self.assertEqual(
+            events[0]["reason"],
+            "10 connections from 192.0.2.66 already waiting for their PROXY header",
+        )
+        _, proxy = connectServer(factory, PROXY)
+        proxy.receive(V1 + b"hi")
+        self.assertEqual(proxy.value(), b"HI")
+        held[0].reset()
+        connectServer(factory, attacker)
+        self.assertRaises(Refused, connectServer, factory, attacker)
+        self.assertEqual(inner.admission.pending, 10)
+
+    def test_proxyBurstBelowHalf(self) -> None:
+        """
+        Below half the waiting slots, the proxy may open more connections at
+        once than C{maxPerIP} (its headers are on their way).
+        """
+        inner = UppercaseFactory(
+            self.clock, logData=False, idleTimeout=0, maxPerIP=2, maxPending=20
+        )
+        factory = ProxyHeaderFactory(inner, self.clock, limit=inner.admission)
+        for _ in range(10):
+            connectServer(factory, PROXY)
+        self.assertEqual(inner.admission.pending, 10)
+
+    def test_unlimitedWaitingStillPerAddress(self) -> None:
+        """
+        With no limit on waiting connections (0), one address may hold at
+        most C{maxPerIP} waiting connections.
+        """
+        inner = UppercaseFactory(self.clock, logData=False, idleTimeout=0, maxPerIP=2, maxPending=0)
+        factory = ProxyHeaderFactory(inner, self.clock, limit=inner.admission)
+        connectServer(factory, PROXY)
+        connectServer(factory, PROXY)
+        self.assertRaises(Refused, connectServer, factory, PROXY)
+        connectServer(factory, IPv4Address("TCP", "192.0.2.1", 1))
 
 
 class HealthCheckTests(SynchronousTestCase):

@@ -326,6 +326,88 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.aborted)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_readerOfKernelBufferKept(self) -> None:
+        """
+        A peer that reads steadily from what the kernel holds for it (the
+        server's own buffer long empty, nothing received) is not idle: it is
+        kept for many timeouts, and closed a timeout after it stops.
+        """
+        self.transport.receive(b"x" * 1000)
+        self.transport.kernelUnsent = 1_000_000
+        for _ in range(500):
+            self.wait(1)
+            self.transport.kernelUnsent -= 1000
+        self.assertFalse(self.transport.disconnecting)
+        self.wait(99)
+        self.assertFalse(self.transport.writeDisconnecting)
+        self.wait(26)
+        self.assertTrue(self.transport.writeDisconnecting)
+
+    def test_stuckKernelBufferIsIdle(self) -> None:
+        """
+        Bytes sitting in the kernel for a peer that does not read them are
+        no activity: the connection is closed after the timeout.
+        """
+        self.transport.receive(b"x")
+        self.transport.kernelUnsent = 500_000
+        self.wait(125)
+        self.assertTrue(self.transport.writeDisconnecting)
+
+    def test_unknownKernelBufferAsBefore(self) -> None:
+        """
+        Where the kernel's queue cannot be read, activity is what the server
+        itself sees, as before.
+        """
+        self.transport.kernelUnsent = None
+        self.transport.receive(b"x")
+        self.wait(125)
+        self.assertTrue(self.transport.writeDisconnecting)
+
+    def test_lingeringCloseWaitsForSteadyReader(self) -> None:
+        """
+        A connection closed for being idle is not aborted at the close
+        timeout while its peer goes on reading what the kernel holds (it
+        stopped for a whole idle timeout, then resumed); it is aborted once
+        it makes no progress for a close timeout.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=10, closeTimeout=5)
+        _, transport = connectServer(factory)
+        transport.receive(b"owed")
+        transport.kernelUnsent = 300_000
+        clock.pump([1] * 13)
+        self.assertTrue(transport.writeDisconnected)
+        for _ in range(60):
+            transport.kernelUnsent -= 1000
+            clock.advance(1)
+        self.assertFalse(transport.disconnected)
+        clock.pump([1] * 4)
+        self.assertFalse(transport.disconnected)
+        with capturedLogs() as events:
+            clock.pump([1] * 1)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        [abort] = [e for e in events if "Aborting" in e["log_format"]]
+        self.assertEqual(abort["unsent"], "240000")
+
+    def test_abortCountsKernelBytes(self) -> None:
+        """
+        The abort line counts the bytes still in the kernel with those in
+        the server's buffer; where the kernel cannot say, it says so.
+        """
+        for kernel, unsent in [(2_600_000, "2600004"), (None, "4 (and what the kernel holds)")]:
+            clock = Clock()
+            factory = quietFactory(clock, idleTimeout=10, closeTimeout=5)
+            _, transport = connectServer(factory, peerReads=False)
+            transport.receive(b"owed")
+            transport.kernelUnsent = kernel
+            with capturedLogs() as events:
+                clock.pump([1] * 19)
+            self.assertTrue(transport.aborted)
+            [abort] = [e for e in events if "Aborting" in e["log_format"]]
+            self.assertEqual(abort["unsent"], unsent)
+            self.assertIn(f"({unsent} bytes unsent)", abort["log_format"].format(**abort))
+
     def test_noTimerLeftAfterClose(self) -> None:
         """
         Closing the connection cancels its idle check.

@@ -249,3 +249,74 @@ class WorkerSignalTests(SynchronousTestCase):
         self.deliver(signal.SIGTERM)
         self.deliver(signal.SIGTERM)
         self.assertEqual((self.reactor.stopped, self.cut), (1, []))
+
+
+class ReactorWithHandlers(FakeReactor):
+    """
+    A reactor with the public handlers Twisted's have (C{sigInt},
+    C{sigTerm}), which record the signal the process should exit by.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled: list[int] = []
+
+    def sigInt(self, number: int, frame: Any = None) -> None:
+        self.handled.append(number)
+        self.stop()
+
+    sigTerm = sigInt
+
+
+class IgnoredAtStartTests(SynchronousTestCase):
+    """
+    A SIGINT that was ignored at start has no reactor handler to chain to
+    (Twisted leaves it alone); it still stops the server, through the
+    reactor's own handler, so that the process exits by the signal.
+    """
+
+    def setUp(self) -> None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.addCleanup(signal.signal, signal.SIGINT, previous)
+        self.addCleanup(signal.signal, signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+        for number in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            self.addCleanup(signal.signal, number, signal.getsignal(number))
+        self.cut: list[str] = []
+
+    def start(self, reactor: FakeReactor) -> SignalHandling:
+        handling = SignalHandling(reactor, self.cut.append, list)
+        handling.install()
+        self.addCleanup(handling.uninstall)
+        return handling
+
+    def deliver(self, number: int) -> None:
+        handler = signal.getsignal(number)
+        assert callable(handler)
+        handler(number, None)
+
+    def test_reactorHandlerCalled(self) -> None:
+        """
+        The reactor's C{sigInt} is called once (it logs, stops, and records
+        SIGINT as the exit signal); a second SIGINT cuts the drain short.
+        """
+        reactor = ReactorWithHandlers()
+        self.start(reactor)
+        self.deliver(signal.SIGINT)
+        self.assertEqual((reactor.handled, reactor.stopped), ([signal.SIGINT], 1))
+        self.deliver(signal.SIGINT)
+        self.assertEqual((reactor.handled, reactor.stopped), ([signal.SIGINT], 1))
+        self.assertEqual(self.cut, ["on a second SIGINT"])
+
+    def test_withoutReactorHandler(self) -> None:
+        """
+        A reactor without such handlers is stopped directly, and the signal
+        logged.
+        """
+        reactor = FakeReactor()
+        self.start(reactor)
+        with capturedLogs() as events:
+            self.deliver(signal.SIGINT)
+        self.assertEqual(reactor.stopped, 1)
+        self.assertEqual(
+            [e["log_format"].format(**e) for e in events], ["Received SIGINT, shutting down."]
+        )

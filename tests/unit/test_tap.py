@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import sys
 from typing import Callable
 
@@ -14,7 +15,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase import _client_tap, _server_tap
+from uppercase import _client_tap, _earlysignals, _server_tap
 from uppercase._server_tap import CannotStart, ServerOptions
 from uppercase._serversettings import DEFAULTS, checkServerEndpoint
 from uppercase._signals import SignalHandling
@@ -124,6 +125,37 @@ class ServerOptionsTests(SynchronousTestCase):
                 ("--max-per-ip", "1.5"),
             ],
         )
+
+    def test_asciiNumbersOnly(self) -> None:
+        """
+        Numbers are written in ASCII digits: other scripts' digits and
+        Python's C{1_000}, which C{int} and C{float} take, are usage errors
+        naming the option; blanks and a sign are fine.
+        """
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--max-connections", "\u0661\u0660"),
+                ("--max-connections", "1_000"),
+                ("--max-per-ip", "\uff12"),
+                ("--workers", "\u0662"),
+                ("--idle-timeout", "1_0"),
+                ("--shutdown-timeout", "\u0665"),
+                ("--idle-timeout", "inf"),
+            ],
+        )
+        options = self.parse("--max-connections", " +7 ", "--idle-timeout", "1e1")
+        self.assertEqual((options["max-connections"], options["idle-timeout"]), (7, 10.0))
+
+    def test_loneBackslash(self) -> None:
+        """
+        An endpoint ending in a lone backslash (which would swallow the
+        added backlog) is a usage error that says so.
+        """
+        for option in ("--listen", "--metrics"):
+            error = self.assertRaises(usage.UsageError, self.parse, option, "tcp:\\")
+            self.assertIn("ends with a lone backslash", str(error))
 
     def test_unknownOption(self) -> None:
         """
@@ -263,10 +295,25 @@ class ServerServiceTests(SynchronousTestCase):
         self.assertEqual(stderr.getvalue(), line + "\n")
 
 
+def keepSignals(test: SynchronousTestCase) -> None:
+    """
+    Put back, after C{test}, the handlers of the signals start-up holds off
+    (loading the server plugin's options changes them), and set them to
+    their default action for it.
+    """
+    for name in _earlysignals.EARLY:
+        number = getattr(signal, name)
+        test.addCleanup(signal.signal, number, signal.getsignal(number))
+        signal.signal(number, signal.SIG_DFL)
+
+
 class PluginTests(SynchronousTestCase):
     """
     Both plugins are found by twistd's plugin scan in the installed package.
     """
+
+    def setUp(self) -> None:
+        keepSignals(self)
 
     def test_pluginsRegistered(self) -> None:
         """
@@ -293,3 +340,37 @@ class PluginTests(SynchronousTestCase):
         plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
         self.assertIn("uppercase_plugins.py", plugins)
         self.assertNotIn("uppercase.py", plugins)
+
+
+class EarlySignalTests(SynchronousTestCase):
+    """
+    SIGHUP, SIGUSR1 and SIGUSR2, fatal by default, are ignored from the
+    moment twistd or twist loads the server's options until the server
+    installs its handlers.
+    """
+
+    def setUp(self) -> None:
+        keepSignals(self)
+
+    def test_loadingServerOptions(self) -> None:
+        """
+        Loading the server plugin's options (what twistd does on reading
+        C{uppercase}) ignores the three.
+        """
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uppercase"]
+        self.assertIs(maker.options, _server_tap.Options)
+        for name in _earlysignals.EARLY:
+            self.assertEqual(signal.getsignal(getattr(signal, name)), signal.SIG_IGN, name)
+
+    def test_handlersKept(self) -> None:
+        """
+        A signal that already has a handler keeps it.
+        """
+
+        def handler(number: int, frame: object) -> None:
+            pass
+
+        signal.signal(signal.SIGUSR1, handler)
+        _earlysignals.ignoreUntilInstalled()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), handler)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -216,6 +217,59 @@ class TwistdWiringTests(SynchronousTestCase):
         self.assertIsNone(self.loggerFor("-n", "--syslog", *server))
         chosen = self.loggerFor("-n", "--logger=uppercase.jsonlog.stdout", *server)
         self.assertIs(chosen, jsonlog.stdout)
+
+
+class UnwritablePathTests(SynchronousTestCase):
+    """
+    A log file or pid file that cannot be written is one line and a
+    non-zero exit, not a traceback.
+    """
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+        self.patch(textlog, "_openLogFiles", [])
+        self.patch(sys, "argv", ["twistd"])
+
+    def test_logFile(self) -> None:
+        """
+        L{textlog.logfile} on a path in a missing folder, or on a folder,
+        exits with one line naming the path and the reason.
+        """
+        for path, reason in [
+            (os.path.join(self.folder, "missing", "u.log"), "No such file or directory"),
+            (self.folder, "Is a directory"),
+        ]:
+            textlog.useLogFile(path)
+            error = self.assertRaises(SystemExit, textlog.logfile)
+            self.assertEqual(error.code, f"twistd: cannot open the log file {path!r}: {reason}")
+        self.assertEqual(textlog._openLogFiles, [])
+
+    def test_pidFile(self) -> None:
+        """
+        twistd's C{--pidfile} in a missing folder, or naming a folder, is a
+        usage error of both plugins (one line, status 2), and creates
+        nothing; a writable one, or none, is fine.
+        """
+        missing = os.path.join(self.folder, "missing", "u.pid")
+        for plugin in (["uppercase", "--listen", "tcp:0"], ["uppercase-client", "--count", "1"]):
+            for path, problem in [
+                (missing, f"no directory {os.path.dirname(missing)}"),
+                (self.folder, "it is a directory"),
+            ]:
+                stderr = io.StringIO()
+                self.patch(sys, "stderr", stderr)
+                error = self.assertRaises(
+                    SystemExit, TwistdOptions().parseOptions, ["-n", f"--pidfile={path}", *plugin]
+                )
+                self.assertEqual(error.code, 2)
+                self.assertEqual(
+                    stderr.getvalue().splitlines()[0],
+                    f"twistd {plugin[0]}: cannot write the pid file {path!r}: {problem}",
+                )
+            for fine in ("", os.path.join(self.folder, "u.pid")):
+                TwistdOptions().parseOptions(["-n", f"--pidfile={fine}", *plugin])
+        self.assertEqual(os.listdir(self.folder), [])
 
 
 class LogFileTests(SynchronousTestCase):

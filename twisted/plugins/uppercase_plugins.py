@@ -3,15 +3,33 @@ twistd plugins for uppercase: C{twistd uppercase} (the server),
 C{twistd uppercase-client} (the repeating client), and the reactor
 C{twistd --reactor=uppercase-epoll}.
 
-This module imports nothing of uppercase itself, so that C{twistd --help}
-stays fast; the options and services live in C{uppercase._server_tap} and
+This module imports nothing of uppercase itself when it is loaded, so that
+C{twistd --help} stays fast; the options and services live in C{uppercase._server_tap} and
 C{uppercase._client_tap}.
 """
+
+from typing import Any
 
 from twisted.application.reactors import Reactor
 from twisted.application.service import ServiceMaker
 
-uppercaseServer = ServiceMaker(
+
+class _ServerMaker(ServiceMaker):
+    """
+    The server's plugin: loading its options (which happens when twistd or
+    twist is told to run it, before the server's modules are imported)
+    first holds off the signals start-up cannot yet handle.
+    """
+
+    @property
+    def options(self) -> Any:
+        from uppercase._earlysignals import ignoreUntilInstalled
+
+        ignoreUntilInstalled()
+        return super().options
+
+
+uppercaseServer = _ServerMaker(
     "uppercase",
     "uppercase._server_tap",
     "An uppercase echo server: a known-good TCP peer (port 9527).",
