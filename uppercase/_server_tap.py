@@ -215,9 +215,10 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
 
     def retire() -> None:
         log.info(
-            "Retiring: accepting no more connections; {count} open ones may end by themselves "
+            "Retiring: accepting no more connections; {count} open {ones} may end by themselves "
             "within {timeout:g} s",
             count=len(factory.connections),
+            ones="one" if len(factory.connections) == 1 else "ones",
             timeout=settings.shutdownTimeout,
         )
         server.stopListening()

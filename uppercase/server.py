@@ -109,13 +109,14 @@ class ServerProtocol(UppercaseProtocol):
             "received": self.echoed + self.discarded,
             "sent": self.echoed,
             "discarded": self.discarded,
+            "bytes": "byte" if self.echoed + self.discarded == 1 else "bytes",
         }
         if self.discarded:
             counts = (
-                "{received} bytes received, {sent} sent back, {discarded} discarded while closing"
+                "{received} {bytes} received, {sent} sent back, {discarded} discarded while closing"
             )
         else:
-            counts = "{received} bytes received"
+            counts = "{received} {bytes} received"
         if reason.check(ConnectionDone) or (
             # A UNIX-socket peer that closes after its EOF is seen shows up as
             # a loss; it is a clean end if nothing was left to send.
@@ -365,8 +366,9 @@ class UppercaseFactory(ServerFactory):
         if not self.connections:
             return succeed(None)
         log.info(
-            "Shutting down {count} connections (at most {timeout} seconds)",
+            "Shutting down {count} {connections} (at most {timeout} seconds)",
             count=len(self.connections),
+            connections=_connections(len(self.connections)),
             timeout=timeout,
         )
         for protocol in list(self.connections):
@@ -391,9 +393,15 @@ class UppercaseFactory(ServerFactory):
         if not self.connections:
             return
         log.warn(
-            "Aborting {count} connections still open {why}",
+            "Aborting {count} {connections} still open {why}",
             count=len(self.connections),
+            connections=_connections(len(self.connections)),
             why=why,
         )
         for protocol in list(self.connections):
             protocol.transport.abortConnection()
+
+
+def _connections(count: int) -> str:
+    """The word for C{count} connections in a log line."""
+    return "connection" if count == 1 else "connections"

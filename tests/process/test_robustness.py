@@ -394,7 +394,7 @@ class GracefulShutdownTests(SynchronousTestCase):
         self.addCleanup(s.close)
         sent = fillBuffers(s)
         server.process.send_signal(signal.SIGTERM)
-        server.waitFor("Shutting down 1 connections")
+        server.waitFor("Shutting down 1 connection ")
         s.setblocking(True)
         s.settimeout(DEADLINE)
         received = receiveAll(s)

@@ -312,7 +312,7 @@ class StopTests(SynchronousTestCase):
         self.addCleanup(sender.stop)
         self.assertTrue(poll(lambda: len(sender.sent) >= 256 * 1024))
         server.process.send_signal(signal.SIGTERM)
-        server.waitFor("Shutting down 1 connections")
+        server.waitFor("Shutting down 1 connection ")
         sender.stop()
         received = receiveAll(s)
         s.close()
@@ -415,7 +415,7 @@ class GroupSignalTests(SynchronousTestCase):
         os.killpg(server.process.pid, signal.SIGINT)
         server.waitFor("Stopping 2 workers")
         for n in holders:
-            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections?")
         self.assertDrained(server, clients, signal.SIGINT)
         for n in (1, 2):
             self.assertRegex(server.output, rf"\[worker {n}\] .*Received SIGINT: ignored")
@@ -433,7 +433,7 @@ class GroupSignalTests(SynchronousTestCase):
         for n in (1, 2):
             os.kill(server.pid(n), signal.SIGTERM)
         for n in holders:
-            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections?")
         server.process.send_signal(signal.SIGTERM)
         for n in holders:
             server.waitFor(rf"\[worker {n}\] .*(already stopping|Aborting)")
@@ -449,11 +449,11 @@ class GroupSignalTests(SynchronousTestCase):
         holders = {server.workerOf(c.port) for c in clients}
         os.killpg(server.process.pid, signal.SIGINT)
         for n in holders:
-            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections")
+            server.waitFor(rf"\[worker {n}\] .*Shutting down \d+ connections?")
         server.process.send_signal(signal.SIGINT)
         for n in holders:
             server.waitFor(
-                rf"\[worker {n}\] .*Aborting \d+ connections still open "
+                rf"\[worker {n}\] .*Aborting \d+ connections? still open "
                 "on a second SIGINT to the supervisor"
             )
         self.assertEqual(server.wait(), -signal.SIGINT)

@@ -165,6 +165,31 @@ class LoggingTests(SynchronousTestCase):
         self.assertIn("closed", event["log_format"])
         self.assertEqual((event["received"], event["sent"]), (3, 3))
 
+    def test_countsReadNaturally(self) -> None:
+        """
+        Counts of one read in the singular, others in the plural: "1 byte
+        received", "Shutting down 1 connection", "2 connections".
+        """
+        factory = quietFactory(Clock())
+        _, one = connectServer(factory)
+        connectServer(factory)
+        one.receive(b"x")
+        with capturedLogs() as events:
+            one.receiveEOF()
+            factory.shutdown(10)
+        texts = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(texts[0], "Connection from 192.0.2.7:40000 closed (1 byte received)")
+        self.assertEqual(texts[1], "Shutting down 1 connection (at most 10 seconds)")
+        factory = quietFactory(Clock())
+        connectServer(factory)
+        connectServer(factory)
+        with capturedLogs() as events:
+            factory.shutdown(10)
+        self.assertEqual(
+            events[0]["log_format"].format(**events[0]),
+            "Shutting down 2 connections (at most 10 seconds)",
+        )
+
     def test_abnormalCloseLoggedWithReason(self) -> None:
         """
         A lost connection (a reset, say) is logged as lost, with the reason.
@@ -599,7 +624,7 @@ class ShutdownTests(SynchronousTestCase):
         self.assertTrue(transport.aborted)
         self.assertEqual(
             events[0]["log_format"].format(**events[0]),
-            "Aborting 1 connections still open on a second SIGTERM",
+            "Aborting 1 connection still open on a second SIGTERM",
         )
 
 
