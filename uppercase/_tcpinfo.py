@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-__all__ = ["TCPInfo", "readTCPInfo", "summarize", "unsentInKernel"]
+__all__ = ["TCPInfo", "readTCPInfo", "receivedAgo", "summarize", "unsentInKernel"]
 
 _LAYOUT = struct.Struct("=8B24I")
 """The start of Linux's C{struct tcp_info}: eight one-byte fields
@@ -22,6 +22,7 @@ _LAYOUT = struct.Struct("=8B24I")
 to C{tcpi_total_retrans} (the 24th)."""
 
 _RETRANSMITS = 2
+_LAST_DATA_RECV = 8 + 11
 _RTT = 8 + 15
 _RTTVAR = 8 + 16
 _TOTAL_RETRANS = 8 + 23
@@ -117,11 +118,7 @@ def unsentInKernel(transport: Any) -> int | None:
     return int(_INT.unpack(raw)[0])
 
 
-def readTCPInfo(transport: Any) -> TCPInfo | None:
-    """
-    The C{TCP_INFO} of C{transport}'s socket, or L{None} where the platform
-    or the transport has none.
-    """
+def _rawTCPInfo(transport: Any) -> bytes | None:
     if TCP_INFO is None:
         return None
     sock = _tcpSocketOf(transport)
@@ -131,9 +128,26 @@ def readTCPInfo(transport: Any) -> TCPInfo | None:
         raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _LAYOUT.size)
     except OSError:
         return None
-    if len(raw) < _LAYOUT.size:
-        return None
-    return TCPInfo.unpack(raw)
+    return raw if len(raw) >= _LAYOUT.size else None
+
+
+def readTCPInfo(transport: Any) -> TCPInfo | None:
+    """
+    The C{TCP_INFO} of C{transport}'s socket, or L{None} where the platform
+    or the transport has none.
+    """
+    raw = _rawTCPInfo(transport)
+    return None if raw is None else TCPInfo.unpack(raw)
+
+
+def receivedAgo(transport: Any) -> float | None:
+    """
+    Seconds since C{transport}'s TCP socket last received data (or was
+    connected, if it never did), to the kernel's millisecond
+    (C{tcpi_last_data_recv}); L{None} where L{readTCPInfo} has nothing.
+    """
+    raw = _rawTCPInfo(transport)
+    return None if raw is None else int(_LAYOUT.unpack_from(raw)[_LAST_DATA_RECV]) / 1000
 
 
 def summarize(infos: Iterable[TCPInfo | None]) -> dict[str, Any] | None:

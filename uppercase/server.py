@@ -26,10 +26,10 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from ._admission import Admission
-from ._idle import IdleSweeper
+from ._idle import IDLE_CHECKS, IdleSweeper
 from ._peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from ._serversettings import DEFAULTS
-from ._tcpinfo import unsentInKernel
+from ._tcpinfo import receivedAgo, unsentInKernel
 from ._transport import pendingBytes
 from .echo import UppercaseProtocol
 
@@ -277,6 +277,15 @@ class UppercaseFactory(ServerFactory):
 
     def _closeIdle(self, protocol: Any, idleSeconds: float) -> None:
         self.idleClosed += 1
+        transport = protocol.transport
+        if pendingBytes(transport) == 0 and unsentInKernel(transport) == 0:
+            # Idle only for want of input: the kernel knows when the last
+            # byte came, where the sweep knows it to a sweep interval.
+            ago = receivedAgo(transport)
+            if ago is not None:
+                idleSeconds = min(
+                    max(idleSeconds, ago), idleSeconds + self.idleTimeout / IDLE_CHECKS
+                )
         log.info(
             "Closing connection from {peer}: idle for {idle:.1f} seconds",
             peer=protocol.peer,

@@ -9,6 +9,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase import server
 from uppercase.echo import UppercaseProtocol
 from uppercase.server import PREVIEW_BYTES, ServerProtocol, UppercaseFactory, preview
 from uppercase.testing import Refused, connectServer
@@ -127,8 +128,6 @@ class LoggingTests(SynchronousTestCase):
         """
         from twisted.logger import ILogObserver, LogEvent, Logger
         from zope.interface import implementer
-
-        from uppercase import server
 
         events: list[LogEvent] = []
         observer = implementer(ILogObserver)(lambda event: events.append(event))
@@ -367,6 +366,40 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(self.transport.writeDisconnecting)
         self.wait(26)
         self.assertTrue(self.transport.writeDisconnecting)
+
+    def idleLogged(self, kernelSaysAgo: float) -> float:
+        """
+        The idle time logged for the silent connection, when the kernel
+        says its last data came C{kernelSaysAgo} seconds ago.
+        """
+        self.patch(server, "receivedAgo", lambda transport: kernelSaysAgo)
+        with capturedLogs() as events:
+            self.wait(125)
+        [idle] = [e for e in events if "idle" in e["log_format"]]
+        return float(idle["idle"])
+
+    def test_idleTimeFromKernel(self) -> None:
+        """
+        Where the kernel tells when the last data came, the logged idle time
+        is the kernel's (the sweep only knows it to a quarter timeout).
+        """
+        self.assertEqual(self.idleLogged(113.0), 113.0)
+
+    def test_idleTimeFromKernelBounded(self) -> None:
+        """
+        The kernel's figure is taken only within what the sweep knows: at
+        most one sweep interval more than the sweep saw.
+        """
+        self.assertEqual(self.idleLogged(500.0), 125.0)
+
+    def test_idleTimeOfStalledSendFromSweep(self) -> None:
+        """
+        A connection idle because its peer takes nothing of what it is owed
+        is logged with the sweep's figure: when data last came says nothing
+        about when the peer last read.
+        """
+        self.transport.kernelUnsent = 500_000
+        self.assertEqual(self.idleLogged(113.0), 100.0)
 
     def test_stuckKernelBufferIsIdle(self) -> None:
         """

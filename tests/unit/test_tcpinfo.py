@@ -9,7 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase import _tcpinfo
-from uppercase._tcpinfo import unsentInKernel
+from uppercase._tcpinfo import receivedAgo, unsentInKernel
 from uppercase.proxy import ProxiedTransport
 from uppercase.testing import StreamTransport
 
@@ -143,3 +143,41 @@ class UnsentInKernelTests(SynchronousTestCase):
         transport.kernelUnsent = 77
         address = IPv4Address("TCP", "192.0.2.1", 1)
         self.assertEqual(unsentInKernel(ProxiedTransport(transport, address, address)), 77)
+
+
+class ReceivedAgoTests(SynchronousTestCase):
+    """
+    Seconds since a TCP socket last received data, from the kernel's
+    C{TCP_INFO}, or None where that cannot be read.
+    """
+
+    def test_justReceived(self) -> None:
+        """
+        A socket that has just received data says so: well under a second
+        (the neighbouring fields of C{TCP_INFO} hold retransmission timers
+        of 200 ms and more, in microseconds).
+        """
+        sender, receiver = loopbackPair(self)
+        receiver.sendall(b"x")
+        self.assertEqual(sender.recv(1), b"x")
+        ago = receivedAgo(Handle(sender))
+        assert ago is not None
+        self.assertGreaterEqual(ago, 0.0)
+        self.assertLess(ago, 0.1)
+
+    def test_unknown(self) -> None:
+        """
+        A transport without a TCP socket (in memory, UNIX) has no figure.
+        """
+        self.assertIsNone(receivedAgo(StreamTransport()))
+        unix = socket.socket(socket.AF_UNIX)
+        self.addCleanup(unix.close)
+        self.assertIsNone(receivedAgo(Handle(unix)))
+
+    def test_otherSystems(self) -> None:
+        """
+        Where the platform has no C{TCP_INFO}, there is no figure.
+        """
+        sender, _ = loopbackPair(self)
+        self.patch(_tcpinfo, "TCP_INFO", None)
+        self.assertIsNone(receivedAgo(Handle(sender)))
