@@ -5,8 +5,6 @@ several at once, TLS with a real handshake, and systemd socket activation.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import socket
 import subprocess
@@ -16,6 +14,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from ..certificates import selfSigned
 from ._process import DEADLINE, Twistd, receiveAll, requireTLS, run, script
 from .test_robustness import poll
 
@@ -209,51 +208,21 @@ def openDescriptors(process: Twistd) -> int:
     return len(os.listdir(f"/proc/{process.process.pid}/fd"))
 
 
-def makeCertificate(folder: str) -> tuple[str, str, str]:
+def makeCertificate(folder: str, subjectAltName: bool = True) -> tuple[str, str, str]:
     """
-    A self-signed certificate for C{localhost} and C{127.0.0.1}.
+    A self-signed certificate for C{localhost} and C{127.0.0.1}
+    (L{tests.certificates.selfSigned}).
 
     @return: the key's path, the certificate's path, and a folder holding
         the certificate as a trust root.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    keyPEM, pem = selfSigned(subjectAltName)
     keyPath = os.path.join(folder, "key.pem")
     certPath = os.path.join(folder, "cert.pem")
     roots = os.path.join(folder, "roots")
     os.mkdir(roots)
     with open(keyPath, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
+        f.write(keyPEM)
     for path in (certPath, os.path.join(roots, "ca.pem")):
         with open(path, "wb") as f:
             f.write(pem)
