@@ -54,6 +54,10 @@ open (reopening each as L{METRICS_REQUEST_TIMEOUT} cuts it) makes scrapes
 fail, though never the echo service; which is why the endpoint belongs on
 loopback or a private network."""
 
+METRICS_ALPN = (b"http/1.1",)
+"""The application protocol a TLS metrics endpoint names in ALPN (RFC 7301),
+for clients that offer one (curl offers C{h2} and C{http/1.1})."""
+
 METRICS_REQUEST_TIMEOUT = 10.0
 """Seconds a metrics connection may live, from accept to close, however
 slowly or steadily it sends.  A scrape takes milliseconds; 10 seconds is

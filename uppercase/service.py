@@ -170,18 +170,30 @@ class UppercaseService(MultiService):
             self._listen(description, endpoint, listenFactory, listenReactor)
         self.metricsConnections = 0
         if metrics is not None:
-            from ._metrics import METRICS_MAX_CONNECTIONS, metricsFactory
+            from ._metrics import METRICS_ALPN, METRICS_MAX_CONNECTIONS, metricsFactory
 
             self.metricsConnections = METRICS_MAX_CONNECTIONS
-            self._listen(metrics, metrics, metricsFactory(factory, reactor), reactor)
+            site = metricsFactory(factory, reactor)
+            self._listen(metrics, metrics, site, reactor, protocols=METRICS_ALPN)
 
-    def _listen(self, name: str, endpoint: str, factory: IProtocolFactory, reactor: Any) -> None:
+    def _listen(
+        self,
+        name: str,
+        endpoint: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        protocols: Sequence[bytes] = (),
+    ) -> None:
         """
         Listen on the C{endpoint} string with C{factory} when started; errors
-        refer to it as C{name}.
+        refer to it as C{name}.  A TLS endpoint answers ALPN with
+        C{protocols} (L{uppercase._tlslisten}).
         """
         if splitFields(endpoint)[0].lower() in TLS_TYPES:
+            from ._tlslisten import TLSListening
+
             factory = AbortRefused(factory)
+            reactor = TLSListening(reactor, protocols)
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(self)
         self._listeners.append((name, listener))

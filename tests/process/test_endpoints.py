@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,32 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(untrusted.returncode, 1)
         self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
         self.assertNotIn("Traceback", untrusted.stderr)
+
+    def test_tlsIgnoresALPN(self) -> None:
+        """
+        A client that offers application protocols by ALPN (as curl and
+        browsers do) completes the handshake with an C{ssl:} echo listener,
+        which selects none of them (it speaks no protocol by name), and its
+        bytes come back uppercased.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as s:
+                self.assertIsNone(s.selected_alpn_protocol())
+                s.sendall(b"hello\n")
+                received = b""
+                while len(received) < 6:
+                    chunk = s.recv(6 - len(received))
+                    if not chunk:
+                        break
+                    received += chunk
+        self.assertEqual(received, b"HELLO\n")
+        self.assertNotIn("internal error", server.output)
 
     def test_tlsOverLimit(self) -> None:
         """
