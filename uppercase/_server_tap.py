@@ -278,11 +278,14 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
     if settings.metrics is not None:
         from twisted.application import strports
 
-        from ._metrics import metricsFactory
+        from ._metrics import METRICS_ALPN, metricsFactory
+        from ._tlslisten import TLSListening
         from ._workermetrics import WorkerCollector
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        strports.service(settings.metrics, site, reactor=reactor).setServiceParent(command)
+        # TLSListening changes only listenSSL: how an ssl: endpoint answers ALPN.
+        listening: Any = TLSListening(reactor, METRICS_ALPN)
+        strports.service(settings.metrics, site, reactor=listening).setServiceParent(command)
     return command
 
 

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
 from ..unit.test_metrics import sample
-from ._process import DEADLINE, Server, receiveAll, requireTLS
+from ._process import DEADLINE, Server, Twistd, receiveAll, requireTLS
 from .test_endpoints import makeCertificate
 from .test_robustness import poll
 
@@ -245,10 +245,16 @@ class MetricsALPNTests(SynchronousTestCase):
         self.addCleanup(folder.cleanup)
         key, cert, roots = makeCertificate(folder.name)
         self.cafile = os.path.join(roots, "ca.pem")
-        self.server, self.port = metricsServer(
+        self.server, self.port = self.start(
             f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
         )
         self.addCleanup(self.server.stop)
+
+    def start(self, metrics: str) -> tuple[Twistd, int]:
+        """
+        A server with C{--metrics} on C{metrics}, and the metrics port.
+        """
+        return metricsServer(metrics)
 
     def handshake(self, protocols: list[str]) -> ssl.SSLSocket:
         """
@@ -304,3 +310,26 @@ class MetricsALPNTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("uppercase_connections_total", result.stdout)
+
+
+class WorkersMetricsALPNTests(MetricsALPNTests):
+    """
+    With C{--workers}, the supervisor's own metrics endpoint answers ALPN
+    the same way.
+    """
+
+    def start(self, metrics: str) -> tuple[Twistd, int]:
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            metrics,
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(METRICS_PORT).group(1))
+        server.waitFor(r"Worker 2 \(pid \d+\) is serving")
+        return server, port
