@@ -120,6 +120,42 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
         self.assertNotIn("Traceback", untrusted.stderr)
 
+    def test_tlsNeedsSubjectAltName(self) -> None:
+        """
+        A server certificate that names its host only in the common name
+        (no subjectAltName) fails the client's hostname check: one line
+        saying so, exit status 1, no reply; for the host name and for the
+        IP address alike.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder, subjectAltName=False)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        for host in ("localhost", "127.0.0.1"):
+            result = client(f"tls:{host}:{port}:trustRoots={roots}")
+            self.assertEqual(result.returncode, 1, result.stdout)
+            [line] = result.stderr.splitlines()
+            self.assertIn("connection closed after 0 of 2 replies: ", line)
+            self.assertIn("subjectAltName", line)
+            self.assertNotIn("HELLO", result.stdout)
+
+    def test_tlsOtherHost(self) -> None:
+        """
+        A server certificate whose subjectAltName names other hosts fails
+        the client's hostname check in one line (here reached through
+        C{tls:}'s C{endpoint=} option, by a name the certificate lacks).
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        inner = f"tcp\\:127.0.0.1\\:{port}"
+        result = client(f"tls:example.org:{port}:trustRoots={roots}:endpoint={inner}")
+        self.assertEqual(result.returncode, 1, result.stdout)
+        [line] = result.stderr.splitlines()
+        self.assertIn("connection closed after 0 of 2 replies: ", line)
+        self.assertIn("DNSMismatch", line)
+
     def test_tlsIgnoresALPN(self) -> None:
         """
         A client that offers application protocols by ALPN (as curl and
