@@ -317,9 +317,8 @@ class MetricsFactory(WrappingFactory):
         peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
         self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
         # A listening port closes the socket before accepting the next one,
-        # so a flood of refusals never holds more than one descriptor.  (On
-        # ssl: endpoints the service wraps this factory so that TLS gets a
-        # protocol; see uppercase.service.AbortRefused.)
+        # so a flood of refusals never holds more than one descriptor (on
+        # ssl: endpoints too; see uppercase._tlslisten.RefusingTLSFactory).
         return None
 
     def stopFactory(self) -> None:

@@ -20,16 +20,31 @@ first connection: pyOpenSSL refuses changes after that) with
 L{ALPNChooser}: the first of the listener's own protocols that the client
 offers; with no protocols, the offer ignored; with protocols but none
 offered, the C{no_application_protocol} alert RFC 7301 asks for.
+
+It also listens as Twisted's C{listenSSL} does (C{listenTCP} with Twisted's
+TLS factory), but with L{RefusingTLSFactory}, which lets a refusal through:
+Twisted's TLS factory wraps whatever its factory returns, L{None} included
+(a traceback and a leaked descriptor per refusal), so a refused connection
+had to get a protocol that aborted it, and an abort closes the socket only
+on the next reactor turn, after the port has accepted a whole burst.  A
+plain TCP port closes a refused socket before it accepts the next.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Sequence
 
-from twisted.internet.interfaces import IListeningPort, IOpenSSLContextFactory, IProtocolFactory
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IOpenSSLContextFactory,
+    IProtocol,
+    IProtocolFactory,
+)
 from twisted.logger import Logger
 
-__all__ = ["ALPNChooser", "TLSListening", "answerALPN"]
+__all__ = ["ALPNChooser", "RefusingTLSFactory", "TLSListening", "answerALPN"]
 
 log = Logger()
 
@@ -78,11 +93,41 @@ def answerALPN(contextFactory: object, protocols: Sequence[bytes]) -> bool:
     return True
 
 
+def RefusingTLSFactory(contextFactory: Any, factory: IProtocolFactory) -> Any:
+    """
+    Twisted's server-side TLS factory for C{factory} on C{contextFactory},
+    except that a connection C{factory} refuses (its C{buildProtocol}
+    returns L{None}) is refused, unwrapped, so that the listening port
+    closes it at once.
+    """
+    return _refusingClass()(contextFactory, False, factory)
+
+
+@cache
+def _refusingClass() -> Any:
+    """
+    The class of L{RefusingTLSFactory} (made on first use: Twisted's TLS
+    module needs pyOpenSSL).
+    """
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    class Refusing(TLSMemoryBIOFactory):
+        def buildProtocol(self, addr: IAddress | None) -> IProtocol | None:  # type: ignore[override]
+            wrapped = self.wrappedFactory.buildProtocol(addr)
+            if wrapped is None:
+                return None
+            protocol: IProtocol = self.protocol(self, wrapped)
+            return protocol
+
+    return Refusing
+
+
 class TLSListening:
     """
     A stand-in reactor for an C{ssl:} endpoint: C{listenSSL} answers ALPN
-    with C{protocols} (see the module docstring), then listens on
-    C{reactor}; anything else is C{reactor}'s.
+    with C{protocols}, then listens on C{reactor} with C{listenTCP} and a
+    L{RefusingTLSFactory} (see the module docstring); anything else is
+    C{reactor}'s.
     """
 
     def __init__(self, reactor: Any, protocols: Sequence[bytes] = ()) -> None:
@@ -106,7 +151,7 @@ class TLSListening:
                 "application protocol may be refused",
                 port=port,
             )
-        listening: IListeningPort = self._reactor.listenSSL(
-            port, factory, contextFactory, backlog, interface
+        listening: IListeningPort = self._reactor.listenTCP(
+            port, RefusingTLSFactory(contextFactory, factory), backlog, interface
         )
         return listening

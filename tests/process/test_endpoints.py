@@ -6,6 +6,7 @@ several at once, TLS with a real handshake, and systemd socket activation.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -215,6 +216,53 @@ class EndpointTests(SynchronousTestCase):
             s.close()
         server.waitFor("Refused connection from 127.0.0.1")
         self.assertTrue(poll(lambda: openDescriptors(server) <= baseline), openDescriptors(server))
+        self.assertNotIn("Traceback", server.output)
+
+    def test_tlsRefusalBurst(self) -> None:
+        """
+        Refused connections on an C{ssl:} listener are closed as they are
+        accepted, as on a plain one: a burst of 200 of them, queued at once,
+        never runs a server limited to 64 descriptors out of them (no
+        C{EMFILE}), and the connection it keeps is still served.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--max-connections",
+            "1",
+            "--listen",
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}:backlog=511",
+            preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        server.waitFor("serving on")
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+        kept = context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE),
+            server_hostname="localhost",
+        )
+        self.addCleanup(kept.close)
+        server.waitFor("Connection from 127.0.0.1")
+        burst = []
+        for _ in range(200):
+            s = socket.socket()
+            self.addCleanup(s.close)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            burst.append(s)
+        for s in burst:
+            s.settimeout(DEADLINE)
+            try:
+                s.recv(1)
+            except OSError:
+                pass
+        server.waitFor("Refused connection from 127.0.0.1")
+        kept.sendall(b"still here\n")
+        self.assertEqual(kept.recv(100), b"STILL HERE\n")
+        self.assertNotIn("EMFILE", server.output)
         self.assertNotIn("Traceback", server.output)
 
     def test_systemdSocketActivation(self) -> None:

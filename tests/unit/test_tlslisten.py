@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from uppercase._tlslisten import ALPNChooser, TLSListening, answerALPN
+from uppercase._tlslisten import ALPNChooser, RefusingTLSFactory, TLSListening, answerALPN
 
 from ..certificates import selfSigned
 from ..process._process import requireTLS
@@ -175,19 +175,29 @@ class AnswerTests(SynchronousTestCase):
 
 class TLSListeningTests(SynchronousTestCase):
     """
-    L{TLSListening} answers ALPN before listening on its reactor.
+    L{TLSListening} answers ALPN, then listens on its reactor as Twisted's
+    C{listenSSL} does, but with L{RefusingTLSFactory}.
     """
+
+    def setUp(self) -> None:
+        requireTLS()
 
     def test_listenSSL(self) -> None:
         """
         C{listenSSL} gives the context an L{ALPNChooser} for the listener's
-        protocols, then listens on the reactor with the same arguments.
+        protocols, then listens by TCP with the same port, backlog and
+        interface, through Twisted's TLS around the factory.
         """
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
         reactor = MemoryReactor()
         contextFactory = ContextFactory()
         factory = Factory.forProtocol(Protocol)
         TLSListening(reactor, [b"http/1.1"]).listenSSL(443, factory, contextFactory, 7, "::1")
-        self.assertEqual(reactor.sslServers, [(443, factory, contextFactory, 7, "::1")])
+        [(port, tlsFactory, backlog, interface)] = reactor.tcpServers
+        assert isinstance(tlsFactory, TLSMemoryBIOFactory)
+        self.assertEqual((port, backlog, interface), (443, 7, "::1"))
+        self.assertIs(tlsFactory.wrappedFactory, factory)
         self.assertIsInstance(contextFactory.callback, ALPNChooser)
         self.assertEqual(contextFactory.callback.protocols, (b"http/1.1",))
 
@@ -199,7 +209,7 @@ class TLSListeningTests(SynchronousTestCase):
         reactor = MemoryReactor()
         with capturedLogs() as events:
             TLSListening(reactor).listenSSL(443, Factory(), ContextFactory(used=True))
-        self.assertEqual(len(reactor.sslServers), 1)
+        self.assertEqual(len(reactor.tcpServers), 1)
         [event] = [e for e in events if e["log_level"].name == "warn"]
         self.assertEqual(event["port"], 443)
 
@@ -209,3 +219,37 @@ class TLSListeningTests(SynchronousTestCase):
         """
         reactor = MemoryReactor()
         self.assertEqual(TLSListening(reactor).listenTCP, reactor.listenTCP)
+
+
+class RefusingTests(SynchronousTestCase):
+    """
+    L{RefusingTLSFactory} lets its factory's refusals through to the port.
+    """
+
+    def setUp(self) -> None:
+        requireTLS()
+
+    def test_refused(self) -> None:
+        """
+        A connection the factory refuses is refused (L{None}), so that the
+        listening port closes it before it accepts another.
+        """
+
+        class Refusing(Factory):
+            def buildProtocol(self, addr: Any) -> None:
+                return None
+
+        tlsFactory = RefusingTLSFactory(serverOptions(), Refusing())
+        self.assertIsNone(tlsFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
+
+    def test_accepted(self) -> None:
+        """
+        A connection the factory accepts gets Twisted's TLS protocol around
+        the factory's protocol.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        tlsFactory = RefusingTLSFactory(serverOptions(), Factory.forProtocol(Protocol))
+        protocol = tlsFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.assertIsInstance(protocol, TLSMemoryBIOProtocol)
+        self.assertIsInstance(protocol.wrappedProtocol, Protocol)
