@@ -206,9 +206,17 @@ def hasTLS() -> bool:
 def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """
     The endpoint for C{description} as typed: L{clientFromString} after
-    L{escapeBrackets}.
+    L{escapeBrackets}; for C{tls:}, the same endpoint with a hostname check
+    that refuses a certificate without subjectAltName too
+    (L{uppercase._clienttls}).
     """
-    endpoint: IStreamClientEndpoint = clientFromString(reactor, escapeBrackets(description))
+    escaped = escapeBrackets(description)
+    args, kwargs = _arguments(escaped)
+    if args and args[0].lower() == "tls":
+        from ._clienttls import tlsEndpoint
+
+        return tlsEndpoint(reactor, args[1:], kwargs)
+    endpoint: IStreamClientEndpoint = clientFromString(reactor, escaped)
     return endpoint
 
 

@@ -54,6 +54,10 @@ open (reopening each as L{METRICS_REQUEST_TIMEOUT} cuts it) makes scrapes
 fail, though never the echo service; which is why the endpoint belongs on
 loopback or a private network."""
 
+METRICS_ALPN = (b"http/1.1",)
+"""The application protocol a TLS metrics endpoint names in ALPN (RFC 7301),
+for clients that offer one (curl offers C{h2} and C{http/1.1})."""
+
 METRICS_REQUEST_TIMEOUT = 10.0
 """Seconds a metrics connection may live, from accept to close, however
 slowly or steadily it sends.  A scrape takes milliseconds; 10 seconds is
@@ -313,9 +317,8 @@ class MetricsFactory(WrappingFactory):
         peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
         self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
         # A listening port closes the socket before accepting the next one,
-        # so a flood of refusals never holds more than one descriptor.  (On
-        # ssl: endpoints the service wraps this factory so that TLS gets a
-        # protocol; see uppercase.service.AbortRefused.)
+        # so a flood of refusals never holds more than one descriptor (on
+        # ssl: endpoints too; see uppercase._tlslisten.RefusingTLSFactory).
         return None
 
     def stopFactory(self) -> None:

@@ -296,12 +296,14 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         cleanUp=supervisor.closeSockets,
     )
     if settings.metrics is not None:
-        from ._metrics import metricsFactory
+        from ._metrics import METRICS_ALPN, metricsFactory
         from ._workermetrics import WorkerCollector
         from .service import NamedListener
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        NamedListener(settings.metrics, site, reactor).setServiceParent(command)
+        NamedListener(settings.metrics, site, reactor, protocols=METRICS_ALPN).setServiceParent(
+            command
+        )
     return command
 
 

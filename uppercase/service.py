@@ -19,8 +19,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from . import __version__
@@ -31,7 +30,7 @@ from ._serversettings import DEFAULTS
 from .proxy import ProxyHeaderFactory
 from .server import UppercaseFactory
 
-__all__ = ["AbortRefused", "ListenError", "NamedListener", "UppercaseService"]
+__all__ = ["ListenError", "NamedListener", "UppercaseService"]
 
 log = Logger()
 
@@ -39,59 +38,29 @@ TLS_TYPES = ("ssl",)
 """Endpoint types that wrap the listening factory in Twisted's TLS."""
 
 
-class _Aborted(Protocol):
-    """
-    A refused connection that had to get a protocol: aborted at once, unread.
-    """
-
-    def connectionMade(self) -> None:
-        self.transport.abortConnection()  # type: ignore[union-attr]
-
-
-class AbortRefused(Factory):
-    """
-    C{wrapped}, except that a connection it refuses (its C{buildProtocol}
-    returns L{None}) gets a protocol that aborts it at once.
-
-    For TLS listeners: Twisted's TLS factory wraps whatever its wrapped
-    factory returns, L{None} included, and each refusal then logs a
-    traceback and leaks a descriptor.  (A plain listening port takes L{None}
-    and closes the socket before accepting the next one, which holds fewer
-    descriptors during a flood; so only TLS listeners get this.)
-    """
-
-    def __init__(self, wrapped: IProtocolFactory) -> None:
-        self.wrapped = wrapped
-
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:  # type: ignore[override]
-        protocol = self.wrapped.buildProtocol(addr)
-        return _Aborted() if protocol is None else protocol
-
-    def doStart(self) -> None:
-        self.wrapped.doStart()
-
-    def doStop(self) -> None:
-        self.wrapped.doStop()
-
-    def logPrefix(self) -> str:
-        prefix = getattr(self.wrapped, "logPrefix", None)
-        return prefix() if callable(prefix) else type(self.wrapped).__name__
-
-
 class NamedListener(MultiService):
     """
     A listener on one endpoint string, as L{UppercaseService} listens: a
-    TLS listener's refused connections aborted (L{AbortRefused}), and a
+    TLS listener answering ALPN with C{protocols} and closing the
+    connections C{factory} refuses at once (L{uppercase._tlslisten}), and a
     failure to listen raised as a L{ListenError} that names the endpoint
     (so that the command-line layer reports it in one line).  The
     supervisor of C{--workers} serves its C{--metrics} with it.
     """
 
-    def __init__(self, description: str, factory: IProtocolFactory, reactor: Any) -> None:
+    def __init__(
+        self,
+        description: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        protocols: Sequence[bytes] = (),
+    ) -> None:
         super().__init__()
         self.description = description
         if splitFields(description)[0].lower() in TLS_TYPES:
-            factory = AbortRefused(factory)
+            from ._tlslisten import TLSListening
+
+            reactor = TLSListening(reactor, protocols)
         strports.service(description, factory, reactor=reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
@@ -199,18 +168,30 @@ class UppercaseService(MultiService):
             self._listen(description, endpoint, listenFactory, listenReactor)
         self.metricsConnections = 0
         if metrics is not None:
-            from ._metrics import METRICS_MAX_CONNECTIONS, metricsFactory
+            from ._metrics import METRICS_ALPN, METRICS_MAX_CONNECTIONS, metricsFactory
 
             self.metricsConnections = METRICS_MAX_CONNECTIONS
-            self._listen(metrics, metrics, metricsFactory(factory, reactor), reactor)
+            site = metricsFactory(factory, reactor)
+            self._listen(metrics, metrics, site, reactor, protocols=METRICS_ALPN)
 
-    def _listen(self, name: str, endpoint: str, factory: IProtocolFactory, reactor: Any) -> None:
+    def _listen(
+        self,
+        name: str,
+        endpoint: str,
+        factory: IProtocolFactory,
+        reactor: Any,
+        protocols: Sequence[bytes] = (),
+    ) -> None:
         """
         Listen on the C{endpoint} string with C{factory} when started; errors
-        refer to it as C{name}.
+        refer to it as C{name}.  A TLS endpoint answers ALPN with
+        C{protocols}, and closes the connections C{factory} refuses at once
+        (L{uppercase._tlslisten}).
         """
         if splitFields(endpoint)[0].lower() in TLS_TYPES:
-            factory = AbortRefused(factory)
+            from ._tlslisten import TLSListening
+
+            reactor = TLSListening(reactor, protocols)
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(self)
         self._listeners.append((name, listener))

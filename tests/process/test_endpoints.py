@@ -5,10 +5,10 @@ several at once, TLS with a real handshake, and systemd socket activation.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
+import resource
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from ..certificates import selfSigned
 from ._process import DEADLINE, Twistd, receiveAll, requireTLS, run, script
 from .test_robustness import poll
 
@@ -120,6 +121,68 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
         self.assertNotIn("Traceback", untrusted.stderr)
 
+    def test_tlsNeedsSubjectAltName(self) -> None:
+        """
+        A server certificate that names its host only in the common name
+        (no subjectAltName) fails the client's hostname check: one line
+        saying so, exit status 1, no reply; for the host name and for the
+        IP address alike.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder, subjectAltName=False)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        for host in ("localhost", "127.0.0.1"):
+            result = client(f"tls:{host}:{port}:trustRoots={roots}")
+            self.assertEqual(result.returncode, 1, result.stdout)
+            [line] = result.stderr.splitlines()
+            self.assertIn("connection closed after 0 of 2 replies: ", line)
+            self.assertIn("subjectAltName", line)
+            self.assertNotIn("HELLO", result.stdout)
+
+    def test_tlsOtherHost(self) -> None:
+        """
+        A server certificate whose subjectAltName names other hosts fails
+        the client's hostname check in one line (here reached through
+        C{tls:}'s C{endpoint=} option, by a name the certificate lacks).
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        inner = f"tcp\\:127.0.0.1\\:{port}"
+        result = client(f"tls:example.org:{port}:trustRoots={roots}:endpoint={inner}")
+        self.assertEqual(result.returncode, 1, result.stdout)
+        [line] = result.stderr.splitlines()
+        self.assertIn("connection closed after 0 of 2 replies: ", line)
+        self.assertIn("DNSMismatch", line)
+
+    def test_tlsIgnoresALPN(self) -> None:
+        """
+        A client that offers application protocols by ALPN (as curl and
+        browsers do) completes the handshake with an C{ssl:} echo listener,
+        which selects none of them (it speaks no protocol by name), and its
+        bytes come back uppercased.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as s:
+                self.assertIsNone(s.selected_alpn_protocol())
+                s.sendall(b"hello\n")
+                received = b""
+                while len(received) < 6:
+                    chunk = s.recv(6 - len(received))
+                    if not chunk:
+                        break
+                    received += chunk
+        self.assertEqual(received, b"HELLO\n")
+        self.assertNotIn("internal error", server.output)
+
     def test_tlsOverLimit(self) -> None:
         """
         Over C{--max-connections} on an C{ssl:} listener, refused
@@ -153,6 +216,53 @@ class EndpointTests(SynchronousTestCase):
             s.close()
         server.waitFor("Refused connection from 127.0.0.1")
         self.assertTrue(poll(lambda: openDescriptors(server) <= baseline), openDescriptors(server))
+        self.assertNotIn("Traceback", server.output)
+
+    def test_tlsRefusalBurst(self) -> None:
+        """
+        Refused connections on an C{ssl:} listener are closed as they are
+        accepted, as on a plain one: a burst of 200 of them, queued at once,
+        never runs a server limited to 64 descriptors out of them (no
+        C{EMFILE}), and the connection it keeps is still served.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--max-connections",
+            "1",
+            "--listen",
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}:backlog=511",
+            preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        server.waitFor("serving on")
+        context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))
+        kept = context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE),
+            server_hostname="localhost",
+        )
+        self.addCleanup(kept.close)
+        server.waitFor("Connection from 127.0.0.1")
+        burst = []
+        for _ in range(200):
+            s = socket.socket()
+            self.addCleanup(s.close)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            burst.append(s)
+        for s in burst:
+            s.settimeout(DEADLINE)
+            try:
+                s.recv(1)
+            except OSError:
+                pass
+        server.waitFor("Refused connection from 127.0.0.1")
+        kept.sendall(b"still here\n")
+        self.assertEqual(kept.recv(100), b"STILL HERE\n")
+        self.assertNotIn("EMFILE", server.output)
         self.assertNotIn("Traceback", server.output)
 
     def test_systemdSocketActivation(self) -> None:
@@ -209,51 +319,21 @@ def openDescriptors(process: Twistd) -> int:
     return len(os.listdir(f"/proc/{process.process.pid}/fd"))
 
 
-def makeCertificate(folder: str) -> tuple[str, str, str]:
+def makeCertificate(folder: str, subjectAltName: bool = True) -> tuple[str, str, str]:
     """
-    A self-signed certificate for C{localhost} and C{127.0.0.1}.
+    A self-signed certificate for C{localhost} and C{127.0.0.1}
+    (L{tests.certificates.selfSigned}).
 
     @return: the key's path, the certificate's path, and a folder holding
         the certificate as a trust root.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    keyPEM, pem = selfSigned(subjectAltName)
     keyPath = os.path.join(folder, "key.pem")
     certPath = os.path.join(folder, "cert.pem")
     roots = os.path.join(folder, "roots")
     os.mkdir(roots)
     with open(keyPath, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
+        f.write(keyPEM)
     for path in (certPath, os.path.join(roots, "ca.pem")):
         with open(path, "wb") as f:
             f.write(pem)

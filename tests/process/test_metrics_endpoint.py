@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import resource
 import select
+import shutil
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -17,7 +19,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
 from ..unit.test_metrics import sample
-from ._process import DEADLINE, Server, receiveAll
+from ._process import DEADLINE, Server, Twistd, receiveAll, requireTLS
 from .test_endpoints import makeCertificate
 from .test_robustness import poll
 
@@ -228,3 +230,106 @@ class MetricsLimitTests(SynchronousTestCase):
         self.assertTrue(poll(scrapesOverTLS), "no scrape answered")
         self.assertNotIn("Traceback", server.output)
         self.assertNotIn("Unhandled Error", server.output)
+
+
+class MetricsALPNTests(SynchronousTestCase):
+    """
+    Over TLS, the metrics endpoint answers ALPN (RFC 7301) with
+    C{http/1.1}, so that clients which offer protocols, curl among them,
+    can scrape it.
+    """
+
+    def setUp(self) -> None:
+        requireTLS()
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        key, cert, roots = makeCertificate(folder.name)
+        self.cafile = os.path.join(roots, "ca.pem")
+        self.server, self.port = self.start(
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        self.addCleanup(self.server.stop)
+
+    def start(self, metrics: str) -> tuple[Twistd, int]:
+        """
+        A server with C{--metrics} on C{metrics}, and the metrics port.
+        """
+        return metricsServer(metrics)
+
+    def handshake(self, protocols: list[str]) -> ssl.SSLSocket:
+        """
+        A TLS connection to the metrics endpoint that offered C{protocols}.
+        """
+        context = ssl.create_default_context(cafile=self.cafile)
+        context.set_alpn_protocols(protocols)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
+        self.addCleanup(raw.close)
+        s = context.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(s.close)
+        return s
+
+    def test_http11Selected(self) -> None:
+        """
+        A client offering C{h2} and C{http/1.1}, in that order, gets
+        C{http/1.1}, and its scrape is answered.
+        """
+        s = self.handshake(["h2", "http/1.1"])
+        self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertTrue(receiveAll(s).startswith(b"HTTP/1.1 200 "))
+
+    def test_noProtocolInCommon(self) -> None:
+        """
+        A client offering only protocols the endpoint does not speak gets
+        the C{no_application_protocol} alert RFC 7301 asks for, and the
+        server logs no error (checked once a later scrape is logged).
+        """
+        with self.assertRaises(ssl.SSLError) as caught:
+            self.handshake(["h2"])
+        self.assertIn("no application protocol", str(caught.exception))
+        s = self.handshake(["http/1.1"])
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        self.assertTrue(receiveAll(s).startswith(b"HTTP/1.1 200 "))
+        self.server.waitFor('"GET /metrics HTTP/1.1" 200')
+        self.assertNotIn("Traceback", self.server.output)
+        self.assertNotIn("Unhandled Error", self.server.output)
+
+    def test_curl(self) -> None:
+        """
+        C{curl https://.../metrics}, which offers C{h2} and C{http/1.1},
+        verifies the certificate and gets the metrics.
+        """
+        curl = shutil.which("curl")
+        if curl is None:
+            raise SkipTest("curl is not installed")
+        result = subprocess.run(
+            [curl, "-sS", "--cacert", self.cafile, f"https://localhost:{self.port}/metrics"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("uppercase_connections_total", result.stdout)
+
+
+class WorkersMetricsALPNTests(MetricsALPNTests):
+    """
+    With C{--workers}, the supervisor's own metrics endpoint answers ALPN
+    the same way.
+    """
+
+    def start(self, metrics: str) -> tuple[Twistd, int]:
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            metrics,
+        )
+        self.addCleanup(server.stop)
+        port = int(server.waitFor(METRICS_PORT).group(1))
+        server.waitFor(r"Worker 2 \(pid \d+\) is serving")
+        return server, port

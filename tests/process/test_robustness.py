@@ -416,4 +416,4 @@ class GracefulShutdownTests(SynchronousTestCase):
         started = time.monotonic()
         self.assertIn(server.stop(), (0, -signal.SIGTERM))
         self.assertLess(time.monotonic() - started, DEADLINE)
-        self.assertIn("Aborting 1 connections", server.output)
+        self.assertIn("Aborting 1 connection still open", server.output)

@@ -10,9 +10,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase._tlslisten import TLSListening
 from uppercase.proxy import ProxyHeaderFactory
 from uppercase.server import UppercaseFactory
-from uppercase.service import AbortRefused, ListenError, NamedListener, UppercaseService
+from uppercase.service import ListenError, NamedListener, UppercaseService
 from uppercase.testing import Refused, connectServer
 
 
@@ -145,30 +146,35 @@ class NamedListenerTests(SynchronousTestCase):
     listens (the supervisor's C{--metrics}).
     """
 
-    def test_tlsWrapped(self) -> None:
+    def test_tlsListening(self) -> None:
         """
-        An C{ssl:} endpoint's factory is wrapped in L{AbortRefused}; a plain
-        one is not.
+        An C{ssl:} endpoint listens with its factory through L{TLSListening}
+        (with the protocols given for ALPN); a plain one on the reactor
+        itself.
         """
         from twisted.application import strports
         from twisted.internet.protocol import Factory
 
         from uppercase import service as serviceModule
 
-        listened: list[Any] = []
+        listened: list[tuple[Any, Any]] = []
         real = strports.service
 
         def record(endpoint: str, factory: Any, reactor: Any = None) -> Any:
-            listened.append(factory)
+            listened.append((factory, reactor))
             return real("tcp:0", factory, reactor=reactor)
 
         self.patch(serviceModule.strports, "service", record)
         factory = Factory()
-        NamedListener("ssl:2:privateKey=k.pem", factory, Reactor())
-        NamedListener("tcp:1", factory, Reactor())
-        self.assertIsInstance(listened[0], AbortRefused)
-        self.assertIs(listened[0].wrapped, factory)
-        self.assertIs(listened[1], factory)
+        reactor = Reactor()
+        NamedListener("ssl:2:privateKey=k.pem", factory, reactor, protocols=[b"http/1.1"])
+        NamedListener("tcp:1", factory, reactor)
+        [(tlsFactory, tlsReactor), (plainFactory, plainReactor)] = listened
+        self.assertIs(tlsFactory, factory)
+        self.assertIsInstance(tlsReactor, TLSListening)
+        self.assertEqual(tlsReactor.protocols, (b"http/1.1",))
+        self.assertIs(plainFactory, factory)
+        self.assertIs(plainReactor, reactor)
 
     def test_cannotListenIsListenError(self) -> None:
         """
@@ -184,54 +190,49 @@ class NamedListenerTests(SynchronousTestCase):
             self.assertEqual(str(error), "cannot listen on tcp:2: Address already in use")
 
 
-class TLSRefusalTests(SynchronousTestCase):
+class TLSListenerTests(SynchronousTestCase):
     """
-    Behind TLS, a refused connection still gets a protocol, one that aborts
-    it (Twisted's TLS factory cannot take "no protocol").
+    C{ssl:} listeners listen through L{TLSListening} (ALPN, and refusals
+    closed at once); the others on the reactor itself.
     """
 
-    def test_tlsListenerWrapped(self) -> None:
+    def test_tlsListening(self) -> None:
         """
-        An C{ssl:} listener's factory is wrapped in L{AbortRefused} (a
-        PROXY listener on TLS too); a plain one is not.
+        An C{ssl:} listener (a PROXY listener on TLS too) gets the same
+        factory as a plain one, and a L{TLSListening} around the reactor
+        that selects no ALPN protocol; a TLS metrics endpoint's selects
+        C{http/1.1}.
         """
         from twisted.application import strports
 
         from uppercase import service as serviceModule
 
-        listened: list[tuple[str, Any]] = []
+        listened: list[tuple[str, Any, Any]] = []
         real = strports.service
 
         def record(endpoint: str, factory: Any, reactor: Any = None) -> Any:
-            listened.append((endpoint, factory))
+            listened.append((endpoint, factory, reactor))
             return real("tcp:0", factory, reactor=reactor)
 
         self.patch(serviceModule.strports, "service", record)
+        reactor = Reactor()
         svc, factory = service(
-            Reactor(), "tcp:1", "ssl:2:privateKey=k.pem", "haproxy:ssl:3:privateKey=k.pem"
+            reactor,
+            "tcp:1",
+            "ssl:2:privateKey=k.pem",
+            "haproxy:ssl:3:privateKey=k.pem",
+            metrics="ssl:4:privateKey=k.pem",
         )
-        kinds = [(endpoint.split(":")[0], type(f).__name__) for endpoint, f in listened]
-        self.assertEqual(
-            kinds,
-            [("tcp", "UppercaseFactory"), ("ssl", "AbortRefused"), ("ssl", "AbortRefused")],
-        )
-        self.assertIs(listened[1][1].wrapped, factory)
-        self.assertIsInstance(listened[2][1].wrapped, ProxyHeaderFactory)
-
-    def test_refusedIsAborted(self) -> None:
-        """
-        Over the limit, L{AbortRefused} gives a protocol that aborts the
-        connection as soon as it is made, unread; under it, the wrapped
-        factory's protocol.
-        """
-        factory = UppercaseFactory(Reactor(), logData=False, maxConnections=1)
-        wrapped = AbortRefused(factory)
-        connectServer(wrapped)
-        protocol, transport = connectServer(wrapped)
-        self.assertTrue(transport.aborted)
-        transport.receive(b"unread")
-        self.assertEqual(transport.value(), b"")
-        self.assertEqual(wrapped.logPrefix(), factory.logPrefix())
+        [plain, tls, proxied, metrics] = listened
+        self.assertIs(plain[1], factory)
+        self.assertIs(plain[2], reactor)
+        self.assertIs(tls[1], factory)
+        self.assertIsInstance(proxied[1], ProxyHeaderFactory)
+        for _, _, listening in (tls, proxied):
+            self.assertIsInstance(listening, TLSListening)
+            self.assertEqual(listening.protocols, ())
+        self.assertIsInstance(metrics[2], TLSListening)
+        self.assertEqual(metrics[2].protocols, (b"http/1.1",))
 
 
 class StopTests(SynchronousTestCase):
