@@ -40,7 +40,8 @@ TLS_TYPES = ("ssl",)
 
 class NamedListener(MultiService):
     """
-    A listener on one endpoint string, as L{UppercaseService} listens: a
+    A listener on one endpoint string, as L{UppercaseService} listens: the
+    default backlog (L{uppercase._endpoints.withDefaultBacklog}), a
     TLS listener answering ALPN with C{protocols} and closing the
     connections C{factory} refuses at once (L{uppercase._tlslisten}), and a
     failure to listen raised as a L{ListenError} that names the endpoint
@@ -61,7 +62,8 @@ class NamedListener(MultiService):
             from ._tlslisten import TLSListening
 
             reactor = TLSListening(reactor, protocols)
-        strports.service(description, factory, reactor=reactor).setServiceParent(self)
+        endpoint = withDefaultBacklog(description)
+        strports.service(endpoint, factory, reactor=reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -172,7 +174,9 @@ class UppercaseService(MultiService):
 
             self.metricsConnections = METRICS_MAX_CONNECTIONS
             site = metricsFactory(factory, reactor)
-            self._listen(metrics, metrics, site, reactor, protocols=METRICS_ALPN)
+            self._listen(
+                metrics, withDefaultBacklog(metrics), site, reactor, protocols=METRICS_ALPN
+            )
 
     def _listen(
         self,

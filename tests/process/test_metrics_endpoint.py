@@ -19,7 +19,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
 from ..unit.test_metrics import sample
-from ._process import DEADLINE, Server, Twistd, receiveAll, requireTLS
+from ._process import DEADLINE, Server, Twistd, listenBacklog, receiveAll, requireTLS
 from .test_endpoints import makeCertificate
 from .test_robustness import poll
 
@@ -112,6 +112,53 @@ class MetricsEndpointTests(SynchronousTestCase):
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 6)
         self.assertEqual(sample(text, "uppercase_connections_active"), 0)
         self.assertGreater(sample(text, "process_open_fds"), 0)
+
+
+class MetricsBacklogTests(SynchronousTestCase):
+    """
+    The metrics listener gets the backlog every other listener gets (511,
+    not Twisted's 50), so that a burst of connections to it waits in the
+    kernel's queue instead of having its SYNs dropped and retried.
+    """
+
+    def test_singleProcess(self) -> None:
+        """
+        C{--metrics tcp:PORT} listens with a backlog of 511.
+        """
+        server, metricsPort = metricsServer()
+        self.addCleanup(server.stop)
+        self.assertEqual(listenBacklog(metricsPort), 511)
+
+    def test_workers(self) -> None:
+        """
+        Under C{--workers}, the supervisor's metrics listener does too, and
+        C{backlog=N} in the string is kept.
+        """
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1:backlog=9",
+        )
+        self.addCleanup(server.stop)
+        self.assertEqual(listenBacklog(int(server.waitFor(METRICS_PORT).group(1))), 9)
+        server.stop()
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.stop)
+        self.assertEqual(listenBacklog(int(server.waitFor(METRICS_PORT).group(1))), 511)
 
 
 class MetricsLimitTests(SynchronousTestCase):
