@@ -68,6 +68,16 @@ WORKLOADS = {
 IDLE_CONNECTIONS = 5000
 
 
+def absoluteCommand(command: str | None) -> str | None:
+    """
+    C{command} as a path that works from any folder: a path with a folder in
+    it made absolute, a bare name left for C{PATH} to find.
+    """
+    if command is None or os.sep not in command:
+        return command
+    return os.path.abspath(command)
+
+
 def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -254,7 +264,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         loadgen = compileC(folder, "loadgen.c")
-        commands = serverCommands(args.pypy, compileC(folder, "baselines/c_echo.c"), args.before)
+        # Servers run in a folder of their own: an interpreter given by a
+        # relative path must be made absolute here.
+        pypy, before = (absoluteCommand(p) for p in (args.pypy, args.before))
+        commands = serverCommands(pypy, compileC(folder, "baselines/c_echo.c"), before)
         if args.only:
             commands = {k: v for k, v in commands.items() if k in args.only.split(",")}
         results: dict[str, dict[str, list]] = {name: {} for name in commands}
