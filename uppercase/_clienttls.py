@@ -69,8 +69,6 @@ class HostnameChecking:
         return connection
 
     def _verifier(self, tlsProtocol: Any) -> Callable[[Any, Any, int, int, int], bool]:
-        from service_identity import CertificateError, VerificationError
-
         protocols = [tlsProtocol]  # dropped after the check: no cycle kept
 
         def verify(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
@@ -81,7 +79,10 @@ class HostnameChecking:
             protocol = protocols.pop()
             try:
                 checkHostname(certificate, self.hostname)
-            except (VerificationError, CertificateError):
+            except Exception:
+                # VerificationError, CertificateError, or anything else the
+                # check raises (an ImportError from an old service_identity):
+                # the handshake fails with it as the reason, never unchecked.
                 protocol.failVerification(Failure())
                 return False
             return True

@@ -143,6 +143,22 @@ class HostnameCheckingTests(SynchronousTestCase):
         [failure] = self.protocol.failures
         self.assertTrue(failure.check(CertificateError))
 
+    def test_anyErrorFailsTheHandshake(self) -> None:
+        """
+        Any other error of the check (an C{ImportError} from an old
+        service_identity, say) fails the handshake with it as the reason:
+        never a certificate accepted unchecked, never a traceback.
+        """
+        from uppercase import _clienttls
+
+        def broken(certificate: object, hostname: str) -> None:
+            raise ImportError("cannot import name 'extract_patterns'")
+
+        self.patch(_clienttls, "checkHostname", broken)
+        self.assertFalse(self.verify(None, certificate(), 0, 0, 1))
+        [failure] = self.protocol.failures
+        self.assertTrue(failure.check(ImportError))
+
     def test_chainIsOpenSSLs(self) -> None:
         """
         Issuers' certificates (depth over 0), and a certificate OpenSSL
@@ -167,7 +183,7 @@ class TLSEndpointTests(SynchronousTestCase):
         """
         C{trustRoots=} takes a folder where, beside a certificate, are a
         C{.pem} file that is no certificate and a file of another kind: as
-        with Twisted's, they are skipped, not an error.
+        with Twisted's, building the endpoint is not an error.
         """
         temporary = tempfile.TemporaryDirectory()
         self.addCleanup(temporary.cleanup)
