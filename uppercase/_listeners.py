@@ -231,6 +231,9 @@ def _staleSocket(path: str) -> bool:
     except OSError:
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        # Non-blocking: a listener whose queue is full answers EAGAIN (it
+        # listens) instead of holding the start-up up.
+        probe.setblocking(False)
         try:
             probe.connect(path)
         except ConnectionRefusedError:

@@ -121,13 +121,21 @@ class ServerCommand(MultiService):
         server.setServiceParent(self)
         signals(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
 
+    _privileged = False
+
     def privilegedStartService(self) -> None:
+        self._privileged = True
         try:
             super().privilegedStartService()
         except ListenError as e:
             raise self._failed(e) from None
 
     def startService(self) -> None:
+        if not self._privileged:
+            # twist starts services without the privileged step: take it
+            # first, so that every endpoint is listened on (or fails) before
+            # any child starts (the supervisor would spawn its workers).
+            self.privilegedStartService()
         try:
             super().startService()
         except ListenError as e:

@@ -1,7 +1,7 @@
 """
 The one place that knows Twisted's transports beyond their public interfaces.
 
-Two things need more than the public API:
+Four things need more than the public API:
 
 - B{Sending a reply at once} (L{writeDirectly}).  Twisted's
   C{transport.write} appends to the transport's buffer and asks the reactor
@@ -34,11 +34,14 @@ Two things need more than the public API:
 
 The first two read the buffer fields of Twisted's file-descriptor transports
 (C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
-from Twisted 24.7 to 26.10; the third sets their C{protocol} attribute.  L{supportsDirectWrites} checks once per
-transport class that they are there; if a future Twisted renames them, it
-logs one warning and everything falls back to the public API (plain
-C{transport.write}; "pending bytes unknown").  Nothing else in the package
-reads Twisted's private attributes.
+from Twisted 24.7 to 26.10; the third sets their C{protocol} attribute.
+L{supportsDirectWrites} checks once per transport class that they are
+there; if a future Twisted renames them, it logs one warning and everything
+falls back to the public API (plain C{transport.write}; "pending bytes
+unknown").  The fourth checks its pieces (C{_fromListeningDescriptor},
+C{_shouldShutdown}, the TCP port's C{connectionLost}) before each use, and
+falls back as said above.  Nothing else in the package reads Twisted's
+private attributes.
 
 Closing is decided by interfaces, never by looking for methods through
 wrappers (L{canHalfClose}): a TLS transport is closed with TLS's own
@@ -238,7 +241,14 @@ def _sharedPortClass() -> Any:
         from twisted.internet.unix import Port as UNIXPort
     except ImportError:  # pragma: no cover (no UNIX sockets)
         return None
-    if not callable(getattr(UNIXPort, "_fromListeningDescriptor", None)):
+    if not (
+        callable(getattr(UNIXPort, "_fromListeningDescriptor", None))
+        and issubclass(UNIXPort, TCPPort)
+        and isinstance(getattr(TCPPort, "_shouldShutdown", None), bool)
+        and callable(vars(TCPPort).get("connectionLost"))
+    ):
+        # Without any of these, the subclass below would not do what it
+        # says (shutdown() would end the socket for every worker).
         return None
 
     class SharedUNIXPort(UNIXPort):

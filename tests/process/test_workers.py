@@ -264,9 +264,21 @@ class PortInUseTests(SynchronousTestCase):
     def test_metricsPortInUse(self) -> None:
         """
         A C{--metrics} port in use ends the server with status 1 and one
-        line saying so, no traceback; the UNIX socket it had made is
-        removed again.
+        line saying so, no traceback, no worker started; the UNIX socket it
+        had made is removed again.
         """
+        self.metricsPortInUse(Twistd, "twistd uppercase")
+
+    def test_metricsPortInUseTwist(self) -> None:
+        """
+        The same under C{twist}, which starts services without their
+        privileged step: still no worker is started before the failure.
+        """
+        from ._process import Twist
+
+        self.metricsPortInUse(Twist, "twist uppercase")
+
+    def metricsPortInUse(self, runner: type[Twistd], command: str) -> None:
         taken = socket.socket()
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
@@ -275,13 +287,13 @@ class PortInUseTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, folder)
         path = os.path.join(folder, "u.sock")
         metrics = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
-        server = Twistd(
+        server = runner(
             "uppercase", "--workers", "2", "--listen", f"unix:{path}", "--metrics", metrics
         )
         self.addCleanup(server.stop)
         self.assertEqual(server.wait(), 1)
         self.assertIn(
-            f"twistd uppercase: cannot listen on {metrics}: Address already in use\n",
+            f"{command}: cannot listen on {metrics}: Address already in use\n",
             server.output,
         )
         self.assertNotIn("Traceback", server.output)

@@ -6,6 +6,8 @@ sockets on loopback (bound to port 0), no reactor running.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -26,6 +28,16 @@ from uppercase._listeners import (
     planSockets,
     workerDescription,
 )
+
+
+def shortFolder(test: SynchronousTestCase) -> str:
+    """
+    A new short-named folder (UNIX socket paths are limited to 107 bytes,
+    which trial's own temporary paths can exceed), removed after C{test}.
+    """
+    path = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
 
 
 class MakerTests(SynchronousTestCase):
@@ -57,7 +69,7 @@ class MakerTests(SynchronousTestCase):
         A UNIX endpoint gets one socket, which every slot shares; closing
         removes its file.
         """
-        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        path = os.path.join(shortFolder(self), "u.sock")
         maker = planSockets([f"unix:{path}"], 2, listenThrough)
         self.assertEqual(maker.socketsFor(0), maker.socketsFor(1))
         self.assertTrue(os.path.exists(path))
@@ -70,7 +82,7 @@ class MakerTests(SynchronousTestCase):
         (nobody listens on it), with the lock it held (C{lock}: naming a
         process that is gone) or without.
         """
-        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        path = os.path.join(shortFolder(self), "u.sock")
         with socket.socket(socket.AF_UNIX) as gone:
             gone.bind(path)
             gone.listen(1)
@@ -117,12 +129,45 @@ class MakerTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(path))
         self.assertFalse(os.path.lexists(path + ".lock"))
 
+    def test_unixListenedOnWithFullQueue(self) -> None:
+        """
+        A socket file whose listener's queue is full is a socket in use,
+        found so at once: the check does not wait for the queue to drain.
+        """
+        path = self.leftBehind(lock=True)
+        os.unlink(path)
+        live = socket.socket(socket.AF_UNIX)
+        self.addCleanup(live.close)
+        live.bind(path)
+        live.listen(0)
+        try:
+            while True:
+                waiting = socket.socket(socket.AF_UNIX)
+                self.addCleanup(waiting.close)
+                waiting.setblocking(False)
+                waiting.connect(path)
+        except BlockingIOError:
+            pass
+
+        class Late(Exception):
+            """The check waited on a full queue (not an OSError)."""
+
+        def late(number: int, frame: object) -> None:
+            raise Late()
+
+        previous = signal.signal(signal.SIGALRM, late)
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        self.addCleanup(signal.setitimer, signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_REAL, 5)
+        self.assertRaises(OSError, planSockets, [f"unix:{path}"], 2, listenThrough)
+        self.assertTrue(os.path.exists(path))
+
     def test_unixLockedByARunningServer(self) -> None:
         """
         A path locked by a running process is not touched: the endpoint
         cannot listen, saying why.
         """
-        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        path = os.path.join(shortFolder(self), "u.sock")
         os.symlink(str(os.getppid()), path + ".lock")
         error = self.assertRaises(
             CannotListenError, planSockets, [f"unix:{path}"], 2, listenThrough
@@ -134,7 +179,7 @@ class MakerTests(SynchronousTestCase):
         """
         C{lockfile=0} makes no lock, as for a single process.
         """
-        path = os.path.join(tempfile.mkdtemp(), "u.sock")
+        path = os.path.join(shortFolder(self), "u.sock")
         maker = planSockets([f"unix:{path}:lockfile=0"], 1, listenThrough)
         self.addCleanup(maker.close)
         self.assertFalse(os.path.lexists(path + ".lock"))
@@ -228,7 +273,7 @@ class AdopterTests(SynchronousTestCase):
         C{mode}; kept as C{self.shared}): its path, and a descriptor for the
         worker to adopt.
         """
-        folder = tempfile.mkdtemp()
+        folder = shortFolder(self)
         path = os.path.join(folder, "u.sock")
         self.shared = socket.socket(socket.AF_UNIX)
         self.addCleanup(self.shared.close)
@@ -267,6 +312,22 @@ class AdopterTests(SynchronousTestCase):
         self.assertTrue(stat.S_ISSOCK(os.stat(path).st_mode))
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertStillListening(path)
+
+    def test_sharedPortNeedsEveryPiece(self) -> None:
+        """
+        The shared UNIX port is used only while Twisted's ports have every
+        piece it relies on: without TCP's C{_shouldShutdown} (its setting
+        would do nothing, and a retiring worker would shut the socket down
+        for all), the public fallback is used instead.
+        """
+        from twisted.internet import tcp
+
+        self.assertIsNotNone(_transport._sharedPortClass())
+        owner = next(k for k in tcp.Port.__mro__ if "_shouldShutdown" in vars(k))
+        original = vars(owner)["_shouldShutdown"]
+        delattr(owner, "_shouldShutdown")
+        self.addCleanup(setattr, owner, "_shouldShutdown", original)
+        self.assertIsNone(_transport._sharedPortClass())
 
     def test_unixFileLeftAloneFallback(self) -> None:
         """
