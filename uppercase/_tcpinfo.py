@@ -23,6 +23,7 @@ to C{tcpi_total_retrans} (the 24th)."""
 
 _RETRANSMITS = 2
 _LAST_DATA_RECV = 8 + 11
+_LAST_ACK_RECV = 8 + 12
 _RTT = 8 + 15
 _RTTVAR = 8 + 16
 _TOTAL_RETRANS = 8 + 23
@@ -142,12 +143,17 @@ def readTCPInfo(transport: Any) -> TCPInfo | None:
 
 def receivedAgo(transport: Any) -> float | None:
     """
-    Seconds since C{transport}'s TCP socket last received data (or was
-    connected, if it never did), to the kernel's millisecond
-    (C{tcpi_last_data_recv}); L{None} where L{readTCPInfo} has nothing.
+    Seconds since C{transport}'s TCP socket last received anything from its
+    peer -- data, or an acknowledgement of what it sent (the peer reading)
+    -- or was connected, to the kernel's millisecond (the lesser of
+    C{tcpi_last_data_recv} and C{tcpi_last_ack_recv}); L{None} where
+    L{readTCPInfo} has nothing.
     """
     raw = _rawTCPInfo(transport)
-    return None if raw is None else int(_LAYOUT.unpack_from(raw)[_LAST_DATA_RECV]) / 1000
+    if raw is None:
+        return None
+    fields = _LAYOUT.unpack_from(raw)
+    return min(int(fields[_LAST_DATA_RECV]), int(fields[_LAST_ACK_RECV])) / 1000
 
 
 def summarize(infos: Iterable[TCPInfo | None]) -> dict[str, Any] | None:

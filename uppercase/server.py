@@ -86,6 +86,15 @@ class ServerProtocol(UppercaseProtocol):
         """
         return (self.echoed + self.discarded + self.drains, unsentInKernel(self.transport))
 
+    def sendProgress(self) -> tuple[int, int | None]:
+        """
+        A value that changes whenever what the connection owes its peer
+        moves: its write buffer drains, or its kernel send queue changes.
+        Unlike L{activity}, what the peer sends is not counted: a connection
+        being closed is finished by the peer reading, not by its sending.
+        """
+        return (self.drains, unsentInKernel(self.transport))
+
     def connectionMade(self) -> None:
         super().connectionMade()
         if self.port is None and self.host == UNIX_PEER:
@@ -279,8 +288,8 @@ class UppercaseFactory(ServerFactory):
         self.idleClosed += 1
         transport = protocol.transport
         if pendingBytes(transport) == 0 and unsentInKernel(transport) == 0:
-            # Idle only for want of input: the kernel knows when the last
-            # byte came, where the sweep knows it to a sweep interval.
+            # Nothing owed: the kernel knows when the peer last sent data or
+            # acknowledged ours, where the sweep knows it to a sweep interval.
             ago = receivedAgo(transport)
             if ago is not None:
                 idleSeconds = min(
@@ -299,22 +308,23 @@ class UppercaseFactory(ServerFactory):
             return
         protocol.finish()
         if protocol in self.connections:
-            self._lingerFrom(protocol, protocol.activity())
+            self._lingerFrom(protocol, protocol.sendProgress())
 
     def _lingerFrom(self, protocol: ServerProtocol, seen: object) -> None:
         """
-        Abort C{protocol}, which is closing, if it shows no activity in the
-        next close timeout: a peer still reading what it is owed, however
-        slowly, is left to finish.
+        Abort C{protocol}, which is closing, if what it owes makes no
+        progress in the next close timeout: a peer still reading what it is
+        owed, however slowly, is left to finish; one that only goes on
+        sending (its bytes are discarded) is not.
         """
         self._deadlines[protocol] = self.clock.callLater(
             self.closeTimeout, self._lingerCheck, protocol, seen
         )
 
     def _lingerCheck(self, protocol: ServerProtocol, seen: object) -> None:
-        activity = protocol.activity()
-        if activity != seen:
-            self._lingerFrom(protocol, activity)
+        progress = protocol.sendProgress()
+        if progress != seen:
+            self._lingerFrom(protocol, progress)
         else:
             self._abort(protocol)
 

@@ -448,6 +448,25 @@ class IdleTimeoutTests(SynchronousTestCase):
         [abort] = [e for e in events if "Aborting" in e["log_format"]]
         self.assertEqual(abort["unsent"], "240000")
 
+    def test_lingeringCloseEndsForPeerThatOnlySends(self) -> None:
+        """
+        A connection closed for being idle whose peer only goes on sending
+        (its bytes are discarded) and never closes is aborted once what it
+        is owed makes no progress for a close timeout.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=10, closeTimeout=5)
+        _, transport = connectServer(factory)
+        transport.receive(b"x")
+        clock.pump([1] * 13)
+        self.assertTrue(transport.writeDisconnected)
+        for _ in range(15):
+            if transport.disconnected:
+                break
+            transport.receive(b"more")
+            clock.advance(1)
+        self.assertTrue(transport.aborted)
+
     def test_abortCountsKernelBytes(self) -> None:
         """
         The abort line counts the bytes still in the kernel with those in
