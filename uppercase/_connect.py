@@ -32,6 +32,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.python.failure import Failure
 
+from ._options import wholeNumber
+
 EXAMPLES = (
     "tcp:127.0.0.1:9527",
     "tcp:[::1]:9527",
@@ -146,7 +148,7 @@ def _unescapedDoubleColon(description: str) -> bool:
 
 def _checkWhole(name: str, value: str, least: int, most: int | None, wanted: str) -> None:
     try:
-        number = int(value.strip(), 10)
+        number = wholeNumber(value)
     except ValueError:
         number = least - 1
     if number < least or (most is not None and number > most):

@@ -417,7 +417,7 @@ class Supervisor(MultiService):
                 slot.restart.cancel()
             slot.restart = None
         running = self.workers()
-        log.info("Stopping {count} workers", count=len(running))
+        log.info("Stopping {count} {workers}", count=len(running), workers=_workers(len(running)))
         for worker in running:
             worker.signal("TERM")
         self.closeSockets()
@@ -440,7 +440,12 @@ class Supervisor(MultiService):
         A second stopping signal: tell every worker to cut its drain short.
         """
         running = self.workers()
-        log.warn("Cutting the stop short {why}: {count} workers", why=why, count=len(running))
+        log.warn(
+            "Cutting the stop short {why}: {count} {workers}",
+            why=why,
+            count=len(running),
+            workers=_workers(len(running)),
+        )
         for worker in running:
             worker.abort(f"{why} to the supervisor")
 
@@ -486,3 +491,8 @@ def workerShare(limit: int, workers: int) -> int:
     Each worker's share of a whole-server limit (0 stays unlimited).
     """
     return math.ceil(limit / workers) if limit else 0
+
+
+def _workers(count: int) -> str:
+    """The word for C{count} workers in a log line."""
+    return "worker" if count == 1 else "workers"

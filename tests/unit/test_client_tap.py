@@ -221,16 +221,24 @@ class EndpointStringTests(SynchronousTestCase):
 
     def test_portChecked(self) -> None:
         """
-        A TCP or TLS port must be from 1 to 65535.
+        A TCP or TLS port must be from 1 to 65535; it and a timeout are
+        written in ASCII digits (not C{9_527} or other scripts' digits,
+        which Python's C{int} takes).
         """
         for typed, value in (
             ("tcp:127.0.0.1:0", "0"),
+            ("tcp:127.0.0.1:9_527", "9_527"),
+            ("tcp:127.0.0.1:\u0669\u0665\u0662\u0667", "\u0669\u0665\u0662\u0667"),
+            ("tcp:127.0.0.1:8:timeout=1_0", None),
             ("tcp:127.0.0.1:65536", "65536"),
             ("tcp:host=127.0.0.1:port=70000", "70000"),
             ("tls:example.org:99999", "99999"),
         ):
             error = self.assertRaises(ValueError, _connect.checkDescription, typed)
-            self.assertEqual(str(error), f"port must be from 1 to 65535, not {value!r}")
+            if value is None:
+                self.assertIn("timeout must be a whole number", str(error))
+            else:
+                self.assertEqual(str(error), f"port must be from 1 to 65535, not {value!r}")
 
     def test_helpExamplesWork(self) -> None:
         """

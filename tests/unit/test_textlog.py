@@ -226,6 +226,10 @@ class UnwritablePathTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
+        from .test_tap import keepSignals
+
+        # Loading the plugin's options ignores the start-up signals.
+        keepSignals(self)
         self.folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.folder)
         self.patch(textlog, "_openLogFiles", [])

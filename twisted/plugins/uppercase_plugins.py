@@ -8,6 +8,8 @@ C{twistd --help} stays fast; the options and services live in C{uppercase._serve
 C{uppercase._client_tap}.
 """
 
+from __future__ import annotations
+
 from typing import Any
 
 from twisted.application.reactors import Reactor
