@@ -307,6 +307,11 @@ def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> ILi
         if mode is not None:
             port.mode = mode  # what startListening sets the file to
         port.startListening()
+        # PyPy's socket objects made from a descriptor put it in blocking
+        # mode (CPython's keep its mode), and O_NONBLOCK belongs to the
+        # socket, shared by every copy: a blocking listening socket would
+        # hold the reactor in accept() after each connection.
+        os.set_blocking(port.fileno(), False)
         return port
     from twisted import __version__ as twistedVersion
 
@@ -315,6 +320,7 @@ def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> ILi
         "UNIX socket's file back after adopting it",
         twisted=twistedVersion,
     )
+    os.set_blocking(fd, False)  # as above: the probe may have cleared it
     adopted = reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
     if mode is not None:
         os.chmod(path, mode)

@@ -313,6 +313,39 @@ class AdopterTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertStillListening(path)
 
+    def test_unixPortNonBlocking(self) -> None:
+        """
+        The adopted UNIX socket listens in non-blocking mode even if its
+        descriptor came blocking (PyPy's socket objects made from a
+        descriptor make it so): a blocking one would hold the reactor in
+        C{accept()} after each connection.
+        """
+        path, fd = self.unixSocket(0o600)
+        os.set_blocking(fd, True)
+        port = SocketAdopter(MemoryReactorClock(), [fd]).listenUNIX(path, Factory())
+        self.addCleanup(port.stopListening)
+        self.assertFalse(os.get_blocking(port.fileno()))
+
+    def test_unixPortNonBlockingFallback(self) -> None:
+        """
+        On the fallback too, the descriptor is non-blocking when Twisted's
+        C{adoptStreamPort} takes it.
+        """
+        path, fd = self.unixSocket(0o600)
+        os.set_blocking(fd, True)
+        self.patch(_transport, "_sharedPortClass", lambda: None)
+        reactor = MemoryReactorClock()
+        blocking: list[bool] = []
+
+        def adoptStreamPort(fileDescriptor: int, family: int, factory: Factory) -> object:
+            blocking.append(os.get_blocking(fileDescriptor))
+            return object()
+
+        reactor.adoptStreamPort = adoptStreamPort  # type: ignore[method-assign]
+        with capturedLogs():
+            SocketAdopter(reactor, [fd]).listenUNIX(path, Factory())
+        self.assertEqual(blocking, [False])
+
     def test_sharedPortNeedsEveryPiece(self) -> None:
         """
         The shared UNIX port is used only while Twisted's ports have every
