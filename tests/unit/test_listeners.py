@@ -324,7 +324,7 @@ class AdopterTests(SynchronousTestCase):
         os.set_blocking(fd, True)
         port = SocketAdopter(MemoryReactorClock(), [fd]).listenUNIX(path, Factory())
         self.addCleanup(port.stopListening)
-        self.assertFalse(os.get_blocking(port.fileno()))
+        self.assertFalse(os.get_blocking(port.fileno()))  # type: ignore[attr-defined]
 
     def test_unixPortNonBlockingFallback(self) -> None:
         """
