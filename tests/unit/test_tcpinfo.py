@@ -154,8 +154,9 @@ class ReceivedAgoTests(SynchronousTestCase):
     def test_justReceived(self) -> None:
         """
         A socket that has just received data says so: well under a second
-        (the neighbouring fields of C{TCP_INFO} hold retransmission timers
-        of 200 ms and more, in microseconds).
+        (the neighbouring fields of C{TCP_INFO} hold the path MTU and
+        thresholds, which read as milliseconds are a minute and more; the
+        bound leaves a loaded machine room).
         """
         sender, receiver = loopbackPair(self)
         receiver.sendall(b"x")
@@ -163,7 +164,7 @@ class ReceivedAgoTests(SynchronousTestCase):
         ago = receivedAgo(Handle(sender))
         assert ago is not None
         self.assertGreaterEqual(ago, 0.0)
-        self.assertLess(ago, 0.1)
+        self.assertLess(ago, 1.0)
 
     def test_unknown(self) -> None:
         """
