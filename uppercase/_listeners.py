@@ -278,22 +278,27 @@ class SocketAdopter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
-    def _next(self) -> tuple[int, int]:
+    def _next(self) -> tuple[int, int, Any]:
+        """
+        The next descriptor, its family and its address.
+        """
         if not self._descriptors:
             raise RuntimeError("more endpoints than sockets passed by the supervisor")
         fd = self._descriptors.pop(0)
         probe = socket.socket(fileno=fd)
-        family = probe.family
+        family, address = probe.family, probe.getsockname()
         probe.detach()
-        return fd, family
+        return fd, family, address
 
     def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
-        fd, family = self._next()
-        os.set_blocking(fd, False)  # as adoptStreamPort requires
+        fd, family, address = self._next()
+        # As adoptStreamPort requires; after the probe, which on PyPy makes
+        # the socket blocking.
+        os.set_blocking(fd, False)
         if family == socket.AF_UNIX:
             # The socket's file is the supervisor's: a worker neither
             # changes its mode nor removes it (on a reload, or a stop).
-            port = adoptSharedUNIXPort(self._reactor, fd, factory)
+            port = adoptSharedUNIXPort(self._reactor, fd, factory, address)
         else:
             port = self._reactor.adoptStreamPort(fd, family, factory)
         os.close(fd)  # the port listens on a duplicate

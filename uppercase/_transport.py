@@ -291,15 +291,16 @@ class _ReadingStopped:
         return self._port.getHost()
 
 
-def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> IListeningPort:
+def adoptSharedUNIXPort(
+    reactor: Any, fd: int, factory: IProtocolFactory, path: str
+) -> IListeningPort:
     """
-    Listen on C{fd}, a listening UNIX socket that another process owns (a
-    worker's, made by its supervisor), as C{reactor.adoptStreamPort} would,
-    but leaving the socket's file as it is: its mode unchanged at start, the
-    file still there at stop.  C{fd} stays open (the port listens on a copy).
+    Listen on C{fd}, a listening, non-blocking UNIX socket bound to C{path}
+    that another process owns (a worker's, made by its supervisor), as
+    C{reactor.adoptStreamPort} would, but leaving the socket's file as it
+    is: its mode unchanged at start, the file still there at stop.  C{fd}
+    stays open (the port listens on a copy).
     """
-    with socket.socket(fileno=os.dup(fd)) as probe:
-        path = probe.getsockname()
     mode = _fileMode(path)
     shared = _sharedPortClass()
     if shared is not None:
@@ -307,10 +308,10 @@ def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> ILi
         if mode is not None:
             port.mode = mode  # what startListening sets the file to
         port.startListening()
-        # PyPy's socket objects made from a descriptor put it in blocking
-        # mode (CPython's keep its mode), and O_NONBLOCK belongs to the
-        # socket, shared by every copy: a blocking listening socket would
-        # hold the reactor in accept() after each connection.
+        # On PyPy the socket object Twisted made from the descriptor put it
+        # in blocking mode (CPython's keep its mode), and O_NONBLOCK belongs
+        # to the socket, shared by every copy: a blocking listening socket
+        # would hold the reactor in accept() after each connection.
         os.set_blocking(port.fileno(), False)
         return port
     from twisted import __version__ as twistedVersion
@@ -320,7 +321,6 @@ def adoptSharedUNIXPort(reactor: Any, fd: int, factory: IProtocolFactory) -> ILi
         "UNIX socket's file back after adopting it",
         twisted=twistedVersion,
     )
-    os.set_blocking(fd, False)  # as above: the probe may have cleared it
     adopted = reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
     if mode is not None:
         os.chmod(path, mode)

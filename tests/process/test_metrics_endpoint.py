@@ -134,31 +134,24 @@ class MetricsBacklogTests(SynchronousTestCase):
         Under C{--workers}, the supervisor's metrics listener does too, and
         C{backlog=N} in the string is kept.
         """
-        server = Twistd(
-            "uppercase",
-            "--quiet",
-            "--workers",
-            "2",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--metrics",
-            "tcp:0:interface=127.0.0.1:backlog=9",
-        )
-        self.addCleanup(server.stop)
-        self.assertEqual(listenBacklog(int(server.waitFor(METRICS_PORT).group(1))), 9)
-        server.stop()
-        server = Twistd(
-            "uppercase",
-            "--quiet",
-            "--workers",
-            "2",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--metrics",
-            "tcp:0:interface=127.0.0.1",
-        )
-        self.addCleanup(server.stop)
-        self.assertEqual(listenBacklog(int(server.waitFor(METRICS_PORT).group(1))), 511)
+        for metrics, backlog in [
+            ("tcp:0:interface=127.0.0.1:backlog=9", 9),
+            ("tcp:0:interface=127.0.0.1", 511),
+        ]:
+            server = Twistd(
+                "uppercase",
+                "--quiet",
+                "--workers",
+                "2",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--metrics",
+                metrics,
+            )
+            self.addCleanup(server.stop)
+            port = int(server.waitFor(METRICS_PORT).group(1))
+            self.assertEqual(listenBacklog(port), backlog, metrics)
+            server.stop()
 
 
 class MetricsLimitTests(SynchronousTestCase):
