@@ -64,17 +64,11 @@ class ServerProtocol(UppercaseProtocol):
     factory: UppercaseFactory
     host = "unknown"
     port: int | None = None
-    _socketPath: str | None = None
 
-    @property
-    def peer(self) -> str:
-        """
-        The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}),
-        or C{unix:PATH} (the socket's path) for a UNIX-socket client.
-        """
-        if self._socketPath is not None:
-            return f"unix:{self._socketPath}"
-        return formatPeer(self.host, self.port)
+    peer = "unknown"
+    """The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}),
+    or C{unix:PATH} (the socket's path) for a UNIX-socket client; set once
+    in C{connectionMade}, read by every per-chunk log event."""
 
     def activity(self) -> tuple[int, int | None]:
         """
@@ -97,9 +91,11 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        path = None
         if self.port is None and self.host == UNIX_PEER:
             # Read now: a closed UNIX transport can no longer say.
-            self._socketPath = socketPath(self.transport.getHost())
+            path = socketPath(self.transport.getHost())
+        self.peer = formatPeer(self.host, self.port) if path is None else f"unix:{path}"
         self.factory.connectionOpened(self)
         if self.port is None:
             log.info("Connection from {peer}", host=self.host, peer=self.peer)
