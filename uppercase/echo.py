@@ -39,7 +39,9 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     stays bounded and nothing is dropped.
 
     B{Half-close}: when the peer ends its sending side, everything owed is
-    sent and then the connection is closed.
+    sent and then the connection is closed.  (On TLS, the peer's
+    C{close_notify} is that end when the TLS layer says so, as the
+    server's listeners do: L{uppercase._transport.halfClosingTLS}.)
 
     B{Graceful close} (L{finish}): deliver what was already echoed, end the
     stream, and read and discard whatever the peer still sends until it
