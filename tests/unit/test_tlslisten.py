@@ -377,11 +377,10 @@ class CloseNotifyTests(SynchronousTestCase):
         self.assertTrue(peer.closeNotify)
         self.assertTrue(peer.transport.disconnected)
 
-    def test_flowControlled(self) -> None:
+    def test_acrossSizes(self) -> None:
         """
-        Data and the C{close_notify} behind a full write buffer (the
-        server's reading paused by flow control) all come back, across
-        sizes.
+        Data and the C{close_notify} sent at once, from 100 bytes to 1 MB:
+        every byte comes back, then the server's C{close_notify}.
         """
         for size in (100, 1000, 16384, 1_000_000):
             peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
@@ -395,6 +394,28 @@ class CloseNotifyTests(SynchronousTestCase):
                 peer.read(32768)
             self.assertEqual(bytes(peer.received), sent.upper(), f"{size} bytes")
             self.assertTrue(peer.closeNotify)
+
+    def test_flowControlled(self) -> None:
+        """
+        The C{close_notify} arrives while the server's write buffer is full
+        and its reading paused (a client that sends everything before it
+        reads anything): once the client reads, every byte comes back, then
+        the server's C{close_notify}.
+        """
+        peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+        sent = b"abcdefgh" * 131072
+        peer.client.sendall(sent)
+        peer.client.shutdown()
+        # In the reads of Twisted's TCP transport (64 KiB).
+        peer.send(peer.sent(), chunk=65536)
+        peer.clock.advance(0)
+        self.assertEqual(peer.transport.producerState, "paused")
+        for _ in range(10_000):
+            if peer.transport.disconnected:
+                break
+            peer.read(32768)
+        self.assertEqual(bytes(peer.received), sent.upper())
+        self.assertTrue(peer.closeNotify)
 
     def test_notHalfCloseable(self) -> None:
         """
