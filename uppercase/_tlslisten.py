@@ -28,6 +28,10 @@ Twisted's TLS factory wraps whatever its factory returns, L{None} included
 had to get a protocol that aborted it, and an abort closes the socket only
 on the next reactor turn, after the port has accepted a whole burst.  A
 plain TCP port closes a refused socket before it accepts the next.
+
+Its connections take a TLS client's C{close_notify} as a half-close
+(L{uppercase._transport.halfClosingTLS}): the echo sends every reply to
+what it read, then its own C{close_notify}.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ from twisted.internet.interfaces import (
     IOpenSSLContextFactory,
     IProtocol,
     IProtocolFactory,
+    IReactorTime,
 )
 from twisted.logger import Logger
+
+from ._transport import halfClosingTLS
 
 __all__ = ["ALPNChooser", "RefusingTLSFactory", "TLSListening", "answerALPN"]
 
@@ -93,14 +100,20 @@ def answerALPN(contextFactory: object, protocols: Sequence[bytes]) -> bool:
     return True
 
 
-def RefusingTLSFactory(contextFactory: Any, factory: IProtocolFactory) -> Any:
+def RefusingTLSFactory(
+    contextFactory: Any, factory: IProtocolFactory, clock: IReactorTime | None = None
+) -> Any:
     """
     Twisted's server-side TLS factory for C{factory} on C{contextFactory},
     except that a connection C{factory} refuses (its C{buildProtocol}
     returns L{None}) is refused, unwrapped, so that the listening port
-    closes it at once.
+    closes it at once, and that the client's C{close_notify} is a half-close
+    (L{halfClosingTLS}).
+
+    @param clock: what Twisted's TLS schedules its writes on (the reactor
+        if L{None}; a test's clock).
     """
-    return _refusingClass()(contextFactory, False, factory)
+    return _refusingClass()(contextFactory, False, factory, clock)
 
 
 @cache
@@ -112,6 +125,8 @@ def _refusingClass() -> Any:
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
     class Refusing(TLSMemoryBIOFactory):
+        protocol = halfClosingTLS()
+
         def buildProtocol(self, addr: IAddress | None) -> IProtocol | None:  # type: ignore[override]
             wrapped = self.wrappedFactory.buildProtocol(addr)
             if wrapped is None:

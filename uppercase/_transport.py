@@ -1,7 +1,7 @@
 """
 The one place that knows Twisted's transports beyond their public interfaces.
 
-Four things need more than the public API:
+Five things need more than the public API:
 
 - B{Sending a reply at once} (L{writeDirectly}).  Twisted's
   C{transport.write} appends to the transport's buffer and asks the reactor
@@ -31,6 +31,18 @@ Four things need more than the public API:
   port does for an adopted socket; without the first, the public
   C{adoptStreamPort} is used, the mode put back at once, and the port
   stopped by no longer reading it (its socket closes when the worker ends).
+- B{A TLS half-close} (L{halfClosingTLS}): when a TLS peer sends its
+  C{close_notify}, Twisted's TLS protocol sends its own at once and ends
+  the connection, dropping every reply not yet written through (26.x and
+  24.7 alike: the replies its small-write aggregator holds until the next
+  reactor turn, or all of them while flow control holds them back).  TLS
+  1.3 lets a server go on sending after the peer's C{close_notify}; the
+  subclass tells the protocol it wraps, if that is half-closeable, that the
+  peer has finished sending (C{readConnectionLost}, as a TCP FIN does), and
+  its C{close_notify} follows the last reply when that protocol closes.
+  It replaces Twisted's C{_flushReceiveBIO} (the same from 24.7 to 26.10),
+  and uses C{_tlsConnection}, C{_lostTLSConnection}, C{_aborted},
+  C{_flushSendBIO}, C{_shutdownTLS} and C{_tlsShutdownFinished}.
 
 The first two read the buffer fields of Twisted's file-descriptor transports
 (C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
@@ -40,7 +52,8 @@ there; if a future Twisted renames them, it logs one warning and everything
 falls back to the public API (plain C{transport.write}; "pending bytes
 unknown").  The fourth checks its pieces (C{_fromListeningDescriptor},
 C{_shouldShutdown}, the TCP port's C{connectionLost}) before each use, and
-falls back as said above.  Nothing else in the package reads Twisted's
+falls back as said above.  The fifth checks its pieces once; without them,
+Twisted's own TLS protocol is used, with one warning.  Nothing else in the package reads Twisted's
 private attributes.
 
 Closing is decided by interfaces, never by looking for methods through
@@ -53,11 +66,13 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from functools import cache
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
     IListeningPort,
     IProtocolFactory,
     ISSLTransport,
@@ -67,13 +82,15 @@ from twisted.internet.interfaces import (
 from twisted.internet.tcp import Connection
 from twisted.internet.tcp import Port as TCPPort
 from twisted.logger import Logger
-from zope.interface import implementer
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
 
 __all__ = [
     "DIRECT_LIMIT",
     "adoptSharedUNIXPort",
     "canHalfClose",
     "directWriteTarget",
+    "halfClosingTLS",
     "pendingBytes",
     "splice",
     "writeDirectly",
@@ -325,3 +342,95 @@ def adoptSharedUNIXPort(
     if mode is not None:
         os.chmod(path, mode)
     return _ReadingStopped(reactor, adopted)
+
+
+TLS_PIECES = (
+    "_flushReceiveBIO",
+    "_flushSendBIO",
+    "_shutdownTLS",
+    "_tlsShutdownFinished",
+    "_lostTLSConnection",
+    "_aborted",
+)
+"""The attributes of Twisted's TLS protocol class that L{halfClosingTLS}
+uses (C{_tlsConnection} is set per connection, in C{makeConnection})."""
+
+
+@cache
+def halfClosingTLS() -> Any:
+    """
+    The TLS protocol class for server-side TLS factories: Twisted's
+    (C{TLSMemoryBIOFactory.protocol}), except that the peer's C{close_notify}
+    is a half-close for a protocol that provides C{IHalfCloseableProtocol}
+    (see the module docstring); or Twisted's own, with one warning, if its
+    pieces have moved.  (Made on first use: Twisted's TLS needs pyOpenSSL.)
+    """
+    from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
+    from twisted.protocols.policies import ProtocolWrapper
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    base: Any = TLSMemoryBIOFactory.protocol
+    missing = [name for name in TLS_PIECES if not hasattr(base, name)]
+    if missing:
+        from twisted import __version__ as twistedVersion
+
+        log.warn(
+            "Twisted {twisted}'s TLS has no {missing}: a TLS client's close_notify "
+            "still ends its connection at once, and replies not yet sent are lost",
+            twisted=twistedVersion,
+            missing=", ".join(missing),
+        )
+        return base
+
+    class HalfClosingTLS(base):
+        """
+        Twisted's TLS protocol with the peer's C{close_notify} as a
+        half-close.
+
+        @ivar peerEnded: whether the peer's C{close_notify} was passed on
+            as a half-close; nothing is read after it.
+        """
+
+        peerEnded = False
+
+        def _flushReceiveBIO(self) -> None:
+            # Twisted's loop, but for the close_notify.
+            while not self._lostTLSConnection and not self.peerEnded:
+                try:
+                    data = self._tlsConnection.recv(2**15)
+                except WantReadError:
+                    break
+                except ZeroReturnError:
+                    if self.disconnecting or not IHalfCloseableProtocol.providedBy(
+                        self.wrappedProtocol
+                    ):
+                        # Closing already (the close_notify answers ours),
+                        # or nothing to tell: as Twisted does.
+                        self._shutdownTLS()
+                        self._tlsShutdownFinished(None)
+                    else:
+                        self.peerEnded = True
+                        # A TCP FIN after the close_notify must not end the
+                        # connection before the replies are out.
+                        alsoProvides(self, IHalfCloseableProtocol)
+                        self.wrappedProtocol.readConnectionLost()
+                except Error:
+                    self._tlsShutdownFinished(Failure())
+                else:
+                    if not self._aborted:
+                        ProtocolWrapper.dataReceived(self, data)
+            self._flushSendBIO()
+
+        def readConnectionLost(self) -> None:
+            """
+            The TCP stream ended after the peer's C{close_notify} (only then
+            is this protocol half-closeable): the connection closes when
+            the protocol it wraps closes it.
+            """
+
+        def writeConnectionLost(self) -> None:
+            """
+            Never called: TLS never half-closes its TCP stream.
+            """
+
+    return HalfClosingTLS

@@ -39,7 +39,9 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     stays bounded and nothing is dropped.
 
     B{Half-close}: when the peer ends its sending side, everything owed is
-    sent and then the connection is closed.
+    sent and then the connection is closed.  (On TLS, the peer's
+    C{close_notify} is that end when the TLS layer says so, as the
+    server's listeners do: L{uppercase._transport.halfClosingTLS}.)
 
     B{Graceful close} (L{finish}): deliver what was already echoed, end the
     stream, and read and discard whatever the peer still sends until it
@@ -92,25 +94,33 @@ class UppercaseProtocol(ThrottledReading, Protocol):
         and discarding, until the peer closes.
         """
 
-    def finish(self) -> None:
+    def finish(self, inputMayWait: bool = True) -> None:
         """
         Stop echoing and close gracefully.
 
-        What was already echoed is delivered first.  A connection that has
-        echoed nothing is simply closed.  Otherwise a TCP or UNIX-socket
-        connection half-closes (a FIN after the last reply) and keeps
-        reading, discarding, until the peer closes its side; a TLS
+        What was already echoed is delivered first.  Then a TCP or
+        UNIX-socket connection half-closes (a FIN after the last reply) and
+        keeps reading, discarding, until the peer closes its side; a TLS
         connection sends TLS's C{close_notify} and waits for the peer's.
+        This holds for a connection that has echoed nothing too (it may
+        have been accepted with the peer's bytes still unread, and closing
+        a socket with unread input makes the kernel send a reset instead of
+        a FIN), unless the caller knows better.
         Either may wait on the peer forever: whoever calls this bounds the
         wait (L{uppercase.server.UppercaseFactory} aborts after its close
         timeout).
+
+        @param inputMayWait: whether bytes from the peer may be waiting
+            unread; if not (a connection idle since it was opened), one
+            that has echoed nothing is simply closed: no reset can come of
+            it, and there is no peer worth waiting for.
         """
         if self.closing:
             return
         self.closing = True
         transport = self.transport
         self.releaseThrottle()
-        if self.echoed and canHalfClose(transport):
+        if (self.echoed or inputMayWait) and canHalfClose(transport):
             self.halfClosed = True
             transport.loseWriteConnection()
         else:

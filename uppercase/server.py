@@ -302,7 +302,9 @@ class UppercaseFactory(ServerFactory):
             # reading what it is owed.
             self._abort(protocol)
             return
-        protocol.finish()
+        # Idle for a whole timeout: nothing it sent waits unread (reading is
+        # paused only behind replies, and one that echoed half-closes anyway).
+        protocol.finish(inputMayWait=False)
         if protocol in self.connections:
             self._lingerFrom(protocol, protocol.sendProgress())
 

@@ -5,6 +5,7 @@ peer is doing; a second signal cuts it short; TLS ends with close_notify.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -198,6 +199,92 @@ class TLSShutdownTests(SynchronousTestCase):
             received += chunk
         self.assertGreaterEqual(len(received), 512 * 1024)
         self.assertTrue(received == message[: len(received)].upper(), "wrong bytes")
+
+
+def stopWhileWaiting(pid: int) -> None:
+    """
+    Stop (SIGSTOP) process C{pid} while its reactor waits in C{epoll_wait}:
+    once continued, it handles what arrived meanwhile (new connections,
+    signals) in one reactor turn, whatever it was doing when it started.
+    """
+
+    def read(name: str) -> str:
+        with open(f"/proc/{pid}/{name}") as f:
+            return f.read()
+
+    for _ in range(100):
+        if not poll(lambda: read("wchan") == "do_epoll_wait"):
+            raise AssertionError(f"process {pid} never waits in epoll_wait")
+        waiting = read("syscall").split()[0]
+        os.kill(pid, signal.SIGSTOP)
+        if not poll(lambda: read("stat").rsplit(")", 1)[1].split()[0] == "T"):
+            raise AssertionError(f"process {pid} did not stop")
+        if read("syscall").split()[0] == waiting:
+            return
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"process {pid} never stopped in epoll_wait")
+
+
+def continueIfThere(pid: int) -> None:
+    """
+    Continue (SIGCONT) process C{pid} if it still exists.
+    """
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+class UnreadInputTests(SynchronousTestCase):
+    """
+    A connection the server has accepted but not read from yet when it is
+    told to stop is drained like any other, never reset.
+    """
+
+    def test_acceptedUnreadIsDrained(self) -> None:
+        """
+        The server stopped (SIGSTOP) in its reactor's wait while a client
+        connects and sends 1 MiB; SIGTERM, then SIGCONT: the server accepts
+        the connection, then stops with its input unread (the issue's
+        reproduction, where tcpdump showed a FIN and, 24 microseconds
+        later, a reset).  The client gets a clean end of stream
+        (no reset, which closing with unread input would send); the server
+        reads and discards what it was sent until the client closes, and
+        its close line counts it.
+        """
+        server = Server("--quiet")
+        self.addCleanup(server.stop)
+        pid = server.process.pid
+        stopWhileWaiting(pid)
+        self.addCleanup(continueIfThere, pid)
+        s = server.connect()
+        self.addCleanup(s.close)
+        port = s.getsockname()[1]
+        payload = b"a" * (1024 * 1024)
+        s.setblocking(False)
+        sent = 0
+        try:
+            while sent < len(payload):
+                sent += s.send(payload[sent:])
+        except BlockingIOError:
+            pass
+        self.assertGreater(sent, 0)
+        s.settimeout(DEADLINE)
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+        server.waitFor("Shutting down 1 connection")
+        try:
+            received = receiveAll(s)
+        except ConnectionResetError:
+            self.fail(f"reset\n{server.output}")
+        self.assertEqual(received, b"")
+        s.close()
+        close = server.waitFor(CLOSE_LINE.format(port=port))
+        self.assertEqual(
+            (close.group(1), close.group(2), close.group(3)), (str(sent), "0", str(sent))
+        )
+        self.assertEqual(server.wait(), -signal.SIGTERM)
+        self.assertNotIn("Aborting", server.output)
 
 
 def receivedBytes(output: str) -> int:

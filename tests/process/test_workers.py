@@ -451,6 +451,36 @@ class GroupSignalTests(SynchronousTestCase):
             server.waitFor(rf"\[worker {n}\] .*(already stopping|Aborting)")
         self.assertDrained(server, clients, signal.SIGTERM)
 
+    def test_terminateWithInputUnread(self) -> None:
+        """
+        What made L{test_terminateToEveryProcess} fail about once in ten
+        runs on a loaded machine, made certain: a worker told to stop holds
+        a connection it has accepted but not yet read from.  It drains that
+        one too (it used to close it at once, a reset, and end before the
+        supervisor's SIGTERM came): it is still there to take the
+        supervisor's SIGTERM, and the client gets a clean end of stream.
+        """
+        from .test_shutdown import continueIfThere, stopWhileWaiting
+
+        server = Workers(2, preexec=ownProcessGroup)
+        self.addCleanup(server.stop)
+        server.started()
+        pids = [server.pid(n) for n in (1, 2)]
+        for pid in pids:
+            stopWhileWaiting(pid)
+            self.addCleanup(continueIfThere, pid)
+        client = Unread(server.connect(), 1024 * 1024)
+        self.addCleanup(client.socket.close)
+        self.assertTrue(poll(lambda: client.sent == len(client.payload)))
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
+        holder = server.workerOf(client.port)
+        server.waitFor(rf"\[worker {holder}\] .*Shutting down 1 connection")
+        server.process.send_signal(signal.SIGTERM)
+        server.waitFor(rf"\[worker {holder}\] .*(already stopping|Aborting)")
+        self.assertDrained(server, [client], signal.SIGTERM)
+
     def test_secondInterruptToTheSupervisor(self) -> None:
         """
         After a SIGINT to the group, a second SIGINT to the supervisor

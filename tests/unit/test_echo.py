@@ -172,12 +172,29 @@ class FinishTests(SynchronousTestCase):
     until it closes too.
     """
 
-    def test_nothingEchoedCloses(self) -> None:
+    def test_nothingEchoedHalfCloses(self) -> None:
         """
-        A connection that has echoed nothing is simply closed.
+        A connection that has echoed nothing half-closes too, and discards
+        what the peer sends until it closes: its input may be waiting
+        unread, and closing with unread input would be a reset.
         """
         protocol, transport = echo()
         protocol.finish()
+        self.assertTrue(transport.writeDisconnected)
+        self.assertFalse(transport.disconnected)
+        transport.receive(b"unread")
+        self.assertEqual((protocol.echoed, protocol.discarded), (0, 6))
+        transport.receiveEOF()
+        self.assertTrue(transport.disconnected)
+        self.assertFalse(transport.aborted)
+
+    def test_nothingWaitingCloses(self) -> None:
+        """
+        A connection that has echoed nothing, closed by a caller that knows
+        no input waits unread (an idle one), is simply closed.
+        """
+        protocol, transport = echo()
+        protocol.finish(inputMayWait=False)
         self.assertTrue(transport.disconnected)
         self.assertFalse(transport.writeDisconnecting)
 

@@ -605,14 +605,26 @@ class ShutdownTests(SynchronousTestCase):
         """
         self.successResultOf(self.factory.shutdown(10))
 
-    def test_unusedConnectionClosed(self) -> None:
+    def test_unreadInputIsNoReset(self) -> None:
         """
-        A connection that has echoed nothing is closed right away.
+        A connection accepted with its input still unread (the server was
+        busy, or stopped) is drained like any other: the shutdown sends a
+        FIN, discards what is read, and is done when the peer closes; no
+        abort, and the close line counts the discarded bytes.
         """
-        _, transport = connectServer(self.factory)
-        self.successResultOf(self.factory.shutdown(10))
-        self.assertTrue(transport.disconnected)
+        protocol, transport = connectServer(self.factory)
+        d = self.factory.shutdown(10)
+        self.assertTrue(transport.writeDisconnected)
+        self.assertFalse(transport.disconnected)
+        self.assertNoResult(d)
+        with capturedLogs() as events:
+            transport.receive(b"x" * 1000)
+            transport.receiveEOF()
+        self.successResultOf(d)
         self.assertFalse(transport.aborted)
+        self.assertEqual((protocol.echoed, protocol.discarded), (0, 1000))
+        [closed] = [e for e in events if "closed" in e["log_format"]]
+        self.assertEqual((closed["received"], closed["sent"], closed["discarded"]), (1000, 0, 1000))
 
     def test_peerStillSendingLosesNothing(self) -> None:
         """

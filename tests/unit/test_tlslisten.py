@@ -1,4 +1,5 @@
-"""TLS listeners (L{uppercase._tlslisten}): how they answer ALPN."""
+"""TLS listeners (L{uppercase._tlslisten}): how they answer ALPN, refuse, and
+take a client's C{close_notify}."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from uppercase._tlslisten import ALPNChooser, RefusingTLSFactory, TLSListening, answerALPN
+from uppercase.echo import UppercaseProtocol
+from uppercase.testing import StreamTransport
 
 from ..certificates import selfSigned
 from ..process._process import requireTLS
@@ -253,3 +256,202 @@ class RefusingTests(SynchronousTestCase):
         protocol = tlsFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
         self.assertIsInstance(protocol, TLSMemoryBIOProtocol)
         self.assertIsInstance(protocol.wrappedProtocol, Protocol)
+
+
+class TLSPeer:
+    """
+    A pyOpenSSL client, in memory, talking to a server-side TLS protocol of
+    L{RefusingTLSFactory} over a L{StreamTransport} whose peer reads only
+    when told to (so that the server's flow control is real).
+    """
+
+    def __init__(self, factory: Factory) -> None:
+        from OpenSSL import SSL
+
+        self.clock = Clock()
+        tlsFactory = RefusingTLSFactory(serverOptions(), factory, clock=self.clock)
+        self.server = tlsFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.transport = StreamTransport(peerReads=False)
+        self.transport.connect(self.server)
+        self.client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+        self.client.set_connect_state()
+        self.received = bytearray()
+        self.closeNotify = False
+        for _ in range(10):
+            try:
+                self.client.do_handshake()
+            except SSL.WantReadError:
+                pass
+            else:
+                return
+            self.send(self.client.bio_read(65536))
+            self.client.bio_write(self.transport.read())
+        raise AssertionError("the handshake did not end")
+
+    def send(self, data: bytes, chunk: int = 65536) -> None:
+        """
+        The client's TLS bytes reach the server, C{chunk} bytes at a time
+        (kept by the transport while the server does not read).
+        """
+        for start in range(0, len(data), chunk):
+            self.transport.receive(data[start : start + chunk])
+
+    def sent(self) -> bytes:
+        """
+        Everything the client's TLS has to send.
+        """
+        from OpenSSL import SSL
+
+        out = bytearray()
+        while True:
+            try:
+                out += self.client.bio_read(65536)
+            except SSL.WantReadError:
+                return bytes(out)
+
+    def read(self, size: int | None = None) -> None:
+        """
+        The client reads what the server sent (up to C{size} bytes of TLS)
+        and decrypts it into L{received} (and L{closeNotify}).
+        """
+        from OpenSSL import SSL
+
+        self.clock.advance(0)  # Twisted's TLS sends small writes a turn later
+        data = self.transport.read(size)
+        if not data:
+            return
+        self.client.bio_write(data)
+        while not self.closeNotify:
+            try:
+                self.received += self.client.recv(65536)
+            except SSL.WantReadError:
+                return
+            except SSL.ZeroReturnError:
+                self.closeNotify = True
+
+
+class CloseNotifyTests(SynchronousTestCase):
+    """
+    A TLS client's C{close_notify} ends its sending side only: every reply
+    to what it sent before it is delivered, then the server's
+    C{close_notify}, then the close.
+    """
+
+    def setUp(self) -> None:
+        requireTLS()
+
+    def test_repliesBeforeCloseNotify(self) -> None:
+        """
+        Data and the C{close_notify} in one read (socat's
+        C{printf ... | socat - OPENSSL:...}): the reply comes back, then
+        the server's C{close_notify}, and the connection closes cleanly.
+        """
+        from twisted.internet.error import ConnectionDone
+
+        peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+        peer.client.sendall(b"hello socat tls\n")
+        peer.client.shutdown()
+        peer.send(peer.sent())
+        peer.read()
+        self.assertEqual(bytes(peer.received), b"HELLO SOCAT TLS\n")
+        self.assertTrue(peer.closeNotify)
+        self.assertTrue(peer.transport.disconnected)
+        assert peer.transport.reason is not None
+        self.assertTrue(peer.transport.reason.check(ConnectionDone))
+
+    def test_finAfterCloseNotify(self) -> None:
+        """
+        A TCP FIN right after the C{close_notify}, before the server sent
+        its replies, does not end the connection before they are delivered.
+        """
+        peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+        peer.client.sendall(b"x" * 200_000)
+        peer.client.shutdown()
+        peer.send(peer.sent())
+        peer.transport.receiveEOF()
+        for _ in range(1000):
+            if peer.transport.disconnected:
+                break
+            peer.read(10_000)
+        self.assertEqual(bytes(peer.received), b"X" * 200_000)
+        self.assertTrue(peer.closeNotify)
+        self.assertTrue(peer.transport.disconnected)
+
+    def test_acrossSizes(self) -> None:
+        """
+        Data and the C{close_notify} sent at once, from 100 bytes to 1 MB:
+        every byte comes back, then the server's C{close_notify}.
+        """
+        for size in (100, 1000, 16384, 1_000_000):
+            peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+            sent = bytes(range(256)) * (size // 256) + b"a" * (size % 256)
+            peer.client.sendall(sent)
+            peer.client.shutdown()
+            peer.send(peer.sent(), chunk=16384)
+            for _ in range(10_000):
+                if peer.transport.disconnected:
+                    break
+                peer.read(32768)
+            self.assertEqual(bytes(peer.received), sent.upper(), f"{size} bytes")
+            self.assertTrue(peer.closeNotify)
+
+    def test_flowControlled(self) -> None:
+        """
+        The C{close_notify} arrives while the server's write buffer is full
+        and its reading paused (a client that sends everything before it
+        reads anything): once the client reads, every byte comes back, then
+        the server's C{close_notify}.
+        """
+        peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+        sent = b"abcdefgh" * 131072
+        peer.client.sendall(sent)
+        peer.client.shutdown()
+        # In the reads of Twisted's TCP transport (64 KiB).
+        peer.send(peer.sent(), chunk=65536)
+        peer.clock.advance(0)
+        self.assertEqual(peer.transport.producerState, "paused")
+        for _ in range(10_000):
+            if peer.transport.disconnected:
+                break
+            peer.read(32768)
+        self.assertEqual(bytes(peer.received), sent.upper())
+        self.assertTrue(peer.closeNotify)
+
+    def test_notHalfCloseable(self) -> None:
+        """
+        A protocol that cannot be half-closed gets Twisted's behaviour:
+        the client's C{close_notify} ends the connection.
+        """
+        received = []
+
+        class Recording(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+        peer = TLSPeer(Factory.forProtocol(Recording))
+        peer.client.sendall(b"hello")
+        peer.client.shutdown()
+        peer.send(peer.sent())
+        peer.read()
+        self.assertEqual(received, [b"hello"])
+        self.assertTrue(peer.closeNotify)
+        self.assertTrue(peer.transport.disconnected)
+
+    def test_afterFinish(self) -> None:
+        """
+        After the echo closed (its reply and C{close_notify} on their way),
+        the client's C{close_notify} completes the close.
+        """
+        peer = TLSPeer(Factory.forProtocol(UppercaseProtocol))
+        peer.client.sendall(b"hello")
+        peer.send(peer.sent())
+        peer.server.wrappedProtocol.finish()
+        peer.clock.advance(0)
+        self.assertFalse(peer.transport.disconnecting)
+        peer.client.shutdown()
+        peer.send(peer.sent())
+        self.assertTrue(peer.transport.disconnecting)
+        peer.read()
+        self.assertEqual(bytes(peer.received), b"HELLO")
+        self.assertTrue(peer.closeNotify)
+        self.assertTrue(peer.transport.disconnected)

@@ -197,3 +197,41 @@ class InterfaceTests(SynchronousTestCase):
         transport.write(b"abc")
         self.assertEqual(pendingBytes(transport), 3)
         self.assertIsNone(pendingBytes(StringTransport()))
+
+
+class HalfClosingTLSTests(SynchronousTestCase):
+    """
+    L{_transport.halfClosingTLS}: a subclass of Twisted's TLS protocol, or
+    Twisted's own (with one warning) when a piece it uses has moved.  (What
+    the subclass does is in C{unit/test_tlslisten.py} C{CloseNotifyTests}.)
+    """
+
+    def setUp(self) -> None:
+        from ..process._process import requireTLS
+
+        requireTLS()
+
+    def test_subclass(self) -> None:
+        """
+        With Twisted's pieces where it expects them, the class is a
+        subclass of the protocol Twisted's TLS factory builds.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        tls = _transport.halfClosingTLS()
+        self.assertTrue(issubclass(tls, TLSMemoryBIOFactory.protocol))
+        self.assertIsNot(tls, TLSMemoryBIOFactory.protocol)
+
+    def test_fallback(self) -> None:
+        """
+        A piece missing (a future Twisted's rename): Twisted's own class, and
+        one warning that names the piece.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        self.patch(_transport, "TLS_PIECES", (*_transport.TLS_PIECES, "_renamedInFuture"))
+        with capturedLogs() as events:
+            tls = _transport.halfClosingTLS.__wrapped__()
+        self.assertIs(tls, TLSMemoryBIOFactory.protocol)
+        [event] = events
+        self.assertIn("_renamedInFuture", event["missing"])
