@@ -243,8 +243,11 @@ class Supervisor(MultiService):
             self._spawn(worker, argv[0], argv, env=environ, childFDs=childFDs)
         finally:
             theirs.close()
-        self._adopt(os.dup(ours.fileno()), Factory.forProtocol(build))
-        ours.close()
+        try:
+            # The reactor adopts a duplicate of the descriptor; ours closes.
+            self._adopt(ours.fileno(), Factory.forProtocol(build))
+        finally:
+            ours.close()
         slot.started += 1
         log.info("Started worker {worker} (pid {pid})", worker=slot.number, pid=worker.pid)
         return worker

@@ -749,3 +749,44 @@ class FeatureTests(SynchronousTestCase):
         connections = [e for e in events if e.get("log_format", "").startswith("Connection from")]
         self.assertEqual(len([e for e in connections if "closed" in e["log_format"]]), 20)
         self.assertTrue(all(e.get("worker") in (1, 2) for e in connections), connections[:2])
+
+
+def descriptors(pid: int) -> int:
+    """
+    How many descriptors process C{pid} holds open, as the kernel lists them.
+    """
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class DescriptorTests(SynchronousTestCase):
+    """
+    The supervisor holds as many descriptors after replacing its workers as
+    before.
+    """
+
+    def test_noneLeakedPerStart(self) -> None:
+        """
+        With a TCP and a UNIX listener and a metrics endpoint, the supervisor
+        holds exactly as many descriptors after four workers were killed by
+        SIGKILL and replaced, and after two reloads (each replacing both
+        workers, the old ones gone), as when it first served.
+        """
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        server = Workers(2, "--listen", f"unix:{os.path.join(folder, 'u.sock')}")
+        self.addCleanup(server.stop)
+        server.started()
+        supervisor = server.process.pid
+        before = descriptors(supervisor)
+        for kill in range(1, 5):
+            os.kill(server.pid(1), signal.SIGKILL)
+            self.assertTrue(
+                poll(lambda: server.output.count(") is serving") == 2 + kill), server.output
+            )
+        for reload in range(1, 3):
+            server.process.send_signal(signal.SIGHUP)
+            self.assertTrue(poll(reloaded(server, reload)), server.output)
+            self.assertTrue(
+                poll(lambda: server.output.count(") stopped: ") == 2 * reload), server.output
+            )
+        self.assertEqual(descriptors(supervisor), before)
