@@ -758,6 +758,14 @@ def descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def serving(server: Twistd, times: int) -> Callable[[], bool]:
+    return lambda: server.output.count(") is serving") == times
+
+
+def stopped(server: Twistd, times: int) -> Callable[[], bool]:
+    return lambda: server.output.count(") stopped: ") == times
+
+
 class DescriptorTests(SynchronousTestCase):
     """
     The supervisor holds as many descriptors after replacing its workers as
@@ -780,13 +788,86 @@ class DescriptorTests(SynchronousTestCase):
         before = descriptors(supervisor)
         for kill in range(1, 5):
             os.kill(server.pid(1), signal.SIGKILL)
-            self.assertTrue(
-                poll(lambda: server.output.count(") is serving") == 2 + kill), server.output
-            )
+            self.assertTrue(poll(serving(server, 2 + kill)), server.output)
         for reload in range(1, 3):
             server.process.send_signal(signal.SIGHUP)
             self.assertTrue(poll(reloaded(server, reload)), server.output)
-            self.assertTrue(
-                poll(lambda: server.output.count(") stopped: ") == 2 * reload), server.output
-            )
+            self.assertTrue(poll(stopped(server, 2 * reload)), server.output)
         self.assertEqual(descriptors(supervisor), before)
+
+    def squeeze(self, server: Workers) -> Callable[[], None]:
+        """
+        Lower the supervisor's soft descriptor limit so that it can open no
+        descriptor until some close; return what raises it again (which the
+        test's cleanup calls too).
+        """
+        import resource
+
+        pid = server.process.pid
+        before = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+        def restore() -> None:
+            if server.process.poll() is None:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, before)
+
+        self.addCleanup(restore)
+        # A new descriptor takes the lowest free number, which must be below
+        # the limit: just above the highest open leaves at most a hole or
+        # two, fewer than starting a worker takes.
+        self.limit = max(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) + 1
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (self.limit, before[1]))
+        return restore
+
+    def test_replacementStartedOnceDescriptorsFree(self) -> None:
+        """
+        When a killed worker's replacement cannot be started because the
+        supervisor has no descriptor left, one line says so (naming the
+        limit) and the other worker goes on serving; the slot is filled
+        again within seconds of descriptors being available again.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        restore = self.squeeze(server)
+        os.kill(server.pid(1), signal.SIGKILL)
+        server.waitFor(
+            rf"Could not start worker 1: too many open files \(limit {self.limit}\); "
+            r"trying again in 0\.25 s, then every 5 s at most"
+        )
+        # Connections the kernel gives the empty slot's socket wait in its
+        # queue: each is answered by the time the slot is filled again.
+        waiting = [server.connect() for _ in range(4)]
+        for s in waiting:
+            self.addCleanup(s.close)
+            s.sendall(b"waited\n")
+        restore()
+        self.assertTrue(poll(serving(server, 3), timeout=10), server.output)
+        for s in waiting:
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"WAITED\n")
+        self.assertEqual(server.output.count("Could not start worker"), 1)
+        self.assertNotIn("Traceback", server.output)
+
+    def test_reloadOutOfDescriptors(self) -> None:
+        """
+        A reload that cannot start a new worker because the supervisor has no
+        descriptor left says so in one line (naming the limit); the old
+        workers go on serving, and the next SIGHUP, once descriptors are
+        free, reloads.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        restore = self.squeeze(server)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(
+            rf"Reload failed: too many open files \(limit {self.limit}\); "
+            r"the old workers go on serving$"
+        )
+        with server.connect() as s:
+            self.assertTrue(exchange(s, b"old workers\n"))
+        restore()
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        self.assertNotIn("already under way", server.output)
+        self.assertNotIn("Traceback", server.output)
