@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 
 from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity, softLimit
 from ._listeners import SocketMaker, listenThrough, planSockets
-from ._worker import WORKER_ENV, WorkerSpec
+from ._worker import WORKER_ENV, WorkerSpec, workerLabel
 from ._workermetrics import Totals
 from ._workerprocess import COUNTS, WorkerControlLine, WorkerProcess, describeEnd, gatherEnds
 
@@ -250,7 +250,7 @@ class Supervisor(MultiService):
                 log.error(
                     "Could not start worker {worker}: {problem}; trying again in {delay:g} s, "
                     "then every {most:g} s at most",
-                    worker=slot.number,
+                    worker=workerLabel(slot.number, slot.started + 1),
                     problem=problem,
                     delay=delay,
                     most=START_RETRY_MAX,
@@ -278,7 +278,8 @@ class Supervisor(MultiService):
             nothing is left open then.
         """
         assert self._sockets is not None
-        worker = WorkerProcess(self, slot.number)
+        generation = slot.started + 1
+        worker = WorkerProcess(self, slot.number, workerLabel(slot.number, generation))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             ours.setblocking(False)
@@ -300,6 +301,7 @@ class Supervisor(MultiService):
             slot.number,
             tuple(range(CONTROL_FD + 1, CONTROL_FD + 1 + len(sockets))),
             CONTROL_FD,
+            generation,
         )
         environ = {**self._environ, WORKER_ENV: spec.toEnvironment()}
         argv = [
@@ -332,7 +334,7 @@ class Supervisor(MultiService):
         finally:
             ours.close()
         slot.started += 1
-        log.info("Started worker {worker} (pid {pid})", worker=slot.number, pid=worker.pid)
+        log.info("Started worker {worker} (pid {pid})", worker=worker.label, pid=worker.pid)
         return worker
 
     def workerReady(self, worker: WorkerProcess) -> None:
@@ -340,7 +342,7 @@ class Supervisor(MultiService):
         A worker reported that it serves.
         """
         self.slots[worker.slot - 1].failures = 0
-        log.info("Worker {worker} (pid {pid}) is serving", worker=worker.slot, pid=worker.pid)
+        log.info("Worker {worker} (pid {pid}) is serving", worker=worker.label, pid=worker.pid)
 
     def relay(self, lines: str) -> None:
         """
@@ -348,7 +350,8 @@ class Supervisor(MultiService):
         are (they already say which worker wrote them) when this process
         logs through uppercase's own observers; otherwise (C{relayEvents}),
         each JSON line as the event it is, so that any observer writes it
-        as its own (C{"text"}: with C{[worker N]} before its message).
+        as its own (C{"text"}: with C{[worker N]} before its message, N its
+        label: L{workerLabel}).
         """
         if self._relayEvents is None:
             log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
@@ -356,7 +359,7 @@ class Supervisor(MultiService):
         for line in lines.splitlines():
             try:
                 event = eventFromJSON(line)
-                worker = int(event["worker"])
+                worker = str(event["worker"])
                 text = str(event["log_format"])
             except (ValueError, KeyError, TypeError):
                 log.info("{line}", line=line)
@@ -365,9 +368,9 @@ class Supervisor(MultiService):
                 event["log_format"] = f"[worker {worker}] {text}"
             log.observer(event)
 
-    def relayError(self, worker: int, lines: str) -> None:
+    def relayError(self, worker: str, lines: str) -> None:
         """
-        Log what worker C{worker} wrote to its standard error (not its log),
+        Log what worker C{worker} (its label) wrote to its standard error (not its log),
         a line an event.
         """
         for line in lines.splitlines():
@@ -389,7 +392,7 @@ class Supervisor(MultiService):
         if worker.retiring or self._stopping:
             log.info(
                 "Worker {worker} (pid {pid}) stopped: {how}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
@@ -400,7 +403,7 @@ class Supervisor(MultiService):
             # A replacement that never became ready, during a reload.
             log.warn(
                 "New worker {worker} (pid {pid}) ended before serving: {how}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
@@ -409,7 +412,7 @@ class Supervisor(MultiService):
         if worker.ready:
             log.warn(
                 "Worker {worker} (pid {pid}) ended: {how}; replacing it",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
@@ -424,7 +427,7 @@ class Supervisor(MultiService):
         log.warn(
             "Worker {worker} (pid {pid}) ended before serving: {how}; "
             "starting it again in {delay:g} s",
-            worker=worker.slot,
+            worker=worker.label,
             pid=worker.pid,
             how=how,
             delay=delay,
@@ -500,7 +503,7 @@ class Supervisor(MultiService):
                 self._reloading = False
                 log.error(
                     "Reload stopped: the new worker {worker} did not start ({how})",
-                    worker=slot.number,
+                    worker=new.label,
                     how=describeEnd(failure),
                 )
                 if slot.worker is None and slot.restart is None and not self._stopping:
@@ -562,7 +565,7 @@ class Supervisor(MultiService):
         for worker in self.workers():
             log.warn(
                 "Killing worker {worker} (pid {pid}): {why}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 why=why,
             )

@@ -352,7 +352,7 @@ class DescriptorTests(SynchronousTestCase):
         self.assertEqual(
             errors,
             [
-                "Could not start worker 1: too many open files (limit 64); "
+                "Could not start worker 1.2: too many open files (limit 64); "
                 "trying again in 0.25 s, then every 5 s at most"
             ],
         )
@@ -582,6 +582,63 @@ class CountTests(SynchronousTestCase):
         self.assertEqual(samples[("uppercase_workers_ready", None)], 2)
 
 
+class LabelTests(SynchronousTestCase):
+    """
+    The log tells apart the workers that served one after another in a slot:
+    the first is C{1}, those that replace it C{1.2}, C{1.3} ...
+    """
+
+    def test_replacementLabelled(self) -> None:
+        """
+        A dead worker's replacement is started as the slot's second worker
+        (its environment says so) and logged as C{1.2}; the first worker of
+        the other slot keeps its label.
+        """
+        harness = Harness()
+        first, second = harness.start()
+        with capturedLogs() as events:
+            harness.end(first, signal=9)
+            harness.ready(harness.worker(2))
+        spec = WorkerSpec.fromEnvironment(harness.spawned[2][2])
+        assert spec is not None
+        self.assertEqual((spec.worker, spec.generation, spec.label), (1, 2, "1.2"))
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            [
+                "Worker 1 (pid 1000) ended: killed by SIGKILL; replacing it",
+                "Started worker 1.2 (pid 1002)",
+                "Worker 1.2 (pid 1002) is serving",
+            ],
+        )
+        self.assertEqual([first.label, second.label], ["1", "2"])
+
+    def test_reloadTellsOldFromNew(self) -> None:
+        """
+        During a reload the retiring worker and its replacement have
+        different labels, in the supervisor's lines and in theirs (their
+        standard error, relayed).
+        """
+        harness = Harness(count=1)
+        [old] = harness.start()
+        harness.supervisor.reload()
+        new = harness.worker(1)
+        with capturedLogs() as events:
+            harness.ready(new)
+            old.childDataReceived(2, b"old\n")
+            new.childDataReceived(2, b"new\n")
+            harness.end(old, status=0)
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            [
+                "Worker 1.2 (pid 1001) is serving",
+                "Reload done",
+                "[worker 1] old",
+                "[worker 1.2] new",
+                "Worker 1 (pid 1000) stopped: exit status 0",
+            ],
+        )
+
+
 class RelayTests(SynchronousTestCase):
     """
     A worker's log lines reach the supervisor's log whole, as they are.
@@ -601,7 +658,7 @@ class RelayTests(SynchronousTestCase):
         raw = [e["uppercase_raw"] for e in events if "uppercase_raw" in e]
         self.assertEqual(raw, ["[worker 1] one\n", "[worker 1] two\n", "[worker 1] thr\n"])
 
-    def jsonLine(self, worker: int, message: str) -> bytes:
+    def jsonLine(self, worker: str, message: str) -> bytes:
         """
         A JSON log line, as a worker's L{uppercase.jsonlog.worker} writes it.
         """
@@ -627,11 +684,11 @@ class RelayTests(SynchronousTestCase):
         [worker] = harness.start()
         with capturedLogs() as events:
             worker.childDataReceived(
-                1, self.jsonLine(1, "Got {size} bytes") + self.jsonLine(1, "Closed")
+                1, self.jsonLine("1", "Got {size} bytes") + self.jsonLine("1", "Closed")
             )
         self.assertEqual(
             [(e["log_format"], e["worker"], e["log_time"]) for e in events],
-            [("Got {size} bytes", 1, 1.5), ("Closed", 1, 1.5)],
+            [("Got {size} bytes", "1", 1.5), ("Closed", "1", 1.5)],
         )
         self.assertEqual(events[0]["size"], 3)
         self.assertFalse(any("uppercase_raw" in e or "lines" in e for e in events))
@@ -647,7 +704,7 @@ class RelayTests(SynchronousTestCase):
         harness = Harness(count=1, relayEvents="text")
         [worker] = harness.start()
         with capturedLogs() as events:
-            worker.childDataReceived(1, self.jsonLine(1, "Got {size} bytes") + b"not JSON\n")
+            worker.childDataReceived(1, self.jsonLine("1", "Got {size} bytes") + b"not JSON\n")
         self.assertEqual([formatEvent(e) for e in events], ["[worker 1] Got 3 bytes", "not JSON"])
 
     def test_standardError(self) -> None:
@@ -668,7 +725,7 @@ class RelayTests(SynchronousTestCase):
             [formatEvent(e) for e in errors],
             ["[worker 1] twistd uppercase: bad", "[worker 1] Traceback"],
         )
-        self.assertEqual([e["worker"] for e in errors], [1, 1])
+        self.assertEqual([e["worker"] for e in errors], ["1", "1"])
         self.assertFalse(any("uppercase_raw" in e for e in errors))
 
     def test_relayKind(self) -> None:
