@@ -27,6 +27,20 @@ def _resource() -> LimitAccess | None:
     )
 
 
+def softLimit(limits: LimitAccess | None = None) -> int | None:
+    """
+    The soft descriptor limit now in force (L{None} when unknown or
+    unlimited); C{limits} as for L{connectionCapacity}.
+    """
+    if limits is None:
+        limits = _resource()
+        if limits is None:
+            return None
+    getrlimit, _, infinity = limits
+    soft = getrlimit()[0]
+    return None if soft == infinity else soft
+
+
 def connectionCapacity(
     wanted: int,
     limits: LimitAccess | None = None,

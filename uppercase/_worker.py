@@ -48,15 +48,30 @@ class WorkerSpec:
     @ivar worker: its number (its slot, from 1).
     @ivar sockets: one listening socket per C{--listen}, in order.
     @ivar control: its end of the control connection.
+    @ivar generation: which of the processes started in its slot it is,
+        from 1 (see L{workerLabel}).
     """
 
     worker: int
     sockets: tuple[int, ...]
     control: int
+    generation: int = 1
+
+    @property
+    def label(self) -> str:
+        """
+        What its log lines call it (L{workerLabel}).
+        """
+        return workerLabel(self.worker, self.generation)
 
     def toEnvironment(self) -> str:
         return json.dumps(
-            {"worker": self.worker, "sockets": list(self.sockets), "control": self.control}
+            {
+                "worker": self.worker,
+                "sockets": list(self.sockets),
+                "control": self.control,
+                "generation": self.generation,
+            }
         )
 
     @classmethod
@@ -68,7 +83,22 @@ class WorkerSpec:
         if text is None:
             return None
         data = json.loads(text)
-        return cls(int(data["worker"]), tuple(data["sockets"]), int(data["control"]))
+        return cls(
+            int(data["worker"]),
+            tuple(data["sockets"]),
+            int(data["control"]),
+            int(data.get("generation", 1)),
+        )
+
+
+def workerLabel(slot: int, generation: int) -> str:
+    """
+    What the log calls the C{generation}th worker process started in slot
+    C{slot}: C{"2"} for the first, then C{"2.2"}, C{"2.3"} ... for those
+    that replace it (after a reload, or a crash), so that an old worker
+    still draining and its replacement are told apart.
+    """
+    return str(slot) if generation == 1 else f"{slot}.{generation}"
 
 
 def counts(factory: UppercaseFactory) -> dict[str, int]:

@@ -46,6 +46,7 @@ class WorkerProcess(ProcessProtocol):
     One worker process, as the supervisor sees it.
 
     @ivar slot: its number, from 1.
+    @ivar label: what the log calls it (L{uppercase._worker.workerLabel}).
     @ivar ready: it reported that it listens.
     @ivar retiring: it was told to retire.
     @ivar counts: its latest counts.
@@ -53,9 +54,10 @@ class WorkerProcess(ProcessProtocol):
 
     transport: IProcessTransport | None
 
-    def __init__(self, supervisor: Supervisor, slot: int) -> None:
+    def __init__(self, supervisor: Supervisor, slot: int, label: str | None = None) -> None:
         self.supervisor = supervisor
         self.slot = slot
+        self.label = str(slot) if label is None else label
         self.ready = False
         self.retiring = False
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
@@ -82,7 +84,7 @@ class WorkerProcess(ProcessProtocol):
         if childFD == 2:
             # Not its log: what Python or twistd wrote before (or besides)
             # logging, as bare lines.
-            self.supervisor.relayError(self.slot, lines)
+            self.supervisor.relayError(self.label, lines)
         else:
             self.supervisor.relay(lines)
 

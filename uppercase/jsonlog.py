@@ -49,9 +49,10 @@ def stdout() -> ILogObserver:
 def worker() -> ILogObserver:
     """
     For a worker of C{--workers N}: JSON lines to standard output (its
-    supervisor relays them), each with a C{worker} field.
+    supervisor relays them), each with a C{worker} field: its label
+    (L{uppercase._worker.workerLabel}), as its text lines say.
     """
     from ._worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()
-    return BufferedFileLogObserver(sys.stdout, jsonLines({"worker": spec.worker} if spec else None))
+    return BufferedFileLogObserver(sys.stdout, jsonLines({"worker": spec.label} if spec else None))

@@ -26,6 +26,7 @@ queue is lost when a worker goes.  It then:
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import socket
@@ -39,9 +40,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
-from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity
+from ._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity, softLimit
 from ._listeners import SocketMaker, listenThrough, planSockets
-from ._worker import WORKER_ENV, WorkerSpec
+from ._worker import WORKER_ENV, WorkerSpec, workerLabel
 from ._workermetrics import Totals
 from ._workerprocess import COUNTS, WorkerControlLine, WorkerProcess, describeEnd, gatherEnds
 
@@ -54,6 +55,11 @@ READY_TIMEOUT = 30.0
 
 MAX_START_FAILURES = 5
 """Failed starts in a row, in every slot, after which the supervisor gives up."""
+
+START_RETRY_MAX = 5.0
+"""Seconds, at most, between attempts to start a worker that the supervisor
+could not start at all (out of descriptors, say): the slot is filled again
+soon after the cause is gone."""
 
 CONTROL_FD = 3
 """The worker's descriptor for its control connection; its sockets follow."""
@@ -77,13 +83,29 @@ def backoff(failures: int) -> float:
     Seconds to wait before starting a worker again after C{failures} failed
     starts in a row: 0.25, 0.5, 1, 2 ... up to 30.
     """
-    return min(0.25 * 2 ** (failures - 1), 30.0) if failures else 0.0
+    # The exponent capped: 2 ** 1024 is beyond a float.
+    return min(0.25 * 2 ** (min(failures, 16) - 1), 30.0) if failures else 0.0
+
+
+def startProblem(error: OSError, limits: LimitAccess | None = None) -> str:
+    """
+    Why the supervisor could not start a worker process, in a few words
+    (C{limits}: as for L{connectionCapacity}, to name the descriptor limit).
+    """
+    if error.errno == errno.EMFILE:
+        soft = softLimit(limits)
+        return "too many open files" + (f" (limit {soft:,})" if soft is not None else "")
+    if error.errno == errno.ENFILE:
+        return "too many open files in the system"
+    text = error.strerror or str(error)
+    return text[:1].lower() + text[1:]
 
 
 class Slot:
     """
     A place for one worker: the one serving in it, failed starts in a row,
-    and a pending restart.
+    a pending restart, and why the last attempt to start a worker failed
+    (L{None} once one started).
     """
 
     def __init__(self, number: int) -> None:
@@ -92,6 +114,7 @@ class Slot:
         self.failures = 0
         self.restart: IDelayedCall | None = None
         self.started = 0
+        self.unstartable: str | None = None
 
 
 Spawn = Callable[..., Any]
@@ -206,13 +229,64 @@ class Supervisor(MultiService):
             endpoints=", ".join(self.descriptions),
         )
         for slot in self.slots:
+            self._fill(slot)
+
+    def _fill(self, slot: Slot) -> None:
+        """
+        Start a worker in C{slot}; if it cannot even be started (no
+        descriptor left...), say so once and try again later, as long as it
+        takes.
+        """
+        try:
             slot.worker = self._start(slot)
+        except OSError as e:
+            problem = startProblem(e, self._fdLimits)
+            slot.failures += 1
+            if self._noneCanStart():
+                self._giveUp(f"no worker could start: {problem}")
+                return
+            delay = min(backoff(slot.failures), START_RETRY_MAX)
+            if problem != slot.unstartable:
+                log.error(
+                    "Could not start worker {worker}: {problem}; trying again in {delay:g} s, "
+                    "then every {most:g} s at most",
+                    worker=workerLabel(slot.number, slot.started + 1),
+                    problem=problem,
+                    delay=delay,
+                    most=START_RETRY_MAX,
+                )
+            slot.unstartable = problem
+            slot.restart = self._reactor.callLater(delay, self._restart, slot)
+            return
+        if slot.unstartable is not None:
+            slot.unstartable = None
+
+    def _noneCanStart(self) -> bool:
+        """
+        Whether every slot failed to start a worker too often in a row, and
+        none serves.
+        """
+        return all(s.failures >= MAX_START_FAILURES for s in self.slots) and not any(
+            w.ready for w in self.workers()
+        )
 
     def _start(self, slot: Slot) -> WorkerProcess:
+        """
+        Start a worker process in C{slot}.
+
+        @raise OSError: if it cannot be started (out of descriptors...);
+            nothing is left open then.
+        """
         assert self._sockets is not None
-        worker = WorkerProcess(self, slot.number)
+        generation = slot.started + 1
+        worker = WorkerProcess(self, slot.number, workerLabel(slot.number, generation))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        ours.setblocking(False)
+        try:
+            ours.setblocking(False)
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
 
         def build() -> WorkerControlLine:
             line = WorkerControlLine()
@@ -227,6 +301,7 @@ class Supervisor(MultiService):
             slot.number,
             tuple(range(CONTROL_FD + 1, CONTROL_FD + 1 + len(sockets))),
             CONTROL_FD,
+            generation,
         )
         environ = {**self._environ, WORKER_ENV: spec.toEnvironment()}
         argv = [
@@ -241,12 +316,25 @@ class Supervisor(MultiService):
         ]
         try:
             self._spawn(worker, argv[0], argv, env=environ, childFDs=childFDs)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        self._adopt(os.dup(ours.fileno()), Factory.forProtocol(build))
-        ours.close()
+        try:
+            # The reactor adopts a duplicate of the descriptor; ours closes.
+            self._adopt(ours.fileno(), Factory.forProtocol(build))
+        except BaseException:
+            # Started, but out of our reach: it stops as its control
+            # connection ends (with ours, just below), or by this.
+            worker.retiring = True
+            self._retiring.append(worker)
+            worker.signal("KILL")
+            raise
+        finally:
+            ours.close()
         slot.started += 1
-        log.info("Started worker {worker} (pid {pid})", worker=slot.number, pid=worker.pid)
+        log.info("Started worker {worker} (pid {pid})", worker=worker.label, pid=worker.pid)
         return worker
 
     def workerReady(self, worker: WorkerProcess) -> None:
@@ -254,7 +342,7 @@ class Supervisor(MultiService):
         A worker reported that it serves.
         """
         self.slots[worker.slot - 1].failures = 0
-        log.info("Worker {worker} (pid {pid}) is serving", worker=worker.slot, pid=worker.pid)
+        log.info("Worker {worker} (pid {pid}) is serving", worker=worker.label, pid=worker.pid)
 
     def relay(self, lines: str) -> None:
         """
@@ -262,7 +350,8 @@ class Supervisor(MultiService):
         are (they already say which worker wrote them) when this process
         logs through uppercase's own observers; otherwise (C{relayEvents}),
         each JSON line as the event it is, so that any observer writes it
-        as its own (C{"text"}: with C{[worker N]} before its message).
+        as its own (C{"text"}: with C{[worker N]} before its message, N its
+        label: L{workerLabel}).
         """
         if self._relayEvents is None:
             log.info("{lines}", lines=lines.rstrip("\n"), uppercase_raw=lines)
@@ -270,7 +359,7 @@ class Supervisor(MultiService):
         for line in lines.splitlines():
             try:
                 event = eventFromJSON(line)
-                worker = int(event["worker"])
+                worker = str(event["worker"])
                 text = str(event["log_format"])
             except (ValueError, KeyError, TypeError):
                 log.info("{line}", line=line)
@@ -279,9 +368,9 @@ class Supervisor(MultiService):
                 event["log_format"] = f"[worker {worker}] {text}"
             log.observer(event)
 
-    def relayError(self, worker: int, lines: str) -> None:
+    def relayError(self, worker: str, lines: str) -> None:
         """
-        Log what worker C{worker} wrote to its standard error (not its log),
+        Log what worker C{worker} (its label) wrote to its standard error (not its log),
         a line an event.
         """
         for line in lines.splitlines():
@@ -303,7 +392,7 @@ class Supervisor(MultiService):
         if worker.retiring or self._stopping:
             log.info(
                 "Worker {worker} (pid {pid}) stopped: {how}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
@@ -314,7 +403,7 @@ class Supervisor(MultiService):
             # A replacement that never became ready, during a reload.
             log.warn(
                 "New worker {worker} (pid {pid}) ended before serving: {how}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
@@ -323,24 +412,22 @@ class Supervisor(MultiService):
         if worker.ready:
             log.warn(
                 "Worker {worker} (pid {pid}) ended: {how}; replacing it",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 how=how,
             )
             slot.failures = 0
-            slot.worker = self._start(slot)
+            self._fill(slot)
             return
         slot.failures += 1
-        if all(s.failures >= MAX_START_FAILURES for s in self.slots) and not any(
-            w.ready for w in self.workers()
-        ):
+        if self._noneCanStart():
             self._giveUp(f"no worker could start: the last ended with {how}")
             return
         delay = backoff(slot.failures)
         log.warn(
             "Worker {worker} (pid {pid}) ended before serving: {how}; "
             "starting it again in {delay:g} s",
-            worker=worker.slot,
+            worker=worker.label,
             pid=worker.pid,
             how=how,
             delay=delay,
@@ -350,9 +437,13 @@ class Supervisor(MultiService):
     def _restart(self, slot: Slot) -> None:
         slot.restart = None
         if not self._stopping and slot.worker is None:
-            slot.worker = self._start(slot)
+            self._fill(slot)
 
     def _giveUp(self, why: str) -> None:
+        for slot in self.slots:
+            if slot.restart is not None and slot.restart.active():
+                slot.restart.cancel()
+            slot.restart = None
         log.critical("Giving up: {why}", why=why)
         if self._onGiveUp is not None:
             self._onGiveUp(why)
@@ -377,7 +468,24 @@ class Supervisor(MultiService):
                 return
             slot = self.slots[index]
             old = slot.worker
-            new = self._start(slot)
+            try:
+                new = self._start(slot)
+            except OSError as e:
+                self._reloading = False
+                left = len(self.slots) - index
+                log.error(
+                    "Reload failed: {problem}; {rest}",
+                    problem=startProblem(e, self._fdLimits),
+                    rest="the old workers go on serving"
+                    if index == 0
+                    else f"{left} old {_workers(left)} {'goes' if left == 1 else 'go'} on serving",
+                )
+                done.callback(None)
+                return
+            if slot.restart is not None and slot.restart.active():
+                # An empty slot's restart: this reload starts its worker.
+                slot.restart.cancel()
+                slot.restart = None
             deadline = self._reactor.callLater(READY_TIMEOUT, new.signal, "KILL")
 
             def serving(_: object) -> None:
@@ -395,9 +503,13 @@ class Supervisor(MultiService):
                 self._reloading = False
                 log.error(
                     "Reload stopped: the new worker {worker} did not start ({how})",
-                    worker=slot.number,
+                    worker=new.label,
                     how=describeEnd(failure),
                 )
+                if slot.worker is None and slot.restart is None and not self._stopping:
+                    # The slot was empty (its restart cancelled above).
+                    delay = min(backoff(slot.failures + 1), START_RETRY_MAX)
+                    slot.restart = self._reactor.callLater(delay, self._restart, slot)
                 done.callback(None)
 
             new.waitReady().addCallbacks(serving, failed)
@@ -453,7 +565,7 @@ class Supervisor(MultiService):
         for worker in self.workers():
             log.warn(
                 "Killing worker {worker} (pid {pid}): {why}",
-                worker=worker.slot,
+                worker=worker.label,
                 pid=worker.pid,
                 why=why,
             )

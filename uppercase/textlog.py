@@ -225,7 +225,7 @@ def worker() -> ILogObserver:
     from ._worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()
-    prefix = f"[worker {spec.worker}] " if spec is not None else ""
+    prefix = f"[worker {spec.label}] " if spec is not None else ""
     return BufferedFileLogObserver(sys.stdout, ClassicTextFormat(prefix))
 
 

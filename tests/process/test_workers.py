@@ -63,9 +63,11 @@ class Workers(Twistd):
 
     def pid(self, worker: int) -> int:
         """
-        The pid of the latest process started for C{worker}.
+        The pid of the latest process started for C{worker} (its first
+        process, C{worker}, or one that replaced it, C{worker.N}).
         """
-        return int(re.findall(rf"Started worker {worker} \(pid (\d+)\)", self.output)[-1])
+        found = re.findall(rf"Started worker {worker}(?:\.\d+)? \(pid (\d+)\)", self.output)
+        return int(found[-1])
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
@@ -200,7 +202,7 @@ class SupervisionTests(SynchronousTestCase):
         killed = time.monotonic()
         os.kill(server.pid(1), signal.SIGKILL)
         server.waitFor(r"Worker 1 \(pid \d+\) ended: killed by SIGKILL; replacing it")
-        server.waitFor(r"Worker 1 \(pid \d+\) is serving")
+        server.waitFor(r"Worker 1\.2 \(pid \d+\) is serving")
         self.assertLess(time.monotonic() - killed, 1.0)
         for s, worker in owners.items():
             if worker == 2:
@@ -563,6 +565,58 @@ class ReloadTests(SynchronousTestCase):
                 self.assertTrue(exchange(s, b"after the reload\n"))
 
 
+class LabelTests(SynchronousTestCase):
+    """
+    After a reload, the old and the new worker of a slot log under different
+    labels: C{1} and C{1.2}, in text and in JSON.
+    """
+
+    def test_text(self) -> None:
+        """
+        In the text log, the retiring worker's lines say C{[worker 1]}, its
+        replacement's C{[worker 1.2]}, as the supervisor's lines about them
+        do.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        server.waitFor(r"Worker 1 \(pid \d+\) stopped: exit status 0")
+        self.assertRegex(server.output, r"\[worker 1\] .*Retiring: accepting no more connections")
+        self.assertRegex(server.output, r"\[worker 1\.2\] .*UppercaseFactory starting on \d+")
+        self.assertRegex(server.output, r"Worker 1\.2 \(pid \d+\) is serving")
+        self.assertNotRegex(server.output, r"\[worker 1\.2\] .*Retiring")
+
+    def test_json(self) -> None:
+        """
+        In the JSON log, the C{worker} field of the retiring worker's events
+        is C{"1"}, of its replacement's C{"1.2"}.
+        """
+        import json
+
+        server = Twistd(
+            "--logger=uppercase.jsonlog.stdout",
+            "uppercase",
+            "--workers",
+            "2",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.stop)
+        for n in (1, 2):
+            server.waitFor(rf'"worker": "{n}", "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is')
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        server.waitFor(r'"worker": "1", .*"Worker {worker} \(pid {pid}\) stopped: {how}"')
+        server.stop()
+        events = [json.loads(line) for line in server.lines]
+        retiring = [e["worker"] for e in events if e.get("log_format", "").startswith("Retiring")]
+        starting = [e["worker"] for e in events if "serving on" in e.get("log_format", "")]
+        self.assertEqual(sorted(retiring), ["1", "2"])
+        self.assertEqual(sorted(starting), ["1", "1.2", "2", "2.2"])
+
+
 class TwistJSONTests(SynchronousTestCase):
     """
     Under C{twist}, whose log is JSON when standard output is not a
@@ -583,7 +637,7 @@ class TwistJSONTests(SynchronousTestCase):
         server = Twist("uppercase", "--workers", "2", "--listen", "tcp:0:interface=127.0.0.1")
         self.addCleanup(server.stop)
         for n in (1, 2):
-            server.waitFor(rf'"worker": {n}, "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is')
+            server.waitFor(rf'"worker": "{n}", "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is')
         port = int(server.waitFor(r"UppercaseFactory starting on (\d+)").group(1))
         for _ in range(6):
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
@@ -596,7 +650,7 @@ class TwistJSONTests(SynchronousTestCase):
         self.assertFalse([e for e in events if "lines" in e])
         closed = [e for e in events if e.get("log_format", "").startswith("Connection from {peer}")]
         self.assertEqual(len(closed), 6)
-        self.assertTrue(all(e.get("worker") in (1, 2) and e["received"] == 5 for e in closed))
+        self.assertTrue(all(e.get("worker") in ("1", "2") and e["received"] == 5 for e in closed))
 
 
 class LeftBehindTests(SynchronousTestCase):
@@ -762,7 +816,7 @@ class FeatureTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         for n in (1, 2):
             server.waitFor(
-                rf'"worker": {n}, "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is serving"'
+                rf'"worker": "{n}", "pid": \d+, .*"Worker {{worker}} \(pid {{pid}}\) is serving"'
             )
         port = int(server.waitFor(r"UppercaseFactory \(PROXY\) starting on (\d+)").group(1))
         for _ in range(10):
@@ -778,4 +832,126 @@ class FeatureTests(SynchronousTestCase):
         events = [json.loads(line) for line in server.lines]
         connections = [e for e in events if e.get("log_format", "").startswith("Connection from")]
         self.assertEqual(len([e for e in connections if "closed" in e["log_format"]]), 20)
-        self.assertTrue(all(e.get("worker") in (1, 2) for e in connections), connections[:2])
+        self.assertTrue(all(e.get("worker") in ("1", "2") for e in connections), connections[:2])
+
+
+def descriptors(pid: int) -> int:
+    """
+    How many descriptors process C{pid} holds open, as the kernel lists them.
+    """
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def serving(server: Twistd, times: int) -> Callable[[], bool]:
+    return lambda: server.output.count(") is serving") == times
+
+
+def stopped(server: Twistd, times: int) -> Callable[[], bool]:
+    return lambda: server.output.count(") stopped: ") == times
+
+
+class DescriptorTests(SynchronousTestCase):
+    """
+    The supervisor holds as many descriptors after replacing its workers as
+    before.
+    """
+
+    def test_noneLeakedPerStart(self) -> None:
+        """
+        With a TCP and a UNIX listener and a metrics endpoint, the supervisor
+        holds exactly as many descriptors after four workers were killed by
+        SIGKILL and replaced, and after two reloads (each replacing both
+        workers, the old ones gone), as when it first served.
+        """
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        server = Workers(2, "--listen", f"unix:{os.path.join(folder, 'u.sock')}")
+        self.addCleanup(server.stop)
+        server.started()
+        supervisor = server.process.pid
+        before = descriptors(supervisor)
+        for kill in range(1, 5):
+            os.kill(server.pid(1), signal.SIGKILL)
+            self.assertTrue(poll(serving(server, 2 + kill)), server.output)
+        for reload in range(1, 3):
+            server.process.send_signal(signal.SIGHUP)
+            self.assertTrue(poll(reloaded(server, reload)), server.output)
+            self.assertTrue(poll(stopped(server, 2 * reload)), server.output)
+        self.assertEqual(descriptors(supervisor), before)
+
+    def squeeze(self, server: Workers) -> Callable[[], None]:
+        """
+        Lower the supervisor's soft descriptor limit so that it can open no
+        descriptor until some close; return what raises it again (which the
+        test's cleanup calls too).
+        """
+        import resource
+
+        pid = server.process.pid
+        before = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+        def restore() -> None:
+            if server.process.poll() is None:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, before)
+
+        self.addCleanup(restore)
+        # A new descriptor takes the lowest free number, which must be below
+        # the limit: just above the highest open leaves at most a hole or
+        # two, fewer than starting a worker takes.
+        self.limit = max(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) + 1
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (self.limit, before[1]))
+        return restore
+
+    def test_replacementStartedOnceDescriptorsFree(self) -> None:
+        """
+        When a killed worker's replacement cannot be started because the
+        supervisor has no descriptor left, one line says so (naming the
+        limit) and the other worker goes on serving; the slot is filled
+        again within seconds of descriptors being available again.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        restore = self.squeeze(server)
+        os.kill(server.pid(1), signal.SIGKILL)
+        server.waitFor(
+            rf"Could not start worker 1\.2: too many open files \(limit {self.limit}\); "
+            r"trying again in 0\.25 s, then every 5 s at most"
+        )
+        # Connections the kernel gives the empty slot's socket wait in its
+        # queue: each is answered by the time the slot is filled again.
+        waiting = [server.connect() for _ in range(4)]
+        for s in waiting:
+            self.addCleanup(s.close)
+            s.sendall(b"waited\n")
+        restore()
+        self.assertTrue(poll(serving(server, 3), timeout=10), server.output)
+        for s in waiting:
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"WAITED\n")
+        self.assertEqual(server.output.count("Could not start worker"), 1)
+        self.assertNotIn("Traceback", server.output)
+
+    def test_reloadOutOfDescriptors(self) -> None:
+        """
+        A reload that cannot start a new worker because the supervisor has no
+        descriptor left says so in one line (naming the limit); the old
+        workers go on serving, and the next SIGHUP, once descriptors are
+        free, reloads.
+        """
+        server = Workers(2)
+        self.addCleanup(server.stop)
+        server.started()
+        restore = self.squeeze(server)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(
+            rf"Reload failed: too many open files \(limit {self.limit}\); "
+            r"the old workers go on serving$"
+        )
+        with server.connect() as s:
+            self.assertTrue(exchange(s, b"old workers\n"))
+        restore()
+        server.process.send_signal(signal.SIGHUP)
+        self.assertTrue(poll(reloaded(server, 1)), server.output)
+        self.assertNotIn("already under way", server.output)
+        self.assertNotIn("Traceback", server.output)

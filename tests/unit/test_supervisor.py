@@ -6,13 +6,16 @@ real process is started.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 from typing import Any
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,6 +26,7 @@ from uppercase._workerprocess import WorkerProcess
 from uppercase.supervisor import (
     CONTROL_FD,
     MAX_START_FAILURES,
+    START_RETRY_MAX,
     WORKER_MAIN,
     Supervisor,
     backoff,
@@ -75,6 +79,8 @@ class Harness:
         self.gaveUp: list[str] = []
         self.sockets: Sockets | None = None
         self.controls: dict[WorkerProcess, StreamTransport] = {}
+        self.spawnErrors: list[OSError] = []
+        self.adopted: list[int] = []
         self.supervisor = Supervisor(
             ["tcp:9527"],
             count,
@@ -96,6 +102,8 @@ class Harness:
         return self.sockets
 
     def spawn(self, protocol: WorkerProcess, executable: str, args: Any, **kw: Any) -> Process:
+        if self.spawnErrors:
+            raise self.spawnErrors.pop(0)
         process = Process(next(self.pids))
         protocol.makeConnection(process)
         self.spawned.append((protocol, process, kw["env"], kw["childFDs"]))
@@ -103,6 +111,7 @@ class Harness:
         return process
 
     def adopt(self, fd: int, factory: Factory) -> None:
+        self.adopted.append(fd)
         worker = self.spawned[-1][0]
         line = factory.buildProtocol(None)
         assert line is not None
@@ -262,6 +271,147 @@ class ReplacementTests(SynchronousTestCase):
         The delay doubles from 0.25 s and stops at 30 s.
         """
         self.assertEqual([backoff(n) for n in (0, 1, 2, 3, 20)], [0.0, 0.25, 0.5, 1.0, 30.0])
+
+    def test_backoffAfterManyFailures(self) -> None:
+        """
+        After more failures in a row than a float's exponent holds (a slot
+        retried for hours), the delay is still 30 s.
+        """
+        self.assertEqual(backoff(5000), 30.0)
+
+
+def outOfDescriptors() -> OSError:
+    """The error spawning a process raises when the supervisor has no descriptor left."""
+    return OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+def limit64() -> Any:
+    """A descriptor limit of 64 (soft and hard)."""
+    from .test_service import FakeLimits
+
+    return FakeLimits(64, 64).access()
+
+
+class DescriptorTests(SynchronousTestCase):
+    """
+    Starting a worker leaves no descriptor behind; a worker that cannot be
+    started (no descriptor left) is said once and started again later.
+    """
+
+    def test_controlSocketClosedOnceAdopted(self) -> None:
+        """
+        The descriptor of the control connection given to the reactor to
+        adopt (which adopts a duplicate of it) is closed once adopted.
+        """
+        harness = Harness(count=1)
+        harness.start()
+        [fd] = harness.adopted
+        error = self.assertRaises(OSError, os.fstat, fd)
+        self.assertEqual(error.errno, errno.EBADF)
+
+    def test_failedSpawnLeavesNothingOpen(self) -> None:
+        """
+        When the worker cannot be spawned, both ends of its control
+        connection are closed again.
+        """
+        harness = Harness(count=1)
+        harness.spawnErrors.append(outOfDescriptors())
+        made: list[socket.socket] = []
+        real = socket.socketpair
+
+        def socketpair(*args: Any) -> tuple[socket.socket, socket.socket]:
+            pair = real(*args)
+            made.extend(pair)
+            return pair
+
+        self.patch(socket, "socketpair", socketpair)
+        harness.supervisor.startService()
+        self.assertEqual(len(made), 2)
+        self.assertEqual([s.fileno() for s in made], [-1, -1])
+
+    def test_replacementRetried(self) -> None:
+        """
+        When a dead worker's replacement cannot be started (too many open
+        files), one line says so, with the limit; the supervisor tries again
+        with backoff (0.25, 0.5 ... up to L{START_RETRY_MAX} s) without a
+        line per attempt, and the slot is filled as soon as a start works.
+        """
+        harness = Harness(fdLimits=limit64())
+        first, second = harness.start()
+        harness.spawnErrors.extend(outOfDescriptors() for _ in range(6))
+        with capturedLogs() as events:
+            harness.end(first, signal=9)
+            self.assertIsNone(harness.supervisor.slots[0].worker)
+            for delay in [0.25, 0.5, 1.0, 2.0, 4.0, START_RETRY_MAX]:
+                harness.clock.advance(delay - 0.01)
+                self.assertEqual(len(harness.spawned), 2)
+                harness.clock.advance(0.01)
+        self.assertEqual(len(harness.spawned), 3)
+        self.assertIs(harness.supervisor.slots[0].worker, harness.worker(2))
+        errors = [formatEvent(e) for e in events if e["log_level"].name == "error"]
+        self.assertEqual(
+            errors,
+            [
+                "Could not start worker 1.2: too many open files (limit 64); "
+                "trying again in 0.25 s, then every 5 s at most"
+            ],
+        )
+        self.assertEqual(harness.gaveUp, [])
+
+    def test_givesUpWhenNoneCanBeStarted(self) -> None:
+        """
+        When no worker can be started at all, the supervisor gives up as it
+        does when none can serve, saying why.
+        """
+        harness = Harness(fdLimits=limit64())
+        harness.spawnErrors.extend(outOfDescriptors() for _ in range(2 * MAX_START_FAILURES))
+        harness.supervisor.startService()
+        harness.clock.pump([START_RETRY_MAX] * MAX_START_FAILURES)
+        self.assertEqual(harness.gaveUp, ["no worker could start: too many open files (limit 64)"])
+        self.assertEqual(harness.spawned, [])
+
+    def test_reloadOutOfDescriptors(self) -> None:
+        """
+        A reload whose new worker cannot be started (too many open files)
+        says so in one line; the old workers go on serving, untouched, and
+        the next reload works.
+        """
+        harness = Harness(fdLimits=limit64())
+        old1, old2 = harness.start()
+        harness.spawnErrors.append(outOfDescriptors())
+        with capturedLogs() as events:
+            self.successResultOf(harness.supervisor.reload())
+        self.assertEqual(
+            [formatEvent(e) for e in events if e["log_level"].name == "error"],
+            ["Reload failed: too many open files (limit 64); the old workers go on serving"],
+        )
+        self.assertEqual([s.worker for s in harness.supervisor.slots], [old1, old2])
+        self.assertEqual(harness.controls[old1].value(), b"")
+        d = harness.supervisor.reload()
+        harness.ready(harness.worker(2))
+        harness.ready(harness.worker(3))
+        self.successResultOf(d)
+        self.assertEqual(
+            [s.worker for s in harness.supervisor.slots], [harness.worker(2), harness.worker(3)]
+        )
+
+    def test_reloadOutOfDescriptorsHalfway(self) -> None:
+        """
+        A reload that cannot start the second slot's new worker stops there:
+        the first slot's new worker serves, the second's old one goes on.
+        """
+        harness = Harness(fdLimits=limit64())
+        old1, old2 = harness.start()
+        d = harness.supervisor.reload()
+        harness.spawnErrors.append(outOfDescriptors())
+        with capturedLogs() as events:
+            harness.ready(harness.worker(2))
+        self.successResultOf(d)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e["log_level"].name == "error"],
+            ["Reload failed: too many open files (limit 64); 1 old worker goes on serving"],
+        )
+        self.assertEqual([s.worker for s in harness.supervisor.slots], [harness.worker(2), old2])
 
 
 class ReloadTests(SynchronousTestCase):
@@ -432,6 +582,63 @@ class CountTests(SynchronousTestCase):
         self.assertEqual(samples[("uppercase_workers_ready", None)], 2)
 
 
+class LabelTests(SynchronousTestCase):
+    """
+    The log tells apart the workers that served one after another in a slot:
+    the first is C{1}, those that replace it C{1.2}, C{1.3} ...
+    """
+
+    def test_replacementLabelled(self) -> None:
+        """
+        A dead worker's replacement is started as the slot's second worker
+        (its environment says so) and logged as C{1.2}; the first worker of
+        the other slot keeps its label.
+        """
+        harness = Harness()
+        first, second = harness.start()
+        with capturedLogs() as events:
+            harness.end(first, signal=9)
+            harness.ready(harness.worker(2))
+        spec = WorkerSpec.fromEnvironment(harness.spawned[2][2])
+        assert spec is not None
+        self.assertEqual((spec.worker, spec.generation, spec.label), (1, 2, "1.2"))
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            [
+                "Worker 1 (pid 1000) ended: killed by SIGKILL; replacing it",
+                "Started worker 1.2 (pid 1002)",
+                "Worker 1.2 (pid 1002) is serving",
+            ],
+        )
+        self.assertEqual([first.label, second.label], ["1", "2"])
+
+    def test_reloadTellsOldFromNew(self) -> None:
+        """
+        During a reload the retiring worker and its replacement have
+        different labels, in the supervisor's lines and in theirs (their
+        standard error, relayed).
+        """
+        harness = Harness(count=1)
+        [old] = harness.start()
+        harness.supervisor.reload()
+        new = harness.worker(1)
+        with capturedLogs() as events:
+            harness.ready(new)
+            old.childDataReceived(2, b"old\n")
+            new.childDataReceived(2, b"new\n")
+            harness.end(old, status=0)
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            [
+                "Worker 1.2 (pid 1001) is serving",
+                "Reload done",
+                "[worker 1] old",
+                "[worker 1.2] new",
+                "Worker 1 (pid 1000) stopped: exit status 0",
+            ],
+        )
+
+
 class RelayTests(SynchronousTestCase):
     """
     A worker's log lines reach the supervisor's log whole, as they are.
@@ -451,7 +658,7 @@ class RelayTests(SynchronousTestCase):
         raw = [e["uppercase_raw"] for e in events if "uppercase_raw" in e]
         self.assertEqual(raw, ["[worker 1] one\n", "[worker 1] two\n", "[worker 1] thr\n"])
 
-    def jsonLine(self, worker: int, message: str) -> bytes:
+    def jsonLine(self, worker: str, message: str) -> bytes:
         """
         A JSON log line, as a worker's L{uppercase.jsonlog.worker} writes it.
         """
@@ -477,11 +684,11 @@ class RelayTests(SynchronousTestCase):
         [worker] = harness.start()
         with capturedLogs() as events:
             worker.childDataReceived(
-                1, self.jsonLine(1, "Got {size} bytes") + self.jsonLine(1, "Closed")
+                1, self.jsonLine("1", "Got {size} bytes") + self.jsonLine("1", "Closed")
             )
         self.assertEqual(
             [(e["log_format"], e["worker"], e["log_time"]) for e in events],
-            [("Got {size} bytes", 1, 1.5), ("Closed", 1, 1.5)],
+            [("Got {size} bytes", "1", 1.5), ("Closed", "1", 1.5)],
         )
         self.assertEqual(events[0]["size"], 3)
         self.assertFalse(any("uppercase_raw" in e or "lines" in e for e in events))
@@ -497,7 +704,7 @@ class RelayTests(SynchronousTestCase):
         harness = Harness(count=1, relayEvents="text")
         [worker] = harness.start()
         with capturedLogs() as events:
-            worker.childDataReceived(1, self.jsonLine(1, "Got {size} bytes") + b"not JSON\n")
+            worker.childDataReceived(1, self.jsonLine("1", "Got {size} bytes") + b"not JSON\n")
         self.assertEqual([formatEvent(e) for e in events], ["[worker 1] Got 3 bytes", "not JSON"])
 
     def test_standardError(self) -> None:
@@ -518,7 +725,7 @@ class RelayTests(SynchronousTestCase):
             [formatEvent(e) for e in errors],
             ["[worker 1] twistd uppercase: bad", "[worker 1] Traceback"],
         )
-        self.assertEqual([e["worker"] for e in errors], [1, 1])
+        self.assertEqual([e["worker"] for e in errors], ["1", "1"])
         self.assertFalse(any("uppercase_raw" in e for e in errors))
 
     def test_relayKind(self) -> None:

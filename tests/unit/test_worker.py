@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase._worker import REPORT_INTERVAL, WorkerControl, WorkerSpec
+from uppercase._worker import REPORT_INTERVAL, WORKER_ENV, WorkerControl, WorkerSpec
 from uppercase.server import UppercaseFactory
 from uppercase.testing import StreamTransport, connectServer
 
@@ -120,3 +123,36 @@ class ControlTests(SynchronousTestCase):
             WorkerSpec.fromEnvironment({"UPPERCASE_WORKER": spec.toEnvironment()}), spec
         )
         self.assertIsNone(WorkerSpec.fromEnvironment({}))
+
+    def test_label(self) -> None:
+        """
+        A worker's label is its slot for the first process started in the
+        slot, then slot.generation, so that the old and the new worker of a
+        reload are told apart; it survives the environment variable.
+        """
+        first, third = WorkerSpec(3, (4,), 3), WorkerSpec(3, (4,), 3, generation=3)
+        self.assertEqual([first.label, third.label], ["3", "3.3"])
+        again = WorkerSpec.fromEnvironment({"UPPERCASE_WORKER": third.toEnvironment()})
+        assert again is not None
+        self.assertEqual(again.label, "3.3")
+
+    def test_logsSayTheLabel(self) -> None:
+        """
+        A worker's text log lines start with C{[worker LABEL]}; its JSON log
+        lines have that label as their C{worker} field.
+        """
+        from uppercase import jsonlog, textlog
+
+        spec = WorkerSpec(2, (4,), 3, generation=5)
+        os.environ[WORKER_ENV] = spec.toEnvironment()
+        self.addCleanup(os.environ.pop, WORKER_ENV, None)
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        # A warning: written and flushed at once, nothing scheduled.
+        event = {"log_format": "hello", "log_time": 0.0, "log_namespace": "test"}
+        event["log_level"] = LogLevel.warn
+        for observer in (textlog.worker(), jsonlog.worker()):
+            observer(dict(event))
+        text, line = out.getvalue().splitlines()
+        self.assertIn(" [worker 2.5] [test#warn] hello", text)
+        self.assertEqual(json.loads(line)["worker"], "2.5")
