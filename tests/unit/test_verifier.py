@@ -30,7 +30,9 @@ streams = st.integers(min_value=1, max_value=40).flatmap(
 
 
 def feedAll(verifier: ReplyVerifier, pieces: list[bytes]) -> tuple[int, list[int], list[Mismatch]]:
-    done, failed, found = 0, [], []
+    done = 0
+    failed: list[int] = []
+    found: list[Mismatch] = []
     for piece in pieces:
         d, f, m = verifier.feed(piece)
         done += d
