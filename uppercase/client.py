@@ -2,16 +2,15 @@
 The repeating client: send a message, wait for the whole uppercased reply,
 check it, wait, and repeat.
 
-Replies arrive as a byte stream: a reply may come in several reads and
-several replies never merge only because one message is outstanding at a
-time.  The client accumulates bytes until the full reply is there and never
-treats one read as one reply.
+Replies arrive as a byte stream: a reply may come in several reads.  The
+client checks each read as it arrives with the one reply verifier
+(L{uppercase._verifier}), the one the load mode uses, and never treats one
+read as one reply: a wrong byte fails the run at once, wherever it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
 from ._sendproxy import proxyPreamble
+from ._verifier import Mismatch, ReplyVerifier
 
 __all__ = [
     "STOP_GRACE",
@@ -43,21 +43,6 @@ STOP_GRACE = 2.0
 """Seconds a connection closed by L{UppercaseClientProtocol.stop} may take
 to go away before it is aborted."""
 
-EXCERPT_BEFORE = 8
-EXCERPT_BYTES = 24
-"""A wrong reply is shown as C{EXCERPT_BYTES} bytes of each side, starting
-C{EXCERPT_BEFORE} bytes before the first difference: at most about 100
-characters each, however long the reply."""
-
-
-def _excerpt(data: bytes, start: int) -> str:
-    """
-    C{repr} of C{data[start:start + EXCERPT_BYTES]}, with C{...} where it
-    was cut.
-    """
-    end = start + EXCERPT_BYTES
-    return ("..." if start > 0 else "") + repr(data[start:end]) + ("..." if end < len(data) else "")
-
 
 class ClientError(Exception):
     """
@@ -70,51 +55,45 @@ class ReplyTimeout(ClientError):
     A reply did not arrive in full within the per-reply timeout.
     """
 
-    def __init__(self, sequence: int, timeout: float, received: bytes) -> None:
+    def __init__(self, sequence: int, timeout: float, received: int) -> None:
         super().__init__(sequence, timeout, received)
         self.sequence = sequence
         self.timeout = timeout
         self.received = received
+        """Bytes of the reply that did arrive."""
 
     def __str__(self) -> str:
         return (
             f"reply {self.sequence} timed out after {self.timeout:g}s "
-            f"({len(self.received)} bytes of it received)"
+            f"({self.received:,} {'byte' if self.received == 1 else 'bytes'} of it received)"
         )
 
 
 class ReplyMismatch(ClientError):
     """
     The server sent something other than the ASCII-uppercase of the message.
+
+    @ivar sequence: the reply's number (from 1).
+    @ivar mismatch: where the first wrong byte is, and the bytes around it
+        (the load mode's L{Mismatch}: one rule for both).
     """
 
-    def __init__(self, sequence: int, expected: bytes, received: bytes) -> None:
-        super().__init__(sequence, expected, received)
+    def __init__(self, sequence: int, mismatch: Mismatch) -> None:
+        super().__init__(sequence, mismatch)
         self.sequence = sequence
-        self.expected = expected
-        self.received = received
+        self.mismatch = mismatch
 
     @property
     def offset(self) -> int:
         """
-        Where the first wrong byte is (the end of the shorter side if one
-        is the start of the other).
+        Where the first wrong byte is in the reply.
         """
-        return len(os.path.commonprefix([self.expected, self.received]))
+        return self.mismatch.messageOffset
 
     def __str__(self) -> str:
-        if not self.expected:
-            return (
-                "unexpected data while no reply was due: "
-                f"{_excerpt(self.received, 0)} ({len(self.received)} bytes)"
-            )
-        start = max(self.offset - EXCERPT_BEFORE, 0)
-        return (
-            f"reply {self.sequence} does not match at byte {self.offset}: "
-            f"expected {_excerpt(self.expected, start)}, "
-            f"received {_excerpt(self.received, start)} "
-            f"({len(self.expected)} bytes expected, {len(self.received)} received)"
-        )
+        if self.mismatch.unexpected:
+            return self.mismatch.detail()
+        return f"reply {self.sequence} does not match at {self.mismatch.detail()}"
 
 
 class ConnectionClosedEarly(ClientError):
@@ -186,7 +165,7 @@ class UppercaseClientProtocol(Protocol):
         self.received = 0
         self.verified = 0
         self.done: Deferred[None] = Deferred()
-        self._buffer = b""
+        self._verifier = ReplyVerifier(len(self._expected))
         self._waiting = False
         self._sentAt = 0.0
         self._timer: IDelayedCall | None = None
@@ -234,27 +213,20 @@ class UppercaseClientProtocol(Protocol):
         self._waiting = True
         self._sentAt = self._clock.seconds()
         self._timer = self._clock.callLater(self.timeout, self._timedOut)
+        self._verifier.expect(self._expected)
         self.transport.write(self._request)
         self.sent += 1
 
     def dataReceived(self, data: bytes) -> None:
         if self._error is not None or self._stopping:
             return
-        if not self._waiting:
-            self._fail(ReplyMismatch(self._sequence + 1, b"", data))
-            return
-        buffer = self._buffer + data
-        expected = self._expected
-        if not expected.startswith(buffer[: len(expected)]) or len(buffer) > len(expected):
-            if len(buffer) >= len(expected):
-                self.received += 1
-            self._fail(ReplyMismatch(self._sequence, expected, buffer))
-            return
-        if len(buffer) < len(expected):
-            self._buffer = buffer
-            return
-        self._buffer = b""
-        self._replyComplete(buffer)
+        done, _, found = self._verifier.feed(data)
+        if found:
+            mismatch = found[0]
+            self.received += done
+            self._fail(ReplyMismatch(self._sequence - self.sent + mismatch.message, mismatch))
+        elif done:
+            self._replyComplete(self._expected)
 
     def _replyComplete(self, reply: bytes) -> None:
         self._waiting = False
@@ -304,7 +276,9 @@ class UppercaseClientProtocol(Protocol):
 
     def _timedOut(self) -> None:
         self._timer = None
-        self._fail(ReplyTimeout(self._sequence, self.timeout, self._buffer))
+        verifier = self._verifier
+        received = verifier.received - (verifier.completed * verifier.unit)
+        self._fail(ReplyTimeout(self._sequence, self.timeout, received))
 
     def _fail(self, error: ClientError) -> None:
         self._cancelTimer()

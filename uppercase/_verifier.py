@@ -1,0 +1,303 @@
+"""
+The reply verifier: one connection's reply stream checked against the
+replies due, byte for byte, as the bytes arrive, with every wrong byte
+located exactly.
+
+It is sans-IO, as h11 is: it is told what is due (L{ReplyVerifier.expect})
+and fed what arrives (L{ReplyVerifier.feed}), and answers what those bytes
+completed and what was wrong in them.  It knows no transport, clock or
+count: the ping client, the load mode's connections, C{--stream} and the
+soak test put it to their own use.
+
+The stream is cut into messages of C{unit} bytes: message I{n} (from 1) is
+the stream's bytes C{(n - 1) * unit} to C{n * unit - 1}.  A message with a
+wrong byte is reported once, at its first wrong byte; bytes that arrive
+when nothing is due are reported once for each read that brings them, and
+are not part of the stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Tuple
+
+__all__ = ["EXCERPT_BEFORE", "EXCERPT_BYTES", "Mismatch", "Progress", "ReplyVerifier", "hexExcerpt"]
+
+EXCERPT_BEFORE = 4
+"""Bytes shown before a wrong byte."""
+
+EXCERPT_BYTES = 16
+"""Bytes shown of each side of a mismatch, at most."""
+
+
+def hexExcerpt(data: bytes) -> str:
+    """
+    C{data} as spaced hex pairs and, after them, as text with a dot for
+    each byte that is not printable ASCII (C{61 62 0a "ab."}), as
+    C{hexdump -C} shows bytes; or C{(nothing)}.
+    """
+    if not data:
+        return "(nothing)"
+    text = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+    return f'{data.hex(" ")} "{text}"'
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """
+    A reply byte that differs from what was due, or bytes when none was.
+
+    @ivar connection: the connection's number (from 1).
+    @ivar message: the message's number on that connection (from 1).
+    @ivar offset: where the wrong byte is in the connection's reply stream
+        (from 0).
+    @ivar messageOffset: where it is in the message (from 0).
+    @ivar expected: the expected bytes around it (L{EXCERPT_BYTES} at
+        most), empty when no reply was due at all.
+    @ivar received: the bytes received at the same places.
+    @ivar excerptStart: the offset in the message where both excerpts
+        start.
+    """
+
+    connection: int
+    message: int
+    offset: int
+    messageOffset: int
+    expected: bytes
+    received: bytes
+    excerptStart: int
+
+    @classmethod
+    def around(
+        cls,
+        *,
+        connection: int,
+        message: int,
+        offset: int,
+        messageOffset: int,
+        expected: bytes,
+        received: bytes,
+        index: int,
+    ) -> Mismatch:
+        """
+        The mismatch at C{expected[index] != received[index]}, the two
+        being the same stretch of one message; the excerpts start a few
+        bytes before it.
+        """
+        start = max(index - EXCERPT_BEFORE, 0)
+        return cls(
+            connection,
+            message,
+            offset,
+            messageOffset,
+            expected[start : start + EXCERPT_BYTES],
+            received[start : start + EXCERPT_BYTES],
+            messageOffset - (index - start),
+        )
+
+    @property
+    def unexpected(self) -> bool:
+        """
+        Whether these are bytes that arrived while no reply was due.
+        """
+        return not self.expected
+
+    def __str__(self) -> str:
+        if not self.expected:
+            return f"connection {self.connection}: {self.detail()}"
+        return (
+            f"connection {self.connection}, message {self.message}, "
+            f"{self.detail()} (stream offset {self.offset})"
+        )
+
+    def detail(self) -> str:
+        """
+        Where the wrong byte is in its message, and both sides' bytes
+        around it (C{byte 4: expected 4f, received 78; bytes 0-5: expected
+        ..., received ...}); or what arrived when no reply was due.
+        """
+        if not self.expected:
+            return (
+                f"unexpected bytes at stream offset {self.offset} while no reply was due: "
+                f"{hexExcerpt(self.received)}"
+            )
+        index = self.messageOffset - self.excerptStart
+        end = self.excerptStart + max(len(self.expected), len(self.received)) - 1
+        return (
+            f"byte {self.messageOffset}: expected {self.expected[index]:02x}, received "
+            f"{self.received[index]:02x}; bytes {self.excerptStart}-{end}: expected "
+            f"{hexExcerpt(self.expected)}, received {hexExcerpt(self.received)}"
+        )
+
+    def asJSON(self) -> dict[str, Any]:
+        return {
+            "connection": self.connection,
+            "message": self.message,
+            "offset": self.offset,
+            "message_offset": self.messageOffset,
+            "excerpt_start": self.excerptStart,
+            "expected_hex": self.expected.hex(),
+            "received_hex": self.received.hex(),
+        }
+
+
+Progress = Tuple[int, Tuple[int, ...], Tuple[Mismatch, ...]]
+"""
+What one read did, as L{ReplyVerifier.feed} returns it: how many messages
+it completed (the last of them is L{ReplyVerifier.completed}); the numbers
+of those it completed that had a wrong byte (in order); the mismatches it
+found (in stream order).
+"""
+
+_NONE: Tuple[Any, ...] = ()
+
+
+class ReplyVerifier:
+    """
+    Check one connection's reply stream as it arrives.
+
+    @ivar connection: the connection's number, for the mismatches.
+    @ivar unit: bytes per message.
+    @ivar received: bytes of the stream received so far: the offset of what
+        arrives next.
+    @ivar due: bytes expected and not received yet.
+    @ivar completed: messages received in full, right or wrong, or given
+        up on (L{forget}): the number of the last message accounted for.
+    """
+
+    def __init__(self, unit: int, connection: int = 1) -> None:
+        if unit < 1:
+            raise ValueError("a message has at least one byte")
+        self.unit = unit
+        self.connection = connection
+        self.received = 0
+        self.due = 0
+        self.completed = 0
+        self._expected: Deque[bytes] = deque()
+        self._at = 0
+        self._spoiled: set[int] = set()
+
+    def expect(self, replies: bytes) -> None:
+        """
+        The next C{replies} of the stream are due (any number of bytes: the
+        messages' boundaries are fixed by L{unit}, not by these calls).
+        """
+        if replies:
+            self._expected.append(replies)
+            self.due += len(replies)
+
+    def feed(self, data: bytes) -> Progress:
+        """
+        Check the bytes that arrived next.
+
+        A read that is right costs one comparison per expected piece it
+        spans; only a wrong one is searched byte by byte.
+        """
+        size = len(data)
+        extra: Mismatch | None = None
+        if size > self.due:
+            extra = self._unexpected(data[self.due :], self.received + self.due)
+            size = self.due
+        mismatches: list[Mismatch] | None = None
+        chunks = self._expected
+        pos = 0
+        at = self._at
+        while pos < size:
+            head = chunks[0]
+            take = len(head) - at
+            if take > size - pos:
+                take = size - pos
+            if not head.startswith(data[pos : pos + take] if pos or take < len(data) else data, at):
+                located = self._locate(data[pos : pos + take], head[at : at + take], pos)
+                if mismatches is None:
+                    mismatches = located
+                else:
+                    mismatches += located
+            pos += take
+            at += take
+            if at == len(head):
+                chunks.popleft()
+                at = 0
+        self._at = at
+        if extra is not None:
+            mismatches = (mismatches or []) + [extra]
+        found = tuple(mismatches) if mismatches else _NONE
+        if not size:
+            return 0, _NONE, found
+        unit = self.unit
+        before = self.received // unit
+        self.received += size
+        self.due -= size
+        done = self.received // unit - before
+        self.completed += done
+        failed: Tuple[int, ...] = _NONE
+        spoiled = self._spoiled
+        if done and spoiled:
+            last = before + done
+            failed = tuple(sorted(n for n in spoiled if n <= last))
+            spoiled.difference_update(failed)
+        return done, failed, found
+
+    def _locate(self, got: bytes, want: bytes, pos: int) -> list[Mismatch]:
+        """
+        C{got} (from C{pos} in the read) differs from C{want}: the first
+        wrong byte of each message it touches that has none reported yet.
+        """
+        unit = self.unit
+        base = self.received + pos
+        found = []
+        i = 0
+        while i < len(got):
+            if got[i] == want[i]:
+                i += 1
+                continue
+            offset = base + i
+            number = offset // unit + 1
+            messageOffset = offset % unit
+            if number not in self._spoiled:
+                self._spoiled.add(number)
+                start = max(i - messageOffset, 0)
+                found.append(
+                    Mismatch.around(
+                        connection=self.connection,
+                        message=number,
+                        offset=offset,
+                        messageOffset=messageOffset,
+                        expected=want[start : i + unit],
+                        received=got[start : i + unit],
+                        index=i - start,
+                    )
+                )
+            # On to the next message: one report per message is enough.
+            i += unit - messageOffset
+        return found
+
+    def _unexpected(self, extra: bytes, offset: int) -> Mismatch:
+        return Mismatch(
+            self.connection,
+            offset // self.unit + 1,
+            offset,
+            offset % self.unit,
+            b"",
+            extra[:EXCERPT_BYTES],
+            offset % self.unit,
+        )
+
+    def forget(self) -> int:
+        """
+        Give up on what is due: the stream goes on at the next message's
+        start, as if the rest of the messages due had arrived.
+
+        @return: how many messages were due, in part or in whole.
+        """
+        unit = self.unit
+        end = -(-(self.received + self.due) // unit)
+        dropped = end - self.received // unit
+        self.received = end * unit
+        self.completed = end
+        self.due = 0
+        self._expected.clear()
+        self._at = 0
+        self._spoiled.clear()
+        return dropped
