@@ -69,7 +69,7 @@ def runLoadgen(loadgen: str, port: int, w: dict[str, Any], warmup: float, second
 
 
 def runClient(python: str, port: int, w: dict[str, Any], warmup: float, seconds: float) -> dict:
-    argv = [python, "-c", "from uppercase._client_cli import run; run()"]
+    argv = [python, "-c", "from uppercase.cli.command import run; run()"]
     argv += ["-c", f"tcp:127.0.0.1:{port}", "--json", "--size", str(w["size"])]
     argv += ["--connections", str(w["conns"]), "--pipeline", str(w["depth"])]
     argv += ["--warmup", str(warmup), "--duration", str(seconds)]

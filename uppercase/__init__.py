@@ -7,13 +7,13 @@ checks every reply.  Both run under C{twistd}: C{twistd -n uppercase} and
 C{twistd -n uppercase-client}.
 
 What a program imports, each module typed and documented:
-  - L{uppercase.echo}: the echo protocol, for any factory and transport;
-  - L{uppercase.server}: the server's factory (limits, idle timeout,
+  - L{uppercase.echo._stream}: the echo protocol, for any factory and transport;
+  - L{uppercase.server._factory}: the server's factory (limits, idle timeout,
     graceful close, counts) layered on it;
-  - L{uppercase.service}: the server as a Twisted service (listeners,
+  - L{uppercase.server._service}: the server as a Twisted service (listeners,
     descriptor limits, metrics, graceful stop);
-  - L{uppercase.proxy}: the PROXY protocol (v1 and v2) for any factory;
-  - L{uppercase.client}: the client protocol, factory and settings;
+  - L{uppercase.proxy._wrapper}: the PROXY protocol (v1 and v2) for any factory;
+  - L{uppercase.client._ping}: the client protocol, factory and settings;
   - L{uppercase.testing}: in-memory transports and helpers for tests;
   - L{uppercase.textlog}, L{uppercase.jsonlog}: log observers for twistd.
 Modules whose names start with C{_} are internal.

@@ -18,17 +18,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["client"]:
-        from ._client_cli import run as runClient
+        from uppercase.cli.command import run as runClient
 
         sys.argv = ["uppercase-client", *args[1:]]
         runClient()
         return
-    from ._earlysignals import ignoreUntilInstalled
+    from uppercase.cli.earlysignals import ignoreUntilInstalled
 
     ignoreUntilInstalled()
     from twisted.scripts.twistd import run as runTwistd
 
-    from ._options import MODULE_COMMAND
+    from uppercase.cli.options import MODULE_COMMAND
 
     sys.argv = [MODULE_COMMAND, "--nodaemon", "--pidfile=", "uppercase", *args]
     runTwistd()

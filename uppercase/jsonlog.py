@@ -15,7 +15,7 @@ from typing import Callable
 
 from twisted.logger import ILogObserver, LogEvent, eventAsJSON
 
-from .textlog import RAW, BufferedFileLogObserver
+from uppercase.textlog import RAW, BufferedFileLogObserver
 
 __all__ = ["stdout", "worker"]
 
@@ -50,9 +50,9 @@ def worker() -> ILogObserver:
     """
     For a worker of C{--workers N}: JSON lines to standard output (its
     supervisor relays them), each with a C{worker} field: its label
-    (L{uppercase._worker.workerLabel}), as its text lines say.
+    (L{uppercase.workers.worker.workerLabel}), as its text lines say.
     """
-    from ._worker import WorkerSpec
+    from uppercase.workers.worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()
     return BufferedFileLogObserver(sys.stdout, jsonLines({"worker": spec.label} if spec else None))

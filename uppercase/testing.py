@@ -12,7 +12,7 @@ L{receiveEOF}, L{read}, L{reset}).
     from twisted.internet.task import Clock
     from twisted.trial.unittest import SynchronousTestCase
 
-    from uppercase.server import UppercaseFactory
+    from uppercase.server._factory import UppercaseFactory
     from uppercase.testing import connectServer
 
     class EchoTests(SynchronousTestCase):

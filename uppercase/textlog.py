@@ -222,7 +222,7 @@ def worker() -> ILogObserver:
     For a worker of C{--workers N}: text lines to standard output (its
     supervisor relays them), each saying which worker wrote it.
     """
-    from ._worker import WorkerSpec
+    from uppercase.workers.worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()
     prefix = f"[worker {spec.label}] " if spec is not None else ""

@@ -16,9 +16,9 @@ from typing import Callable
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from uppercase._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
+from uppercase.server._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
 
-from ..unit.test_metrics import sample
+from ..unit.server.test_metrics import sample
 from ._process import DEADLINE, Server, Twistd, listenBacklog, receiveAll, requireTLS
 from .test_endpoints import makeCertificate
 from .test_robustness import poll

@@ -11,7 +11,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-OURS = "uppercase._reactor.UppercaseEPollReactor"
+OURS = "uppercase.net.reactor.UppercaseEPollReactor"
 TWISTEDS = "twisted.internet.epollreactor.EPollReactor"
 
 MODULES = [

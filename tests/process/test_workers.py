@@ -18,7 +18,7 @@ from typing import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ..unit.test_metrics import sample
+from ..unit.server.test_metrics import sample
 from ._process import DEADLINE, Twistd, receiveAll
 from .test_robustness import poll
 from .test_shutdown import CLOSE_LINE, Sender
@@ -726,7 +726,7 @@ class MetricsTests(SynchronousTestCase):
         are closed at once (the supervisor's descriptors do not grow), with
         no error in the log.
         """
-        from uppercase._metrics import METRICS_MAX_CONNECTIONS
+        from uppercase.server._metrics import METRICS_MAX_CONNECTIONS
 
         from ._process import requireTLS
         from .test_endpoints import makeCertificate

@@ -226,7 +226,7 @@ class UnwritablePathTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from .test_tap import keepSignals
+        from tests.unit.cli.test_server import keepSignals
 
         # Loading the plugin's options ignores the start-up signals.
         keepSignals(self)

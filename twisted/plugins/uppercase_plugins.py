@@ -4,8 +4,8 @@ C{twistd uppercase-client} (the repeating client), and the reactor
 C{twistd --reactor=uppercase-epoll}.
 
 This module imports nothing of uppercase itself when it is loaded, so that
-C{twistd --help} stays fast; the options and services live in C{uppercase._server_tap} and
-C{uppercase._client_tap}.
+C{twistd --help} stays fast; the options and services live in C{uppercase.cli.server} and
+C{uppercase.cli.client}.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class _ServerMaker(ServiceMaker):
 
     @property
     def options(self) -> Any:
-        from uppercase._earlysignals import ignoreUntilInstalled
+        from uppercase.cli.earlysignals import ignoreUntilInstalled
 
         ignoreUntilInstalled()
         return super().options
@@ -33,20 +33,20 @@ class _ServerMaker(ServiceMaker):
 
 uppercaseServer = _ServerMaker(
     "uppercase",
-    "uppercase._server_tap",
+    "uppercase.cli.server",
     "An uppercase echo server: a known-good TCP peer (port 9527).",
     "uppercase",
 )
 
 uppercaseClient = ServiceMaker(
     "uppercase-client",
-    "uppercase._client_tap",
+    "uppercase.cli.client",
     "A client that sends a message repeatedly to an uppercase server and checks every reply.",
     "uppercase-client",
 )
 
 uppercaseReactor = Reactor(
     "uppercase-epoll",
-    "uppercase._reactor",
+    "uppercase.net.reactor",
     "epoll, with a cheaper logging context for each event (uppercase's).",
 )

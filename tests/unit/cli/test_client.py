@@ -1,0 +1,581 @@
+"""
+The client's command-line layer: its settings and options, endpoint strings
+and connecting, the twistd service they build, and its exit status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import sys
+from typing import Any
+
+from twisted.application.internet import ClientService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import (
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from tests.unit.cli.test_server import assertUsageErrorsName
+from uppercase.cli import client as _client_tap
+from uppercase.cli import exitstatus as _exitstatus
+from uppercase.client import _connect as _connect
+from uppercase.client._settings import ClientSettings
+
+IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
+
+
+class ClientOptionsTests(SynchronousTestCase):
+    """
+    Options shared by C{uppercase-client} and C{twistd uppercase-client},
+    derived from L{ClientSettings}.
+    """
+
+    def parse(self, *argv: str) -> _client_tap.ClientOptions:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        The defaults are the reference's: C{hello} nine times, one second
+        apart, to 127.0.0.1 port 9527.
+        """
+        options = self.parse()
+        self.assertEqual(options["connect"], "tcp:127.0.0.1:9527")
+        self.assertEqual(options["message"], b"hello")
+        self.assertEqual(options["count"], 9)
+        self.assertEqual(options["interval"], 1.0)
+        self.assertEqual(options["timeout"], 10.0)
+
+    def test_defaultsAreTheSettings(self) -> None:
+        """
+        With no options, the parsed settings are L{ClientSettings}'
+        defaults.
+        """
+        self.assertEqual(self.parse().settings, ClientSettings())
+
+    def test_optionsDerivedFromSettings(self) -> None:
+        """
+        There is one option per setting, in the same order (named as the
+        setting says, e.g. C{--send-proxy} for C{sendProxy}), one flag per
+        setting that is a flag, and the default each option's help shows,
+        typed back on a command line, gives that setting's default.
+        """
+        names = [name for name, short, default, help in _client_tap.ClientOptions.optParameters]
+        fields = dataclasses.fields(ClientSettings)
+        self.assertEqual(
+            names,
+            [f.metadata["option"].name or f.name for f in fields if "option" in f.metadata],
+        )
+        flags = {name for name, short, help in _client_tap.ClientOptions.optFlags}
+        self.assertEqual(
+            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast"}
+        )
+        self.assertEqual(flags, {"stream", "fail-fast"})
+        for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
+            self.assertEqual(self.parse(f"--{name}", shown).settings, ClientSettings())
+            self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
+
+    def test_values(self) -> None:
+        """
+        Values are converted: the message to UTF-8 bytes, numbers to
+        numbers; the settings object holds them.
+        """
+        options = self.parse("-m", "héllo", "-n", "0", "-i", "0.25", "-t", "3", "-c", "unix:/u")
+        self.assertEqual(
+            options.settings,
+            ClientSettings(
+                connect="unix:/u",
+                message="héllo".encode(),
+                count=0,
+                interval=0.25,
+                timeout=3.0,
+            ),
+        )
+
+    def test_badValues(self) -> None:
+        """
+        Bad values are usage errors naming the option; a zero timeout too,
+        and endpoint strings that would fail only when connecting.
+        """
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--count", "-1"),
+                ("--count", "many"),
+                ("--interval", "-0.5"),
+                ("--timeout", "0"),
+                ("--connect", "nosuch:thing"),
+                ("--connect", "tcp:127.0.0.1:9527:timeout=-1"),
+                ("--connect", "tcp:127.0.0.1:99999"),
+                ("--connect", "tcp:host=::1:port=9527"),
+            ],
+        )
+
+    def test_negativeEndpointTimeout(self) -> None:
+        """
+        C{timeout=-1} in the endpoint string is refused while parsing, with
+        a message naming it.
+        """
+        error = self.assertRaises(
+            usage.UsageError, self.parse, "-c", "tcp:127.0.0.1:9527:timeout=-1"
+        )
+        self.assertEqual(
+            str(error),
+            "--connect 'tcp:127.0.0.1:9527:timeout=-1' is not a valid endpoint: "
+            "timeout must be a whole number of seconds, 0 or more, not '-1'",
+        )
+
+    def test_unescapedIPv6SaysHowToWriteIt(self) -> None:
+        """
+        C{tcp:host=::1:port=9527} (which Twisted would read as host "" and
+        port 1) is refused with the forms that work.
+        """
+        error = self.assertRaises(usage.UsageError, self.parse, "-c", "tcp:host=::1:port=9527")
+        self.assertIn(IPV6_HINT, str(error))
+
+    def test_bracketedIPv6Accepted(self) -> None:
+        """
+        C{tcp:[::1]:9527} and C{tcp:host=[::1]:port=9527} parse, and are
+        kept as typed (messages show what the user wrote).
+        """
+        for connect in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
+            self.assertEqual(self.parse("-c", connect).settings.connect, connect)
+
+
+class EndpointStringTests(SynchronousTestCase):
+    """
+    L{_connect}: endpoint strings as people type them.
+    """
+
+    def test_bracketsRewritten(self) -> None:
+        """
+        A bracketed IPv6 address at the start of an argument becomes
+        Twisted's escaped form; everything else is left as it is.
+        """
+        cases = {
+            "tcp:[::1]:9527": r"tcp:\:\:1:9527",
+            "tcp:host=[::1]:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:[fe80::1%lo]:9527": r"tcp:fe80\:\:1%lo:9527",
+            "tls:[2001:db8::7]:9443": r"tls:2001\:db8\:\:7:9443",
+            r"tcp:host=\:\:1:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:127.0.0.1:9527": "tcp:127.0.0.1:9527",
+            "unix:/run/[x]:timeout=3": "unix:/run/[x]:timeout=3",
+            r"unix:\[::1]": r"unix:\[::1]",
+        }
+        for typed, rewritten in cases.items():
+            self.assertEqual((typed, _connect.escapeBrackets(typed)), (typed, rewritten))
+
+    def test_bracketedConnects(self) -> None:
+        """
+        The rewritten endpoint connects to the IPv6 address and port.
+        """
+        for typed in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
+            reactor = MemoryReactorClock()
+            _connect.clientEndpoint(reactor, typed).connect(Factory.forProtocol(Protocol))
+            self.assertEqual(reactor.tcpClients[0][:2], ("::1", 9527))
+
+    def test_unescapedIPv6Refused(self) -> None:
+        """
+        An unbracketed, unescaped IPv6 address is refused with the forms
+        that work, whether or not it contains C{::}.
+        """
+        for typed in (
+            "tcp:host=::1:port=9527",
+            "tcp:::1:9527",
+            "tcp:2001:db8::1:9527",
+            "tcp:host=2001:db8:0:0:0:0:0:1:port=9527",
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertIn(IPV6_HINT, str(error))
+
+    def test_timeoutChecked(self) -> None:
+        """
+        An endpoint's own C{timeout} must be a whole number of seconds, 0 or
+        more, by keyword or (for C{tls}) by position.
+        """
+        for typed, value in (
+            ("tcp:127.0.0.1:9527:timeout=-1", "-1"),
+            ("unix:/run/u.sock:timeout=-5", "-5"),
+            ("tcp:127.0.0.1:9527:timeout=soon", "soon"),
+            ("tls:example.org:9527:-1", "-1"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertEqual(
+                str(error), f"timeout must be a whole number of seconds, 0 or more, not {value!r}"
+            )
+
+    def test_portChecked(self) -> None:
+        """
+        A TCP or TLS port must be from 1 to 65535; it and a timeout are
+        written in ASCII digits (not C{9_527} or other scripts' digits,
+        which Python's C{int} takes).
+        """
+        for typed, value in (
+            ("tcp:127.0.0.1:0", "0"),
+            ("tcp:127.0.0.1:9_527", "9_527"),
+            ("tcp:127.0.0.1:\u0669\u0665\u0662\u0667", "\u0669\u0665\u0662\u0667"),
+            ("tcp:127.0.0.1:8:timeout=1_0", None),
+            ("tcp:127.0.0.1:65536", "65536"),
+            ("tcp:host=127.0.0.1:port=70000", "70000"),
+            ("tls:example.org:99999", "99999"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            if value is None:
+                self.assertIn("timeout must be a whole number", str(error))
+            else:
+                self.assertEqual(str(error), f"port must be from 1 to 65535, not {value!r}")
+
+    def test_helpExamplesWork(self) -> None:
+        """
+        Every endpoint string the options' help shows is accepted, and
+        connects where it says.
+        """
+        shown = set()
+        for example in re.findall(
+            r"\b(?:tcp|unix|tls):\S+", _client_tap.ClientOptions().getUsage()
+        ):
+            example = example.rstrip(".,;)")
+            if example.count("]") > example.count("["):
+                example = example[:-1]  # the end of "[default: ...]"
+            shown.add(example)
+        destinations = {
+            "tcp:127.0.0.1:9527": ("tcp", "127.0.0.1", 9527),
+            "tcp:[::1]:9527": ("tcp", "::1", 9527),
+            r"tcp:host=\:\:1:port=9527": ("tcp", "::1", 9527),
+            "unix:/run/uppercase.sock": ("unix", "/run/uppercase.sock"),
+            "tls:example.org:9527": ("tls",),
+        }
+        self.assertEqual(shown, set(destinations))
+        for example, where in destinations.items():
+            if where[0] == "tls" and not _connect.hasTLS():
+                continue  # see test_tlsWithoutPyOpenSSL
+            _connect.checkDescription(example)
+            reactor = MemoryReactorClock()
+            endpoint = _connect.clientEndpoint(reactor, example)
+            if where[0] == "tcp":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.tcpClients[0][:2], where[1:])
+            elif where[0] == "unix":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.unixClients[0][0], where[1])
+
+    def test_tlsWithoutPyOpenSSL(self) -> None:
+        """
+        Without pyOpenSSL, a C{tls:} endpoint is refused with a message
+        that says what to install.
+        """
+        self.patch(_connect, "hasTLS", lambda: False)
+        error = self.assertRaises(ValueError, _connect.checkDescription, "tls:example.org:9527")
+        self.assertEqual(str(error), "TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
+
+
+@implementer(IStreamClientEndpoint)
+class FakeEndpoint:
+    """
+    A client endpoint whose C{connect} returns a L{Deferred} the test fires,
+    recording whether it was cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.attempt: Deferred[Any] = Deferred(lambda d: setattr(self, "cancelled", True))
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.attempt
+
+
+class ConnectWithinTests(SynchronousTestCase):
+    """
+    L{_connect.connectWithin} bounds a connection attempt on any endpoint.
+    """
+
+    def test_timesOut(self) -> None:
+        """
+        An attempt still pending after C{timeout} seconds is cancelled and
+        fails with L{_connect.ConnectTimeout}, saying after how long.
+        """
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2.5, clock)
+        clock.advance(2.499)
+        self.assertNoResult(d)
+        clock.advance(0.001)
+        self.assertTrue(endpoint.cancelled)
+        failure = self.failureResultOf(d, _connect.ConnectTimeout)
+        self.assertEqual(str(failure.value), "timed out after 2.5s")
+
+    def test_connectedInTime(self) -> None:
+        """
+        An attempt that succeeds in time gives its protocol and leaves no
+        timer.
+        """
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2, clock)
+        protocol = Protocol()
+        endpoint.attempt.callback(protocol)
+        self.assertIs(self.successResultOf(d), protocol)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_raisingEndpoint(self) -> None:
+        """
+        An endpoint whose C{connect} raises gives a failed L{Deferred}, not
+        an exception, and leaves no timer.
+        """
+
+        @implementer(IStreamClientEndpoint)
+        class Raising:
+            def connect(self, factory: Any) -> Deferred[Any]:
+                raise OverflowError("port must be 0-65535")
+
+        clock = Clock()
+        d = _connect.connectWithin(Raising(), Factory(), 2, clock)
+        self.failureResultOf(d, OverflowError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_worthRetrying(self) -> None:
+        """
+        Network failures (refused, DNS, timed out) are worth retrying;
+        anything else (a bad value the endpoint only noticed when
+        connecting) is not.
+        """
+        for error, expected in (
+            (ConnectionRefusedError(), True),
+            (DNSLookupError("nowhere.invalid"), True),
+            (_connect.ConnectTimeout(2), True),
+            (ValueError("bad"), False),
+            (OverflowError("port must be 0-65535"), False),
+        ):
+            self.assertEqual((error, _connect.isWorthRetrying(Failure(error))), (error, expected))
+
+
+class ClientServiceTests(SynchronousTestCase):
+    """
+    C{twistd uppercase-client} retries with backoff, logging each failure,
+    and stops the reactor when done, with an exit status that says how.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.reactor.running = True
+        self.statuses: list[int] = []
+
+    def makeService(self, *argv: str) -> _client_tap.RepeatingClientService:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
+        service = _client_tap.makeService(
+            options, reactor=self.reactor, exitStatus=self.statuses.append
+        )
+        assert isinstance(service, _client_tap.RepeatingClientService)
+        self.service = service
+        return service
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        """
+        Complete the latest connection attempt.
+        """
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_shape(self) -> None:
+        """
+        The service wraps a L{ClientService}; nothing connects before start.
+        """
+        self.makeService("-n", "1")
+        self.assertIsInstance(self.service.clientService, ClientService)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_failureLoggedAndRetried(self) -> None:
+        """
+        A refused connection is logged with its reason, and another attempt
+        follows after a backoff delay.
+        """
+        self.makeService("-n", "1").startService()
+        host, port, factory, timeout, bind = self.reactor.tcpClients[0]
+        self.assertEqual((host, port), ("127.0.0.1", 9527))
+        with capturedLogs() as events:
+            factory.clientConnectionFailed(
+                self.reactor.connectors[-1], Failure(ConnectionRefusedError())
+            )
+        [failed] = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(
+            formatEvent(failed), "Cannot connect to tcp:127.0.0.1:9527: Connection refused"
+        )
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.service.stopService()
+
+    def test_doneStopsReactorWithStatus0(self) -> None:
+        """
+        Once every reply is verified the statistics are logged and the
+        reactor is stopped, with no exit status set (twistd exits 0).
+        """
+        self.makeService("-n", "1").startService()
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            protocol.dataReceived(b"HELLO\n")
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.statuses, [])
+        self.assertIn("All 1 replies verified, rtt", formatEvent(events[-1]))
+        self.service.stopService()
+
+    def test_wrongReplyEndsWithStatus1AndNoRetry(self) -> None:
+        """
+        A wrong reply stops the reactor with exit status 1; after the
+        "Stopping" line no retry is scheduled, and no connection attempt
+        follows.
+        """
+        self.makeService("-n", "3").startService()
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            protocol.dataReceived(b"hello\n")
+            protocol.connectionLost(Failure(ConnectionLost()))
+        messages = [formatEvent(e) for e in events]
+        [stopping] = [i for i, m in enumerate(messages) if m.startswith("Stopping: ")]
+        self.assertIn("reply 1 does not match", messages[stopping])
+        self.assertEqual([m for m in messages[stopping:] if "retry" in m], [])
+        self.assertEqual(self.statuses, [1])
+        self.assertTrue(self.reactor.hasStopped)
+        self.reactor.advance(120)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.service.stopService()
+
+    def test_interruptLogsStatistics(self) -> None:
+        """
+        Stopping the service before the count is reached (Ctrl-C under
+        twistd) closes the connection cleanly and logs how many replies
+        were verified of how many, with their round-trip statistics.
+        """
+        self.makeService("-n", "9", "-i", "0").startService()
+        protocol, transport = self.connect()
+        for _ in range(2):
+            self.reactor.advance(0.004)
+            protocol.dataReceived(b"HELLO\n")
+            self.reactor.advance(0)
+        with capturedLogs() as events:
+            stopped = self.service.stopService()
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected, "aborted instead of closed")
+        [event] = events
+        self.assertEqual(
+            formatEvent(event),
+            "Stopped: 2 of 9 replies verified, rtt min/avg/max/mdev = 4.000/4.000/4.000/0.000 ms",
+        )
+        self.assertEqual((event["verified"], event["count"]), (2, 9))
+        with capturedLogs() as events:
+            protocol.connectionLost(Failure(ConnectionLost()))
+        self.successResultOf(stopped)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertEqual(self.statuses, [])
+
+    def test_interruptEndlessRun(self) -> None:
+        """
+        For an endless run (C{--count 0}) the closing line gives the
+        number of verified replies alone; before any reply it says so.
+        """
+        self.makeService("-n", "0").startService()
+        with capturedLogs() as events:
+            self.service.stopService()
+        self.assertEqual(
+            [formatEvent(e) for e in events], ["Stopped: 0 replies verified, no reply yet"]
+        )
+
+    def test_connectTimeoutLoggedAndRetried(self) -> None:
+        """
+        C{--timeout} bounds each connection attempt: one still pending after
+        that long is cancelled, logged as timed out, and retried.
+        """
+        self.makeService("-t", "2").startService()
+        with capturedLogs() as events:
+            self.reactor.advance(2)
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, ["Cannot connect to tcp:127.0.0.1:9527: timed out after 2s"])
+        self.reactor.advance(120)
+        self.assertGreaterEqual(len(self.reactor.tcpClients), 2)
+        self.service.stopService()
+
+    def test_unusableEndpointEndsWithStatus1(self) -> None:
+        """
+        A connection attempt that fails with something other than a network
+        error (a value the endpoint only checks when connecting) stops the
+        reactor with exit status 1 and one critical line; nothing retries.
+        """
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise OverflowError("port must be 0-65535")
+
+        self.patch(self.reactor, "connectTCP", refuse)
+        with capturedLogs() as events:
+            self.makeService().startService()
+            self.reactor.advance(0)
+        self.assertEqual(
+            [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical],
+            ["Stopping: cannot connect to tcp:127.0.0.1:9527: port must be 0-65535"],
+        )
+        self.assertEqual(self.statuses, [1])
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual([e for e in events if "retry" in formatEvent(e)], [])
+        self.service.stopService()
+
+    def test_stopWhileConnectingIsQuiet(self) -> None:
+        """
+        Stopping while a connection attempt is pending cancels it without
+        logging it as a failure to connect.
+        """
+        self.makeService().startService()
+        with capturedLogs() as events:
+            self.service.stopService()
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+
+
+class ExitStatusTests(SynchronousTestCase):
+    """
+    L{_exitstatus.exitWithStatusAtExit}: the exit status twistd cannot set.
+    """
+
+    def test_registersAnExitHandler(self) -> None:
+        """
+        It registers one exit handler which, when run, flushes standard
+        output and error, then ends the process with the status at once.
+        """
+        registered: list[tuple[Any, tuple[Any, ...]]] = []
+        events: list[object] = []
+
+        class Stream(io.StringIO):
+            def __init__(self, name: str) -> None:
+                super().__init__()
+                self.name = name
+
+            def flush(self) -> None:
+                events.append(("flush", self.name))
+
+        _exitstatus.exitWithStatusAtExit(3, register=lambda f, *a: registered.append((f, a)))
+        [(handler, args)] = registered
+        self.assertEqual(events, [])
+        self.patch(sys, "stdout", Stream("stdout"))
+        self.patch(sys, "stderr", Stream("stderr"))
+        self.patch(_exitstatus.os, "_exit", lambda status: events.append(("exit", status)))
+        handler(*args)
+        self.assertEqual(events, [("flush", "stdout"), ("flush", "stderr"), ("exit", 3)])

@@ -1,0 +1,360 @@
+"""
+C{uppercase-client} and C{twistd uppercase-client} in load mode, on a
+memory reactor: the options, the exit statuses, and the prober service.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.unit.cli.test_command import BytesStdout
+from uppercase.cli import client as _client_tap
+from uppercase.cli import command as _client_cli
+from uppercase.cli.loadcommand import LoadCommand
+from uppercase.client._settings import ClientSettings
+from uppercase.load.prober import LoadService
+from uppercase.testing import StreamTransport, asciiUpper
+
+
+def parse(*argv: str) -> ClientSettings:
+    options = _client_tap.ClientOptions()
+    options.parseOptions(list(argv))
+    return options.settings
+
+
+class LoadOptionsTests(SynchronousTestCase):
+    """
+    Load options are settings: checked, converted, and any of them makes a
+    load run; the ping-like defaults are untouched.
+    """
+
+    def test_defaultsArePingLike(self) -> None:
+        """
+        With no load option the settings are not a load run.
+        """
+        self.assertFalse(parse().isLoad)
+        self.assertFalse(parse("-n", "3", "-m", "hi", "--send-proxy", "v2").isLoad)
+
+    def test_anyLoadOptionMakesALoadRun(self) -> None:
+        """
+        Each load option, given alone, makes a load run.
+        """
+        for argv in (
+            ["--connections", "2"],
+            ["--pipeline", "8"],
+            ["--rate", "100"],
+            ["--duration", "5"],
+            ["--warmup", "1"],
+            ["--size", "100"],
+            ["--payload", "text"],
+            ["--seed", "4"],
+            ["--stream"],
+            ["--fail-fast"],
+            ["--max-p99", "5"],
+            ["--min-rate", "10"],
+            ["--metrics", "tcp:0"],
+        ):
+            self.assertTrue(parse(*argv).isLoad, argv)
+
+    def test_values(self) -> None:
+        """
+        Values are converted to the settings' types.
+        """
+        settings = parse(
+            "--connections=100",
+            "--pipeline=8",
+            "--rate=2.5e3",
+            "--duration=10",
+            "--warmup=2",
+            "--size=1024",
+            "--payload=TEXT",
+            "--seed=9",
+            "--send-proxy=V1",
+            "--max-p99=1.5",
+            "--min-rate=100",
+            "--fail-fast",
+        )
+        self.assertEqual(
+            (settings.connections, settings.pipeline, settings.rate, settings.size),
+            (100, 8, 2500.0, 1024),
+        )
+        self.assertEqual((settings.payload, settings.sendProxy), ("text", "v1"))
+        self.assertEqual((settings.maxP99, settings.minRate, settings.failFast), (1.5, 100.0, True))
+        self.assertEqual((settings.mode, settings.limit), ("open", 0))
+
+    def test_badValues(self) -> None:
+        """
+        Each bad value is a usage error naming its option.
+        """
+        for argv, words in (
+            (["--connections", "0"], "--connections must be at least 1"),
+            (["--pipeline", "-1"], "--pipeline must be at least 0"),
+            (["--rate", "fast"], "--rate must be a number per second"),
+            (["--size", "0"], "--size must be at least 1"),
+            (["--payload", "binary"], "--payload must be 'random' or 'text'"),
+            (["--send-proxy", "v3"], "--send-proxy must be 'v1' or 'v2'"),
+            (["--max-p99", "-2"], "--max-p99 must be a number of milliseconds"),
+            (["--metrics", "nope:1"], "--metrics 'nope:1' is not a valid endpoint"),
+            (["--stream", "--rate", "5"], "--stream sets its own pace"),
+        ):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(*argv)
+            self.assertIn(words, str(caught.exception), argv)
+
+    def test_sendProxyNotOverTLS(self) -> None:
+        """
+        A PROXY header cannot go before a tls: endpoint's handshake: refused
+        (checked on the settings, so that it holds without pyOpenSSL too).
+        """
+        with self.assertRaises(usage.UsageError) as caught:
+            _client_tap.checkLoadSettings(ClientSettings(sendProxy="v2", connect="tls:h:1"))
+        self.assertIn("before any TLS", str(caught.exception))
+
+    def test_rttIsForPing(self) -> None:
+        """
+        C{--rtt} with a load option is a usage error (status 2).
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        status = _client_cli.execute(MemoryReactorClock(), ["--rtt", "--connections", "2"])
+        self.assertEqual(status, 2)
+        self.assertIn("--rtt shows each reply of the ping-like client", stderr.getvalue())
+
+    def test_modes(self) -> None:
+        """
+        Closed loop without --rate (pipeline 1 by default), open loop with
+        it (no pipeline limit by default), stream with --stream.
+        """
+        self.assertEqual(
+            (parse("--size", "9").mode, parse("--size", "9").effectivePipeline), ("closed", 1)
+        )
+        self.assertEqual(
+            (parse("--rate", "9").mode, parse("--rate", "9").effectivePipeline), ("open", 0)
+        )
+        self.assertEqual(parse("--stream").mode, "stream")
+        self.assertEqual(parse("--duration", "3").limit, 0)
+        self.assertEqual(parse("--size", "3", "-n", "50").limit, 50)
+
+
+class LoadCommandTests(SynchronousTestCase):
+    """
+    The command runs a load run and exits with an honest status.
+    """
+
+    def setUp(self) -> None:
+        self.stdout = BytesStdout()
+        self.stderr = io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+        self.reactor = MemoryReactorClock()
+
+    def command(self, *argv: str) -> Deferred[int]:
+        run = _client_cli.prepare(self.reactor, list(argv))
+        assert isinstance(run, LoadCommand), run
+        self.loadCommand = run
+        return run.start()
+
+    def connect(self, index: int = -1) -> StreamTransport:
+        host, port, factory, timeout, bind = self.reactor.tcpClients[index]
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StreamTransport()
+        transport.connect(protocol)  # type: ignore[arg-type]
+        transport.answered = 0  # type: ignore[attr-defined]
+        return transport
+
+    def answer(self, transport: StreamTransport, wrong: bool = False) -> None:
+        data = transport.value()
+        new = data[transport.answered :]  # type: ignore[attr-defined]
+        transport.answered = len(data)  # type: ignore[attr-defined]
+        transport.receive(new if wrong else asciiUpper(new))
+
+    def test_allVerified(self) -> None:
+        """
+        Two connections, 6 messages, all verified: status 0, the summary on
+        standard output, nothing on standard error.
+        """
+        d = self.command("--connections", "2", "--count", "6")
+        transports = [self.connect(0), self.connect(1)]
+        for _ in range(3):
+            for transport in transports:
+                self.answer(transport)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 0)
+        out = self.stdout.getvalue().splitlines()
+        self.assertTrue(out[0].startswith("closed loop: 2 connections, pipeline 1"))
+        self.assertTrue(out[1].startswith("6 sent, 6 verified, 0 failed, 0 lost"))
+        self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_failureIsOneLine(self) -> None:
+        """
+        A wrong reply: status 1 and one line on standard error, naming the
+        connection, message and offset.
+        """
+        d = self.command("--count", "1", "--payload", "text")
+        self.answer(self.connect(), wrong=True)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 1)
+        [line] = self.stderr.getvalue().splitlines()
+        self.assertTrue(
+            line.startswith(
+                "uppercase-client: 1 wrong reply; first: connection 1, message 1, byte 0 "
+                "(stream offset 0): expected 48, received 68"
+            ),
+            line,
+        )
+
+    def test_refused(self) -> None:
+        """
+        Nothing listening: the ping-like client's line, status 1.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.python.failure import Failure
+
+        d = self.command("--connections", "1", "--size", "10")
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))  # type: ignore[arg-type]
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue().splitlines()[-1],
+            "uppercase-client: cannot connect to tcp:127.0.0.1:9527: Connection refused",
+        )
+
+    def test_interrupted(self) -> None:
+        """
+        SIGINT mid-run: the summary is printed and the status is 130.
+        """
+        d = self.command("--duration", "60", "--connections", "1")
+        transport = self.connect()
+        self.reactor.advance(1)
+        self.loadCommand.interrupt(2)
+        self.answer(transport)
+        self.assertEqual(self.successResultOf(d), 130)
+        self.assertIn("1 sent, 1 verified", self.stdout.getvalue())
+        self.assertEqual(
+            self.stderr.getvalue().splitlines()[-1], "uppercase-client: interrupted by SIGINT"
+        )
+
+    def test_progressOnStderr(self) -> None:
+        """
+        A progress line each second on standard error (plain lines: not a
+        terminal).
+        """
+        self.command("--duration", "60", "--rate", "10")
+        transport = self.connect()
+        for _ in range(30):
+            self.reactor.advance(0.1)
+            self.answer(transport)
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(all(" msg/s " in line for line in lines), lines)
+        self.loadCommand.interrupt(2)
+
+    def test_json(self) -> None:
+        """
+        C{--json} prints JSON lines: start, then the summary.
+        """
+        d = self.command("--json", "--pipeline", "1", "--count", "2")
+        transport = self.connect()
+        self.answer(transport)
+        self.answer(transport)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 0)
+        records = [json.loads(line) for line in self.stdout.getvalue().splitlines()]
+        self.assertEqual([r["type"] for r in records], ["start", "summary"])
+        self.assertEqual(records[-1]["verified"], 2)
+
+    def test_metricsListened(self) -> None:
+        """
+        C{--metrics} listens on its endpoint for the run's length.
+        """
+        self.command("--metrics", "tcp:9123:interface=127.0.0.1", "--count", "1")
+        [(port, factory, backlog, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (9123, "127.0.0.1"))
+        self.answer(self.connect())
+        self.reactor.advance(0)
+
+
+class ProberServiceTests(SynchronousTestCase):
+    """
+    C{twistd uppercase-client} with load options is the prober service.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.statuses: list[int] = []
+
+    def service(self, *argv: str) -> Any:
+        options = _client_tap.ClientOptions()
+        options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
+        service = _client_tap.makeService(
+            options, reactor=self.reactor, exitStatus=self.statuses.append
+        )
+        self.assertIsInstance(service, LoadService)
+        return service
+
+    def connect(self) -> StreamTransport:
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StreamTransport()
+        transport.connect(protocol)  # type: ignore[arg-type]
+        return transport
+
+    def test_proberRunsAndStops(self) -> None:
+        """
+        With --rate and --count 0 it sends on schedule until stopped; its
+        stop logs the summary and closes the connection.
+        """
+        service = self.service("--rate", "10", "--count", "0", "--metrics", "tcp:0")
+        service.startService()
+        self.assertEqual(len(self.reactor.tcpServers), 1)
+        transport = self.connect()
+        answered = 0
+        for _ in range(20):
+            self.reactor.advance(0.1)
+            data = transport.value()
+            transport.receive(asciiUpper(data[answered:]))
+            answered = len(data)
+        with capturedLogs() as events:
+            stopped = service.stopService()
+        self.successResultOf(stopped)
+        text = [formatEvent(e) for e in events]
+        self.assertTrue(any(line.startswith("21 sent, 21 verified") for line in text), text)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.statuses, [])
+
+    def test_reconnects(self) -> None:
+        """
+        A lost connection is tried again after a backoff.
+        """
+        service = self.service("--rate", "10", "--count", "0")
+        service.startService()
+        transport = self.connect()
+        transport.reset()
+        attempts = len(self.reactor.tcpClients)
+        self.reactor.advance(10)
+        self.assertGreater(len(self.reactor.tcpClients), attempts)
+        service.stopService()
+
+    def test_countReachedStopsReactor(self) -> None:
+        """
+        With a count, the run ends by itself and stops the reactor; a
+        wrong reply makes the exit status 1.
+        """
+        self.reactor.running = True
+        service = self.service("--count", "1", "--payload", "text")
+        service.startService()
+        transport = self.connect()
+        transport.receive(transport.value())
+        self.reactor.advance(0)
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.statuses, [1])

@@ -1,0 +1,380 @@
+"""The command-line layer: options, the services they build, the plugins."""
+
+from __future__ import annotations
+
+import io
+import re
+import signal
+import sys
+from typing import Callable
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase.cli import client as _client_tap
+from uppercase.cli import earlysignals as _earlysignals
+from uppercase.cli import server as _server_tap
+from uppercase.cli.server import CannotStart, ServerOptions
+from uppercase.cli.signals import SignalHandling
+from uppercase.server._settings import DEFAULTS, checkServerEndpoint
+from uppercase.service import UppercaseService
+
+
+def assertUsageErrorsName(
+    case: SynchronousTestCase,
+    parse: Callable[..., object],
+    cases: list[tuple[str, str]],
+) -> None:
+    """
+    Each C{(option, value)} is a usage error whose message names the option.
+    """
+    for option, value in cases:
+        error = case.assertRaises(usage.UsageError, parse, option, value)
+        case.assertIn(option, str(error))
+
+
+class ServerOptionsTests(SynchronousTestCase):
+    """
+    C{twistd uppercase} options.
+    """
+
+    def parse(self, *argv: str) -> _server_tap.ServerOptions:
+        options = _server_tap.ServerOptions()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        """
+        With no options: port 9527 on all interfaces, data logged, and the
+        documented limits.
+        """
+        options = self.parse()
+        self.assertEqual(options.settings, DEFAULTS)
+        self.assertEqual(options["listen"], ["tcp:9527"])
+        self.assertFalse(options["quiet"])
+        self.assertEqual(options["idle-timeout"], 300.0)
+        self.assertEqual(options["max-connections"], 10000)
+        self.assertEqual(options["max-per-ip"], 0)
+        self.assertEqual(options["shutdown-timeout"], 10.0)
+
+    def test_severalListen(self) -> None:
+        """
+        C{--listen} may be given several times, and replaces the default.
+        """
+        options = self.parse("--listen", "tcp:1234", "-l", "unix:/tmp/u.sock", "-q")
+        self.assertEqual(options["listen"], ["tcp:1234", "unix:/tmp/u.sock"])
+        self.assertTrue(options["quiet"])
+
+    def test_malformedListen(self) -> None:
+        """
+        A malformed endpoint is a usage error that names it.
+        """
+        for bad in ["nosuch:1", "tcp:notaport", "tcp:port=1:bogus=2"]:
+            error = self.assertRaises(usage.UsageError, self.parse, "--listen", bad)
+            self.assertIn(repr(bad), str(error))
+
+    def test_systemdSocketMissing(self) -> None:
+        """
+        A C{systemd:} endpoint whose socket systemd did not pass (here, none
+        was) is a usage error that says so, and why that happens (sockets
+        passed without names), not Twisted's "list index out of range".
+        """
+        for bad, which in [
+            ("systemd:domain=INET:index=0", "with index 0"),
+            ("haproxy:systemd:domain=INET6:name=web", "named 'web'"),
+        ]:
+            error = str(self.assertRaises(usage.UsageError, self.parse, "--listen", bad))
+            self.assertEqual(
+                error,
+                f"--listen {bad!r} is not a valid endpoint: systemd passed this process no "
+                f"socket {which} (Twisted takes systemd's sockets only when systemd names "
+                "them, as systemd 227 and later do; systemd-socket-activate needs --fdname)",
+            )
+
+    def test_workerParsesNoSystemdEndpoint(self) -> None:
+        """
+        A worker of C{--workers} does not look for systemd's sockets (its
+        supervisor has them, and passes them): a C{systemd:} endpoint is
+        accepted; any other is still checked.
+        """
+        import os
+
+        from uppercase.workers.worker import WORKER_ENV, WorkerSpec
+
+        os.environ[WORKER_ENV] = WorkerSpec(1, (4,), 3).toEnvironment()
+        self.addCleanup(os.environ.pop, WORKER_ENV)
+        options = self.parse("--listen", "haproxy:systemd:domain=INET:index=0")
+        self.assertEqual(options["listen"], ["haproxy:systemd:domain=INET:index=0"])
+        self.assertRaises(usage.UsageError, self.parse, "--listen", "tcp:notaport")
+
+    def test_badNumbers(self) -> None:
+        """
+        Negative, non-numeric and non-finite values are usage errors naming
+        the option.
+        """
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--idle-timeout", "-1"),
+                ("--idle-timeout", "soon"),
+                ("--shutdown-timeout", "nan"),
+                ("--max-connections", "-5"),
+                ("--max-per-ip", "1.5"),
+            ],
+        )
+
+    def test_asciiNumbersOnly(self) -> None:
+        """
+        Numbers are written in ASCII digits: other scripts' digits and
+        Python's C{1_000}, which C{int} and C{float} take, are usage errors
+        naming the option; blanks and a sign are fine.
+        """
+        assertUsageErrorsName(
+            self,
+            self.parse,
+            [
+                ("--max-connections", "\u0661\u0660"),
+                ("--max-connections", "1_000"),
+                ("--max-per-ip", "\uff12"),
+                ("--workers", "\u0662"),
+                ("--idle-timeout", "1_0"),
+                ("--shutdown-timeout", "\u0665"),
+                ("--idle-timeout", "inf"),
+            ],
+        )
+        options = self.parse("--max-connections", " +7 ", "--idle-timeout", "1e1")
+        self.assertEqual((options["max-connections"], options["idle-timeout"]), (7, 10.0))
+
+    def test_loneBackslash(self) -> None:
+        """
+        An endpoint ending in a lone backslash (which would swallow the
+        added backlog) is a usage error that says so.
+        """
+        for option in ("--listen", "--metrics"):
+            error = self.assertRaises(usage.UsageError, self.parse, option, "tcp:\\")
+            self.assertIn("ends with a lone backslash", str(error))
+
+    def test_unknownOption(self) -> None:
+        """
+        An unknown option is a usage error.
+        """
+        self.assertRaises(usage.UsageError, self.parse, "--nosuch")
+
+    def test_oneLineErrors(self) -> None:
+        """
+        The options twistd uses print one line (and a hint) instead of the
+        whole help, and exit with status 2.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        error = self.assertRaises(
+            SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"]
+        )
+        self.assertEqual(error.code, 2)
+        first, hint = stderr.getvalue().splitlines()
+        self.assertEqual(first, "twistd uppercase: --max-per-ip must be a whole number, not 'x'")
+        self.assertIn("--help", hint)
+
+    def test_errorsNameTheRunner(self) -> None:
+        """
+        Under C{twist}, Twisted's foreground runner, a usage error names
+        C{twist uppercase}, the command the person typed.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.patch(sys, "argv", ["/usr/local/bin/twist", "uppercase", "--max-per-ip", "x"])
+        self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"])
+        self.assertTrue(stderr.getvalue().startswith("twist uppercase: --max-per-ip"))
+        self.assertIn("Try 'twist uppercase --help'", stderr.getvalue())
+
+    def test_helpExamplesParse(self) -> None:
+        """
+        Every endpoint the help shows that needs no files or sockets of its
+        own parses (TLS and systemd examples are run by the process tests,
+        with a certificate and with systemd's socket activator).
+        """
+        examples = re.findall(
+            r"(?:haproxy:)?(?:tcp6?|unix|ssl|systemd):[^,;)\s]+", ServerOptions.longdesc
+        )
+        self.assertGreaterEqual(len(examples), 7, examples)
+        for example in examples:
+            if example.startswith(("ssl:", "systemd:")):
+                continue
+            checkServerEndpoint(example)
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints uppercase's version (with Twisted's and Python's
+        beside it) and exits 0.
+        """
+        from twisted import __version__ as twistedVersion
+        from uppercase import __version__
+
+        for options in (_server_tap.Options, _client_tap.Options):
+            stdout = io.StringIO()
+            self.patch(sys, "stdout", stdout)
+            error = self.assertRaises(SystemExit, options().parseOptions, ["--version"])
+            self.assertEqual(error.code, 0)
+            line = stdout.getvalue().strip()
+            self.assertTrue(line.startswith(f"uppercase {__version__} (Twisted "), line)
+            self.assertIn(twistedVersion, line)
+
+
+class ServerServiceTests(SynchronousTestCase):
+    """
+    The shape of the service C{makeService} builds, without starting it.
+    """
+
+    def test_wiring(self) -> None:
+        """
+        The options become one L{UppercaseFactory} and one
+        L{UppercaseService} listening on every C{--listen}, under a command
+        service that adds signal handling; nothing listens yet.
+        """
+        options = _server_tap.ServerOptions()
+        options.parseOptions(
+            [
+                "-l",
+                "tcp:0",
+                "-l",
+                "tcp:0:interface=127.0.0.1",
+                "--quiet",
+                "--idle-timeout",
+                "7",
+                "--max-per-ip",
+                "3",
+                "--shutdown-timeout",
+                "4",
+            ]
+        )
+        reactor = MemoryReactorClock()
+        command = _server_tap.makeService(options, reactor=reactor)
+        service = command.server
+        self.assertIsInstance(service, UppercaseService)
+        self.assertEqual(service.descriptions, ["tcp:0", "tcp:0:interface=127.0.0.1"])
+        factory = service.factory
+        self.assertFalse(factory.logData)
+        self.assertEqual(factory.idleTimeout, 7.0)
+        self.assertEqual(factory.admission.maxPerIP, 3)
+        self.assertEqual((service.shutdownTimeout, factory.closeTimeout), (4.0, 4.0))
+        self.assertIs(factory.clock, reactor)
+        self.assertEqual([type(s) for s in command], [UppercaseService, SignalHandling])
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_listenFailureIsOneLine(self) -> None:
+        """
+        A port that cannot be bound raises L{CannotStart} out of the command
+        service (so that twistd removes its pid file and reports it), logs
+        it, and makes it the one line Python prints on standard error when
+        it ends the process, instead of a traceback.
+        """
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        options = _server_tap.ServerOptions()
+        description = f"tcp:{port}:interface=127.0.0.1"
+        options.parseOptions(["-l", description])
+        from twisted.internet import reactor
+
+        command = _server_tap.makeService(options, reactor=reactor)
+        self.patch(sys, "excepthook", sys.excepthook)
+        with capturedLogs() as events:
+            error = self.assertRaises(CannotStart, command.privilegedStartService)
+        line = f"twistd uppercase: cannot listen on {description}: Address already in use"
+        self.assertEqual(events[0]["log_format"].format(**events[0]), line)
+        stderr = io.StringIO()
+        self.patch(sys, "__stderr__", stderr)
+        sys.excepthook(CannotStart, error, None)
+        self.assertEqual(stderr.getvalue(), line + "\n")
+
+
+def keepSignals(test: SynchronousTestCase) -> None:
+    """
+    Put back, after C{test}, the handlers of the signals start-up holds off
+    (loading the server plugin's options changes them), and set them to
+    their default action for it.
+    """
+    for name in _earlysignals.EARLY:
+        number = getattr(signal, name)
+        test.addCleanup(signal.signal, number, signal.getsignal(number))
+        signal.signal(number, signal.SIG_DFL)
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    Both plugins are found by twistd's plugin scan in the installed package.
+    """
+
+    def setUp(self) -> None:
+        keepSignals(self)
+
+    def test_pluginsRegistered(self) -> None:
+        """
+        C{uppercase} and C{uppercase-client} are twistd plugins whose options
+        and services come from the tap modules.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        self.assertIn("uppercase", makers)
+        self.assertIn("uppercase-client", makers)
+        self.assertIs(makers["uppercase"].options, _server_tap.Options)
+        self.assertIs(makers["uppercase-client"].options, _client_tap.Options)
+
+    def test_pluginFolderIsANamespacePortion(self) -> None:
+        """
+        C{twisted/} and C{twisted/plugins/} in the project have no
+        C{__init__.py} (which would shadow Twisted's own packages), and the
+        plugin module is not named like the package.
+        """
+        import os
+
+        root = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        )
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "__init__.py")))
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "plugins", "__init__.py")))
+        plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
+        self.assertIn("uppercase_plugins.py", plugins)
+        self.assertNotIn("uppercase.py", plugins)
+
+
+class EarlySignalTests(SynchronousTestCase):
+    """
+    SIGHUP, SIGUSR1 and SIGUSR2, fatal by default, are ignored from the
+    moment twistd or twist loads the server's options until the server
+    installs its handlers.
+    """
+
+    def setUp(self) -> None:
+        keepSignals(self)
+
+    def test_loadingServerOptions(self) -> None:
+        """
+        Loading the server plugin's options (what twistd does on reading
+        C{uppercase}) ignores the three.
+        """
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uppercase"]
+        self.assertIs(maker.options, _server_tap.Options)
+        for name in _earlysignals.EARLY:
+            self.assertEqual(signal.getsignal(getattr(signal, name)), signal.SIG_IGN, name)
+
+    def test_handlersKept(self) -> None:
+        """
+        A signal that already has a handler keeps it.
+        """
+
+        def handler(number: int, frame: object) -> None:
+            pass
+
+        signal.signal(signal.SIGUSR1, handler)
+        _earlysignals.ignoreUntilInstalled()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), handler)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)

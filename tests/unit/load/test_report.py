@@ -1,0 +1,480 @@
+"""
+What a load run reports: percentiles from the HDR histogram, the progress
+line, the text summary, the JSON lines and their schema, TCP_INFO, and the
+Prometheus metrics of the prober.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import struct
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.unit.load.test_run import FakeConnect
+from uppercase.client._settings import ClientSettings
+from uppercase.load.histogram import Latencies
+from uppercase.load.metrics import LoadCollector
+from uppercase.load.report import JSONLoadReport, TextLoadReport, progressLine
+from uppercase.load.result import RunObserver, Snapshot
+from uppercase.load.run import LoadRun
+from uppercase.net.tcpinfo import TCPInfo, readTCPInfo, summarize
+from uppercase.proxy import parseHeader
+from uppercase.proxy._send import proxyHeader
+
+# The JSON lines schema (docs/load-testing.md): each object's keys and the
+# types their values take.
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+LATENCY = (dict, type(None))
+START_SCHEMA = {
+    "type": str,
+    "schema": int,
+    "time": NUMBER,
+    "mode": str,
+    "description": str,
+    "connect": str,
+    "connections": int,
+    "pipeline": int,
+    "rate": OPTIONAL_NUMBER,
+    "size": int,
+    "payload": str,
+    "seed": int,
+    "duration_s": OPTIONAL_NUMBER,
+    "warmup_s": NUMBER,
+    "count": (int, type(None)),
+    "send_proxy": (str, type(None)),
+}
+INTERVAL_SCHEMA = {
+    "type": str,
+    "elapsed_s": NUMBER,
+    "phase": str,
+    "connections": int,
+    "sent": int,
+    "verified": int,
+    "failed": int,
+    "errors": dict,
+    "messages_per_s": NUMBER,
+    "mb_per_s": NUMBER,
+    "latency_ms": LATENCY,
+    "backlog": int,
+}
+SUMMARY_SCHEMA = {
+    "type": str,
+    "mode": str,
+    "description": str,
+    "sent": int,
+    "verified": int,
+    "failed": int,
+    "lost": int,
+    "stream_bytes": int,
+    "measured": int,
+    "seconds": NUMBER,
+    "messages_per_s": NUMBER,
+    "mb_per_s": NUMBER,
+    "latency_ms": LATENCY,
+    "latency_distribution_ms": (list, type(None)),
+    "histogram": (str, type(None)),
+    "errors": dict,
+    "mismatch_count": int,
+    "mismatches": list,
+    "tcp": (dict, type(None)),
+    "tcp_connections": list,
+    "thresholds": list,
+    "ok": bool,
+    "error": (str, type(None)),
+    "status": int,
+}
+LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
+
+
+class LatencyTests(SynchronousTestCase):
+    """
+    Percentiles come from the HDR histogram, to its precision.
+    """
+
+    def test_knownDistribution(self) -> None:
+        """
+        Latencies of 1, 2, ... 1000 ms: p50 500, p90 900, p99 990, p99.9
+        999, max 1000 ms, each within the histogram's 0.1%.
+        """
+        latencies = Latencies()
+        for ms in range(1, 1001):
+            latencies.record(ms / 1000)
+        summary = latencies.summary()
+        assert summary is not None
+        for key, expected in (
+            ("p50", 500),
+            ("p90", 900),
+            ("p99", 990),
+            ("p99.9", 999),
+            ("max", 1000),
+        ):
+            self.assertApproximates(summary[key], expected, expected * 0.001)
+
+    def test_countsAndMerging(self) -> None:
+        """
+        Recording with a count is recording that many times; histograms
+        merge, also through their encoded form (as workers' would).
+        """
+        a, b = Latencies(), Latencies()
+        a.record(0.001, 99)
+        b.record(0.1)
+        a.add(Latencies.decode(b.encode()))
+        self.assertEqual(a.count, 100)
+        self.assertApproximates(a.percentile(99), 1.0, 0.001)
+        self.assertApproximates(a.maximum(), 100.0, 0.1)
+
+    def test_empty(self) -> None:
+        """
+        With nothing recorded there is no summary.
+        """
+        self.assertIsNone(Latencies().summary())
+
+    def test_clamped(self) -> None:
+        """
+        A latency below a microsecond counts as one; above an hour, as an
+        hour.
+        """
+        latencies = Latencies()
+        latencies.record(0.0)
+        latencies.record(10000.0)
+        self.assertEqual(latencies.count, 2)
+        self.assertApproximates(latencies.maximum(), 3600 * 1000, 3600)
+
+
+def snapshot(**changes: Any) -> Snapshot:
+    fields: dict[str, Any] = dict(
+        elapsed=3.0,
+        phase="measuring",
+        connections=100,
+        sent=1000,
+        verified=990,
+        failed=0,
+        errors=0,
+        errorsByKind={},
+        messagesPerSecond=123456.0,
+        megabytesPerSecond=7.9,
+        latency={"p50": 0.5, "p90": 0.8, "p99": 1.2, "p99.9": 3.1, "max": 12.0},
+    )
+    fields.update(changes)
+    return Snapshot(**fields)
+
+
+class ProgressTests(SynchronousTestCase):
+    """
+    A progress line each second, live on a terminal, plain lines otherwise.
+    """
+
+    def test_line(self) -> None:
+        """
+        The line gives the time, phase, connections, rates, p50 and p99,
+        and the errors.
+        """
+        self.assertEqual(
+            progressLine(snapshot()),
+            "[   3s]  measuring   100 conns  123,456 msg/s  7.90 MB/s  "
+            "p50 0.500 p99 1.200 ms  0 errors",
+        )
+
+    def test_plainLines(self) -> None:
+        """
+        Not on a terminal, each second is a line of its own.
+        """
+        err = io.StringIO()
+        report = TextLoadReport(io.BytesIO(), err, live=False)
+        report.interval(snapshot())
+        report.interval(snapshot(elapsed=4.0))
+        lines = err.getvalue().split("\n")
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(lines[1].startswith("[   4s]"))
+        self.assertNotIn("\r", err.getvalue())
+
+    def test_liveLine(self) -> None:
+        """
+        On a terminal the line is rewritten in place (carriage return,
+        erase to the end), and ended before the summary.
+        """
+        err = io.StringIO()
+        report = TextLoadReport(io.BytesIO(), err, live=True)
+        report.interval(snapshot())
+        report.interval(snapshot(elapsed=4.0))
+        self.assertEqual(err.getvalue().count("\r"), 2)
+        self.assertEqual(err.getvalue().count("\x1b[K"), 2)
+        self.assertNotIn("\n", err.getvalue())
+
+
+class RunReportCase(SynchronousTestCase):
+    """
+    A small run of C{count} messages at 10/s, each answered 20 ms after it
+    is due, reported by a report the test picks.
+    """
+
+    def runWith(self, report: Any, count: int = 5, **changes: Any) -> LoadRun:
+        settings = ClientSettings(rate=10, count=count, **changes)
+        clock = Clock()
+        clock.advance(1000)
+        connect = FakeConnect()
+        run = LoadRun(settings, clock, connect, report)
+        run.start()
+        transport = connect.succeed()
+        for _ in range(20):
+            clock.advance(0.02)
+            connect.answer(transport)
+            clock.advance(0.08)
+        clock.advance(0)
+        self.assertTrue(run.done.called)
+        return run
+
+
+class TextSummaryTests(RunReportCase):
+    """
+    The text summary says what was measured and how.
+    """
+
+    def test_summary(self) -> None:
+        """
+        The summary names the run, the counts, the latency percentiles with
+        their basis (open loop, from the scheduled time), the errors, and
+        what TCP saw (n/a in memory).
+        """
+        out = io.BytesIO()
+        self.runWith(TextLoadReport(out, io.StringIO(), live=False))
+        lines = out.getvalue().decode().splitlines()
+        self.assertEqual(
+            lines[0],
+            "open loop at 10 messages/s: 1 connection, no pipeline limit, "
+            "64-byte random messages, 5 messages",
+        )
+        self.assertTrue(lines[1].startswith("5 sent, 5 verified, 0 failed, 0 lost; measured 5"))
+        match = re.match(
+            r"^latency ms \(open loop, from each message's scheduled time\): "
+            r"p50 (\S+)  p90 (\S+)  p99 (\S+)  p99\.9 (\S+)  max (\S+)$",
+            lines[2],
+        )
+        assert match is not None, lines[2]
+        for figure in match.groups():
+            self.assertApproximates(float(figure), 20.0, 0.05)
+        self.assertEqual(
+            lines[3:], ["errors: none", "tcp: n/a (no TCP_INFO for these connections)"]
+        )
+
+
+class JSONTests(RunReportCase):
+    """
+    C{--json}: a C{start} object, one C{interval} per second, a
+    C{summary}, each following the documented schema.
+    """
+
+    def assertSchema(self, record: dict[str, Any], schema: dict[str, Any]) -> None:
+        self.assertEqual(set(record), set(schema))
+        for key, types in schema.items():
+            self.assertIsInstance(record[key], types, key)
+
+    def test_schema(self) -> None:
+        """
+        Every line is one JSON object; the first is C{start}, the last
+        C{summary}, those between C{interval}s; each has exactly the
+        documented keys, with values of the documented types.
+        """
+        out = io.BytesIO()
+        self.runWith(JSONLoadReport(out, io.StringIO(), live=False), count=15, maxP99=100.0)
+        records = [json.loads(line) for line in out.getvalue().decode().splitlines()]
+        kinds = [record["type"] for record in records]
+        self.assertEqual(kinds[0], "start")
+        self.assertEqual(kinds[-1], "summary")
+        self.assertEqual(set(kinds[1:-1]), {"interval"})
+        self.assertSchema(records[0], START_SCHEMA)
+        for record in records[1:-1]:
+            self.assertSchema(record, INTERVAL_SCHEMA)
+        summary = records[-1]
+        self.assertSchema(summary, SUMMARY_SCHEMA)
+        self.assertEqual(set(summary["latency_ms"]), LATENCY_KEYS)
+        self.assertEqual(
+            summary["thresholds"],
+            [
+                {
+                    "option": "max-p99",
+                    "limit": 100.0,
+                    "value": summary["latency_ms"]["p99"],
+                    "ok": True,
+                }
+            ],
+        )
+        self.assertEqual((summary["ok"], summary["error"], summary["status"]), (True, None, 0))
+        self.assertEqual(records[0]["schema"], 1)
+        self.assertEqual(Latencies.decode(summary["histogram"]).count, 15)
+
+    def test_mismatchInJSON(self) -> None:
+        """
+        A wrong reply appears in the summary with its connection, message,
+        offsets and hex excerpts, and the summary says why it failed.
+        """
+        out = io.BytesIO()
+        settings = ClientSettings(count=1, payload="text")
+        connect = FakeConnect()
+        clock = Clock()
+        run = LoadRun(settings, clock, connect, JSONLoadReport(out, io.StringIO(), live=False))
+        run.start()
+        connect.answer(connect.succeed(), wrong=True)
+        clock.advance(0)
+        summary = json.loads(out.getvalue().decode().splitlines()[-1])
+        self.assertEqual(
+            summary["mismatches"],
+            [
+                {
+                    "connection": 1,
+                    "message": 1,
+                    "offset": 0,
+                    "message_offset": 0,
+                    "excerpt_start": 0,
+                    "expected_hex": b"HELLO\nHELLO\nHELLO\n"[:16].hex(),
+                    "received_hex": b"hello\nhello\nhello\n"[:16].hex(),
+                }
+            ],
+        )
+        self.assertEqual((summary["ok"], summary["status"]), (False, 1))
+        self.assertTrue(summary["error"].startswith("1 wrong reply; first: connection 1"))
+
+
+class TCPInfoTests(SynchronousTestCase):
+    """
+    TCP_INFO from a real socket's layout, or n/a.
+    """
+
+    def test_unpack(self) -> None:
+        """
+        The fields are read where Linux's struct tcp_info has them: the
+        current retransmits third, rtt and rttvar (us) and total_retrans.
+        """
+        fields = [0] * 32
+        fields[2] = 3
+        fields[8 + 15] = 1500
+        fields[8 + 16] = 250
+        fields[8 + 23] = 42
+        raw = struct.pack("=8B24I", *fields) + b"\0" * 128
+        self.assertEqual(TCPInfo.unpack(raw), TCPInfo(3, 42, 1.5, 0.25))
+
+    def test_notASocket(self) -> None:
+        """
+        A transport without a TCP socket (in memory, UNIX) gives n/a.
+        """
+
+        class NoHandle:
+            pass
+
+        self.assertIsNone(readTCPInfo(NoHandle()))
+        unix = socket.socket(socket.AF_UNIX)
+        self.addCleanup(unix.close)
+
+        class UnixTransport:
+            def getHandle(self) -> socket.socket:
+                return unix
+
+        self.assertIsNone(readTCPInfo(UnixTransport()))
+
+    def test_summarize(self) -> None:
+        """
+        Over the connections: the count, retransmissions in all, the median
+        and largest RTT; none known, None.
+        """
+        infos = [TCPInfo(0, 1, 0.1, 0.01), None, TCPInfo(0, 2, 0.3, 0.02), TCPInfo(0, 0, 0.2, 0)]
+        self.assertEqual(
+            summarize(infos),
+            {
+                "connections": 3,
+                "retransmits": 3,
+                "rtt_ms_median": 0.2,
+                "rtt_ms_max": 0.3,
+                "rttvar_ms_max": 0.02,
+            },
+        )
+        self.assertIsNone(summarize([None]))
+
+
+class SendProxyTests(SynchronousTestCase):
+    """
+    The PROXY headers the client sends are the ones our server's parser
+    (and HAProxy's) reads.
+    """
+
+    def test_roundTrip(self) -> None:
+        """
+        v1 and v2, IPv4 and IPv6: the parser reads back the addresses.
+        """
+        from twisted.internet.address import IPv4Address, IPv6Address
+
+        for version in ("v1", "v2"):
+            for source, destination in (
+                (IPv4Address("TCP", "127.0.0.1", 40000), IPv4Address("TCP", "127.0.0.2", 9527)),
+                (IPv6Address("TCP", "::1", 40000), IPv6Address("TCP", "::2", 9527)),
+            ):
+                header = proxyHeader(version, source, destination)
+                parsed = parseHeader(header)
+                assert parsed is not None
+                addresses, length = parsed
+                self.assertEqual(length, len(header))
+                assert addresses is not None
+                self.assertEqual(
+                    [(a.host, a.port) for a in addresses],  # type: ignore[attr-defined]
+                    [(source.host, source.port), (destination.host, destination.port)],
+                )
+
+    def test_notTCP(self) -> None:
+        """
+        A UNIX connection sends v1's UNKNOWN or v2's LOCAL: the server
+        keeps the connection's own addresses.
+        """
+        from twisted.internet.address import UNIXAddress
+
+        for version in ("v1", "v2"):
+            header = proxyHeader(version, UNIXAddress(b"/a"), UNIXAddress(b"/b"))
+            self.assertEqual(parseHeader(header), (None, len(header)))
+
+
+class MetricsTests(SynchronousTestCase):
+    """
+    The prober's Prometheus metrics read the run's counts.
+    """
+
+    def test_exposition(self) -> None:
+        """
+        Verified and failed messages, errors by kind, open connections and
+        a latency histogram whose buckets hold the recorded latencies.
+        """
+        settings = ClientSettings(rate=10, count=0)
+        clock = Clock()
+        connect = FakeConnect()
+        run = LoadRun(settings, clock, connect, Collect(), reconnect=True)
+        run.start()
+        transport = connect.succeed()
+        for _ in range(10):
+            clock.advance(0.003)
+            connect.answer(transport)
+            clock.advance(0.097)
+        clock.advance(0.001)
+        run.stats.error("refused", 2)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LoadCollector(run))
+        text = generate_latest(registry).decode()
+        self.assertIn("uppercase_client_messages_verified_total 10.0", text)
+        self.assertIn("uppercase_client_messages_failed_total 0.0", text)
+        self.assertIn('uppercase_client_errors_total{kind="refused"} 2.0', text)
+        self.assertIn("uppercase_client_connections_open 1.0", text)
+        # The first 10 (one second's) are in the histogram, 3 ms each.
+        self.assertIn('uppercase_client_latency_seconds_bucket{le="0.0025"} 0.0', text)
+        self.assertIn('uppercase_client_latency_seconds_bucket{le="0.005"} 10.0', text)
+        self.assertIn('uppercase_client_latency_seconds_bucket{le="+Inf"} 10.0', text)
+        run.stop()
+
+
+class Collect(RunObserver):
+    """
+    Reports nothing.
+    """

@@ -1,0 +1,447 @@
+"""
+A whole load run, in memory: connecting at a bounded pace, connect errors by
+kind, warm-up, duration and count, time-outs, fail-fast, interruption,
+reconnection, streams, and the exit status the result carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase.client._settings import ClientSettings
+from uppercase.load.result import RunObserver, RunResult, Snapshot
+from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
+from uppercase.server import UppercaseFactory
+from uppercase.testing import MemoryConnection, StreamTransport, asciiUpper, connectInMemory
+
+LOAD = ClientSettings(connections=1, count=10)
+
+
+class Collect(RunObserver):
+    """
+    Keeps what the run reported.
+    """
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+        self.results: list[RunResult] = []
+        self.startedCount = 0
+
+    def started(self, run: Any) -> None:
+        self.startedCount += 1
+
+    def interval(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    def finished(self, result: RunResult) -> None:
+        self.results.append(result)
+
+
+class FakeConnect:
+    """
+    Connection attempts the test completes or fails by hand; completed
+    ones get a L{StreamTransport} whose peer reads everything (the test
+    plays the server with L{answer}).
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[IProtocolFactory, Deferred[Any]]] = []
+        self.transports: list[StreamTransport] = []
+
+    def __call__(self, factory: IProtocolFactory) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.attempts.append((factory, d))
+        return d
+
+    def succeed(self, index: int = 0) -> StreamTransport:
+        factory, d = self.attempts.pop(index)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        transport = StreamTransport()
+        transport.answered = 0  # type: ignore[attr-defined]
+        transport.connect(protocol)  # type: ignore[arg-type]
+        self.transports.append(transport)
+        d.callback(protocol)
+        return transport
+
+    def fail(self, error: Exception, index: int = 0) -> None:
+        factory, d = self.attempts.pop(index)
+        d.errback(Failure(error))
+
+    def answer(self, transport: StreamTransport, wrong: bool = False) -> None:
+        data = transport.value()
+        new = data[transport.answered :]  # type: ignore[attr-defined]
+        transport.answered = len(data)  # type: ignore[attr-defined]
+        if new and not transport.disconnected:
+            transport.protocol.dataReceived(new if wrong else asciiUpper(new))
+
+    def answerAll(self, wrong: bool = False) -> None:
+        for transport in list(self.transports):
+            self.answer(transport, wrong)
+
+
+class LoadRunCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.connect = FakeConnect()
+        self.observer = Collect()
+
+    def start(self, settings: ClientSettings, **kwargs: Any) -> LoadRun:
+        self.loadRun = LoadRun(settings, self.clock, self.connect, self.observer, **kwargs)
+        self.done = self.loadRun.start()
+        return self.loadRun
+
+    def result(self) -> RunResult:
+        return self.successResultOf(self.done)
+
+
+class ConnectingTests(LoadRunCase):
+    """
+    Connections are opened at a bounded pace; failures are counted by kind
+    and do not end the run.
+    """
+
+    def test_boundedPace(self) -> None:
+        """
+        Of 100 connections, at most L{CONNECT_AT_ONCE} are attempted at
+        once; each attempt that ends lets another start.
+        """
+        self.start(dataclasses.replace(LOAD, connections=100))
+        self.assertEqual(len(self.connect.attempts), CONNECT_AT_ONCE)
+        self.connect.succeed()
+        self.connect.fail(ConnectionRefusedError())
+        self.assertEqual(len(self.connect.attempts), CONNECT_AT_ONCE)
+        self.assertEqual(self.loadRun.stats.errors["refused"], 1)
+
+    def test_errorsByKindNotFatal(self) -> None:
+        """
+        Of 3 connections, 2 refused: the run goes on with the third, and
+        ends with status 1 and the errors by kind.
+        """
+        self.start(dataclasses.replace(LOAD, connections=3, count=5))
+        self.connect.fail(ConnectionRefusedError())
+        transport = self.connect.succeed()
+        self.connect.fail(ConnectionRefusedError())
+        for _ in range(5):
+            self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.verified, result.errors, result.status), (5, {"refused": 2}, 1))
+        self.assertEqual(result.failure, "errors: 2 refused")
+
+    def test_noConnectionAtAll(self) -> None:
+        """
+        When the only connection is refused, the run ends at once with the
+        ping-like client's words.
+        """
+        self.start(LOAD)
+        self.connect.fail(ConnectionRefusedError())
+        result = self.result()
+        self.assertEqual(
+            (result.status, result.failure),
+            (1, "cannot connect to tcp:127.0.0.1:9527: Connection refused"),
+        )
+
+
+class EndingTests(LoadRunCase):
+    """
+    A run ends after its count or duration, and its status is 0 only if
+    every message sent was verified.
+    """
+
+    def test_countVerified(self) -> None:
+        """
+        10 messages, all answered right: status 0, closed cleanly, no timer
+        left.
+        """
+        self.start(LOAD)
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.status), (10, 10, 0))
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_durationAfterWarmup(self) -> None:
+        """
+        With a warm-up of 1 s and a duration of 2 s the run stops sending
+        at 3 s; latencies and rates cover only messages scheduled after 1 s.
+        """
+        settings = dataclasses.replace(LOAD, duration=2.0, warmup=1.0, rate=10)
+        self.start(settings)
+        transport = self.connect.succeed()
+        for _ in range(40):
+            self.clock.advance(0.1)
+            self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        # Due at 0.0 ... 2.9 (30 messages; the stop at 3.0 comes first);
+        # measured: those due at 1.0 ... 2.9.
+        self.assertEqual(result.sent, 30)
+        self.assertEqual(result.measured, 20)
+        self.assertEqual(result.status, 0)
+
+    def test_wrongRepliesFail(self) -> None:
+        """
+        A peer that echoes without uppercasing: every message is reported
+        wrong, and the status is 1.
+        """
+        self.start(dataclasses.replace(LOAD, count=4))
+        transport = self.connect.succeed()
+        for _ in range(4):
+            self.connect.answer(transport, wrong=True)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.failed, result.mismatchCount, result.status), (4, 4, 1))
+        self.assertTrue(
+            (result.failure or "").startswith("4 wrong replies; first: connection 1, message 1")
+        )
+
+    def test_failFast(self) -> None:
+        """
+        With fail-fast, the first wrong byte ends the run at once.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=60, failFast=True))
+        transport = self.connect.succeed()
+        self.connect.answer(transport, wrong=True)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.status, result.mismatchCount), (1, 1))
+        self.assertTrue((result.failure or "").startswith("wrong reply: connection 1, message 1"))
+        self.assertTrue(transport.aborted)
+
+    def test_replyTimeout(self) -> None:
+        """
+        A reply that makes no progress for the time-out counts as a time-out
+        and a lost message; the connection is aborted.
+        """
+        self.start(dataclasses.replace(LOAD, count=1, timeout=3.0))
+        transport = self.connect.succeed()
+        self.clock.advance(5)
+        result = self.result()
+        self.assertEqual((result.errors, result.lost, result.status), ({"reply timeout": 1}, 1, 1))
+        self.assertTrue(transport.aborted)
+
+    def test_serverResets(self) -> None:
+        """
+        A connection reset with messages in flight: they are lost, the
+        error is a reset, and with no connection left the run ends.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=10))
+        transport = self.connect.succeed()
+        transport.reset()
+        result = self.result()
+        self.assertEqual((result.errors, result.lost, result.status), ({"reset": 1}, 1, 1))
+
+    def test_interrupted(self) -> None:
+        """
+        An interrupt closes the connections once their replies are in, and
+        the status is 128 + the signal's number; what was in flight is not
+        an error.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=60, pipeline=2))
+        transport = self.connect.succeed()
+        self.loadRun.interrupt(2)
+        self.assertFalse(transport.disconnected)
+        self.connect.answer(transport)
+        result = self.result()
+        self.assertEqual((result.status, result.reason), (130, "interrupted by SIGINT"))
+        self.assertTrue(transport.disconnected)
+
+    def test_secondInterruptAborts(self) -> None:
+        """
+        A second interrupt aborts the connections still waiting.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=60))
+        transport = self.connect.succeed()
+        self.loadRun.interrupt(15)
+        self.loadRun.interrupt(15)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.result().status, 143)
+
+    def test_progressEverySecond(self) -> None:
+        """
+        The observer hears of every second: phase, rates and percentiles
+        (100 messages/s, each answered 5 ms after it was due).
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=10, rate=100))
+        transport = self.connect.succeed()
+        for _ in range(250):
+            self.clock.advance(0.005)
+            self.connect.answer(transport)
+            self.clock.advance(0.005)
+        self.assertEqual(len(self.observer.snapshots), 2)
+        first = self.observer.snapshots[0]
+        self.assertEqual(first.phase, "measuring")
+        self.assertApproximates(first.messagesPerSecond, 100, 1)
+        assert first.latency is not None
+        self.assertApproximates(first.latency["p50"], 5.0, 0.01)
+        self.loadRun.stop()
+
+
+class ReconnectTests(LoadRunCase):
+    """
+    The prober (reconnect) tries again with backoff.
+    """
+
+    def test_reconnectsAfterLoss(self) -> None:
+        """
+        A lost connection is counted and a new one attempted after a
+        backoff; the run goes on with it; what fell due meanwhile is
+        counted as sent on no connection.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        transport.reset()
+        self.assertEqual(self.connect.attempts, [])
+        self.clock.advance(5)
+        self.assertEqual(len(self.connect.attempts), 1)
+        self.connect.succeed()
+        self.assertEqual(len(self.loadRun.protocols), 1)
+        self.assertEqual(self.loadRun.stats.errors["reset"], 1)
+        self.loadRun.stop()
+        self.connect.answerAll()
+        errors = self.result().errors
+        self.assertEqual(errors["reset"], 1)
+        self.assertGreater(errors["no connection"], 0)  # due while disconnected
+
+    def test_refusedRetried(self) -> None:
+        """
+        A refused first attempt is retried rather than ending the prober.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        self.connect.fail(ConnectionRefusedError())
+        self.assertNoResult(self.done)
+        self.clock.advance(5)
+        self.assertEqual(len(self.connect.attempts), 1)
+        self.loadRun.stop()
+
+
+class StreamRunTests(LoadRunCase):
+    """
+    C{--stream} through the real echo, in memory.
+    """
+
+    def test_streamThroughServer(self) -> None:
+        """
+        Three 64 KiB units each way through the server: every byte verified,
+        the half-close answered by the server's close, status 0.
+        """
+        connections: list[MemoryConnection] = []
+
+        def connect(factory: IProtocolFactory) -> Deferred[Any]:
+            protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+            server = UppercaseFactory(self.clock, logData=False)
+            connections.append(connectInMemory(server, protocol))  # type: ignore[arg-type]
+            d: Deferred[Any] = Deferred()
+            d.callback(protocol)
+            return d
+
+        settings = dataclasses.replace(LOAD, stream=True, count=3, size=65536)
+        self.loadRun = LoadRun(settings, self.clock, connect, self.observer)
+        self.done = self.loadRun.start()
+        connections[0].flush()
+        result = self.result()
+        self.assertEqual((result.streamBytes, result.status, result.errors), (3 * 65536, 0, {}))
+
+    def test_streamCorruptionLocated(self) -> None:
+        """
+        A stream of 2 x 1000 bytes whose echo has one wrong byte at 1500:
+        reported at that offset (unit 2, byte 500), then the half-close
+        and the server's close end the run with status 1.
+        """
+        settings = dataclasses.replace(LOAD, stream=True, count=2, size=1000)
+        self.start(settings)
+        transport = self.connect.succeed()
+        self.assertTrue(transport.writeDisconnected)  # all sent, then half-closed
+        reply = bytearray(asciiUpper(transport.value()))
+        self.assertEqual(len(reply), 2000)
+        reply[1500] ^= 0x20
+        transport.receive(bytes(reply[:700]))
+        transport.receive(bytes(reply[700:]))
+        transport.receiveEOF()
+        result = self.result()
+        [mismatch] = result.mismatches
+        self.assertEqual(
+            (mismatch.connection, mismatch.message, mismatch.offset, mismatch.messageOffset),
+            (1, 2, 1500, 500),
+        )
+        self.assertEqual((result.streamBytes, result.status), (2000, 1))
+
+    def test_streamClosedEarly(self) -> None:
+        """
+        A server that closes before every byte came back: "closed early".
+        """
+        settings = dataclasses.replace(LOAD, stream=True, count=2, size=1000)
+        self.start(settings)
+        transport = self.connect.succeed()
+        transport.protocol.readConnectionLost()
+        result = self.result()
+        self.assertEqual((result.errors, result.status), ({"closed early": 1}, 1))
+
+
+class ThresholdTests(LoadRunCase):
+    """
+    Thresholds turn a run into a check.
+    """
+
+    def run10(self, **thresholds: Any) -> RunResult:
+        """
+        10 messages at 10/s, each answered 50 ms after it is due.
+        """
+        self.start(dataclasses.replace(LOAD, rate=10, count=10, **thresholds))
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.clock.advance(0.05)
+            self.connect.answer(transport)
+            self.clock.advance(0.05)
+        self.clock.advance(0)
+        return self.result()
+
+    def test_held(self) -> None:
+        """
+        p99 50 ms against --max-p99 60 and 10/s against --min-rate 5:
+        status 0.
+        """
+        result = self.run10(maxP99=60.0, minRate=5.0)
+        self.assertEqual([check.ok for check in result.checks], [True, True])
+        self.assertEqual(result.status, 0)
+
+    def test_latencyOver(self) -> None:
+        """
+        p50 50 ms against --max-p50 40: status 1 and the reason.
+        """
+        result = self.run10(maxP50=40.0)
+        self.assertEqual(result.status, 1)
+        self.assertRegex(result.failure or "", r"^p50 latency 50\.\d+ ms is over --max-p50 40$")
+
+    def test_rateUnder(self) -> None:
+        """
+        About 10 verified messages/s against --min-rate 100: status 1.
+        """
+        result = self.run10(minRate=100.0)
+        self.assertEqual(result.status, 1)
+        self.assertRegex(
+            result.failure or "", r"^verified rate .* messages/s is under --min-rate 100$"
+        )
+
+    def test_nothingMeasured(self) -> None:
+        """
+        A threshold with nothing measured fails: a check never passes by
+        default.
+        """
+        self.start(dataclasses.replace(LOAD, count=1, maxP99=10.0))
+        transport = self.connect.succeed()
+        transport.reset()
+        result = self.result()
+        self.assertFalse(result.checks[0].ok)
+        self.assertEqual(result.status, 1)

@@ -1,0 +1,158 @@
+"""A worker's side of the control connection, in memory."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase.server import UppercaseFactory
+from uppercase.testing import StreamTransport, connectServer
+from uppercase.workers.worker import REPORT_INTERVAL, WORKER_ENV, WorkerControl, WorkerSpec
+
+
+class ControlTests(SynchronousTestCase):
+    """
+    The worker reports to its supervisor and obeys it.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = UppercaseFactory(self.clock, logData=False, idleTimeout=0)
+        self.retired: list[int] = []
+        self.stopped: list[int] = []
+        self.aborted: list[str] = []
+        self.transport = StreamTransport()
+        self.closed: list[int] = []
+        spec = WorkerSpec(2, (4,), 3)
+        self.control = WorkerControl(
+            spec,
+            self.factory,
+            self.clock,
+            self.adopt,
+            lambda: self.retired.append(1),
+            lambda: self.stopped.append(1),
+            self.aborted.append,
+        )
+        self.patch(os, "close", self.closed.append)
+        self.patch(os, "set_blocking", lambda fd, flag: None)
+        self.control.startService()
+
+    def adopt(self, fd: int, factory: Any) -> None:
+        self.transport.connect(factory.buildProtocol(None))
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.transport.value().splitlines()]
+
+    def test_readyThenCounts(self) -> None:
+        """
+        On connecting it says it is ready (with its pid); every second it
+        sends its counts; the control descriptor it adopted is closed.
+        """
+        _, client = connectServer(self.factory)
+        client.receive(b"abc")
+        self.clock.advance(REPORT_INTERVAL)
+        ready, counts = self.messages()
+        self.assertEqual(ready["type"], "ready")
+        self.assertEqual(
+            counts,
+            {
+                "type": "counts",
+                "accepted": 1,
+                "active": 1,
+                "rejected": 0,
+                "idleClosed": 0,
+                "received": 3,
+                "sent": 3,
+            },
+        )
+        self.assertEqual(self.closed, [3])
+
+    def test_retire(self) -> None:
+        """
+        The C{retire} command calls the retirement.
+        """
+        self.transport.receive(b'{"command": "retire"}\n')
+        self.assertEqual(self.retired, [1])
+
+    def test_abortWhileStopping(self) -> None:
+        """
+        The C{abort} command (the supervisor got a second stop signal)
+        aborts the connections the stop waits for, saying why; the stop is
+        already under way, so it is not started again.
+        """
+        self.control.stopService()
+        self.transport.receive(b'{"command": "abort", "why": "on a second SIGINT"}\n')
+        self.assertEqual((self.aborted, self.stopped), (["on a second SIGINT"], []))
+
+    def test_abortBeforeStopping(self) -> None:
+        """
+        An C{abort} that arrives before the worker stops starts the stop
+        too.
+        """
+        self.transport.receive(b'{"command": "abort"}\n')
+        self.assertEqual(self.stopped, [1])
+        self.assertEqual(self.aborted, ["on the supervisor's request"])
+
+    def test_supervisorGone(self) -> None:
+        """
+        When the control connection ends, the worker stops.
+        """
+        self.transport.reset()
+        self.assertEqual(self.stopped, [1])
+
+    def test_noReportAfterStop(self) -> None:
+        """
+        Once stopping, no report is scheduled any more.
+        """
+        self.control.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_specRoundTrip(self) -> None:
+        """
+        The spec survives the environment variable.
+        """
+        spec = WorkerSpec(3, (4, 5), 3)
+        self.assertEqual(
+            WorkerSpec.fromEnvironment({"UPPERCASE_WORKER": spec.toEnvironment()}), spec
+        )
+        self.assertIsNone(WorkerSpec.fromEnvironment({}))
+
+    def test_label(self) -> None:
+        """
+        A worker's label is its slot for the first process started in the
+        slot, then slot.generation, so that the old and the new worker of a
+        reload are told apart; it survives the environment variable.
+        """
+        first, third = WorkerSpec(3, (4,), 3), WorkerSpec(3, (4,), 3, generation=3)
+        self.assertEqual([first.label, third.label], ["3", "3.3"])
+        again = WorkerSpec.fromEnvironment({"UPPERCASE_WORKER": third.toEnvironment()})
+        assert again is not None
+        self.assertEqual(again.label, "3.3")
+
+    def test_logsSayTheLabel(self) -> None:
+        """
+        A worker's text log lines start with C{[worker LABEL]}; its JSON log
+        lines have that label as their C{worker} field.
+        """
+        from uppercase import jsonlog, textlog
+
+        spec = WorkerSpec(2, (4,), 3, generation=5)
+        os.environ[WORKER_ENV] = spec.toEnvironment()
+        self.addCleanup(os.environ.pop, WORKER_ENV, None)
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        # A warning: written and flushed at once, nothing scheduled.
+        event = {"log_format": "hello", "log_time": 0.0, "log_namespace": "test"}
+        event["log_level"] = LogLevel.warn
+        for observer in (textlog.worker(), jsonlog.worker()):
+            observer(dict(event))
+        text, line = out.getvalue().splitlines()
+        self.assertIn(" [worker 2.5] [test#warn] hello", text)
+        self.assertEqual(json.loads(line)["worker"], "2.5")

@@ -1,0 +1,3 @@
+"""
+The command-line layer, wiring only: the twistd plugins' options and makers, the uppercase-client command, option checks, signals, exit status.
+"""

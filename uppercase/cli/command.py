@@ -1,0 +1,263 @@
+"""
+The C{uppercase-client} command: run the repeating client once, print each
+reply and a summary, and exit with a status scripts can rely on:
+
+  - 0: every reply arrived and matched;
+  - 1: a failure (refused, timed out, a wrong reply, closed early, ...);
+  - 2: a usage error;
+  - 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM).
+
+The command runs the reactor itself, without Twisted's signal handlers: its
+own SIGINT and SIGTERM handlers tell the run which signal arrived
+(L{installInterruptHandlers}), and the run stops the reactor once, when it
+has printed its summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import IO, Any, Callable, NoReturn, Sequence, Union
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IProtocol
+from twisted.internet.protocol import Factory
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from uppercase.cli.client import ClientOptions
+from uppercase.cli.loadcommand import LoadCommand
+from uppercase.cli.options import versionLine
+from uppercase.client._connect import (
+    clientEndpoint,
+    connectWithin,
+    describeConnectFailure,
+    isCancellation,
+)
+from uppercase.client._ping import UppercaseClientProtocol
+from uppercase.client._report import JSONReport, RoundTrips, TextReport
+from uppercase.client._settings import ClientSettings
+
+COMMAND = "uppercase-client"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that end a run early, with status 128 + their number."""
+
+Report = Union[TextReport, JSONReport]
+"""Where the replies and the summary are printed."""
+
+Run = Union["ClientRun", LoadCommand]
+"""The ping-like run or a load run."""
+
+
+class _Options(ClientOptions):
+    synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
+    optFlags = [
+        ["rtt", None, "Show each reply's round-trip time after it."],
+        ["json", None, "Print one JSON object per reply, then a summary object."],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        if self.settings.isLoad and self["rtt"]:
+            raise usage.UsageError(
+                "--rtt shows each reply of the ping-like client, not of a load run"
+            )
+
+    def opt_version(self) -> NoReturn:
+        """
+        Display uppercase's version and exit.
+        """
+        print(versionLine())
+        raise SystemExit(EXIT_OK)
+
+
+class _OneProtocol(Factory):
+    """
+    Hands out one protocol, for one connection.
+    """
+
+    def __init__(self, protocol: UppercaseClientProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> UppercaseClientProtocol:
+        return self._protocol
+
+
+class ClientRun:
+    """
+    One run of the command: connect, exchange, print the summary and, when
+    it went wrong, one line on standard error.
+
+    @ivar protocol: the run's protocol, whose counts the summary gives.
+    """
+
+    def __init__(
+        self, reactor: Any, settings: ClientSettings, report: Report, stderr: IO[str]
+    ) -> None:
+        self._reactor = reactor
+        self._settings = settings
+        self._report = report
+        self._stderr = stderr
+        self._rtts = RoundTrips()
+        self.protocol = UppercaseClientProtocol.fromSettings(
+            settings, clock=reactor, onReply=self._reply
+        )
+        self._connecting: Deferred[IProtocol] | None = None
+        self._signal: int | None = None
+        self._ended: Deferred[int] = Deferred()
+
+    def start(self) -> Deferred[int]:
+        """
+        Connect and run.
+
+        @return: fires with the exit status once the run is over and its
+            summary printed; never fails.
+        """
+        try:
+            endpoint = clientEndpoint(self._reactor, self._settings.connect)
+        except Exception as e:
+            self._connectFailed(Failure(e))
+            return self._ended
+        self._connecting = connectWithin(
+            endpoint, _OneProtocol(self.protocol), self._settings.timeout, self._reactor
+        )
+        self._connecting.addCallbacks(self._connected, self._connectFailed)
+        return self._ended
+
+    def interrupt(self, signum: int) -> None:
+        """
+        Stop early because of signal C{signum}: cancel the connection
+        attempt, or close the connection (aborting it if it is still there
+        after a short grace).  A second signal aborts the connection at
+        once.  After the run has ended, nothing happens.
+        """
+        if self._ended.called:
+            return
+        if self._signal is not None:
+            self.protocol.stop(grace=0)
+            return
+        self._signal = signum
+        if self._connecting is not None:
+            self._connecting.cancel()
+        else:
+            self.protocol.stop()
+
+    def _reply(self, sequence: int, reply: bytes, rtt: float) -> None:
+        self._rtts.add(rtt)
+        self._report.reply(sequence, reply, rtt)
+
+    def _connectFailed(self, failure: Failure) -> None:
+        self._connecting = None
+        if isCancellation(failure) and self._signal is not None:
+            self._finish(None)
+        else:
+            reason = describeConnectFailure(failure)
+            self._finish(f"cannot connect to {self._settings.connect}: {reason}")
+
+    def _connected(self, protocol: object) -> None:
+        self._connecting = None
+        self.protocol.done.addCallbacks(
+            lambda _: self._finish(None), lambda failure: self._finish(failure.getErrorMessage())
+        )
+
+    def _finish(self, error: str | None) -> None:
+        """
+        Print the summary and the error, if any, and end with the status
+        they call for: a failure is a failure even if a signal came after
+        it; a run that ended because of a signal is 128 + its number.
+        """
+        if self._ended.called:
+            return
+        if error is not None:
+            status = EXIT_FAILURE
+        elif self._signal is not None:
+            error = f"interrupted by {signal.Signals(self._signal).name}"
+            status = 128 + self._signal
+        else:
+            status = EXIT_OK
+        protocol = self.protocol
+        self._report.summary(protocol.sent, protocol.received, protocol.verified, self._rtts, error)
+        if error is not None:
+            self._stderr.write(f"{COMMAND}: {error}\n")
+            self._stderr.flush()
+        self._ended.callback(status)
+
+
+def prepare(reactor: Any, argv: Sequence[str]) -> Run:
+    """
+    Parse C{argv} into a run that prints to C{sys.stdout} and
+    C{sys.stderr}: the ping-like client, or a load run when any load option
+    is set; nothing connects until it is started.
+
+    @raise usage.UsageError: for a bad option.
+    """
+    options = _Options()
+    options.parseOptions(list(argv))
+    out: IO[bytes] = sys.stdout.buffer
+    if options.settings.isLoad:
+        return LoadCommand(reactor, options.settings, out, sys.stderr, json=options["json"])
+    report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
+    return ClientRun(reactor, options.settings, report, sys.stderr)
+
+
+def installInterruptHandlers(
+    reactor: Any,
+    interrupt: Callable[[int], None],
+    setHandler: Callable[[int, Any], object] = signal.signal,
+    getHandler: Callable[[int], object] = signal.getsignal,
+) -> None:
+    """
+    Handle SIGINT and SIGTERM by calling C{interrupt} with the signal's
+    number, in the reactor's thread (the only thing a signal handler may
+    ask of the reactor is C{callFromThread}).
+
+    A signal ignored when the command starts stays ignored, as Twisted's
+    own handlers leave it: a shell starts background jobs with SIGINT
+    ignored, so that a Ctrl-C meant for the foreground does not stop them.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        reactor.callFromThread(interrupt, signum)
+
+    for signum in INTERRUPTS:
+        if getHandler(signum) != signal.SIG_IGN:
+            setHandler(signum, handler)
+
+
+def execute(reactor: Any, argv: Sequence[str]) -> int:
+    """
+    Run the command with C{argv}, running C{reactor} until the run is over.
+
+    @return: the exit status.
+    """
+    try:
+        run = prepare(reactor, argv)
+    except usage.UsageError as e:
+        sys.stderr.write(f"{COMMAND}: {e}\nTry '{COMMAND} --help' for help.\n")
+        sys.stderr.flush()
+        return EXIT_USAGE
+    installInterruptHandlers(reactor, run.interrupt)
+    statuses: list[int] = []
+
+    def start() -> None:
+        ended = run.start()
+        ended.addCallback(statuses.append)
+        ended.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    return statuses[0] if statuses else EXIT_FAILURE
+
+
+def run() -> NoReturn:
+    """
+    The console-script entry point.
+    """
+    from twisted.internet import reactor
+
+    sys.exit(execute(reactor, sys.argv[1:]))

@@ -1,0 +1,128 @@
+"""
+C{uppercase-client} in load mode: one L{LoadRun} on the reactor, its
+progress on standard error, its summary (text or JSON lines) on standard
+output, and an exit status: 0 only when every message was verified and
+every threshold held; 1 otherwise, with the reason in one line on standard
+error; 128 + N when interrupted by signal N.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.python.failure import Failure
+
+from uppercase.client._connect import clientEndpoint, connectWithin
+from uppercase.client._settings import ClientSettings
+from uppercase.load.metrics import clientMetricsFactory
+from uppercase.load.report import JSONLoadReport, TextLoadReport
+from uppercase.load.result import RunResult
+from uppercase.load.run import SPIN, LoadRun
+
+__all__ = ["LoadCommand"]
+
+EXIT_FAILURE = 1
+
+
+class LoadCommand:
+    """
+    One load run of the command.
+
+    @ivar run: the run, once started.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        settings: ClientSettings,
+        out: IO[bytes],
+        err: IO[str],
+        *,
+        json: bool = False,
+        command: str = "uppercase-client",
+        live: bool | None = None,
+        spin: float = SPIN,
+    ) -> None:
+        self._reactor = reactor
+        self._settings = settings
+        self._err = err
+        self._command = command
+        self._spin = spin
+        report = JSONLoadReport if json else TextLoadReport
+        self._report = report(out, err, live)
+        self.run: LoadRun | None = None
+        self._pendingSignal: int | None = None
+
+    def start(self) -> Deferred[int]:
+        """
+        Run.
+
+        @return: fires with the exit status once the run is over and its
+            summary printed; never fails.
+        """
+        settings = self._settings
+        reactor = self._reactor
+        try:
+            endpoint = clientEndpoint(reactor, settings.connect)
+        except Exception as e:
+            return self._failed(f"cannot connect to {settings.connect}: {e}")
+
+        def connect(factory: IProtocolFactory) -> Deferred[Any]:
+            return connectWithin(endpoint, factory, settings.timeout, reactor)
+
+        self.run = LoadRun(settings, reactor, connect, self._report, spin=self._spin)
+        ended: Deferred[int] = Deferred()
+        if settings.metrics:
+            listening = serverFromString(reactor, settings.metrics).listen(
+                clientMetricsFactory(self.run, reactor)
+            )
+
+            def listened(port: Any) -> Deferred[RunResult]:
+                assert self.run is not None
+                done = self.run.start()
+                done.addBoth(lambda result: (port.stopListening(), result)[1])
+                return done
+
+            def cannotListen(failure: Failure) -> Failure:
+                ended.callback(
+                    self._say(
+                        f"cannot serve metrics on {settings.metrics}: {failure.getErrorMessage()}"
+                    )
+                )
+                return failure
+
+            started = listening.addCallbacks(listened, cannotListen)
+            started.addCallback(self._ended).addCallbacks(ended.callback, lambda f: None)
+        else:
+            self.run.start().addCallback(self._ended).addCallback(ended.callback)
+        if self._pendingSignal is not None and self.run is not None:
+            self.run.interrupt(self._pendingSignal)
+        return ended
+
+    def interrupt(self, signum: int) -> None:
+        """
+        Stop early because of signal C{signum} (see L{LoadRun.interrupt}).
+        """
+        if self.run is not None:
+            self.run.interrupt(signum)
+        else:
+            self._pendingSignal = signum
+
+    def _ended(self, result: RunResult) -> int:
+        reason = result.reason
+        if reason is not None:
+            self._say(reason)
+        return result.status
+
+    def _say(self, line: str) -> int:
+        self._err.write(f"{self._command}: {line}\n")
+        self._err.flush()
+        return EXIT_FAILURE
+
+    def _failed(self, line: str) -> Deferred[int]:
+        ended: Deferred[int] = Deferred()
+        ended.callback(self._say(line))
+        return ended

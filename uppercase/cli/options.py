@@ -1,0 +1,206 @@
+"""Checking option values, and reporting bad ones in one line."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sys
+from typing import Sequence
+
+from twisted.python import usage
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def wholeNumber(text: object) -> int:
+    """
+    The whole number C{text} spells in ASCII digits (surrounding blanks
+    allowed).  Python's C{int} also takes other scripts' digits and C{1_000};
+    an option does not.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _WHOLE.fullmatch(stripped):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(stripped, 10)
+
+
+def decimalNumber(text: object) -> float:
+    """
+    The number C{text} spells in ASCII (C{2}, C{0.5}, C{1e3}); not C{inf},
+    C{nan}, C{1_0} or other scripts' digits, which C{float} takes.
+
+    @raise ValueError: for anything else.
+    """
+    stripped = str(text).strip()
+    if not _DECIMAL.fullmatch(stripped):
+        raise ValueError(f"not a number: {text!r}")
+    return float(stripped)
+
+
+def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> None:
+    """
+    Replace C{options[name]} with the whole number it spells.
+
+    @raise usage.UsageError: naming the option, when the value is not a whole
+        number or is below C{minimum}.
+    """
+    raw = options[name]
+    try:
+        value = wholeNumber(raw)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise usage.UsageError(f"--{name} must be at least {minimum}, not {raw!r}")
+    options[name] = value
+
+
+def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> None:
+    """
+    Replace C{options[name]} with the number of seconds it spells.
+
+    @raise usage.UsageError: naming the option, when the value is not a
+        finite number, is negative, or is zero where zero is not allowed.
+    """
+    raw = options[name]
+    try:
+        value = decimalNumber(raw)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
+        least = "0 or more" if allowZero else "more than 0"
+        raise usage.UsageError(f"--{name} must be {least} seconds, not {raw!r}")
+    options[name] = value
+
+
+MODULE_COMMAND = "python -m uppercase"
+"""How L{uppercase.__main__} names itself (in C{sys.argv[0]})."""
+
+RUNNERS = ("twistd", "twist")
+"""Twisted's runners, which take the plugin's name as a sub-command."""
+
+
+def commandName(tapname: str) -> str:
+    """
+    How the person typed the command that runs plugin C{tapname}: C{twist
+    uppercase} under Twisted's C{twist}, C{python -m uppercase} for the
+    server run that way, C{twistd uppercase} otherwise.
+    """
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if program == MODULE_COMMAND and tapname == "uppercase":
+        return MODULE_COMMAND
+    runner = program if program in RUNNERS else "twistd"
+    return f"{runner} {tapname}"
+
+
+def versionLine() -> str:
+    """
+    C{uppercase X.Y.Z (Twisted A.B.C, CPython 3.11.7)}: what C{--version}
+    prints.
+    """
+    from twisted import __version__ as twistedVersion
+    from uppercase import __version__
+
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"uppercase {__version__} (Twisted {twistedVersion}, {python})"
+
+
+def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Options]:
+    """
+    Make a subclass of C{options} that reports a usage error as one line on
+    standard error and exits with status 2, instead of raising it, and whose
+    C{--version} prints uppercase's version (L{usage.Options} prints
+    Twisted's).
+
+    C{twistd} prints its whole help text before a plugin's usage error; a
+    person who mistyped one value wants to read the one line that says which.
+    The line names the command as it was typed (L{commandName}).
+    """
+
+    class OneLineErrors(options):  # type: ignore[valid-type,misc]
+        def parseOptions(self, options: Sequence[str] | None = None) -> None:
+            try:
+                super().parseOptions(options)
+            except usage.UsageError as e:
+                command = commandName(tapname)
+                sys.stderr.write(f"{command}: {e}\nTry '{command} --help' for help.\n")
+                raise SystemExit(2) from None
+
+        def opt_version(self) -> None:
+            """
+            Display uppercase's version and exit.
+            """
+            print(versionLine())
+            raise SystemExit(0)
+
+    OneLineErrors.__name__ = options.__name__
+    OneLineErrors.__qualname__ = options.__qualname__
+    OneLineErrors.__doc__ = options.__doc__
+    return OneLineErrors
+
+
+FAST_TEXT_LOG = "uppercase.textlog.stdout"
+FAST_LOG_FILE = "uppercase.textlog.logfile"
+TWISTD_LOG_FILE = "twistd.log"
+"""Where twistd logs by default in daemon mode."""
+
+
+def preferFastTextLog(options: usage.Options) -> None:
+    """
+    Have C{twistd} log through L{uppercase.textlog} wherever it would have
+    written its own text log: to standard output in the foreground (C{-n}
+    without C{--logfile}, or C{--logfile=-}), or to a file (C{--logfile
+    PATH}, or C{twistd.log} in daemon mode).  Not with C{--syslog} or
+    C{--logger}.  The lines are the same; they cost a fraction as much, and
+    a log file can be reopened on C{SIGUSR1}.
+
+    Called from the C{postOptions} of a plugin's options, which C{twistd}
+    parses before it reads its own; C{options.parent} is C{twistd}'s.
+    Without a parent, or under another runner (C{twist}), nothing changes.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or "nodaemon" not in twistd:
+        return
+    if twistd.get("logger") is not None or twistd.get("syslog"):
+        return
+    path = twistd.get("logfile")
+    if path == "-" or (twistd.get("nodaemon") and not path):
+        twistd["logger"] = FAST_TEXT_LOG
+        return
+    from uppercase import textlog
+
+    textlog.useLogFile(path or TWISTD_LOG_FILE)
+    twistd["logger"] = FAST_LOG_FILE
+
+
+def checkPidFile(options: usage.Options) -> None:
+    """
+    Check that C{twistd} will be able to write its pid file (C{--pidfile},
+    C{twistd.pid} by default), so that a path it cannot write is one line
+    now rather than a traceback from C{twistd} at start-up.  Nothing is
+    created.  Skipped without C{twistd} as the parent, with no pid file, or
+    with C{--chroot} (the path is then inside the new root).
+
+    @raise usage.UsageError: saying why the pid file cannot be written.
+    """
+    twistd = getattr(options, "parent", None)
+    if twistd is None or "pidfile" not in twistd:
+        return
+    path = twistd.get("pidfile")
+    if not path or twistd.get("chroot"):
+        return
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        problem = "it is a directory"
+    elif not os.path.isdir(folder):
+        problem = f"no directory {folder}"
+    elif not os.access(full if os.path.exists(full) else folder, os.W_OK):
+        problem = "permission denied"
+    else:
+        return
+    raise usage.UsageError(f"cannot write the pid file {path!r}: {problem}")

@@ -1,0 +1,362 @@
+"""
+C{twistd uppercase} and C{twist uppercase}: the server's options, and the
+service they build (wiring only: the service itself is
+L{uppercase.server._service.UppercaseService}).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sys
+from typing import Any, Callable, Mapping
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from uppercase.cli.options import checkPidFile, commandName, oneLineErrors, preferFastTextLog
+from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
+from uppercase.server._factory import UppercaseFactory
+from uppercase.server._service import ListenError, UppercaseService
+from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
+from uppercase.workers.worker import WorkerControl, WorkerSpec
+
+log = Logger()
+
+
+class ServerOptions(usage.Options):
+    """
+    Options of C{twistd uppercase}.  Bad values raise L{usage.UsageError}.
+    """
+
+    synopsis = "[--listen ENDPOINT ...] [--quiet] [options]"
+    longdesc = (
+        "An echo server that sends back every byte it receives with ASCII "
+        "a-z turned into A-Z.  ENDPOINT is a Twisted server endpoint string "
+        "(tcp:9527, tcp:port=9527:interface=127.0.0.1, tcp6:9527, "
+        "unix:/run/uppercase.sock, ssl:9527:privateKey=key.pem:"
+        "certKey=cert.pem, systemd:domain=INET6:index=0, haproxy:tcp:9527); "
+        "TCP, TLS and UNIX listeners get a backlog of 511 unless they set one."
+    )
+    optFlags = [
+        ["quiet", "q", "Do not log received data (connections are still logged)."],
+    ]
+    optParameters = ServerSettings.optParameters()
+    settings: ServerSettings
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        self["listen"].append(description)
+
+    opt_listen.__doc__ = (
+        f"Listen on ENDPOINT (may be given several times) [default: {DEFAULTS.listen[0]}]."
+    )
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        preferFastTextLog(self)
+        checkPidFile(self)
+        inWorker = WorkerSpec.fromEnvironment() is not None
+        for description in self["listen"]:
+            checkServerEndpoint(description, worker=inWorker)
+        self.settings = ServerSettings.fromOptions(
+            self,
+            listen=tuple(self["listen"]) or DEFAULTS.listen,
+            logData=not self["quiet"],
+        )
+        self["listen"] = list(self.settings.listen)
+
+
+Options = oneLineErrors(ServerOptions, "uppercase")
+"""The options class C{twistd} uses: one line per usage error."""
+
+
+class CannotStart(Exception):
+    """
+    The server could not start (the message says why).
+
+    Its module reads as C{builtins}, so that twistd's start-up report in
+    daemon mode, which keeps the first 100 bytes of C{module.Class:
+    message}, spends them on the message.
+    """
+
+
+CannotStart.__module__ = "builtins"
+
+
+class ServerCommand(MultiService):
+    """
+    The server as a command runs it: with the signal handling operators
+    expect (L{uppercase.cli.signals}), and a failure to listen reported as one
+    line on standard error (the log has it too) and a non-zero exit status,
+    under C{twistd -n}, C{twistd} (through its start-up report) and C{twist}.
+
+    @param server: the service that listens (raising L{ListenError}).
+    @param cutShort: what a second stopping signal does.
+    @param handlers: what other signals do, by name (see L{SignalHandling}).
+    @param signals: the kind of signal handling (a worker's differs).
+    @param cleanUp: called when the command cannot start, before it ends:
+        undo what starting did (the supervisor's sockets).
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        reactor: Any,
+        cutShort: Callable[[str], None],
+        handlers: Mapping[str, Callable[[], object]] | None = None,
+        signals: type[SignalHandling] = SignalHandling,
+        cleanUp: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__()
+        from uppercase import textlog
+
+        self.server = server
+        self._cleanUp = cleanUp
+        server.setServiceParent(self)
+        signals(reactor, cutShort, textlog.reopenLogFiles, handlers).setServiceParent(self)
+
+    _privileged = False
+
+    def privilegedStartService(self) -> None:
+        self._privileged = True
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            raise self._failed(e) from None
+
+    def startService(self) -> None:
+        if not self._privileged:
+            # twist starts services without the privileged step: take it
+            # first, so that every endpoint is listened on (or fails) before
+            # any child starts (the supervisor would spawn its workers).
+            self.privilegedStartService()
+        try:
+            super().startService()
+        except ListenError as e:
+            raise self._failed(e) from None
+
+    def _failed(self, reason: ListenError) -> CannotStart:
+        """
+        Log C{reason}, and make it the one line Python prints when it ends
+        the process (twistd re-raises what this returns, after removing its
+        pid file and, in daemon mode, reporting it to the waiting parent).
+        """
+        self._cleanUp()
+        command = commandName("uppercase")
+        log.error("{command}: {error}", command=command, error=str(reason))
+        error = CannotStart(str(reason))
+        previous = sys.excepthook
+
+        def oneLine(kind: Any, value: BaseException, traceback: Any) -> None:
+            if value is not error:
+                previous(kind, value, traceback)
+                return
+            stderr = sys.__stderr__
+            if stderr is not None:
+                stderr.write(f"{command}: {error}\n")
+                stderr.flush()
+
+        sys.excepthook = oneLine
+        return error
+
+
+def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
+    """
+    The server's factory, as C{settings} say.
+    """
+    return UppercaseFactory(
+        reactor,
+        logData=settings.logData,
+        idleTimeout=settings.idleTimeout,
+        maxConnections=settings.maxConnections,
+        maxPerIP=settings.maxPerIP,
+        maxPending=settings.maxPendingHeaders,
+        closeTimeout=settings.shutdownTimeout,
+    )
+
+
+def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
+    """
+    Build the server's service from parsed options; nothing listens until it
+    is started.  With C{--workers N} (N > 1) that is a supervisor of N
+    workers (L{uppercase.workers.supervisor}); in a worker, the worker's server.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    settings = config.settings
+    spec = WorkerSpec.fromEnvironment()
+    if spec is not None:
+        return workerCommand(settings, spec, reactor)
+    if settings.workers > 1:
+        return supervisorCommand(settings, reactor, getattr(config, "parent", None))
+    factory = makeFactory(settings, reactor)
+    server = UppercaseService(
+        factory,
+        settings.listen,
+        reactor,
+        shutdownTimeout=settings.shutdownTimeout,
+        metrics=settings.metrics,
+    )
+    return ServerCommand(server, reactor, factory.abortAll)
+
+
+def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> ServerCommand:
+    """
+    A worker's server: on the sockets its supervisor passed, reporting to
+    it (L{uppercase.workers.worker}), and stopping when it says
+    (L{uppercase.cli.signals.WorkerSignalHandling}).
+    """
+    factory = makeFactory(settings, reactor)
+    server = UppercaseService(
+        factory,
+        settings.listen,
+        reactor,
+        shutdownTimeout=settings.shutdownTimeout,
+        inherited=spec.sockets,
+    )
+
+    def retire() -> None:
+        log.info(
+            "Retiring: accepting no more connections; {count} open {ones} may end by themselves "
+            "within {timeout:g} s",
+            count=len(factory.connections),
+            ones="one" if len(factory.connections) == 1 else "ones",
+            timeout=settings.shutdownTimeout,
+        )
+        server.stopListening()
+        waiting = factory.allClosed()
+        waiting.addTimeout(settings.shutdownTimeout, reactor)
+        waiting.addBoth(lambda _: reactor.stop())
+
+    control = WorkerControl(
+        spec,
+        factory,
+        reactor,
+        lambda fd, f: reactor.adoptStreamConnection(fd, socket.AF_UNIX, f),
+        retire,
+        reactor.stop,
+        factory.abortAll,
+    )
+    command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
+    control.setServiceParent(command)
+    stopping = command.stopService
+
+    def stopThenReport() -> Any:
+        def report(result: object) -> object:
+            control.finalReport()
+            return result
+
+        return stopping().addBoth(report)
+
+    command.stopService = stopThenReport  # type: ignore[method-assign]
+    return command
+
+
+def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> ServerCommand:
+    """
+    A supervisor of C{settings.workers} workers, and its metrics site.
+    """
+    from uppercase import jsonlog
+    from uppercase.cli.exitstatus import exitWithStatusAtExit
+    from uppercase.workers.supervisor import Supervisor, workerShare
+
+    count = settings.workers
+    share = dataclasses.replace(
+        settings,
+        maxConnections=workerShare(settings.maxConnections, count),
+        maxPendingHeaders=workerShare(settings.maxPendingHeaders, count),
+        workers=1,
+        metrics=None,
+    )
+    workerArgs = share.toArgv()
+    for description in settings.listen:
+        workerArgs += ["--listen", description]
+    if not settings.logData:
+        workerArgs.append("--quiet")
+    relayEvents = relayKind(twistd)
+    logger = twistd.get("logger") if twistd is not None else None
+    json = relayEvents is not None or logger in (jsonlog.stdout, "uppercase.jsonlog.stdout")
+    twistdArgs = [f"--logger=uppercase.{'jsonlog' if json else 'textlog'}.worker"]
+    name = reactorName(reactor)
+    if name is not None:
+        twistdArgs.append(f"--reactor={name}")
+    supervisor = Supervisor(
+        settings.listen,
+        count,
+        reactor,
+        workerArgs,
+        twistdArgs,
+        shutdownTimeout=settings.shutdownTimeout,
+        onGiveUp=lambda why: giveUp(reactor, exitWithStatusAtExit),
+        relayEvents=relayEvents,
+    )
+    command = ServerCommand(
+        supervisor,
+        reactor,
+        supervisor.cutShort,
+        {"SIGHUP": supervisor.reload},
+        cleanUp=supervisor.closeSockets,
+    )
+    if settings.metrics is not None:
+        from uppercase.server._metrics import METRICS_ALPN, metricsFactory
+        from uppercase.server._service import NamedListener
+        from uppercase.workers.metrics import WorkerCollector
+
+        site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
+        NamedListener(settings.metrics, site, reactor, protocols=METRICS_ALPN).setServiceParent(
+            command
+        )
+    return command
+
+
+def relayKind(runner: Any) -> str | None:
+    """
+    How a supervisor relays its workers' log lines under C{runner}'s
+    options (C{twistd}'s or C{twist}'s): L{None} when it logs through
+    uppercase's own observers, which write the lines as they are; otherwise,
+    as events, C{"json"} for C{twist}'s JSON log and C{"text"} for any
+    other observer (C{twist}'s text, C{--syslog}, another C{--logger}).
+    """
+    from twisted.logger import jsonFileLogObserver
+    from twisted.python.reflect import namedAny
+
+    from uppercase import jsonlog, textlog
+
+    if runner is None:
+        return "text"
+    if "fileLogObserverFactory" in runner:  # twist
+        return "json" if runner["fileLogObserverFactory"] is jsonFileLogObserver else "text"
+    logger = runner.get("logger")
+    if isinstance(logger, str):  # twistd resolves it after its subcommand's options
+        logger = namedAny(logger)
+    if logger in (jsonlog.stdout, textlog.stdout, textlog.logfile):
+        return None
+    return "text"
+
+
+def giveUp(reactor: Any, exitWith: Callable[[int], None]) -> None:
+    """
+    End the process with status 1 (no worker could start).
+    """
+    exitWith(1)
+    if reactor.running:
+        reactor.stop()
+
+
+def reactorName(reactor: Any) -> str | None:
+    """
+    The name C{twistd --reactor} knows C{reactor}'s kind by, if any.
+    """
+    from twisted.application.reactors import getReactorTypes
+
+    module = type(reactor).__module__
+    for kind in getReactorTypes():
+        if getattr(kind, "moduleName", None) == module:
+            return str(kind.shortName)
+    return None

@@ -1,0 +1,27 @@
+"""
+The client layer: the repeating (ping) client, its settings, connecting, TLS, and the one reply verifier.
+"""
+
+from __future__ import annotations
+
+from uppercase.client._ping import (
+    STOP_GRACE,
+    ClientError,
+    ClientSettings,
+    ConnectionClosedEarly,
+    ReplyMismatch,
+    ReplyTimeout,
+    UppercaseClientFactory,
+    UppercaseClientProtocol,
+)
+
+__all__ = [
+    "ClientError",
+    "ClientSettings",
+    "ConnectionClosedEarly",
+    "ReplyMismatch",
+    "ReplyTimeout",
+    "STOP_GRACE",
+    "UppercaseClientFactory",
+    "UppercaseClientProtocol",
+]

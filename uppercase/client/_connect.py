@@ -1,0 +1,296 @@
+r"""
+Client endpoint strings as people type them, and connecting within a time
+limit.
+
+Twisted's endpoint strings separate their arguments with colons, so an IPv6
+address needs its colons escaped: C{tcp:host=\:\:1:port=9527}.  People type
+C{tcp:[::1]:9527} or C{tcp:host=[::1]:port=9527}; L{clientEndpoint} rewrites
+those (L{escapeBrackets}) before L{clientFromString}.  L{checkDescription}
+refuses, while the options are parsed, what Twisted would accept but then
+connect somewhere else (C{tcp:host=::1:port=9527} is host "" port 1) or fail
+only when connecting (C{timeout=-1}).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+)
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.python.failure import Failure
+
+from uppercase.cli.options import wholeNumber
+
+EXAMPLES = (
+    "tcp:127.0.0.1:9527",
+    "tcp:[::1]:9527",
+    r"tcp:host=\:\:1:port=9527",
+    "unix:/run/uppercase.sock",
+    "tls:example.org:9527",
+)
+"""Endpoint strings the help shows; a test checks that each one works."""
+
+IPV6_FORMS = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
+
+_HOST_AND_PORT = ("tcp", "ssl", "tls")
+"""Endpoint types that take a host and a port, by position or by keyword."""
+
+
+class ConnectTimeout(Exception):
+    """
+    A connection attempt was still pending after the time allowed.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout)
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return f"timed out after {self.timeout:g}s"
+
+
+def escapeBrackets(description: str) -> str:
+    r"""
+    Rewrite each bracketed IPv6 address that starts an argument
+    (C{[::1]}) into Twisted's escaped form (C{\:\:1}); leave everything
+    else, escapes included, as it is.
+    """
+    out = []
+    atArgument = False
+    i = 0
+    while i < len(description):
+        c = description[i]
+        if c == "\\":
+            out.append(description[i : i + 2])
+            i += 2
+            atArgument = False
+            continue
+        if c == "[" and atArgument:
+            end = description.find("]", i)
+            inner = description[i + 1 : end]
+            if end != -1 and ":" in inner and "\\" not in inner:
+                out.append(inner.replace(":", "\\:"))
+                i = end + 1
+                atArgument = False
+                continue
+        out.append(c)
+        atArgument = c in ":="
+        i += 1
+    return "".join(out)
+
+
+def _arguments(description: str) -> tuple[list[str], dict[str, str]]:
+    """
+    Split an endpoint string as L{clientFromString} does: arguments
+    separated by colons, C{name=value} for keywords (after the C{=}, only a
+    colon separates), a backslash escaping the next character.
+
+    @return: the positional arguments (the endpoint type first) and the
+        keyword arguments.
+    """
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    pieces: list[str] = []
+    current = ""
+    separators = ":="
+    chars = iter(description)
+    for c in chars:
+        if c == "\\":
+            current += next(chars, "")
+        elif c in separators:
+            pieces.append(current)
+            current = ""
+            if c == ":":
+                _add(pieces, args, kwargs)
+                pieces = []
+                separators = ":="
+            else:
+                separators = ":"
+        else:
+            current += c
+    pieces.append(current)
+    _add(pieces, args, kwargs)
+    return args, kwargs
+
+
+def _add(pieces: list[str], args: list[str], kwargs: dict[str, str]) -> None:
+    if len(pieces) == 1:
+        args.append(pieces[0])
+    else:
+        kwargs[pieces[0]] = pieces[1]
+
+
+def _unescapedDoubleColon(description: str) -> bool:
+    escaped = False
+    for previous, c in zip(" " + description, description):
+        if escaped:
+            escaped = False
+            continue
+        if c == "\\":
+            escaped = True
+        elif c == ":" and previous == ":":
+            return True
+    return False
+
+
+def _checkWhole(name: str, value: str, least: int, most: int | None, wanted: str) -> None:
+    try:
+        number = wholeNumber(value)
+    except ValueError:
+        number = least - 1
+    if number < least or (most is not None and number > most):
+        raise ValueError(f"{name} must be {wanted}, not {value!r}")
+
+
+def checkDescription(description: str, reactor: Any = None) -> None:
+    """
+    Check that C{description} (as typed, brackets allowed) is an endpoint
+    string that L{clientEndpoint} can turn into an endpoint, and that the
+    values Twisted only checks when connecting (a port, a timeout) are
+    sound.
+
+    @param reactor: what L{clientFromString} is given; the global reactor
+        if L{None}.
+
+    @raise ValueError: saying what is wrong, in one line.
+    """
+    escaped = escapeBrackets(description)
+    args, kwargs = _arguments(escaped)
+    kind = args[0].lower() if args else ""
+    positional = args[1:]
+    if _unescapedDoubleColon(escaped) or (kind in ("tcp", "ssl") and len(positional) > 2):
+        raise ValueError(f"an IPv6 address needs brackets or escaped colons: {IPV6_FORMS}")
+    if kind in _HOST_AND_PORT:
+        # As Twisted reads them: HOST:PORT, or host=HOST:PORT, or port=PORT.
+        if len(positional) >= 2:
+            port: str | None = positional[1]
+        elif len(positional) == 1 and "host" in kwargs:
+            port = positional[0]
+        else:
+            port = kwargs.get("port")
+        if port is not None:
+            _checkWhole("port", port, 1, 65535, "from 1 to 65535")
+    timeout = kwargs.get("timeout")
+    if timeout is None and kind == "tls" and len(positional) > 2:
+        timeout = positional[2]
+    if timeout is not None:
+        _checkWhole("timeout", timeout, 0, None, "a whole number of seconds, 0 or more")
+    if kind in ("tls", "ssl") and not hasTLS():
+        raise ValueError("TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        clientFromString(reactor, escaped)
+    except Exception as e:
+        raise ValueError(str(e) or type(e).__name__) from None
+
+
+def hasTLS() -> bool:
+    """
+    Whether pyOpenSSL, which Twisted's TLS endpoints need, is installed.
+    """
+    return importlib.util.find_spec("OpenSSL") is not None
+
+
+def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
+    """
+    The endpoint for C{description} as typed: L{clientFromString} after
+    L{escapeBrackets}; for C{tls:}, the same endpoint with a hostname check
+    that refuses a certificate without subjectAltName too
+    (L{uppercase.client._tls}).
+    """
+    escaped = escapeBrackets(description)
+    args, kwargs = _arguments(escaped)
+    if args and args[0].lower() == "tls":
+        from uppercase.client._tls import tlsEndpoint
+
+        return tlsEndpoint(reactor, args[1:], kwargs)
+    endpoint: IStreamClientEndpoint = clientFromString(reactor, escaped)
+    return endpoint
+
+
+def connectWithin(
+    endpoint: IStreamClientEndpoint,
+    factory: IProtocolFactory,
+    timeout: float,
+    clock: IReactorTime,
+) -> Deferred[IProtocol]:
+    """
+    Connect, and cancel the attempt if it has not succeeded or failed
+    within C{timeout} seconds, whatever the endpoint's own time limit.
+
+    @return: fires with the connected protocol; fails with
+        L{ConnectTimeout} after C{timeout} seconds, or with whatever the
+        endpoint failed with (also when its C{connect} raised).
+    """
+
+    def timedOut(result: object, timeout: float) -> object:
+        if isinstance(result, Failure):
+            return Failure(ConnectTimeout(timeout))
+        return result
+
+    attempt: Deferred[IProtocol] = maybeDeferred(endpoint.connect, factory)
+    attempt.addTimeout(timeout, clock, onTimeoutCancel=timedOut)
+    return attempt
+
+
+def describeConnectFailure(failure: Failure) -> str:
+    """
+    Why a connection attempt failed, in a few words: C{Connection refused}
+    as the C program says it, otherwise the error's own message.
+    """
+    error = failure.value
+    if isinstance(error, ConnectionRefusedError):
+        return "Connection refused"
+    return str(error).rstrip(".") or type(error).__name__
+
+
+def isCancellation(failure: Failure) -> bool:
+    """
+    Whether a connection attempt failed because it was cancelled (by a
+    stop, not by L{connectWithin}'s time limit).
+    """
+    return bool(failure.check(CancelledError, ConnectingCancelledError))
+
+
+def isWorthRetrying(failure: Failure) -> bool:
+    """
+    Whether a failed connection attempt may succeed later: a network error
+    (refused, unreachable, no such host, timed out) may; anything else (a
+    value the endpoint only checked when connecting) will not.
+    """
+    return bool(failure.check(ConnectError, OSError, ConnectTimeout))
+
+
+def errorKind(failure: Failure) -> str:
+    """
+    A short name for why a connection failed or ended.
+    """
+    if failure.check(error.ConnectionRefusedError):
+        return "refused"
+    if failure.check(ConnectTimeout, error.TimeoutError, error.TCPTimedOutError):
+        return "connect timeout"
+    if failure.check(error.DNSLookupError):
+        return "dns"
+    if failure.check(error.NoRouteError):
+        return "unreachable"
+    if failure.check(error.ConnectionDone):
+        return "closed by server"
+    if failure.check(error.ConnectionAborted):
+        return "aborted"
+    if failure.check(error.ConnectionLost):
+        return "reset"
+    return type(failure.value).__name__

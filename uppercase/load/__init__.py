@@ -1,0 +1,3 @@
+"""
+The load mode: payloads, schedules, the run, its counts, results, reports and the prober service.
+"""

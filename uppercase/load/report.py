@@ -1,0 +1,309 @@
+"""
+What a load run prints: a progress line each second on standard error (one
+live line on a terminal, plain lines otherwise), then a summary as text, or
+JSON lines (C{--json}: one C{start}, one C{interval} per second, one
+C{summary}; the schema is in C{docs/load-testing.md}).  Reports only read
+the run's snapshots and result.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, TYPE_CHECKING, Any
+
+from uppercase.client._settings import ClientSettings
+from uppercase.load.histogram import PERCENTILES, Latencies
+from uppercase.load.result import RunObserver, RunResult, Snapshot
+
+if TYPE_CHECKING:
+    from uppercase.load.run import LoadRun
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "describeSettings",
+    "JSONLoadReport",
+    "TextLoadReport",
+    "describeLatency",
+    "progressLine",
+    "summaryLines",
+]
+
+SCHEMA_VERSION = 1
+"""The C{--json} schema's version, in the C{start} object; it changes only
+when a field changes meaning or goes away."""
+
+DISTRIBUTION = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+"""The percentiles the JSON summary lists for a latency plot."""
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def describeLatency(latency: dict[str, float] | None) -> str:
+    """
+    C{p50 0.512  p90 0.801  p99 1.204  p99.9 3.100  max 12.001} (ms).
+    """
+    if not latency:
+        return "n/a"
+    keys = [f"p{p:g}" for p in PERCENTILES] + ["max"]
+    return "  ".join(f"{key} {_ms(latency[key])}" for key in keys)
+
+
+def progressLine(snapshot: Snapshot, stream: bool = False) -> str:
+    """
+    One second of a run in a line: C{[  3s] measuring  100 conns  123,456
+    msg/s  7.90 MB/s  p50 0.512 p99 1.204 ms  0 errors}.
+    """
+    parts = [f"[{snapshot.elapsed:4.0f}s]", f"{snapshot.phase:<10}"]
+    parts.append(f"{snapshot.connections} conns")
+    if not stream:
+        parts.append(f"{snapshot.messagesPerSecond:,.0f} msg/s")
+    parts.append(f"{snapshot.megabytesPerSecond:,.2f} MB/s")
+    if snapshot.latency:
+        latency = snapshot.latency
+        parts.append(f"p50 {_ms(latency['p50'])} p99 {_ms(latency['p99'])} ms")
+    if snapshot.backlog:
+        parts.append(f"backlog {snapshot.backlog:,}")
+    errors = snapshot.errors
+    parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    return "  ".join(parts)
+
+
+class _Progress(RunObserver):
+    """
+    The progress line on C{err}: rewritten in place on a terminal.
+    """
+
+    def __init__(self, err: IO[str], live: bool | None = None) -> None:
+        self._err = err
+        self._live = err.isatty() if live is None else live
+        self._shown = False
+        self._stream = False
+
+    def started(self, run: LoadRun) -> None:
+        self._stream = run.settings.stream
+
+    def interval(self, snapshot: Snapshot) -> None:
+        line = progressLine(snapshot, self._stream)
+        if self._live:
+            self._err.write("\r" + line + "\x1b[K")
+            self._shown = True
+        else:
+            self._err.write(line + "\n")
+        self._err.flush()
+
+    def finished(self, result: RunResult) -> None:
+        if self._shown:
+            self._err.write("\n")
+            self._err.flush()
+            self._shown = False
+
+
+def summaryLines(result: RunResult) -> list[str]:
+    """
+    The text summary of a run.
+    """
+    lines = [result.description]
+    if result.mode == "stream":
+        lines.append(
+            f"{result.streamBytes:,} bytes verified in {result.seconds:.2f} s: "
+            f"{result.megabytesPerSecond:,.2f} MB/s each way"
+        )
+    else:
+        lines.append(
+            f"{result.sent:,} sent, {result.verified:,} verified, {result.failed:,} failed, "
+            f"{result.lost:,} lost; measured {result.measured:,} in {result.seconds:.2f} s: "
+            f"{result.messagesPerSecond:,.0f} messages/s, "
+            f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
+        )
+        basis = (
+            "open loop, from each message's scheduled time"
+            if result.mode == "open"
+            else "closed loop: service times, a stall shows as a lower rate"
+        )
+        lines.append(f"latency ms ({basis}): {describeLatency(result.latency)}")
+    errors = result.errors
+    lines.append(
+        "errors: "
+        + (", ".join(f"{n:,} {kind}" for kind, n in sorted(errors.items())) if errors else "none")
+    )
+    for mismatch in result.mismatches:
+        lines.append(f"  {mismatch}")
+    if result.mismatchCount > len(result.mismatches):
+        lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
+    tcp = result.tcp
+    if tcp is None:
+        lines.append("tcp: n/a (no TCP_INFO for these connections)")
+    else:
+        measured = result.latency["p50"] if result.latency else None
+        lines.append(
+            f"tcp (kernel, {tcp['connections']} connections): "
+            f"{tcp['retransmits']:,} retransmitted segments; "
+            f"rtt median {_ms(tcp['rtt_ms_median'])} ms, max {_ms(tcp['rtt_ms_max'])} ms"
+            + (f" (measured p50 {_ms(measured)} ms)" if measured is not None else "")
+        )
+    for check in result.checks:
+        lines.append(f"threshold: {check} ({'ok' if check.ok else 'FAILED'})")
+    return lines
+
+
+class TextLoadReport(_Progress):
+    """
+    Progress on standard error, the summary on standard output.
+    """
+
+    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+        super().__init__(err, live)
+        self._out = out
+
+    def finished(self, result: RunResult) -> None:
+        super().finished(result)
+        self._out.write(("\n".join(summaryLines(result)) + "\n").encode())
+        self._out.flush()
+
+
+def startRecord(run: LoadRun) -> dict[str, Any]:
+    """
+    The C{start} object: what the run will do.
+    """
+    settings = run.settings
+    return {
+        "type": "start",
+        "schema": SCHEMA_VERSION,
+        "time": run.startedAt,
+        "mode": settings.mode,
+        "description": run.describe(),
+        "connect": settings.connect,
+        "connections": settings.connections,
+        "pipeline": settings.effectivePipeline,
+        "rate": settings.rate or None,
+        "size": settings.size,
+        "payload": "random" if settings.stream else settings.payload,
+        "seed": settings.seed,
+        "duration_s": settings.duration or None,
+        "warmup_s": settings.warmup,
+        "count": settings.limit or None,
+        "send_proxy": settings.sendProxy or None,
+    }
+
+
+def intervalRecord(snapshot: Snapshot) -> dict[str, Any]:
+    """
+    An C{interval} object: the last second.
+    """
+    return {
+        "type": "interval",
+        "elapsed_s": round(snapshot.elapsed, 6),
+        "phase": snapshot.phase,
+        "connections": snapshot.connections,
+        "sent": snapshot.sent,
+        "verified": snapshot.verified,
+        "failed": snapshot.failed,
+        "errors": snapshot.errorsByKind,
+        "messages_per_s": round(snapshot.messagesPerSecond, 3),
+        "mb_per_s": round(snapshot.megabytesPerSecond, 6),
+        "latency_ms": snapshot.latency,
+        "backlog": snapshot.backlog,
+    }
+
+
+def summaryRecord(result: RunResult) -> dict[str, Any]:
+    """
+    The C{summary} object: the whole run.
+    """
+    distribution = None
+    if result.histogram:
+        latencies = Latencies.decode(result.histogram)
+        distribution = [[p, latencies.percentile(p)] for p in DISTRIBUTION]
+        distribution[-1][1] = latencies.maximum()
+    return {
+        "type": "summary",
+        "mode": result.mode,
+        "description": result.description,
+        "sent": result.sent,
+        "verified": result.verified,
+        "failed": result.failed,
+        "lost": result.lost,
+        "stream_bytes": result.streamBytes,
+        "measured": result.measured,
+        "seconds": round(result.seconds, 6),
+        "messages_per_s": round(result.messagesPerSecond, 3),
+        "mb_per_s": round(result.megabytesPerSecond, 6),
+        "latency_ms": result.latency,
+        "latency_distribution_ms": distribution,
+        "histogram": result.histogram or None,
+        "errors": result.errors,
+        "mismatch_count": result.mismatchCount,
+        "mismatches": [m.asJSON() for m in result.mismatches],
+        "tcp": result.tcp,
+        "tcp_connections": [
+            {
+                "connection": number,
+                "retransmits": info.retransmits,
+                "total_retrans": info.totalRetrans,
+                "rtt_ms": info.rtt,
+                "rttvar_ms": info.rttvar,
+            }
+            for number, info in sorted(result.tcpPerConnection.items())
+            if info is not None
+        ],
+        "thresholds": [check.asJSON() for check in result.checks],
+        "ok": result.ok,
+        "error": result.reason,
+        "status": result.status,
+    }
+
+
+class JSONLoadReport(_Progress):
+    """
+    JSON lines on standard output (start, intervals, summary); progress on
+    standard error as in text mode.
+    """
+
+    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+        super().__init__(err, live)
+        self._out = out
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._out.write(json.dumps(record).encode() + b"\n")
+        self._out.flush()
+
+    def started(self, run: LoadRun) -> None:
+        super().started(run)
+        self._emit(startRecord(run))
+
+    def interval(self, snapshot: Snapshot) -> None:
+        super().interval(snapshot)
+        self._emit(intervalRecord(snapshot))
+
+    def finished(self, result: RunResult) -> None:
+        super().finished(result)
+        self._emit(summaryRecord(result))
+
+
+def describeSettings(settings: ClientSettings) -> str:
+    """
+    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
+    10 s after 0 s of warm-up}, and the like.
+    """
+    n = settings.connections
+    conns = f"{n} connection{'s' if n != 1 else ''}"
+    if settings.duration:
+        length = f"for {settings.duration:g} s"
+    elif settings.limit:
+        unit = "bytes per connection" if settings.stream else "messages"
+        count = settings.limit * (settings.size if settings.stream else 1)
+        length = f"{count} {unit}"
+    else:
+        length = "until stopped"
+    if settings.warmup:
+        length += f" after {settings.warmup:g} s of warm-up"
+    if settings.stream:
+        return f"stream: {conns}, random bytes full duplex, {length}"
+    pipeline = settings.effectivePipeline
+    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
+    what = f"{settings.size}-byte {settings.payload} messages"
+    if settings.rate:
+        return f"open loop at {settings.rate:g} messages/s: {conns}, {depth}, {what}, {length}"
+    return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -1,0 +1,287 @@
+"""
+What a load run hands its reports: a L{Snapshot} each second and a
+L{RunResult} at the end, with the thresholds (C{--max-p99}, C{--min-rate},
+...) checked and the one reason, if any, the run failed.  Reports only read
+these.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List
+
+from twisted.python.failure import Failure
+
+from uppercase.client._connect import describeConnectFailure
+from uppercase.load.stats import Mismatch
+from uppercase.net.tcpinfo import TCPInfo, summarize
+
+if TYPE_CHECKING:
+    from uppercase.load.run import LoadRun
+
+__all__ = ["Check", "RunObserver", "RunResult", "Snapshot", "buildResult", "checkThresholds"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """
+    One second of a run (the last interval), and its totals so far.
+    """
+
+    elapsed: float
+    phase: str
+    connections: int
+    sent: int
+    verified: int
+    failed: int
+    errors: int
+    errorsByKind: Dict[str, int]
+    messagesPerSecond: float
+    megabytesPerSecond: float
+    latency: Dict[str, float] | None
+    backlog: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """
+    A threshold, and whether the run kept it.
+
+    @ivar option: the option that set it (C{max-p99}).
+    @ivar what: what it bounds, as a person says it (C{p99 latency}).
+    @ivar limit: the bound.
+    @ivar value: what was measured (L{None}: nothing to measure).
+    @ivar unit: C{ms}, C{messages/s}, C{MB/s}.
+    """
+
+    option: str
+    what: str
+    limit: float
+    value: float | None
+    unit: str
+    most: bool
+
+    @property
+    def ok(self) -> bool:
+        if self.value is None:
+            return False
+        return self.value <= self.limit if self.most else self.value >= self.limit
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return f"no {self.what} was measured (--{self.option} {self.limit:g})"
+        relation = ("over" if self.most else "under") if not self.ok else "within"
+        return (
+            f"{self.what} {self.value:.3f} {self.unit} is {relation} --{self.option} {self.limit:g}"
+        )
+
+    def asJSON(self) -> dict[str, Any]:
+        return {"option": self.option, "limit": self.limit, "value": self.value, "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """
+    How a load run went.
+
+    @ivar seconds: the measured time (from the end of the warm-up to the
+        last measured reply).
+    @ivar failure: why the run failed, in one line, or L{None}.
+    @ivar status: the exit status: 0 only if every message sent was
+        verified, nothing went wrong and every threshold held.
+    """
+
+    description: str
+    mode: str
+    connections: int
+    sent: int
+    verified: int
+    failed: int
+    lost: int
+    streamBytes: int
+    measured: int
+    seconds: float
+    messagesPerSecond: float
+    megabytesPerSecond: float
+    latency: Dict[str, float] | None
+    errors: Dict[str, int]
+    mismatches: List[Mismatch]
+    mismatchCount: int
+    tcp: Dict[str, Any] | None
+    tcpPerConnection: Dict[int, TCPInfo | None]
+    checks: List[Check]
+    failure: str | None
+    interrupted: int | None
+    status: int
+    histogram: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.interrupted is None
+
+    @property
+    def reason(self) -> str | None:
+        """
+        Why the run did not succeed (its failure, or the signal that
+        interrupted it), or L{None}.
+        """
+        if self.failure is not None:
+            return self.failure
+        if self.interrupted is not None:
+            return interruptedBy(self.interrupted)
+        return None
+
+
+class RunObserver:
+    """
+    What a run tells its reports (each method does nothing here).
+    """
+
+    def started(self, run: LoadRun) -> None:
+        """The run starts connecting."""
+
+    def interval(self, snapshot: Snapshot) -> None:
+        """Another second went by."""
+
+    def finished(self, result: RunResult) -> None:
+        """The run is over."""
+
+
+def checkThresholds(
+    settings: Any, latency: Dict[str, float] | None, rate: float, mbps: float
+) -> list[Check]:
+    """
+    The thresholds C{settings} set, checked against what was measured.
+    """
+    checks = []
+    for option, key, limit in (
+        ("max-p50", "p50", settings.maxP50),
+        ("max-p99", "p99", settings.maxP99),
+        ("max-p999", "p99.9", settings.maxP999),
+    ):
+        if limit:
+            value = latency[key] if latency else None
+            checks.append(Check(option, f"{key} latency", limit, value, "ms", True))
+    if settings.minRate:
+        checks.append(
+            Check("min-rate", "verified rate", settings.minRate, rate, "messages/s", False)
+        )
+    if settings.minMbps:
+        checks.append(
+            Check("min-mbps", "verified throughput", settings.minMbps, mbps, "MB/s", False)
+        )
+    return checks
+
+
+def _describeErrors(errors: Dict[str, int]) -> str:
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(errors.items()))
+
+
+def failureReason(
+    result: dict[str, Any],
+    settings: Any,
+    connectFailure: Failure | None,
+    interrupted: bool = False,
+) -> str | None:
+    """
+    The one line that says why the run failed (the first reason of
+    several), or L{None} if it did not.
+    """
+    if not result["verified"] and not result["streamBytes"] and connectFailure is not None:
+        if not result["connections"] or settings.connections == 1:
+            return f"cannot connect to {settings.connect}: {describeConnectFailure(connectFailure)}"
+    if result["mismatchCount"]:
+        first = result["mismatches"][0]
+        if settings.stream:
+            count = result["mismatchCount"]
+            return f"{count} wrong {settings.size}-byte stretch{'' if count == 1 else 'es'} of the streams; first: {first}"
+        wrong = result["failed"] or result["mismatchCount"]
+        return f"{wrong} wrong repl{'y' if wrong == 1 else 'ies'}; first: {first}"
+    errors = {k: v for k, v in result["errors"].items() if k != "mismatch"}
+    if errors:
+        return f"errors: {_describeErrors(errors)}"
+    for check in result["checks"]:
+        if not check.ok:
+            return str(check)
+    if interrupted:
+        return None  # what was not verified yet was cut short
+    if settings.stream:
+        if not result["streamBytes"]:
+            return "no byte was verified"
+        return None
+    if not result["verified"]:
+        return "no message was verified"
+    if result["verified"] < result["sent"]:
+        return f"{result['sent'] - result['verified']} of {result['sent']} messages unanswered"
+    return None
+
+
+def buildResult(
+    run: LoadRun,
+    failure: str | None,
+    connectFailure: Failure | None,
+    interrupted: int | None,
+) -> RunResult:
+    """
+    The result of C{run}, which is over.
+    """
+    stats = run.stats
+    settings = run.settings
+    measureFrom = stats.measureFrom
+    seconds = max(stats.lastMeasured - measureFrom, 0.0) if stats.lastMeasured else 0.0
+    rate = stats.measured / seconds if seconds else 0.0
+    mbps = stats.measuredBytes / seconds / 1e6 if seconds else 0.0
+    latency = stats.total.summary()
+    checks = checkThresholds(settings, latency, rate, mbps)
+    fields: dict[str, Any] = {
+        "verified": stats.verified,
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "streamBytes": stats.streamBytes,
+        "mismatchCount": stats.mismatchCount,
+        "mismatches": list(stats.mismatches),
+        "errors": dict(stats.errors),
+        "checks": checks,
+        "connections": run.connectedCount,
+    }
+    reason = failure or failureReason(fields, settings, connectFailure, interrupted is not None)
+    if reason is None and interrupted is not None:
+        status = 128 + interrupted
+    else:
+        status = EXIT_OK if reason is None else EXIT_FAILURE
+    return RunResult(
+        description=run.describe(),
+        mode=settings.mode,
+        connections=settings.connections,
+        sent=stats.sent,
+        verified=stats.verified,
+        failed=stats.failed,
+        lost=stats.lost,
+        streamBytes=stats.streamBytes,
+        measured=stats.measured,
+        seconds=seconds,
+        messagesPerSecond=rate,
+        megabytesPerSecond=mbps,
+        latency=latency,
+        errors=dict(stats.errors),
+        mismatches=list(stats.mismatches),
+        mismatchCount=stats.mismatchCount,
+        tcp=summarize(run.tcp.values()),
+        tcpPerConnection=dict(run.tcp),
+        checks=checks,
+        failure=reason,
+        interrupted=interrupted,
+        status=status,
+        histogram=stats.total.encode() if stats.total.count else "",
+    )
+
+
+def interruptedBy(signum: int) -> str:
+    """
+    C{interrupted by SIGINT}.
+    """
+    return f"interrupted by {signal.Signals(signum).name}"

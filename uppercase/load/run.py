@@ -1,0 +1,453 @@
+"""
+A load run: open the connections (a bounded number of attempts at once,
+failures counted by kind and not fatal), start the schedule once they are
+up, measure after the warm-up, stop after the duration or the count, wait
+for the replies in flight, close, and hand a L{RunResult} to the reports.
+
+Once a second it ends an interval: checks time-outs, reads C{TCP_INFO},
+and tells its observer (the progress line, C{--json}, the log).  With
+C{reconnect} (the twistd prober), a lost or refused connection is tried
+again with backoff, as L{ClientService} does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Union
+
+from twisted.application.internet import backoffPolicy
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from uppercase.client._connect import (
+    describeConnectFailure,
+    errorKind,
+    isCancellation,
+    isWorthRetrying,
+)
+from uppercase.client._settings import ClientSettings
+from uppercase.load.payload import Payloads, StreamPattern, randomBlock
+from uppercase.load.protocol import LoadProtocol, Owner
+from uppercase.load.report import describeSettings
+from uppercase.load.result import RunObserver, RunResult, Snapshot, buildResult
+from uppercase.load.schedule import ClosedLoop, OpenLoop, Schedule
+from uppercase.load.stats import LoadStats, Mismatch
+from uppercase.load.stream import StreamProtocol
+from uppercase.net.tcpinfo import TCPInfo, readTCPInfo
+from uppercase.proxy._send import proxyPreamble
+
+__all__ = ["CONNECT_AT_ONCE", "LoadRun"]
+
+log = Logger()
+
+CONNECT_AT_ONCE = 64
+"""Most connection attempts pending at once: a thousand connections are
+opened in waves, not as one burst of SYNs that overflows an accept queue."""
+
+STOP_GRACE = 2.0
+"""Seconds an interrupted run waits for its connections to close before
+aborting them."""
+
+SPIN = 0.002
+"""How early the open loop's timer wakes before a message is due, to poll
+without sleeping until it is (see L{uppercase.load.schedule})."""
+
+Connection = Union[LoadProtocol, StreamProtocol]
+Connect = Callable[[IProtocolFactory], "Deferred[IProtocol]"]
+"""Connect a factory (bounded by the time-out), as L{connectWithin} does."""
+
+
+class _OneProtocol(Factory):
+    noisy = False
+
+    def __init__(self, protocol: Connection) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> Connection:
+        return self._protocol
+
+
+class LoadRun(Owner):
+    """
+    One load run (or the prober, with C{reconnect}).
+
+    @ivar stats: its counts.
+    @ivar protocols: the connections open now.
+    @ivar tcp: the last C{TCP_INFO} read per connection number.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        clock: IReactorTime,
+        connect: Connect,
+        observer: RunObserver,
+        *,
+        reconnect: bool = False,
+        spin: float = 0.0,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._connect = connect
+        self._observer = observer
+        self._reconnect = reconnect
+        self.stats = LoadStats(self._mismatched)
+        self.protocols: list[Connection] = []
+        self.tcp: dict[int, TCPInfo | None] = {}
+        self._preamble = proxyPreamble(settings.sendProxy)
+        if settings.stream:
+            self._block = randomBlock(settings.seed)
+            self.schedule: Schedule = ClosedLoop(clock, 0)
+        else:
+            self._payloads = Payloads(
+                settings.payload, settings.size, settings.seed, settings.message
+            )
+            if settings.rate:
+                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin)
+                openLoop.onSkipped = self._skipped
+                self.schedule = openLoop
+            else:
+                self.schedule = ClosedLoop(clock, settings.limit)
+        self.schedule.onExhausted = self.stop
+        self._next = 1
+        self.connectedCount = 0
+        self._pending = 0
+        self._attempts: dict[int, int] = {}
+        self._retries: dict[int, Any] = {}
+        self._backoff = backoffPolicy()
+        self.startedAt = 0.0
+        self.begunAt: float | None = None
+        self.stoppedAt: float | None = None
+        self._stopping = False
+        self._interrupted: int | None = None
+        self._failure: str | None = None
+        self._connectFailure: Failure | None = None
+        self._timers: list[Any] = []
+        self._ticker = LoopingCall(self._interval)
+        self._ticker.clock = clock
+        self._lastCounts = (0, 0, 0.0)
+        self.done: Deferred[RunResult] = Deferred()
+
+    # Starting.
+
+    def start(self) -> Deferred[RunResult]:
+        """
+        Connect and run.
+
+        @return: fires with the result once the run is over (never fails).
+        """
+        self.startedAt = self._clock.seconds()
+        self._lastCounts = (0, 0, self.startedAt)
+        self._observer.started(self)
+        self._ticker.start(1.0, now=False)
+        self._openMore()
+        return self.done
+
+    def _openMore(self) -> None:
+        while (
+            self._pending < CONNECT_AT_ONCE
+            and self._next <= self.settings.connections
+            and not self._stopping
+        ):
+            number = self._next
+            self._next += 1
+            self._attempt(number)
+
+    def _build(self, number: int) -> Connection:
+        settings = self.settings
+        if settings.stream:
+            return StreamProtocol(
+                number,
+                StreamPattern(settings.seed, number, self._block),
+                self.stats,
+                self._clock,
+                self,
+                settings.size,
+                settings.limit * settings.size,
+                self._preamble,
+            )
+        return LoadProtocol(
+            number,
+            self._payloads,
+            self.stats,
+            self._clock,
+            self,
+            settings.effectivePipeline,
+            self._preamble,
+        )
+
+    def _attempt(self, number: int) -> None:
+        self._retries.pop(number, None)
+        self._pending += 1
+        attempt = self._connect(_OneProtocol(self._build(number)))
+        attempt.addCallbacks(self._attempted, self._attemptFailed, errbackArgs=(number,))
+
+    def _attempted(self, protocol: object) -> None:
+        self._pending -= 1
+        self._openMore()
+        self._maybeBegin()
+
+    def _attemptFailed(self, failure: Failure, number: int) -> None:
+        self._pending -= 1
+        if not (isCancellation(failure) and self._stopping):
+            self.stats.error(errorKind(failure))
+            self._connectFailure = self._connectFailure or failure
+            if self._reconnect and not isWorthRetrying(failure):
+                reason = describeConnectFailure(failure)
+                self._fail(f"cannot connect to {self.settings.connect}: {reason}")
+            elif self._reconnect:
+                log.warn(
+                    "Cannot connect to {endpoint}: {reason}",
+                    endpoint=self.settings.connect,
+                    reason=describeConnectFailure(failure),
+                )
+                self._retry(number)
+        self._openMore()
+        self._maybeBegin()
+        self._maybeFinish()
+
+    def _retry(self, number: int) -> None:
+        if self._stopping:
+            return
+        attempts = self._attempts.get(number, 0) + 1
+        self._attempts[number] = attempts
+        delay = self._backoff(attempts)
+        self._retries[number] = self._clock.callLater(delay, self._attempt, number)
+
+    def _maybeBegin(self) -> None:
+        """
+        Start sending once every first attempt is over.
+        """
+        if self.begunAt is not None or self._stopping:
+            return
+        if self._next <= self.settings.connections or self._pending:
+            return
+        if not self.protocols and not self._reconnect:
+            return  # _maybeFinish ends the run
+        self._begin()
+
+    def _begin(self) -> None:
+        settings = self.settings
+        now = self._clock.seconds()
+        self.begunAt = now
+        self.stats.measureFrom = now + settings.warmup
+        if settings.duration:
+            self._later(settings.warmup + settings.duration, self.stop)
+        if settings.stream:
+            for protocol in self.protocols:
+                protocol.start()  # type: ignore[union-attr]
+        else:
+            self.schedule.start(self.protocols)  # type: ignore[arg-type]
+
+    # What the connections tell.
+
+    def connected(self, protocol: LoadProtocol) -> None:
+        connection: Connection = protocol
+        self.protocols.append(connection)
+        self.connectedCount += 1
+        self.tcp[connection.number] = readTCPInfo(connection.transport)
+        if self._reconnect:
+            self._attempts.pop(connection.number, None)
+        if self.begunAt is None or self._stopping:
+            return
+        if isinstance(connection, StreamProtocol):
+            connection.start()
+        elif isinstance(self.schedule, OpenLoop):
+            self.schedule.add(connection)
+            self.schedule.room(connection)
+        else:
+            self.schedule.room(connection)
+
+    def room(self, protocol: LoadProtocol) -> None:
+        self.schedule.room(protocol)
+
+    def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
+        connection: Connection = protocol
+        if connection in self.protocols:
+            self.protocols.remove(connection)
+        if isinstance(self.schedule, OpenLoop):
+            self.schedule.remove(protocol)
+        clean = self._countLoss(connection, reason)
+        if self._reconnect and not self._stopping:
+            self._retry(connection.number)
+        elif not self.protocols and not self._pending and not self._stopping:
+            if clean:
+                self.stop()  # every stream sent what it had to
+            elif self.begunAt is not None:
+                kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.stats.errors.items()))
+                self._fail(f"every connection was lost ({kinds})")
+        self._maybeFinish()
+
+    def _countLoss(self, connection: Connection, reason: Failure) -> bool:
+        """
+        Count what a lost connection lost.
+
+        @return: whether it ended as it should have.
+        """
+        if connection.timedOut:
+            return False
+        if isinstance(connection, StreamProtocol):
+            if connection.clean:
+                return True
+            if self._interrupted is not None and not connection.closedEarly:
+                return False
+            self.stats.error("closed early" if connection.closedEarly else errorKind(reason))
+            return False
+        unanswered = connection.dropInFlight()
+        if self._interrupted is not None:
+            return False
+        if unanswered:
+            self.stats.lost += unanswered
+            self.stats.error(errorKind(reason))
+            return False
+        if not connection.closing:
+            self.stats.error(errorKind(reason))
+            return False
+        return True
+
+    def _skipped(self, count: int) -> None:
+        self.stats.lost += count
+        self.stats.error("no connection", count)
+
+    def _mismatched(self, mismatch: Mismatch) -> None:
+        if self._reconnect:
+            log.error("Wrong reply: {mismatch}", mismatch=str(mismatch))
+        if self.settings.failFast:
+            # On the next turn: the protocol is in the middle of a chunk.
+            self._clock.callLater(0, self._fail, f"wrong reply: {mismatch}")
+
+    # Time.
+
+    def _later(self, delay: float, f: Callable[[], None]) -> None:
+        self._timers.append(self._clock.callLater(delay, f))
+
+    def _interval(self) -> None:
+        now = self._clock.seconds()
+        self._checkTimeouts(now)
+        self._readTCPInfo()
+        stats = self.stats
+        latency = stats.roll()
+        verified, measuredBytes, then = self._lastCounts
+        elapsed = max(now - then, 1e-9)
+        self._lastCounts = (stats.measured, stats.measuredBytes, now)
+        self._observer.interval(
+            Snapshot(
+                elapsed=now - self.startedAt,
+                phase=self.phase(now),
+                connections=len(self.protocols),
+                sent=stats.sent,
+                verified=stats.verified + stats.streamBytes,
+                failed=stats.failed,
+                errors=stats.errorCount,
+                errorsByKind=dict(stats.errors),
+                messagesPerSecond=(stats.measured - verified) / elapsed,
+                megabytesPerSecond=(stats.measuredBytes - measuredBytes) / elapsed / 1e6,
+                latency=latency,
+                backlog=getattr(self.schedule, "backlog", 0),
+            )
+        )
+
+    def phase(self, now: float) -> str:
+        """
+        C{connecting}, C{warmup}, C{measuring} or C{stopping}.
+        """
+        if self._stopping:
+            return "stopping"
+        if self.begunAt is None:
+            return "connecting"
+        return "warmup" if now < self.stats.measureFrom else "measuring"
+
+    def _checkTimeouts(self, now: float) -> None:
+        timeout = self.settings.timeout
+        for protocol in list(self.protocols):
+            waiting = protocol.inFlight or (
+                isinstance(protocol, StreamProtocol) and protocol.finished
+            )
+            if waiting and now - protocol.lastProgress > timeout:
+                protocol.timedOut = True
+                unanswered = protocol.dropInFlight()
+                self.stats.lost += unanswered
+                self.stats.error("reply timeout")
+                protocol.transport.abortConnection()
+
+    def _readTCPInfo(self) -> None:
+        for protocol in self.protocols:
+            info = readTCPInfo(protocol.transport)
+            if info is not None or protocol.number not in self.tcp:
+                self.tcp[protocol.number] = info
+
+    # Stopping.
+
+    def stop(self) -> None:
+        """
+        Send nothing more; close each connection once its replies are in
+        (bounded by the time-out, checked each second).
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        self.stoppedAt = self._clock.seconds()
+        self.schedule.stop()
+        self._readTCPInfo()
+        for call in self._retries.values():
+            if call.active():
+                call.cancel()
+        self._retries.clear()
+        for protocol in list(self.protocols):
+            protocol.close()
+        self._maybeFinish()
+
+    def interrupt(self, signum: int) -> None:
+        """
+        Stop early (a signal): close the connections, aborting those still
+        open after L{STOP_GRACE} seconds; a second interrupt aborts them at
+        once.
+        """
+        if self.done.called:
+            return
+        if self._interrupted is not None:
+            self._abortAll()
+            return
+        self._interrupted = signum
+        self.stop()
+        self._later(STOP_GRACE, self._abortAll)
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+        self.stop()
+        self._abortAll()
+
+    def _abortAll(self) -> None:
+        for protocol in list(self.protocols):
+            protocol.transport.abortConnection()
+        self._maybeFinish()
+
+    def _maybeFinish(self) -> None:
+        if self.done.called:
+            return
+        if self.protocols or self._pending:
+            return
+        if self._stopping or (self.begunAt is None and self._next > self.settings.connections):
+            if not self._reconnect or self._stopping:
+                self._finish()
+
+    def _finish(self) -> None:
+        if self._ticker.running:
+            self._ticker.stop()
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self.stats.roll()
+        result = buildResult(self, self._failure, self._connectFailure, self._interrupted)
+        self._observer.finished(result)
+        self.done.callback(result)
+
+    def describe(self) -> str:
+        """
+        What this run does, in a line.
+        """
+        return describeSettings(self.settings)

@@ -1,0 +1,436 @@
+"""
+The one place that knows Twisted's transports beyond their public interfaces.
+
+Five things need more than the public API:
+
+- B{Sending a reply at once} (L{writeDirectly}).  Twisted's
+  C{transport.write} appends to the transport's buffer and asks the reactor
+  to watch the socket for writability; the bytes leave on the next reactor
+  turn, after another C{epoll_wait} and two C{epoll_ctl} calls.  For an echo
+  server that is a large share of its time on small messages.  When the
+  transport's buffer is empty, C{socket.send} straight away is equivalent
+  (the bytes would be next on the wire anyway) and saves the turn.  It
+  applies to chunks of up to L{DIRECT_LIMIT} bytes: a bigger chunk means a
+  stream is flowing, and Twisted's buffer then sends it with whatever else
+  is queued in one call (measured, a 64 KiB stream runs about 15% faster
+  that way than sent chunk by chunk).  Whatever C{send} does not take, and
+  any send error, goes through C{transport.write}, so byte order, flow
+  control, half-close and error handling stay Twisted's.
+- B{Knowing how many written bytes are still queued} (L{pendingBytes}), to
+  tell a clean end from a loss when a peer closes before reading everything.
+- B{Handing a connection to another protocol} (L{splice}): once a PROXY
+  header is read, the connection's bytes go straight to the protocol behind
+  it, so that a PROXY connection costs what a plain one does.
+- B{Listening on a UNIX socket another process owns} (L{adoptSharedUNIXPort}):
+  a worker of C{--workers} must neither make the socket's file
+  world-writable when it starts (Twisted's adopted UNIX port sets mode
+  C{0666}) nor remove it or shut the socket down when it stops (Twisted's
+  does both, and the socket is its supervisor's, still serving the other
+  workers).  This uses Twisted's C{unix.Port._fromListeningDescriptor}, as
+  C{reactor.adoptStreamPort} does, and its C{_shouldShutdown}, as its TCP
+  port does for an adopted socket; without the first, the public
+  C{adoptStreamPort} is used, the mode put back at once, and the port
+  stopped by no longer reading it (its socket closes when the worker ends).
+- B{A TLS half-close} (L{halfClosingTLS}): when a TLS peer sends its
+  C{close_notify}, Twisted's TLS protocol sends its own at once and ends
+  the connection, dropping every reply not yet written through (26.x and
+  24.7 alike: the replies its small-write aggregator holds until the next
+  reactor turn, or all of them while flow control holds them back).  TLS
+  1.3 lets a server go on sending after the peer's C{close_notify}; the
+  subclass tells the protocol it wraps, if that is half-closeable, that the
+  peer has finished sending (C{readConnectionLost}, as a TCP FIN does), and
+  its C{close_notify} follows the last reply when that protocol closes.
+  It replaces Twisted's C{_flushReceiveBIO} (the same from 24.7 to 26.10),
+  and uses C{_tlsConnection}, C{_lostTLSConnection}, C{_aborted},
+  C{_flushSendBIO}, C{_shutdownTLS} and C{_tlsShutdownFinished}.
+
+The first two read the buffer fields of Twisted's file-descriptor transports
+(C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
+from Twisted 24.7 to 26.10; the third sets their C{protocol} attribute.
+L{supportsDirectWrites} checks once per transport class that they are
+there; if a future Twisted renames them, it logs one warning and everything
+falls back to the public API (plain C{transport.write}; "pending bytes
+unknown").  The fourth checks its pieces (C{_fromListeningDescriptor},
+C{_shouldShutdown}, the TCP port's C{connectionLost}) before each use, and
+falls back as said above.  The fifth checks its pieces once; without them,
+Twisted's own TLS protocol is used, with one warning.  Nothing else in the package reads Twisted's
+private attributes.
+
+Closing is decided by interfaces, never by looking for methods through
+wrappers (L{canHalfClose}): a TLS transport is closed with TLS's own
+C{close_notify}, never by half-closing the TCP stream beneath it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from functools import cache
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IProtocolFactory,
+    ISSLTransport,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.tcp import Connection
+from twisted.internet.tcp import Port as TCPPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
+
+__all__ = [
+    "DIRECT_LIMIT",
+    "adoptSharedUNIXPort",
+    "canHalfClose",
+    "directWriteTarget",
+    "halfClosingTLS",
+    "pendingBytes",
+    "splice",
+    "writeDirectly",
+]
+
+log = Logger()
+
+DIRECT_LIMIT = 16384
+"""The biggest chunk L{writeDirectly} sends at once."""
+
+BUFFER_FIELDS = ("_tempDataLen", "dataBuffer", "offset", "_writeDisconnecting", "socket")
+"""The attributes of Twisted's file-descriptor transports that this module
+reads."""
+
+_checked: dict[type, bool] = {}
+"""Per transport class: whether it has L{BUFFER_FIELDS}."""
+
+
+def _hasBufferFields(transport: object) -> bool:
+    """
+    Whether C{transport}'s class keeps its write buffer where this module
+    looks for it; checked once per class, with one warning if not.
+    """
+    kind = type(transport)
+    known = _checked.get(kind)
+    if known is not None:
+        return known
+    missing = [name for name in BUFFER_FIELDS if not hasattr(transport, name)]
+    if not missing:
+        try:
+            _pendingOf(transport)
+        except Exception as e:
+            missing = [f"unexpected buffer layout: {e}"]
+    _checked[kind] = not missing
+    if missing:
+        from twisted import __version__ as twistedVersion
+
+        log.warn(
+            "Twisted {twisted}'s {transport} has no {missing}: replies go through "
+            "transport.write (correct, somewhat slower)",
+            twisted=twistedVersion,
+            transport=f"{kind.__module__}.{kind.__qualname__}",
+            missing=", ".join(missing),
+        )
+    return not missing
+
+
+def _pendingOf(transport: Any) -> int:
+    return int(transport._tempDataLen) + len(transport.dataBuffer) - int(transport.offset)
+
+
+def directWriteTarget(transport: object) -> Connection | None:
+    """
+    The transport L{writeDirectly} may write to for C{transport}, or L{None}:
+    one of Twisted's own TCP or UNIX-socket transports, not TLS, whose buffer
+    fields are where this module expects them -- C{transport} itself, or the
+    one it stands for (a transport whose C{directWriteTarget()} names it, as
+    L{uppercase.proxy._wrapper}'s does for a connection behind a PROXY header).
+    """
+    target = transport
+    if not isinstance(target, Connection):
+        standsFor = getattr(type(transport), "directWriteTarget", None)
+        target = standsFor(transport) if callable(standsFor) else None
+    if (
+        isinstance(target, Connection)
+        and not ISSLTransport.providedBy(target)
+        and not ISSLTransport.providedBy(transport)
+        and _hasBufferFields(target)
+    ):
+        return target
+    return None
+
+
+def splice(transport: object, protocol: object) -> bool:
+    """
+    Make C{protocol} the one C{transport} delivers to from now on (its
+    bytes, half-close and close), if C{transport} is one of Twisted's own
+    TCP or UNIX-socket transports.
+
+    @return: whether it was done; if not, the caller keeps forwarding.
+    """
+    if isinstance(transport, Connection) and getattr(transport, "protocol", None) is not None:
+        transport.protocol = protocol  # type: ignore[assignment]
+        return True
+    return False
+
+
+def writeDirectly(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to C{transport} (one L{directWriteTarget} gave), sending
+    at once what the kernel takes if nothing is queued before it and C{data}
+    is at most L{DIRECT_LIMIT} bytes.
+    """
+    if (
+        len(data) > DIRECT_LIMIT
+        or transport._tempDataLen
+        or transport.dataBuffer
+        or transport.disconnecting
+        or transport._writeDisconnecting
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        # Let the transport meet the error again and close properly.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
+
+
+def pendingBytes(transport: ITransport) -> int | None:
+    """
+    How many bytes written to C{transport} it has not yet handed to the
+    kernel, or L{None} when that cannot be known (any transport but Twisted's
+    own TCP and UNIX-socket ones, or one whose buffer fields moved).
+
+    A transport may report it through a public C{pendingBytes()} method of
+    its own, as L{uppercase.testing.StreamTransport} does.
+    """
+    report = getattr(type(transport), "pendingBytes", None)
+    if callable(report):
+        return int(report(transport))
+    if isinstance(transport, Connection) and _hasBufferFields(transport):
+        return _pendingOf(transport)
+    return None
+
+
+def canHalfClose(transport: ITransport) -> bool:
+    """
+    Whether C{transport} can end its sending side alone (C{shutdown(SHUT_WR)}
+    after what is buffered) and go on reading: TCP and UNIX-socket
+    transports, and wrappers that provide the same interfaces, but never TLS,
+    whose close is a C{close_notify} for both directions.
+    """
+    return (
+        not ISSLTransport.providedBy(transport)
+        and IHalfCloseableDescriptor.providedBy(transport)
+        and ITCPTransport.providedBy(transport)
+    )
+
+
+def _fileMode(path: object) -> int | None:
+    """
+    The permission bits of the UNIX socket file at C{path}, or L{None} for
+    an abstract or unnamed socket (or a file gone).
+    """
+    if not isinstance(path, str) or not path or path.startswith("\0"):
+        return None
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def _sharedPortClass() -> Any:
+    """
+    A subclass of Twisted's UNIX port that leaves the socket's file alone
+    when it closes, or L{None} if Twisted's port has changed shape.
+    """
+    try:
+        from twisted.internet.unix import Port as UNIXPort
+    except ImportError:  # pragma: no cover (no UNIX sockets)
+        return None
+    if not (
+        callable(getattr(UNIXPort, "_fromListeningDescriptor", None))
+        and issubclass(UNIXPort, TCPPort)
+        and isinstance(getattr(TCPPort, "_shouldShutdown", None), bool)
+        and callable(vars(TCPPort).get("connectionLost"))
+    ):
+        # Without any of these, the subclass below would not do what it
+        # says (shutdown() would end the socket for every worker).
+        return None
+
+    class SharedUNIXPort(UNIXPort):
+        """
+        A UNIX port on a socket whose file another process owns.
+        """
+
+        # Close only this process's copy: shutdown() would end the socket
+        # for every process that holds it (Twisted's TCP port does the same
+        # for an adopted socket; its UNIX port does not).
+        _shouldShutdown = False
+
+        def connectionLost(self, reason: Any) -> None:
+            # UNIXPort's removes the socket's file first; TCPPort's does the
+            # rest (closes this process's copy of the socket).
+            TCPPort.connectionLost(self, reason)
+
+    return SharedUNIXPort
+
+
+@implementer(IListeningPort)
+class _ReadingStopped:
+    """
+    The fallback's port: stopping it stops accepting (the reactor no longer
+    reads the socket) without closing it, which would remove its file.
+    """
+
+    def __init__(self, reactor: Any, port: Any) -> None:
+        self._reactor = reactor
+        self._port = port
+
+    def startListening(self) -> None:
+        pass
+
+    def stopListening(self) -> Deferred[None]:
+        self._reactor.removeReader(self._port)
+        return succeed(None)
+
+    def getHost(self) -> Any:
+        return self._port.getHost()
+
+
+def adoptSharedUNIXPort(
+    reactor: Any, fd: int, factory: IProtocolFactory, path: str
+) -> IListeningPort:
+    """
+    Listen on C{fd}, a listening, non-blocking UNIX socket bound to C{path}
+    that another process owns (a worker's, made by its supervisor), as
+    C{reactor.adoptStreamPort} would, but leaving the socket's file as it
+    is: its mode unchanged at start, the file still there at stop.  C{fd}
+    stays open (the port listens on a copy).
+    """
+    mode = _fileMode(path)
+    shared = _sharedPortClass()
+    if shared is not None:
+        port = shared._fromListeningDescriptor(reactor, fd, factory)
+        if mode is not None:
+            port.mode = mode  # what startListening sets the file to
+        port.startListening()
+        # On PyPy the socket object Twisted made from the descriptor put it
+        # in blocking mode (CPython's keep its mode), and O_NONBLOCK belongs
+        # to the socket, shared by every copy: a blocking listening socket
+        # would hold the reactor in accept() after each connection.
+        os.set_blocking(port.fileno(), False)
+        return port
+    from twisted import __version__ as twistedVersion
+
+    log.warn(
+        "Twisted {twisted}'s UNIX port has changed: a worker sets the mode of its "
+        "UNIX socket's file back after adopting it",
+        twisted=twistedVersion,
+    )
+    adopted = reactor.adoptStreamPort(fd, socket.AF_UNIX, factory)
+    if mode is not None:
+        os.chmod(path, mode)
+    return _ReadingStopped(reactor, adopted)
+
+
+TLS_PIECES = (
+    "_flushReceiveBIO",
+    "_flushSendBIO",
+    "_shutdownTLS",
+    "_tlsShutdownFinished",
+    "_lostTLSConnection",
+    "_aborted",
+)
+"""The attributes of Twisted's TLS protocol class that L{halfClosingTLS}
+uses (C{_tlsConnection} is set per connection, in C{makeConnection})."""
+
+
+@cache
+def halfClosingTLS() -> Any:
+    """
+    The TLS protocol class for server-side TLS factories: Twisted's
+    (C{TLSMemoryBIOFactory.protocol}), except that the peer's C{close_notify}
+    is a half-close for a protocol that provides C{IHalfCloseableProtocol}
+    (see the module docstring); or Twisted's own, with one warning, if its
+    pieces have moved.  (Made on first use: Twisted's TLS needs pyOpenSSL.)
+    """
+    from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
+    from twisted.protocols.policies import ProtocolWrapper
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    base: Any = TLSMemoryBIOFactory.protocol
+    missing = [name for name in TLS_PIECES if not hasattr(base, name)]
+    if missing:
+        from twisted import __version__ as twistedVersion
+
+        log.warn(
+            "Twisted {twisted}'s TLS has no {missing}: a TLS client's close_notify "
+            "still ends its connection at once, and replies not yet sent are lost",
+            twisted=twistedVersion,
+            missing=", ".join(missing),
+        )
+        return base
+
+    class HalfClosingTLS(base):
+        """
+        Twisted's TLS protocol with the peer's C{close_notify} as a
+        half-close.
+
+        @ivar peerEnded: whether the peer's C{close_notify} was passed on
+            as a half-close; nothing is read after it.
+        """
+
+        peerEnded = False
+
+        def _flushReceiveBIO(self) -> None:
+            # Twisted's loop, but for the close_notify.
+            while not self._lostTLSConnection and not self.peerEnded:
+                try:
+                    data = self._tlsConnection.recv(2**15)
+                except WantReadError:
+                    break
+                except ZeroReturnError:
+                    if self.disconnecting or not IHalfCloseableProtocol.providedBy(
+                        self.wrappedProtocol
+                    ):
+                        # Closing already (the close_notify answers ours),
+                        # or nothing to tell: as Twisted does.
+                        self._shutdownTLS()
+                        self._tlsShutdownFinished(None)
+                    else:
+                        self.peerEnded = True
+                        # A TCP FIN after the close_notify must not end the
+                        # connection before the replies are out.
+                        alsoProvides(self, IHalfCloseableProtocol)
+                        self.wrappedProtocol.readConnectionLost()
+                except Error:
+                    self._tlsShutdownFinished(Failure())
+                else:
+                    if not self._aborted:
+                        ProtocolWrapper.dataReceived(self, data)
+            self._flushSendBIO()
+
+        def readConnectionLost(self) -> None:
+            """
+            The TCP stream ended after the peer's C{close_notify} (only then
+            is this protocol half-closeable): the connection closes when
+            the protocol it wraps closes it.
+            """
+
+        def writeConnectionLost(self) -> None:
+            """
+            Never called: TLS never half-closes its TCP stream.
+            """
+
+    return HalfClosingTLS

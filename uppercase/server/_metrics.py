@@ -1,0 +1,375 @@
+"""
+Prometheus metrics for C{--metrics ENDPOINT}: served at C{/metrics} by
+twisted.web on the server's own reactor, behind limits that keep the
+endpoint from becoming a side door to the server's file descriptors.
+
+Nothing is counted on the data path beyond the per-connection byte counts
+the server keeps anyway: the collector reads the factory's state when
+Prometheus scrapes, in the reactor thread (prometheus_client's own Twisted
+resource runs collectors in a thread pool, which would race the reactor).
+
+The endpoint serves one C{GET} (or C{HEAD}) per connection and bounds what
+a client can hold: at most L{METRICS_MAX_CONNECTIONS} connections at once
+(more are closed as soon as they are accepted), at most
+L{METRICS_REQUEST_TIMEOUT} seconds per connection from accept to close
+(whatever the client sends meanwhile), no request body (refused with 413
+before any of it is read), and twisted.web's own caps on the request line
+and headers (16 KiB per line, 16 KiB in all, 500 headers).
+"""
+
+from __future__ import annotations
+
+import typing
+from io import BytesIO
+from typing import Any, Iterator, Sequence, Sized
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from uppercase.net.peer import describePeer, formatPeer
+from uppercase.server._refusals import RefusalLog
+
+log = Logger()
+
+METRICS_MAX_CONNECTIONS = 8
+"""Most connections open to the metrics endpoint at once.  Prometheus
+scrapes a target with one request at a time, so a server, its
+high-availability twin and a person with curl need three; 8 leaves room for
+a scrape whose connection is still closing when the next one opens.  Over
+the limit a connection is closed as soon as it is accepted, so the
+endpoint never holds more than 8 descriptors however many clients connect
+(the echo listener keeps the rest).  The cost: a client that keeps all 8
+open (reopening each as L{METRICS_REQUEST_TIMEOUT} cuts it) makes scrapes
+fail, though never the echo service; which is why the endpoint belongs on
+loopback or a private network."""
+
+METRICS_ALPN = (b"http/1.1",)
+"""The application protocol a TLS metrics endpoint names in ALPN (RFC 7301),
+for clients that offer one (curl offers C{h2} and C{http/1.1})."""
+
+METRICS_REQUEST_TIMEOUT = 10.0
+"""Seconds a metrics connection may live, from accept to close, however
+slowly or steadily it sends.  A scrape takes milliseconds; 10 seconds is
+also Prometheus's default C{scrape_timeout}, so no scrape that Prometheus
+still waits for is cut short."""
+
+REFUSE_BODY = b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+"""The whole answer to a request with a body: the metrics need none."""
+
+
+class ServerState(typing.Protocol):
+    """
+    What the collector reads of the server's factory.
+    """
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted."""
+
+    @property
+    def connections(self) -> Sized:
+        """The connections open now."""
+
+    @property
+    def rejected(self) -> int:
+        """Connections refused because of a limit or a shutdown."""
+
+    @property
+    def idleClosed(self) -> int:
+        """Connections closed for being idle."""
+
+    def byteCounts(self) -> tuple[int, int]:
+        """Bytes received from and sent back to clients."""
+
+
+class ServerCollector:
+    """
+    The server's counters and gauges, read from its factory at scrape time.
+    """
+
+    def __init__(self, factory: ServerState) -> None:
+        self._factory = factory
+
+    def collect(self) -> Iterator[Metric]:
+        factory = self._factory
+        received, sent = factory.byteCounts()
+        yield CounterMetricFamily(
+            "uppercase_connections", "Connections accepted.", value=factory.accepted
+        )
+        yield GaugeMetricFamily(
+            "uppercase_connections_active",
+            "Connections open now.",
+            value=len(factory.connections),
+        )
+        yield CounterMetricFamily(
+            "uppercase_connections_rejected",
+            "Connections refused because of a limit or a shutdown.",
+            value=factory.rejected,
+        )
+        yield CounterMetricFamily(
+            "uppercase_idle_timeouts",
+            "Connections closed for being idle.",
+            value=factory.idleClosed,
+        )
+        yield CounterMetricFamily(
+            "uppercase_bytes_received", "Bytes received from clients.", value=received
+        )
+        yield CounterMetricFamily("uppercase_bytes_sent", "Bytes sent back to clients.", value=sent)
+
+
+def metricsRegistry(factory: ServerState, collectors: Sequence[Any] = ()) -> CollectorRegistry:
+    """
+    A registry with the server's metrics, any other C{collectors}, and the
+    process's own (CPU, memory, open descriptors).
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(factory))
+    for collector in collectors:
+        registry.register(collector)
+    ProcessCollector(registry=registry)
+    return registry
+
+
+class NothingElse(Resource):
+    """
+    A resource whose children are not found, unless put there.
+    """
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+
+class MetricsPage(NothingElse):
+    """
+    The Prometheus text exposition of a registry, at its own path only
+    (C{/metrics/anything} is not found).  C{GET} and C{HEAD}; any other
+    method is answered 405.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def render(self, request: Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            # Resource.render would answer 501 to methods twisted.web does
+            # not know (DELETE, PUT...): every other method is not allowed.
+            request.setResponseCode(405)
+            request.setHeader(b"Allow", b"GET, HEAD")
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"Method Not Allowed\n"
+        return super().render(request)
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return generate_latest(self._registry)
+
+
+class MetricsRequest(Request):
+    """
+    A request that may have no body.
+
+    twisted.web calls L{gotLength} once the headers are in, before reading
+    any of the body, and would keep a body of unknown length (chunked) or of
+    100 kB or more in a temporary file.  Here a request that announces a
+    body is answered 413 and its connection closed at that point; nothing
+    of the body is stored, ever.
+    """
+
+    channel: MetricsChannel
+
+    def gotLength(self, length: int | None) -> None:
+        # An empty buffer for twisted.web to read the (absent) body from.
+        self.content = BytesIO()
+        if length != 0:
+            # Answered here: the channel must not invite the body with
+            # "100 Continue" after the 413 (it looks for Expect just after).
+            self.requestHeaders.removeHeader(b"Expect")
+            self.channel.refuseBody(self)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Drop body bytes: none is accepted (see L{gotLength}), and whatever
+        arrives before the connection closes is not kept.
+        """
+
+
+class MetricsChannel(HTTPChannel):
+    """
+    One request per connection: every response says C{Connection: close}
+    and the connection is closed once it is written.
+    """
+
+    site: MetricsSite
+    transport: Any
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        return False
+
+    def refuseBody(self, request: Request) -> None:
+        """
+        Answer C{request}, which announced a body, with 413 and close.
+        """
+        peer = formatPeer(*describePeer(request.getClientAddress()))
+        self.site.refusals.refused(peer, "metrics request with a body")
+        self.transport.write(REFUSE_BODY)
+        self.loseConnection()
+
+
+class MetricsSite(Site):
+    """
+    The metrics resource tree served by L{MetricsChannel}s and
+    L{MetricsRequest}s, without twisted.web's idle timeout (the deadline of
+    L{DeadlineProtocol} replaces it).
+
+    @ivar refusals: where refused requests are logged.
+    """
+
+    protocol = MetricsChannel  # type: ignore[assignment]
+    requestFactory = MetricsRequest
+    noisy = False
+
+    def __init__(self, resource: Resource, refusals: RefusalLog, clock: IReactorTime) -> None:
+        super().__init__(resource, timeout=None, reactor=clock)
+        self.refusals = refusals
+
+
+class DeadlineProtocol(ProtocolWrapper):
+    """
+    A connection that is aborted L{MetricsFactory.requestTimeout} seconds
+    after it was accepted, whatever it has sent or been sent meanwhile, and
+    that reads nothing more once it is closing.
+    """
+
+    factory: MetricsFactory
+    transport: Any
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._deadline = self.factory.clock.callLater(self.factory.requestTimeout, self._expire)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.disconnecting:
+            return
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        super().connectionLost(reason)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        log.info(
+            "Aborting metrics connection from {peer}: still open after {timeout:g} seconds",
+            peer=formatPeer(*describePeer(self.getPeer())),
+            timeout=self.factory.requestTimeout,
+        )
+        self.transport.abortConnection()
+
+
+class MetricsFactory(WrappingFactory):
+    """
+    Serve the metrics site on at most C{maxConnections} connections at once,
+    each for at most C{requestTimeout} seconds.  A connection over the limit
+    is closed as soon as it is accepted, and logged once per burst.
+    """
+
+    protocol = DeadlineProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        site: Site,
+        clock: IReactorTime,
+        refusals: RefusalLog,
+        maxConnections: int,
+        requestTimeout: float,
+    ) -> None:
+        super().__init__(site)
+        self.clock = clock
+        self.refusals = refusals
+        self.maxConnections = maxConnections
+        self.requestTimeout = requestTimeout
+
+    def logPrefix(self) -> str:
+        """
+        Name the port in Twisted's "... starting on PORT" log line.
+        """
+        return "MetricsSite"
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        if len(self.protocols) < self.maxConnections:
+            return super().buildProtocol(addr)
+        peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
+        self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
+        # A listening port closes the socket before accepting the next one,
+        # so a flood of refusals never holds more than one descriptor (on
+        # ssl: endpoints too; see uppercase.server._tls.RefusingTLSFactory).
+        return None
+
+    def stopFactory(self) -> None:
+        self.refusals.flush()
+
+
+def metricsFactory(
+    factory: ServerState,
+    clock: IReactorTime,
+    *,
+    maxConnections: int = METRICS_MAX_CONNECTIONS,
+    requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+    collectors: Sequence[Any] = (),
+) -> IProtocolFactory:
+    """
+    The factory to listen with for C{--metrics}: the metrics of C{factory}
+    (the server's) at C{/metrics}, with the limits described in this
+    module's docstring.
+
+    @param clock: the reactor's time, for the deadlines and the refusal log.
+    """
+    root = NothingElse()
+    root.putChild(b"metrics", MetricsPage(metricsRegistry(factory, collectors)))
+    refusals = RefusalLog(clock)
+    site = MetricsSite(root, refusals, clock)
+    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)
+
+
+def metricsSite(factory: ServerState) -> IProtocolFactory:
+    """
+    L{metricsFactory} on the global reactor, for callers that do not pass
+    their reactor yet.
+    """
+    from twisted.internet import reactor
+
+    return metricsFactory(factory, reactor)
+
+
+def registryFactory(
+    registry: CollectorRegistry,
+    clock: IReactorTime,
+    *,
+    maxConnections: int = METRICS_MAX_CONNECTIONS,
+    requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+) -> IProtocolFactory:
+    """
+    Serve any C{registry} at C{/metrics} as L{metricsFactory} serves the
+    server's, with the same limits (the client's C{--metrics} uses it).
+    """
+    root = NothingElse()
+    root.putChild(b"metrics", MetricsPage(registry))
+    refusals = RefusalLog(clock)
+    site = MetricsSite(root, refusals, clock)
+    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)

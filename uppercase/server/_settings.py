@@ -1,0 +1,162 @@
+"""
+The server's settings, each defined once: L{ServerSettings} (see
+L{uppercase.cli.settings}).  C{twistd uppercase} derives its options from it;
+L{uppercase.server._factory.UppercaseFactory} and L{uppercase.server._service.UppercaseService}
+take their defaults from L{DEFAULTS}.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+from twisted.python import usage
+
+from uppercase.cli.options import checkSeconds, checkWholeNumber, wholeNumber
+from uppercase.cli.settings import Settings, setting, showSeconds
+
+
+def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
+    """
+    Parse C{description} as a server endpoint string (after the C{haproxy:}
+    prefix, and with the default backlog) without listening.
+
+    @param worker: whether this is a worker of C{--workers}, which parses no
+        C{systemd:} endpoint: the supervisor has its socket, and passes it.
+    @raise usage.UsageError: saying what is wrong with it.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
+    from uppercase.workers.sockets import workerDescription
+
+    trailing = len(description) - len(description.rstrip("\\"))
+    if trailing % 2:
+        # Twisted's parser fails on it with "generator raised StopIteration",
+        # and the added backlog would be read as part of the last field.
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: it ends with a lone "
+            "backslash (\\: is a colon in a value, \\\\ a backslash)"
+        )
+    endpoint = withDefaultBacklog(description)
+    if option == "--listen" and endpoint.startswith(PROXY_PREFIX):
+        endpoint = endpoint[len(PROXY_PREFIX) :]
+    if worker:
+        endpoint = workerDescription(endpoint)
+    try:
+        serverFromString(reactor, endpoint)
+    except Exception as e:
+        reason = systemdParseProblem(endpoint, e) or e
+        raise usage.UsageError(
+            f"{option} {description!r} is not a valid endpoint: {reason}"
+        ) from None
+
+
+MAX_WORKERS = 256
+"""The most workers C{--workers} runs (C{auto} included): each is a whole
+process, and costs its supervisor a few descriptors."""
+
+
+def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int:
+    """
+    The number of workers C{--workers} asks for: a whole number from 1 to
+    L{MAX_WORKERS}, or C{auto} for one per CPU (at most L{MAX_WORKERS}).
+
+    @raise ValueError: for anything else.
+    """
+    if str(text).strip().lower() == "auto":
+        return min(max(cpus() or 1, 1), MAX_WORKERS)
+    value = wholeNumber(text)
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"from 1 to {MAX_WORKERS}")
+    return value
+
+
+def _checkWorkers(options: usage.Options, name: str) -> None:
+    raw = options[name]
+    try:
+        options[name] = workerCount(raw)
+    except ValueError:
+        raise usage.UsageError(
+            f"--{name} must be a whole number from 1 to {MAX_WORKERS}, or auto, not {raw!r}"
+        ) from None
+
+
+def _checkMetrics(options: usage.Options, name: str) -> None:
+    if options[name] is not None:
+        checkServerEndpoint(options[name], f"--{name}")
+
+
+@dataclass(frozen=True)
+class ServerSettings(Settings):
+    """
+    How the server runs.
+
+    @ivar listen: server endpoint strings (C{--listen}, given once each).
+    @ivar logData: whether every received chunk is logged (not C{--quiet}).
+    """
+
+    idleTimeout: float = setting(
+        300.0,
+        None,
+        "Close a connection after this many seconds with nothing received or sent (0: never).",
+        checkSeconds,
+        showSeconds,
+        name="idle-timeout",
+    )
+    maxConnections: int = setting(
+        10000,
+        None,
+        "Most connections open at once (0: as many as descriptors allow).",
+        checkWholeNumber,
+        name="max-connections",
+    )
+    maxPerIP: int = setting(
+        0,
+        None,
+        "Most connections open at once from one address (0: unlimited).",
+        checkWholeNumber,
+        name="max-per-ip",
+    )
+    maxPendingHeaders: int = setting(
+        1000,
+        None,
+        "Most connections to haproxy: listeners still waiting for their PROXY header at "
+        "once, apart from --max-connections (0: as many as descriptors allow).",
+        checkWholeNumber,
+        name="max-pending-headers",
+    )
+    shutdownTimeout: float = setting(
+        10.0,
+        None,
+        "How long a connection the server closes on SIGTERM/SIGINT may take to finish "
+        "gracefully before it is aborted (one closed for being idle: how long it may go "
+        "without progress).",
+        checkSeconds,
+        showSeconds,
+        name="shutdown-timeout",
+    )
+    workers: int = setting(
+        1,
+        None,
+        "Worker processes, each a whole server serving every --listen (auto: one per CPU; "
+        "1: this process alone).",
+        _checkWorkers,
+        name="workers",
+    )
+    metrics: str | None = setting(
+        None,
+        None,
+        "Serve Prometheus metrics at /metrics on this endpoint "
+        "(e.g. tcp:9100:interface=127.0.0.1). Off by default.",
+        _checkMetrics,
+        name="metrics",
+    )
+    listen: Tuple[str, ...] = ("tcp:9527",)
+    logData: bool = True
+
+
+DEFAULTS = ServerSettings()
+"""Every default of the server, in one place."""

@@ -1,0 +1,3 @@
+"""
+C{--workers}: the supervisor, its workers, the sockets they share, and their metrics.
+"""

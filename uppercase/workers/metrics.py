@@ -1,0 +1,88 @@
+"""
+The whole server's counts, and each worker's, for the metrics of a server
+with workers (L{uppercase.workers.supervisor}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from uppercase.workers.process import COUNTS
+
+if TYPE_CHECKING:
+    from uppercase.workers.supervisor import Supervisor
+
+
+class Totals:
+    """
+    The whole server's counts, over its workers, for the metrics collector
+    (the attributes L{uppercase.server._metrics.ServerState} names): those of the
+    workers running, plus the last counts of those gone.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self.gone: dict[str, int] = dict.fromkeys(COUNTS, 0)
+
+    def _sum(self, name: str) -> int:
+        return self.gone[name] + sum(w.counts[name] for w in self._supervisor.workers())
+
+    @property
+    def accepted(self) -> int:
+        return self._sum("accepted")
+
+    @property
+    def connections(self) -> range:
+        return range(sum(w.counts["active"] for w in self._supervisor.workers()))
+
+    @property
+    def rejected(self) -> int:
+        return self._sum("rejected")
+
+    @property
+    def idleClosed(self) -> int:
+        return self._sum("idleClosed")
+
+    def byteCounts(self) -> tuple[int, int]:
+        return self._sum("received"), self._sum("sent")
+
+
+class WorkerCollector:
+    """
+    Each worker's counts, for the metrics: how connections spread over them.
+    """
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "uppercase_worker_connections_active",
+            "Connections open now, per worker.",
+            labels=["worker"],
+        )
+        accepted = CounterMetricFamily(
+            "uppercase_worker_connections",
+            "Connections accepted by the worker serving now in each slot, since it started.",
+            labels=["worker"],
+        )
+        starts = CounterMetricFamily(
+            "uppercase_worker_starts", "Workers started, per slot.", labels=["worker"]
+        )
+        for slot in self._supervisor.slots:
+            label = [str(slot.number)]
+            worker = slot.worker
+            counts = worker.counts if worker is not None else dict.fromkeys(COUNTS, 0)
+            active.add_metric(label, counts["active"])
+            accepted.add_metric(label, counts["accepted"])
+            starts.add_metric(label, slot.started)
+        yield active
+        yield accepted
+        yield starts
+        yield GaugeMetricFamily(
+            "uppercase_workers_ready",
+            "Workers serving now.",
+            value=sum(1 for w in self._supervisor.workers() if w.ready and not w.retiring),
+        )
