@@ -34,7 +34,7 @@ from ._connect import (
     isCancellation,
 )
 from ._loadcommand import LoadCommand
-from ._options import versionLine
+from ._options import printAndExit, versionLine
 from ._report import JSONReport, RoundTrips, TextReport
 from .client import UppercaseClientProtocol
 
@@ -68,12 +68,17 @@ class _Options(ClientOptions):
                 "--rtt shows each reply of the ping-like client, not of a load run"
             )
 
+    def opt_help(self) -> NoReturn:
+        """
+        Display this help and exit.
+        """
+        printAndExit(str(self), COMMAND)
+
     def opt_version(self) -> NoReturn:
         """
         Display uppercase's version and exit.
         """
-        print(versionLine())
-        raise SystemExit(EXIT_OK)
+        printAndExit(versionLine(), COMMAND)
 
 
 class _OneProtocol(Factory):
