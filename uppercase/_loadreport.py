@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._clientsettings import ClientSettings
 from ._histogram import PERCENTILES, Latencies
 from ._loadresult import RunObserver, RunResult, Snapshot
+from ._report import BinaryOutput
 
 if TYPE_CHECKING:
     from ._loadrun import LoadRun
@@ -153,7 +154,7 @@ class TextLoadReport(_Progress):
     Progress on standard error, the summary on standard output.
     """
 
-    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+    def __init__(self, out: BinaryOutput, err: IO[str], live: bool | None = None) -> None:
         super().__init__(err, live)
         self._out = out
 
@@ -261,7 +262,7 @@ class JSONLoadReport(_Progress):
     standard error as in text mode.
     """
 
-    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+    def __init__(self, out: BinaryOutput, err: IO[str], live: bool | None = None) -> None:
         super().__init__(err, live)
         self._out = out
 

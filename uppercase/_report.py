@@ -5,7 +5,53 @@ from __future__ import annotations
 
 import json
 import math
-from typing import IO, Any
+from typing import IO, Any, Callable, Protocol
+
+from ._options import silenceOutput
+
+
+class BinaryOutput(Protocol):
+    """
+    Where a report writes its bytes: a binary file, or an L{Output}.
+    """
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
+class Output:
+    """
+    A run's standard output: each write is flushed at once; the first write
+    that fails (a closed pipe, a full disk) is remembered in C{error}, tells
+    C{onFailure}, and makes every later write do nothing, so that the run
+    can end as it should instead of raising out of whatever printed.
+
+    @ivar error: the error the first failed write raised, or L{None}.
+    @ivar onFailure: called with that error, once, when set.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.error: OSError | None = None
+        self.onFailure: Callable[[OSError], object] | None = None
+
+    def write(self, data: bytes, /) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except OSError as e:
+            self.error = e
+            silenceOutput(self._stream)
+            if self.onFailure is not None:
+                self.onFailure(e)
+
+    def flush(self) -> None:
+        """
+        Nothing: every write is flushed already.
+        """
 
 
 class RoundTrips:
@@ -61,7 +107,7 @@ class TextReport:
     C{N sent, N received, N verified, rtt min/avg/max/mdev = a/b/c/d ms}.
     """
 
-    def __init__(self, out: IO[bytes], showRtt: bool = False) -> None:
+    def __init__(self, out: BinaryOutput, showRtt: bool = False) -> None:
         self._out = out
         self._showRtt = showRtt
 
@@ -87,7 +133,7 @@ class JSONReport:
     C{{"type": "summary", ...}} with C{"ok"} and C{"error"}.
     """
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: BinaryOutput) -> None:
         self._out = out
 
     def _emit(self, record: dict[str, Any]) -> None:

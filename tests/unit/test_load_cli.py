@@ -23,7 +23,7 @@ from uppercase._loadcommand import LoadCommand
 from uppercase._loadservice import LoadService
 from uppercase.testing import StreamTransport, asciiUpper
 
-from .test_cli import BytesStdout
+from .test_cli import CLOSED_PIPE, FULL_DISK, BytesStdout, FailingStdout
 
 
 def parse(*argv: str) -> ClientSettings:
@@ -272,6 +272,35 @@ class LoadCommandTests(SynchronousTestCase):
         records = [json.loads(line) for line in self.stdout.getvalue().splitlines()]
         self.assertEqual([r["type"] for r in records], ["start", "summary"])
         self.assertEqual(records[-1]["verified"], 2)
+
+    def test_closedPipeEndsAtOnce(self) -> None:
+        """
+        When the C{start} line cannot be printed because standard output is
+        a closed pipe, the run ends at once (not after its 60 seconds), its
+        connection aborted, with status 141 and nothing on standard error.
+        """
+        self.patch(sys, "stdout", FailingStdout(CLOSED_PIPE))
+        d = self.command("--json", "--duration", "60")
+        transport = self.connect()
+        self.reactor.advance(0)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.successResultOf(d), 141)
+        self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_fullDiskIsOneLine(self) -> None:
+        """
+        When the summary cannot be written (a full disk), the status is 1
+        and standard error says so in one line.
+        """
+        self.patch(sys, "stdout", FailingStdout(FULL_DISK))
+        d = self.command("--pipeline", "1", "--count", "1")
+        self.answer(self.connect())
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot write the output: No space left on device\n",
+        )
 
     def test_metricsListened(self) -> None:
         """
