@@ -39,7 +39,7 @@ from ._connect import (
 from ._loadcommand import LoadCommand
 from ._options import outputFailure, printAndExit, versionLine
 from ._report import JSONReport, Output, RoundTrips, TextReport
-from .client import UppercaseClientProtocol
+from .client import TLSHandshakeFailed, UppercaseClientProtocol
 
 COMMAND = "uppercase-client"
 
@@ -121,6 +121,7 @@ class ClientRun:
         self._report = report
         self._stderr = stderr
         self._outputError: OSError | None = None
+        self._handshakeFailed = False
         if output is not None:
             output.onFailure = self._outputFailed
         self._rtts = RoundTrips()
@@ -196,9 +197,13 @@ class ClientRun:
 
     def _connected(self, protocol: object) -> None:
         self._connecting = None
-        self.protocol.done.addCallbacks(
-            lambda _: self._finish(None), lambda failure: self._finish(failure.getErrorMessage())
-        )
+        self.protocol.done.addCallbacks(lambda _: self._finish(None), self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(TLSHandshakeFailed):
+            # What was written never left the TLS layer.
+            self._handshakeFailed = True
+        self._finish(failure.getErrorMessage())
 
     def _finish(self, error: str | None) -> None:
         """
@@ -219,7 +224,8 @@ class ClientRun:
         else:
             status = EXIT_OK
         protocol = self.protocol
-        self._report.summary(protocol.sent, protocol.received, protocol.verified, self._rtts, error)
+        sent = 0 if self._handshakeFailed else protocol.sent
+        self._report.summary(sent, protocol.received, protocol.verified, self._rtts, error)
         if error is not None:
             try:
                 self._stderr.write(f"{COMMAND}: {error}\n")

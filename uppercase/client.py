@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
+from ._connect import describeTLSFailure
 from ._sendproxy import proxyPreamble
 
 __all__ = [
@@ -131,6 +132,20 @@ class ConnectionClosedEarly(ClientError):
     def __str__(self) -> str:
         wanted = f" of {self.count}" if self.count else ""
         return f"connection closed after {self.verified}{wanted} replies: {self.reason}"
+
+
+class TLSHandshakeFailed(ClientError):
+    """
+    The TLS handshake failed, so nothing was sent: C{reason} says what
+    failed, in words (L{uppercase._connect.describeTLSFailure}).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"TLS handshake failed: {self.reason}"
 
 
 ReplyCallback = Callable[[int, bytes, float], None]
@@ -325,15 +340,23 @@ class UppercaseClientProtocol(Protocol):
         elif self._finished:
             outcome = None
         else:
-            outcome = Failure(
-                ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage())
-            )
+            outcome = self._lostEarly(reason)
         if self.done.called:
             return
         if outcome is None:
             self.done.callback(None)
         else:
             self.done.errback(outcome)
+
+    def _lostEarly(self, reason: Failure) -> Failure:
+        """
+        Why the run failed, the connection having ended for C{reason}
+        before every reply had arrived.
+        """
+        tls = describeTLSFailure(reason)
+        if tls is not None and not self.received:
+            return Failure(TLSHandshakeFailed(tls[1]))
+        return Failure(ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage()))
 
 
 class UppercaseClientFactory(Factory):

@@ -151,6 +151,25 @@ class ClientCommandTests(SynchronousTestCase):
             "uppercase-client: cannot write the output: No space left on device\n",
         )
 
+    def test_tlsHandshakeFailed(self) -> None:
+        """
+        A connection whose TLS handshake failed says what failed, in words,
+        and that nothing was sent (the message never left the TLS layer).
+        """
+        from uppercase._clienttls import CertificateRejected
+
+        d = self.command("-n", "1")
+        protocol, transport = self.connect()
+        self.assertEqual(transport.value(), b"hello\n")
+        reason = CertificateRejected("untrusted certificate", "it is self-signed")
+        protocol.connectionLost(Failure(reason))
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(self.output(), ["0 sent, 0 received, 0 verified"])
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: TLS handshake failed: untrusted certificate: it is self-signed\n",
+        )
+
     def exchange(self, *argv: str, replies: list[bytes]) -> Deferred[int]:
         d = self.command(*argv)
         protocol, transport = self.connect()
