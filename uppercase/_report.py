@@ -10,6 +10,24 @@ from typing import IO, Any, Callable, Protocol
 from ._options import silenceOutput
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """
+    C{n} with thousands separators and C{noun}, singular for one:
+    C{1 message}, C{1,000 messages}, C{2 replies} (with C{plural}).
+    """
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def plainNumber(value: float) -> str:
+    """
+    C{value} as a person writes it, with thousands separators and no
+    exponent: C{100,000,000} (not C{1e+08}), C{0.5}, C{2,500.25}.
+    """
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
 class BinaryOutput(Protocol):
     """
     Where a report writes its bytes: a binary file, or an L{Output}.

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from ._clientsettings import ClientSettings
 from ._connect import describeTLSFailure
+from ._report import counted
 from ._sendproxy import proxyPreamble
 
 __all__ = [
@@ -80,7 +81,7 @@ class ReplyTimeout(ClientError):
     def __str__(self) -> str:
         return (
             f"reply {self.sequence} timed out after {self.timeout:g}s "
-            f"({len(self.received)} bytes of it received)"
+            f"({counted(len(self.received), 'byte')} of it received)"
         )
 
 
@@ -107,14 +108,14 @@ class ReplyMismatch(ClientError):
         if not self.expected:
             return (
                 "unexpected data while no reply was due: "
-                f"{_excerpt(self.received, 0)} ({len(self.received)} bytes)"
+                f"{_excerpt(self.received, 0)} ({counted(len(self.received), 'byte')})"
             )
         start = max(self.offset - EXCERPT_BEFORE, 0)
         return (
             f"reply {self.sequence} does not match at byte {self.offset}: "
             f"expected {_excerpt(self.expected, start)}, "
             f"received {_excerpt(self.received, start)} "
-            f"({len(self.expected)} bytes expected, {len(self.received)} received)"
+            f"({counted(len(self.expected), 'byte')} expected, {len(self.received):,} received)"
         )
 
 
@@ -130,8 +131,10 @@ class ConnectionClosedEarly(ClientError):
         self.reason = reason
 
     def __str__(self) -> str:
-        wanted = f" of {self.count}" if self.count else ""
-        return f"connection closed after {self.verified}{wanted} replies: {self.reason}"
+        total = self.count or self.verified
+        replies = "reply" if total == 1 else "replies"
+        wanted = f" of {self.count:,}" if self.count else ""
+        return f"connection closed after {self.verified:,}{wanted} {replies}: {self.reason}"
 
 
 class TLSHandshakeFailed(ClientError):

@@ -347,7 +347,7 @@ class FailureLineTests(SynchronousTestCase):
         [line] = result.stderr.splitlines()
         self.assertLess(len(line), 400, line[:1000])
         self.assertIn("byte 65534", line)
-        self.assertIn("65536 bytes expected, 65536 received", line)
+        self.assertIn("65,536 bytes expected, 65,536 received", line)
         self.assertEqual(result.stdout.splitlines()[-1], "1 sent, 1 received, 0 verified")
 
     def test_negativeEndpointTimeout(self) -> None:

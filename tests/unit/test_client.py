@@ -220,7 +220,7 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("at byte 65534:", message)
         self.assertIn("expected ...b'AAAAAAAAA\\n'", message)
         self.assertIn("received ...b'AAAAAAAAa\\n'", message)
-        self.assertIn("(65536 bytes expected, 65536 received)", message)
+        self.assertIn("(65,536 bytes expected, 65,536 received)", message)
 
     def test_mismatchExcerptCutOnBothSides(self) -> None:
         """
@@ -244,7 +244,7 @@ class ClientTests(SynchronousTestCase):
             self.assertTrue(excerpt.endswith("'..."), excerpt)
             self.assertLessEqual(len(excerpt), 110, excerpt)
         self.assertIn("\\xff", received)
-        self.assertIn("(1001 bytes expected, 1001 received)", text)
+        self.assertIn("(1,001 bytes expected, 1,001 received)", text)
 
     def test_extraBytesDescribed(self) -> None:
         """
@@ -273,7 +273,7 @@ class ClientTests(SynchronousTestCase):
         text = str(self.failureResultOf(self.protocol.done, ReplyMismatch).value)
         self.assertLess(len(text), 200, text[:1000])
         self.assertTrue(text.startswith("unexpected data while no reply was due: b'???"), text)
-        self.assertTrue(text.endswith("'... (65536 bytes)"), text)
+        self.assertTrue(text.endswith("'... (65,536 bytes)"), text)
 
     def test_stopClosesCleanly(self) -> None:
         """
@@ -452,3 +452,36 @@ class SendProxyTests(SynchronousTestCase):
         transport = StringTransport()
         protocol.makeConnection(transport)
         self.assertEqual(transport.value(), b"hello\n")
+
+
+class ErrorWordingTests(SynchronousTestCase):
+    """
+    The client's one-line errors count in words singular for one, with
+    thousands separators.
+    """
+
+    def test_closedEarly(self) -> None:
+        """
+        C{after 0 of 1 reply}, C{after 1 reply} (no count wanted), C{after
+        1,000 of 2,000 replies}.
+        """
+        self.assertEqual(
+            str(ConnectionClosedEarly(0, 1, "Connection was closed cleanly.")),
+            "connection closed after 0 of 1 reply: Connection was closed cleanly.",
+        )
+        self.assertEqual(
+            str(ConnectionClosedEarly(1, 0, "x")), "connection closed after 1 reply: x"
+        )
+        self.assertEqual(
+            str(ConnectionClosedEarly(1000, 2000, "x")),
+            "connection closed after 1,000 of 2,000 replies: x",
+        )
+
+    def test_timedOut(self) -> None:
+        """
+        C{1 byte of it received}, C{1,200 bytes of it received}.
+        """
+        self.assertEqual(
+            str(ReplyTimeout(1, 2, b"A")), "reply 1 timed out after 2s (1 byte of it received)"
+        )
+        self.assertIn("(1,200 bytes of it received)", str(ReplyTimeout(1, 2, b"A" * 1200)))
