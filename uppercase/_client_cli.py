@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import IO, Any, Callable, NoReturn, Sequence, Union
+from typing import IO, Any, Callable, NoReturn, Sequence, Union, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IProtocol
@@ -247,8 +247,16 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
     options.parseOptions(list(argv))
     out = Output(sys.stdout.buffer)
     if options.settings.isLoad:
+        # Progress lines go to standard error: a closed pipe there
+        # (2>&1 | head -1) ends the run too.
+        err = Output(sys.stderr)
         return LoadCommand(
-            reactor, options.settings, out, sys.stderr, json=options["json"], output=out
+            reactor,
+            options.settings,
+            out,
+            cast(IO[str], err),
+            json=options["json"],
+            outputs=(out, err),
         )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
     return ClientRun(reactor, options.settings, report, sys.stderr, out)

@@ -3,15 +3,15 @@ C{uppercase-client} in load mode: one L{LoadRun} on the reactor, its
 progress on standard error, its summary (text or JSON lines) on standard
 output, and an exit status: 0 only when every message was verified and
 every threshold held; 1 otherwise, with the reason in one line on standard
-error; 128 + N when interrupted by signal N; when standard output cannot be
-written, the run ends at once as L{outputFailure} says (141, quietly, for a
-closed pipe).
+error; 128 + N when interrupted by signal N; when standard output or error
+cannot be written, the run ends at once as L{outputFailure} says (141,
+quietly, for a closed pipe).
 """
 
 from __future__ import annotations
 
 import signal
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -50,11 +50,11 @@ class LoadCommand:
         command: str = "uppercase-client",
         live: bool | None = None,
         spin: float = SPIN,
-        output: Output | None = None,
+        outputs: Sequence[Output] = (),
     ) -> None:
         """
-        @param output: C{out}, if it is an L{Output}: the run ends at once
-            when writing to it fails.
+        @param outputs: C{out} and C{err}, those that are L{Output}s: the
+            run ends at once when writing to one fails.
         """
         self._reactor = reactor
         self._settings = settings
@@ -66,7 +66,7 @@ class LoadCommand:
         self.run: LoadRun | None = None
         self._pendingSignal: int | None = None
         self._outputError: OSError | None = None
-        if output is not None:
+        for output in outputs:
             output.onFailure = self._outputFailed
 
     def start(self) -> Deferred[int]:

@@ -40,7 +40,7 @@ class BinaryOutput(Protocol):
 
 class Output:
     """
-    A run's standard output: each write is flushed at once; the first write
+    A run's standard output (or error): each write is flushed at once; the first write
     that fails (a closed pipe, a full disk) is remembered in C{error}, tells
     C{onFailure}, and makes every later write do nothing, so that the run
     can end as it should instead of raising out of whatever printed.
@@ -49,12 +49,12 @@ class Output:
     @ivar onFailure: called with that error, once, when set.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[Any]) -> None:
         self._stream = stream
         self.error: OSError | None = None
         self.onFailure: Callable[[OSError], object] | None = None
 
-    def write(self, data: bytes, /) -> None:
+    def write(self, data: Any, /) -> None:
         if self.error is not None:
             return
         try:
@@ -70,6 +70,15 @@ class Output:
         """
         Nothing: every write is flushed already.
         """
+
+    def isatty(self) -> bool:
+        """
+        Whether the stream is a terminal.
+        """
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
 
 
 class RoundTrips:

@@ -287,6 +287,26 @@ class LoadCommandTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 141)
         self.assertEqual(self.stderr.getvalue(), "")
 
+    def test_progressIntoClosedPipe(self) -> None:
+        """
+        When a progress line cannot be written because standard error is a
+        closed pipe (C{2>&1 | head -1}), the run ends at once, its
+        connection aborted, with status 141.
+        """
+
+        class ClosedStderr(io.StringIO):
+            def write(self, text: str) -> int:
+                raise CLOSED_PIPE
+
+        self.patch(sys, "stderr", ClosedStderr())
+        d = self.command("--duration", "60", "--rate", "10")
+        transport = self.connect()
+        for _ in range(12):
+            self.reactor.advance(0.1)
+            self.answer(transport)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.successResultOf(d), 141)
+
     def test_fullDiskIsOneLine(self) -> None:
         """
         When the summary cannot be written (a full disk), the status is 1
