@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from typing import Any
 
 
-def selfSigned(subjectAltName: bool = True) -> tuple[bytes, bytes]:
+def selfSigned(
+    subjectAltName: bool = True,
+    names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    validFrom: float = -1,
+    validUntil: float = 1,
+) -> tuple[bytes, bytes]:
     """
     A key and a self-signed CA certificate for C{CN=localhost}, both PEM.
 
-    @param subjectAltName: whether the certificate names C{localhost} and
-        C{127.0.0.1} in a subjectAltName extension too; without it, the name
-        is only in the subject's common name, which TLS clients no longer
-        accept for a hostname (RFC 6125).
+    @param subjectAltName: whether the certificate names C{names} in a
+        subjectAltName extension too; without it, the name is only in the
+        subject's common name, which TLS clients no longer accept for a
+        hostname (RFC 6125).
+    @param names: the host names and IP addresses it names.
+    @param validFrom: when it becomes valid, in days from now.
+    @param validUntil: when it expires, in days from now.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -29,15 +38,13 @@ def selfSigned(subjectAltName: bool = True) -> tuple[bytes, bytes]:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now + datetime.timedelta(days=validFrom))
+        .not_valid_after(now + datetime.timedelta(days=validUntil))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
     if subjectAltName:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_generalName(name) for name in names]),
             critical=False,
         )
     certificate = builder.sign(key, hashes.SHA256())
@@ -47,3 +54,15 @@ def selfSigned(subjectAltName: bool = True) -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return keyPEM, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _generalName(name: str) -> Any:
+    """
+    C{name} as a subjectAltName entry: an IP address, or a DNS name.
+    """
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)

@@ -118,8 +118,92 @@ class EndpointTests(SynchronousTestCase):
         self.assertTrue(result.stdout.startswith("HELLO\nHELLO\n2 sent, 2 received, 2 verified"))
         untrusted = client(f"tls:localhost:{port}")
         self.assertEqual(untrusted.returncode, 1)
-        self.assertEqual(len(untrusted.stderr.splitlines()), 1, untrusted.stderr)
-        self.assertNotIn("Traceback", untrusted.stderr)
+        self.assertEqual(
+            untrusted.stderr,
+            "uppercase-client: TLS handshake failed: untrusted certificate: it is self-signed "
+            "and not among the trust roots (trust its CA with trustRoots=FOLDER in the endpoint)\n",
+        )
+        self.assertEqual(untrusted.stdout, "0 sent, 0 received, 0 verified\n")
+
+    def assertHandshakeFails(self, connect: str, line: str) -> None:
+        """
+        The client fails with C{connect}: status 1, nothing sent (the bytes
+        never left the TLS layer), and C{line} on standard error.
+        """
+        result = client(connect)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(result.stdout, "0 sent, 0 received, 0 verified\n")
+        self.assertEqual(result.stderr, f"uppercase-client: TLS handshake failed: {line}\n")
+
+    def test_tlsExpired(self) -> None:
+        """
+        An expired server certificate, trusted otherwise: the client says it
+        expired, and when.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder, validFrom=-3, validUntil=-1)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        result = client(f"tls:localhost:{port}:trustRoots={roots}")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertRegex(
+            result.stderr,
+            r"^uppercase-client: TLS handshake failed: expired certificate: the server's "
+            r"certificate expired on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\n$",
+        )
+
+    def test_tlsNotYetValid(self) -> None:
+        """
+        A server certificate not valid yet: the client says so, and from
+        when.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder, validFrom=1, validUntil=3)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        result = client(f"tls:localhost:{port}:trustRoots={roots}")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(
+            "TLS handshake failed: certificate not yet valid: the server's certificate is "
+            "valid from ",
+            result.stderr,
+        )
+
+    def test_tlsTrustRootsNotAFolder(self) -> None:
+        """
+        C{trustRoots=} naming nothing, or a file: a usage error that says
+        which (Twisted's parser says C{UnlistableError}).
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        for value, problem in [
+            ("/nonexistent", "no such folder"),
+            (cert, "not a folder (trustRoots names a folder of .pem CA certificates)"),
+        ]:
+            result = client(f"tls:localhost:9443:trustRoots={value}")
+            self.assertEqual(result.returncode, 2, result.stderr)
+            self.assertIn(
+                f"is not a valid endpoint: trustRoots={value}: {problem}\n", result.stderr
+            )
+
+    def test_tlsLoadCountsByKind(self) -> None:
+        """
+        A load run against a server whose certificate is not trusted counts
+        its errors as C{untrusted certificate}, and says so in its line.
+        """
+        requireTLS()
+        key, cert, roots = makeCertificate(self.folder)
+        server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+        port = int(server.waitFor(r"starting on (\d+)").group(1))
+        result = run(
+            script("uppercase-client")
+            + ["-c", f"tls:localhost:{port}", "--connections", "2", "--count", "4"]
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("errors: 2 untrusted certificate\n", result.stdout)
+        self.assertEqual(
+            result.stderr, "uppercase-client: every connection was lost (2 untrusted certificate)\n"
+        )
 
     def test_tlsNeedsSubjectAltName(self) -> None:
         """
@@ -133,12 +217,11 @@ class EndpointTests(SynchronousTestCase):
         server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
         port = int(server.waitFor(r"starting on (\d+)").group(1))
         for host in ("localhost", "127.0.0.1"):
-            result = client(f"tls:{host}:{port}:trustRoots={roots}")
-            self.assertEqual(result.returncode, 1, result.stdout)
-            [line] = result.stderr.splitlines()
-            self.assertIn("connection closed after 0 of 2 replies: ", line)
-            self.assertIn("subjectAltName", line)
-            self.assertNotIn("HELLO", result.stdout)
+            self.assertHandshakeFails(
+                f"tls:{host}:{port}:trustRoots={roots}",
+                f"certificate name mismatch: expected {host}, the certificate names no host "
+                "(no subjectAltName; a common name alone is not accepted)",
+            )
 
     def test_tlsOtherHost(self) -> None:
         """
@@ -151,11 +234,11 @@ class EndpointTests(SynchronousTestCase):
         server = self.serve(f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
         port = int(server.waitFor(r"starting on (\d+)").group(1))
         inner = f"tcp\\:127.0.0.1\\:{port}"
-        result = client(f"tls:example.org:{port}:trustRoots={roots}:endpoint={inner}")
-        self.assertEqual(result.returncode, 1, result.stdout)
-        [line] = result.stderr.splitlines()
-        self.assertIn("connection closed after 0 of 2 replies: ", line)
-        self.assertIn("DNSMismatch", line)
+        self.assertHandshakeFails(
+            f"tls:example.org:{port}:trustRoots={roots}:endpoint={inner}",
+            "certificate name mismatch: expected example.org, "
+            "the certificate names localhost, 127.0.0.1",
+        )
 
     def test_tlsIgnoresALPN(self) -> None:
         """
@@ -319,15 +402,18 @@ def openDescriptors(process: Twistd) -> int:
     return len(os.listdir(f"/proc/{process.process.pid}/fd"))
 
 
-def makeCertificate(folder: str, subjectAltName: bool = True) -> tuple[str, str, str]:
+def makeCertificate(
+    folder: str, subjectAltName: bool = True, validFrom: float = -1, validUntil: float = 1
+) -> tuple[str, str, str]:
     """
     A self-signed certificate for C{localhost} and C{127.0.0.1}
-    (L{tests.certificates.selfSigned}).
+    (L{tests.certificates.selfSigned}, with C{validFrom} and C{validUntil}
+    if given).
 
     @return: the key's path, the certificate's path, and a folder holding
         the certificate as a trust root.
     """
-    keyPEM, pem = selfSigned(subjectAltName)
+    keyPEM, pem = selfSigned(subjectAltName, validFrom=validFrom, validUntil=validUntil)
     keyPath = os.path.join(folder, "key.pem")
     certPath = os.path.join(folder, "cert.pem")
     roots = os.path.join(folder, "roots")

@@ -5,7 +5,10 @@ reply and a summary, and exit with a status scripts can rely on:
   - 0: every reply arrived and matched;
   - 1: a failure (refused, timed out, a wrong reply, closed early, ...);
   - 2: a usage error;
-  - 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM).
+  - 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM);
+  - 141: standard output is a closed pipe (C{| head -1}); the run ends at
+    once and quietly, as SIGPIPE ends C{cat}.  Standard output that cannot
+    be written otherwise (a full disk) ends it at once with status 1.
 
 The command runs the reactor itself, without Twisted's signal handlers: its
 own SIGINT and SIGTERM handlers tell the run which signal arrived
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import IO, Any, Callable, NoReturn, Sequence, Union
+from typing import IO, Any, Callable, NoReturn, Sequence, Union, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IProtocol
@@ -27,15 +30,15 @@ from twisted.python.failure import Failure
 
 from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
-from uppercase.cli.options import versionLine
+from uppercase.cli.options import outputFailure, printAndExit, versionLine
 from uppercase.client._connect import (
     clientEndpoint,
     connectWithin,
     describeConnectFailure,
     isCancellation,
 )
-from uppercase.client._ping import UppercaseClientProtocol
-from uppercase.client._report import JSONReport, RoundTrips, TextReport
+from uppercase.client._ping import TLSHandshakeFailed, UppercaseClientProtocol
+from uppercase.client._report import JSONReport, Output, RoundTrips, TextReport
 from uppercase.client._settings import ClientSettings
 
 COMMAND = "uppercase-client"
@@ -68,12 +71,17 @@ class _Options(ClientOptions):
                 "--rtt shows each reply of the ping-like client, not of a load run"
             )
 
+    def opt_help(self) -> NoReturn:
+        """
+        Display this help and exit.
+        """
+        printAndExit(str(self), COMMAND)
+
     def opt_version(self) -> NoReturn:
         """
         Display uppercase's version and exit.
         """
-        print(versionLine())
-        raise SystemExit(EXIT_OK)
+        printAndExit(versionLine(), COMMAND)
 
 
 class _OneProtocol(Factory):
@@ -97,12 +105,25 @@ class ClientRun:
     """
 
     def __init__(
-        self, reactor: Any, settings: ClientSettings, report: Report, stderr: IO[str]
+        self,
+        reactor: Any,
+        settings: ClientSettings,
+        report: Report,
+        stderr: IO[str],
+        output: Output | None = None,
     ) -> None:
+        """
+        @param output: the report's output, if it is an L{Output}: the run
+            ends at once when writing to it fails.
+        """
         self._reactor = reactor
         self._settings = settings
         self._report = report
         self._stderr = stderr
+        self._outputError: OSError | None = None
+        self._handshakeFailed = False
+        if output is not None:
+            output.onFailure = self._outputFailed
         self._rtts = RoundTrips()
         self.protocol = UppercaseClientProtocol.fromSettings(
             settings, clock=reactor, onReply=self._reply
@@ -147,13 +168,28 @@ class ClientRun:
         else:
             self.protocol.stop()
 
+    def _outputFailed(self, error: OSError) -> None:
+        """
+        The output cannot be written: end the run at once (from the
+        reactor, not from inside the reply that was being printed).
+        """
+        if self._outputError is None:
+            self._outputError = error
+            self._reactor.callLater(0, self._stopNow)
+
+    def _stopNow(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        else:
+            self.protocol.stop(grace=0)
+
     def _reply(self, sequence: int, reply: bytes, rtt: float) -> None:
         self._rtts.add(rtt)
         self._report.reply(sequence, reply, rtt)
 
     def _connectFailed(self, failure: Failure) -> None:
         self._connecting = None
-        if isCancellation(failure) and self._signal is not None:
+        if isCancellation(failure) and (self._signal, self._outputError) != (None, None):
             self._finish(None)
         else:
             reason = describeConnectFailure(failure)
@@ -161,19 +197,26 @@ class ClientRun:
 
     def _connected(self, protocol: object) -> None:
         self._connecting = None
-        self.protocol.done.addCallbacks(
-            lambda _: self._finish(None), lambda failure: self._finish(failure.getErrorMessage())
-        )
+        self.protocol.done.addCallbacks(lambda _: self._finish(None), self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(TLSHandshakeFailed):
+            # What was written never left the TLS layer.
+            self._handshakeFailed = True
+        self._finish(failure.getErrorMessage())
 
     def _finish(self, error: str | None) -> None:
         """
         Print the summary and the error, if any, and end with the status
-        they call for: a failure is a failure even if a signal came after
-        it; a run that ended because of a signal is 128 + its number.
+        they call for: output that could not be written ends the run as
+        L{outputFailure} says; a failure is a failure even if a signal came
+        after it; a run that ended because of a signal is 128 + its number.
         """
         if self._ended.called:
             return
-        if error is not None:
+        if self._outputError is not None:
+            status, error = outputFailure(self._outputError)
+        elif error is not None:
             status = EXIT_FAILURE
         elif self._signal is not None:
             error = f"interrupted by {signal.Signals(self._signal).name}"
@@ -181,10 +224,14 @@ class ClientRun:
         else:
             status = EXIT_OK
         protocol = self.protocol
-        self._report.summary(protocol.sent, protocol.received, protocol.verified, self._rtts, error)
+        sent = 0 if self._handshakeFailed else protocol.sent
+        self._report.summary(sent, protocol.received, protocol.verified, self._rtts, error)
         if error is not None:
-            self._stderr.write(f"{COMMAND}: {error}\n")
-            self._stderr.flush()
+            try:
+                self._stderr.write(f"{COMMAND}: {error}\n")
+                self._stderr.flush()
+            except OSError:
+                pass
         self._ended.callback(status)
 
 
@@ -198,11 +245,21 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
     """
     options = _Options()
     options.parseOptions(list(argv))
-    out: IO[bytes] = sys.stdout.buffer
+    out = Output(sys.stdout.buffer)
     if options.settings.isLoad:
-        return LoadCommand(reactor, options.settings, out, sys.stderr, json=options["json"])
+        # Progress lines go to standard error: a closed pipe there
+        # (2>&1 | head -1) ends the run too.
+        err = Output(sys.stderr)
+        return LoadCommand(
+            reactor,
+            options.settings,
+            out,
+            cast(IO[str], err),
+            json=options["json"],
+            outputs=(out, err),
+        )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
-    return ClientRun(reactor, options.settings, report, sys.stderr)
+    return ClientRun(reactor, options.settings, report, sys.stderr, out)
 
 
 def installInterruptHandlers(

@@ -3,19 +3,24 @@ C{uppercase-client} in load mode: one L{LoadRun} on the reactor, its
 progress on standard error, its summary (text or JSON lines) on standard
 output, and an exit status: 0 only when every message was verified and
 every threshold held; 1 otherwise, with the reason in one line on standard
-error; 128 + N when interrupted by signal N.
+error; 128 + N when interrupted by signal N; when standard output or error
+cannot be written, the run ends at once as L{outputFailure} says (141,
+quietly, for a closed pipe).
 """
 
 from __future__ import annotations
 
-from typing import IO, Any
+import signal
+from typing import IO, Any, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.python.failure import Failure
 
+from uppercase.cli.options import outputFailure
 from uppercase.client._connect import clientEndpoint, connectWithin
+from uppercase.client._report import BinaryOutput, Output
 from uppercase.client._settings import ClientSettings
 from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import JSONLoadReport, TextLoadReport
@@ -38,14 +43,19 @@ class LoadCommand:
         self,
         reactor: Any,
         settings: ClientSettings,
-        out: IO[bytes],
+        out: BinaryOutput,
         err: IO[str],
         *,
         json: bool = False,
         command: str = "uppercase-client",
         live: bool | None = None,
         spin: float = SPIN,
+        outputs: Sequence[Output] = (),
     ) -> None:
+        """
+        @param outputs: C{out} and C{err}, those that are L{Output}s: the
+            run ends at once when writing to one fails.
+        """
         self._reactor = reactor
         self._settings = settings
         self._err = err
@@ -55,6 +65,9 @@ class LoadCommand:
         self._report = report(out, err, live)
         self.run: LoadRun | None = None
         self._pendingSignal: int | None = None
+        self._outputError: OSError | None = None
+        for output in outputs:
+            output.onFailure = self._outputFailed
 
     def start(self) -> Deferred[int]:
         """
@@ -111,15 +124,36 @@ class LoadCommand:
         else:
             self._pendingSignal = signum
 
+    def _outputFailed(self, error: OSError) -> None:
+        """
+        The output cannot be written: end the run at once, as a second
+        signal would (from the reactor, not from inside what was printing).
+        """
+        if self._outputError is None:
+            self._outputError = error
+            self._reactor.callLater(0, self._stopNow)
+
+    def _stopNow(self) -> None:
+        for _ in range(2):
+            self.interrupt(signal.SIGPIPE)
+
     def _ended(self, result: RunResult) -> int:
+        if self._outputError is not None:
+            status, line = outputFailure(self._outputError)
+            if line is not None:
+                self._say(line)
+            return status
         reason = result.reason
         if reason is not None:
             self._say(reason)
         return result.status
 
     def _say(self, line: str) -> int:
-        self._err.write(f"{self._command}: {line}\n")
-        self._err.flush()
+        try:
+            self._err.write(f"{self._command}: {line}\n")
+            self._err.flush()
+        except OSError:
+            pass
         return EXIT_FAILURE
 
     def _failed(self, line: str) -> Deferred[int]:

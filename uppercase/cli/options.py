@@ -6,8 +6,9 @@ import math
 import os
 import platform
 import re
+import signal
 import sys
-from typing import Sequence
+from typing import IO, NoReturn, Sequence
 
 from twisted.python import usage
 
@@ -109,6 +110,64 @@ def versionLine() -> str:
     return f"uppercase {__version__} (Twisted {twistedVersion}, {python})"
 
 
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
+"""The exit status when standard output is a closed pipe (C{| head -1}): 141,
+what a shell shows for a command that SIGPIPE ended, as it ends C{cat}."""
+
+EXIT_OUTPUT_FAILED = 1
+"""The exit status when standard output cannot be written otherwise (a full
+disk)."""
+
+
+def silenceOutput(stream: IO[str] | IO[bytes] | None = None) -> None:
+    """
+    Point C{stream}'s descriptor (standard output's by default) at
+    C{/dev/null}, once writing to it has failed, so that what is still in
+    its buffer is dropped instead of failing again when the interpreter
+    flushes it at exit (which prints C{Exception ignored ... BrokenPipeError}).
+    """
+    try:
+        descriptor = (sys.stdout if stream is None else stream).fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
+
+def outputFailure(error: OSError) -> tuple[int, str | None]:
+    """
+    The exit status and the line to print (without the command's name) when
+    writing the output failed with C{error}: a closed pipe ends quietly with
+    L{EXIT_OUTPUT_CLOSED}, as C{cat} ends; anything else is
+    C{cannot write the output: No space left on device} and
+    L{EXIT_OUTPUT_FAILED}.
+    """
+    if isinstance(error, BrokenPipeError):
+        return EXIT_OUTPUT_CLOSED, None
+    reason = error.strerror or str(error)
+    return EXIT_OUTPUT_FAILED, f"cannot write the output: {reason}"
+
+
+def printAndExit(text: str, command: str) -> NoReturn:
+    """
+    Print C{text} (C{--help}, C{--version}) and exit 0; if standard output
+    cannot take it, exit as L{outputFailure} says, without a traceback.
+    """
+    try:
+        print(text)
+        sys.stdout.flush()
+    except OSError as e:
+        silenceOutput()
+        status, line = outputFailure(e)
+        if line is not None:
+            sys.stderr.write(f"{command}: {line}\n")
+        raise SystemExit(status) from None
+    raise SystemExit(0)
+
+
 def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Options]:
     """
     Make a subclass of C{options} that reports a usage error as one line on
@@ -118,7 +177,11 @@ def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Opti
 
     C{twistd} prints its whole help text before a plugin's usage error; a
     person who mistyped one value wants to read the one line that says which.
-    The line names the command as it was typed (L{commandName}).
+    The line names the command as it was typed (L{commandName}), and so
+    does the help's C{Usage:} line (Twisted's names C{twistd} under
+    C{python -m uppercase}, and C{twist [options] plugin [plugin_options]}
+    under C{twist}).  C{--help} and C{--version} into a closed pipe end
+    quietly (L{printAndExit}).
     """
 
     class OneLineErrors(options):  # type: ignore[valid-type,misc]
@@ -130,12 +193,25 @@ def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Opti
                 sys.stderr.write(f"{command}: {e}\nTry '{command} --help' for help.\n")
                 raise SystemExit(2) from None
 
-        def opt_version(self) -> None:
+        def getSynopsis(self) -> str:
+            synopsis: str = super().getSynopsis()
+            command = commandName(tapname)
+            if self.parent is None or command.startswith("twistd "):
+                return synopsis
+            own = getattr(self, "synopsis", "[options]").rstrip()
+            return f"Usage: {command} {own}"
+
+        def opt_help(self) -> NoReturn:
+            """
+            Display this help and exit.
+            """
+            printAndExit(str(self), commandName(tapname))
+
+        def opt_version(self) -> NoReturn:
             """
             Display uppercase's version and exit.
             """
-            print(versionLine())
-            raise SystemExit(0)
+            printAndExit(versionLine(), commandName(tapname))
 
     OneLineErrors.__name__ = options.__name__
     OneLineErrors.__qualname__ = options.__qualname__

@@ -190,6 +190,11 @@ def checkDescription(description: str, reactor: Any = None) -> None:
         _checkWhole("timeout", timeout, 0, None, "a whole number of seconds, 0 or more")
     if kind in ("tls", "ssl") and not hasTLS():
         raise ValueError("TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
+    if kind in ("tls", "ssl") and "trustRoots" in kwargs:
+        # Twisted's parser would say only UnlistableError.
+        from uppercase.client._tls import checkTrustRoots
+
+        checkTrustRoots(kwargs["trustRoots"])
     if reactor is None:
         from twisted.internet import reactor
     try:
@@ -247,14 +252,32 @@ def connectWithin(
     return attempt
 
 
+def describeTLSFailure(failure: Failure) -> tuple[str, str] | None:
+    """
+    The kind and the words of a TLS failure (see
+    L{uppercase.client._tls.describeTLSFailure}), or L{None} for any other
+    failure; pyOpenSSL is not imported for those.
+    """
+    value = failure.value
+    if not type(value).__module__.startswith(("OpenSSL", "uppercase.client._tls")):
+        return None
+    from uppercase.client._tls import describeTLSFailure as describe
+
+    return describe(failure)
+
+
 def describeConnectFailure(failure: Failure) -> str:
     """
     Why a connection attempt failed, in a few words: C{Connection refused}
-    as the C program says it, otherwise the error's own message.
+    as the C program says it, what failed in a TLS handshake, otherwise the
+    error's own message.
     """
     error = failure.value
     if isinstance(error, ConnectionRefusedError):
         return "Connection refused"
+    tls = describeTLSFailure(failure)
+    if tls is not None:
+        return f"TLS handshake failed: {tls[1]}"
     return str(error).rstrip(".") or type(error).__name__
 
 
@@ -277,8 +300,12 @@ def isWorthRetrying(failure: Failure) -> bool:
 
 def errorKind(failure: Failure) -> str:
     """
-    A short name for why a connection failed or ended.
+    A short name for why a connection failed or ended (for TLS, what
+    failed: C{untrusted certificate}, C{certificate name mismatch}, ...).
     """
+    tls = describeTLSFailure(failure)
+    if tls is not None:
+        return tls[0]
     if failure.check(error.ConnectionRefusedError):
         return "refused"
     if failure.check(ConnectTimeout, error.TimeoutError, error.TCPTimedOutError):

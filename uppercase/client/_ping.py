@@ -20,6 +20,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from uppercase.client._connect import describeTLSFailure
+from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch, ReplyVerifier
 from uppercase.proxy._send import proxyPreamble
@@ -65,7 +67,7 @@ class ReplyTimeout(ClientError):
     def __str__(self) -> str:
         return (
             f"reply {self.sequence} timed out after {self.timeout:g}s "
-            f"({self.received:,} {'byte' if self.received == 1 else 'bytes'} of it received)"
+            f"({counted(self.received, 'byte')} of it received)"
         )
 
 
@@ -108,8 +110,24 @@ class ConnectionClosedEarly(ClientError):
         self.reason = reason
 
     def __str__(self) -> str:
-        wanted = f" of {self.count}" if self.count else ""
-        return f"connection closed after {self.verified}{wanted} replies: {self.reason}"
+        total = self.count or self.verified
+        replies = "reply" if total == 1 else "replies"
+        wanted = f" of {self.count:,}" if self.count else ""
+        return f"connection closed after {self.verified:,}{wanted} {replies}: {self.reason}"
+
+
+class TLSHandshakeFailed(ClientError):
+    """
+    The TLS handshake failed, so nothing was sent: C{reason} says what
+    failed, in words (L{uppercase.client._connect.describeTLSFailure}).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"TLS handshake failed: {self.reason}"
 
 
 ReplyCallback = Callable[[int, bytes, float], None]
@@ -299,15 +317,23 @@ class UppercaseClientProtocol(Protocol):
         elif self._finished:
             outcome = None
         else:
-            outcome = Failure(
-                ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage())
-            )
+            outcome = self._lostEarly(reason)
         if self.done.called:
             return
         if outcome is None:
             self.done.callback(None)
         else:
             self.done.errback(outcome)
+
+    def _lostEarly(self, reason: Failure) -> Failure:
+        """
+        Why the run failed, the connection having ended for C{reason}
+        before every reply had arrived.
+        """
+        tls = describeTLSFailure(reason)
+        if tls is not None and not self.received:
+            return Failure(TLSHandshakeFailed(tls[1]))
+        return Failure(ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage()))
 
 
 class UppercaseClientFactory(Factory):

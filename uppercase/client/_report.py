@@ -5,7 +5,80 @@ from __future__ import annotations
 
 import json
 import math
-from typing import IO, Any
+from typing import IO, Any, Callable, Protocol
+
+from uppercase.cli.options import silenceOutput
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """
+    C{n} with thousands separators and C{noun}, singular for one:
+    C{1 message}, C{1,000 messages}, C{2 replies} (with C{plural}).
+    """
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def plainNumber(value: float) -> str:
+    """
+    C{value} as a person writes it, with thousands separators and no
+    exponent: C{100,000,000} (not C{1e+08}), C{0.5}, C{2,500.25}.
+    """
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
+class BinaryOutput(Protocol):
+    """
+    Where a report writes its bytes: a binary file, or an L{Output}.
+    """
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
+class Output:
+    """
+    A run's standard output (or error): each write is flushed at once; the first write
+    that fails (a closed pipe, a full disk) is remembered in C{error}, tells
+    C{onFailure}, and makes every later write do nothing, so that the run
+    can end as it should instead of raising out of whatever printed.
+
+    @ivar error: the error the first failed write raised, or L{None}.
+    @ivar onFailure: called with that error, once, when set.
+    """
+
+    def __init__(self, stream: IO[Any]) -> None:
+        self._stream = stream
+        self.error: OSError | None = None
+        self.onFailure: Callable[[OSError], object] | None = None
+
+    def write(self, data: Any, /) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except OSError as e:
+            self.error = e
+            silenceOutput(self._stream)
+            if self.onFailure is not None:
+                self.onFailure(e)
+
+    def flush(self) -> None:
+        """
+        Nothing: every write is flushed already.
+        """
+
+    def isatty(self) -> bool:
+        """
+        Whether the stream is a terminal.
+        """
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
 
 
 class RoundTrips:
@@ -61,7 +134,7 @@ class TextReport:
     C{N sent, N received, N verified, rtt min/avg/max/mdev = a/b/c/d ms}.
     """
 
-    def __init__(self, out: IO[bytes], showRtt: bool = False) -> None:
+    def __init__(self, out: BinaryOutput, showRtt: bool = False) -> None:
         self._out = out
         self._showRtt = showRtt
 
@@ -87,7 +160,7 @@ class JSONReport:
     C{{"type": "summary", ...}} with C{"ok"} and C{"error"}.
     """
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: BinaryOutput) -> None:
         self._out = out
 
     def _emit(self, record: dict[str, Any]) -> None:

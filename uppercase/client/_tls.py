@@ -10,6 +10,12 @@ traceback from its info callback).  So L{tlsEndpoint} builds the same
 endpoint as Twisted's parser does, from the same arguments and with public
 APIs only, around a connection creator (L{HostnameChecking}) that does the
 check itself and fails the handshake on either error.
+
+A failed handshake is said in words a person can act on
+(L{describeTLSFailure}): which check refused the certificate and why (not
+trusted, expired, not yet valid, another name), or what the server's alert
+meant (no protocol version in common, a client certificate wanted, ...);
+its first part is the kind of error a load run counts.
 """
 
 from __future__ import annotations
@@ -22,7 +28,171 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStream
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["HostnameChecking", "checkHostname", "tlsEndpoint"]
+__all__ = [
+    "CertificateRejected",
+    "HostnameChecking",
+    "checkHostname",
+    "checkTrustRoots",
+    "describeTLSFailure",
+    "tlsEndpoint",
+]
+
+UNTRUSTED = "untrusted certificate"
+EXPIRED = "expired certificate"
+NOT_YET_VALID = "certificate not yet valid"
+NAME_MISMATCH = "certificate name mismatch"
+
+_UNTRUSTED_ERRORS = {
+    2: "its issuer's certificate is not among the trust roots",
+    18: "it is self-signed and not among the trust roots",
+    19: "a certificate of its chain is self-signed and not among the trust roots",
+    20: "its issuer is not among the trust roots",
+    21: "its issuer is not among the trust roots",
+}
+"""OpenSSL's X509_V_ERR_ codes that mean the chain ends at no trusted root."""
+
+_EXPIRED_ERROR = 10
+_NOT_YET_VALID_ERROR = 9
+
+
+class CertificateRejected(Exception):
+    """
+    The server's certificate failed a check: C{kind} (L{UNTRUSTED},
+    L{EXPIRED}, L{NOT_YET_VALID}, L{NAME_MISMATCH}, ...) and C{detail}, the
+    words that say what to do about it.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def _when(stamp: bytes | None) -> str:
+    """
+    C{2026-12-05 15:37:49 UTC}, from an ASN.1 time as pyOpenSSL gives it
+    (C{20261205153749Z}).
+    """
+    text = (stamp or b"").decode("ascii", "replace")
+    if len(text) == 15 and text.endswith("Z"):
+        return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:14]} UTC"
+    return text
+
+
+def rejectedChain(errno: int, certificate: Any, depth: int) -> CertificateRejected:
+    """
+    Why OpenSSL refused C{certificate} (at C{depth} in the chain, 0 being
+    the server's own) with X509_V_ERR_ code C{errno}, in words.
+    """
+    whose = "the server's certificate" if depth == 0 else f"the certificate at depth {depth}"
+    if errno in _UNTRUSTED_ERRORS:
+        return CertificateRejected(
+            UNTRUSTED,
+            f"{_UNTRUSTED_ERRORS[errno]} (trust its CA with trustRoots=FOLDER in the endpoint)",
+        )
+    if errno == _EXPIRED_ERROR:
+        return CertificateRejected(
+            EXPIRED, f"{whose} expired on {_when(certificate.get_notAfter())}"
+        )
+    if errno == _NOT_YET_VALID_ERROR:
+        return CertificateRejected(
+            NOT_YET_VALID,
+            f"{whose} is valid from {_when(certificate.get_notBefore())} "
+            "(is this machine's clock right?)",
+        )
+    return CertificateRejected("certificate rejected", f"OpenSSL verify error {errno}")
+
+
+def _names(certificate: Any) -> list[str]:
+    """
+    The host names and IP addresses C{certificate}'s subjectAltName names.
+    """
+    from service_identity.pyopenssl import extract_patterns
+
+    names = []
+    for pattern in extract_patterns(certificate):
+        value = getattr(pattern, "pattern", None)
+        if isinstance(value, bytes):
+            names.append(value.decode("ascii", "replace"))
+        elif value is not None:
+            names.append(str(value))
+    return names
+
+
+def nameMismatch(certificate: Any, hostname: str) -> CertificateRejected:
+    """
+    C{certificate} does not name C{hostname}: the name expected and the
+    names it has.
+    """
+    try:
+        names = _names(certificate)
+    except Exception:
+        names = []
+    if names:
+        has = f"the certificate names {', '.join(names)}"
+    else:
+        has = (
+            "the certificate names no host (no subjectAltName; a common name alone is not accepted)"
+        )
+    return CertificateRejected(NAME_MISMATCH, f"expected {hostname}, {has}")
+
+
+_ALERTS = (
+    (
+        ("protocol version", "unsupported protocol", "no protocols available", "version too low"),
+        "no shared protocol version",
+        "the server and this client have no TLS version in common",
+    ),
+    (
+        ("wrong version number", "packet length too long", "record layer failure"),
+        "not TLS",
+        "the server did not answer in TLS (is it a plain TCP port?)",
+    ),
+    (
+        ("certificate required", "unknown ca", "bad certificate", "certificate unknown"),
+        "client certificate rejected",
+        "the server wants a client certificate it trusts "
+        "(certificate= and privateKey= in the endpoint)",
+    ),
+    (
+        ("handshake failure", "no shared cipher", "no cipher", "insufficient security"),
+        "handshake failure",
+        "the server and this client have no cipher suite or setting in common",
+    ),
+    (
+        ("certificate verify failed",),
+        UNTRUSTED,
+        "the server's certificate could not be verified "
+        "(trust its CA with trustRoots=FOLDER in the endpoint)",
+    ),
+)
+"""OpenSSL's error reasons, in the server's alert or our own, and what they
+mean: words to look for, the kind, the detail."""
+
+
+def describeTLSFailure(failure: Failure) -> tuple[str, str] | None:
+    """
+    If C{failure} is a TLS failure, its kind (C{untrusted certificate}) and
+    the words that say what failed (C{untrusted certificate: it is
+    self-signed and not among the trust roots (...)}); otherwise L{None}.
+    """
+    value: Any = failure.value
+    if isinstance(value, CertificateRejected):
+        return value.kind, str(value)
+    if not type(value).__module__.startswith("OpenSSL"):
+        return None
+    reasons = []
+    for entry in value.args[0] if value.args and isinstance(value.args[0], list) else []:
+        if isinstance(entry, tuple) and entry:
+            reasons.append(str(entry[-1]))
+    said = "; ".join(reasons) or str(value) or type(value).__name__
+    for words, kind, detail in _ALERTS:
+        if any(word in said for word in words):
+            return kind, f"{kind}: {detail} ({said})"
+    return "TLS error", f"TLS error: {said}"
 
 
 def checkHostname(certificate: Any, hostname: str) -> None:
@@ -72,18 +242,28 @@ class HostnameChecking:
         protocols = [tlsProtocol]  # dropped after the check: no cycle kept
 
         def verify(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
-            if depth != 0 or not ok or not protocols:
-                # The chain is OpenSSL's to judge; only the server's own
-                # certificate names the host.
+            if not protocols:
                 return bool(ok)
+            if not ok:
+                # The chain is OpenSSL's to judge; the handshake fails with
+                # its reason in words (OpenSSL's own says only "certificate
+                # verify failed").
+                protocols.pop().failVerification(Failure(rejectedChain(errno, certificate, depth)))
+                return False
+            if depth != 0:
+                # Only the server's own certificate names the host.
+                return True
             protocol = protocols.pop()
             try:
                 checkHostname(certificate, self.hostname)
-            except Exception:
-                # VerificationError, CertificateError, or anything else the
-                # check raises (an ImportError from an old service_identity):
-                # the handshake fails with it as the reason, never unchecked.
+            except ImportError:
+                # An old service_identity: the handshake fails with it as
+                # the reason, never unchecked.
                 protocol.failVerification(Failure())
+                return False
+            except Exception:
+                # VerificationError, CertificateError: another name, or none.
+                protocol.failVerification(Failure(nameMismatch(certificate, self.hostname)))
                 return False
             return True
 
@@ -131,6 +311,24 @@ def _tls(
         clientCertificate=_clientCertificate(certificate, privateKey),
     )
     return wrapClientTLS(HostnameChecking(creator, host), inner)
+
+
+def checkTrustRoots(folder: str) -> None:
+    """
+    Check that C{trustRoots=folder} names a folder that can be listed.
+
+    @raise ValueError: saying why not, in words.
+    """
+    if not os.path.exists(folder):
+        raise ValueError(f"trustRoots={folder}: no such folder")
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"trustRoots={folder}: not a folder (trustRoots names a folder of .pem CA certificates)"
+        )
+    try:
+        os.listdir(folder)
+    except OSError as e:
+        raise ValueError(f"trustRoots={folder}: {e.strerror or e}") from None
 
 
 def _trustRoot(folder: str | None) -> Any:

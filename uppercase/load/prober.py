@@ -66,7 +66,7 @@ class LogLoadReport(RunObserver):
         for line in summaryLines(result):
             log.info("{line}", line=line)
         log.info(
-            "Load run over: {verified} verified, {failed} failed, latency {latency}",
+            "Load run over: {verified:,} verified, {failed:,} failed, latency {latency}",
             verified=result.verified,
             failed=result.failed,
             latency=describeLatency(result.latency),

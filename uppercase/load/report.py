@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING, Any
 
+from uppercase.client._report import BinaryOutput, counted, plainNumber
 from uppercase.client._settings import ClientSettings
 from uppercase.load.histogram import PERCENTILES, Latencies
 from uppercase.load.result import RunObserver, RunResult, Snapshot
@@ -56,7 +57,7 @@ def progressLine(snapshot: Snapshot, stream: bool = False) -> str:
     msg/s  7.90 MB/s  p50 0.512 p99 1.204 ms  0 errors}.
     """
     parts = [f"[{snapshot.elapsed:4.0f}s]", f"{snapshot.phase:<10}"]
-    parts.append(f"{snapshot.connections} conns")
+    parts.append(counted(snapshot.connections, "conn"))
     if not stream:
         parts.append(f"{snapshot.messagesPerSecond:,.0f} msg/s")
     parts.append(f"{snapshot.megabytesPerSecond:,.2f} MB/s")
@@ -66,7 +67,7 @@ def progressLine(snapshot: Snapshot, stream: bool = False) -> str:
     if snapshot.backlog:
         parts.append(f"backlog {snapshot.backlog:,}")
     errors = snapshot.errors
-    parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    parts.append(counted(errors, "error"))
     return "  ".join(parts)
 
 
@@ -107,7 +108,7 @@ def summaryLines(result: RunResult) -> list[str]:
     lines = [result.description]
     if result.mode == "stream":
         lines.append(
-            f"{result.streamBytes:,} bytes verified in {result.seconds:.2f} s: "
+            f"{counted(result.streamBytes, 'byte')} verified in {result.seconds:.2f} s: "
             f"{result.megabytesPerSecond:,.2f} MB/s each way"
         )
     else:
@@ -138,8 +139,8 @@ def summaryLines(result: RunResult) -> list[str]:
     else:
         measured = result.latency["p50"] if result.latency else None
         lines.append(
-            f"tcp (kernel, {tcp['connections']} connections): "
-            f"{tcp['retransmits']:,} retransmitted segments; "
+            f"tcp (kernel, {counted(tcp['connections'], 'connection')}): "
+            f"{counted(tcp['retransmits'], 'retransmitted segment')}; "
             f"rtt median {_ms(tcp['rtt_ms_median'])} ms, max {_ms(tcp['rtt_ms_max'])} ms"
             + (f" (measured p50 {_ms(measured)} ms)" if measured is not None else "")
         )
@@ -153,7 +154,7 @@ class TextLoadReport(_Progress):
     Progress on standard error, the summary on standard output.
     """
 
-    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+    def __init__(self, out: BinaryOutput, err: IO[str], live: bool | None = None) -> None:
         super().__init__(err, live)
         self._out = out
 
@@ -261,7 +262,7 @@ class JSONLoadReport(_Progress):
     standard error as in text mode.
     """
 
-    def __init__(self, out: IO[bytes], err: IO[str], live: bool | None = None) -> None:
+    def __init__(self, out: BinaryOutput, err: IO[str], live: bool | None = None) -> None:
         super().__init__(err, live)
         self._out = out
 
@@ -288,22 +289,26 @@ def describeSettings(settings: ClientSettings) -> str:
     10 s after 0 s of warm-up}, and the like.
     """
     n = settings.connections
-    conns = f"{n} connection{'s' if n != 1 else ''}"
+    conns = counted(n, "connection")
     if settings.duration:
-        length = f"for {settings.duration:g} s"
+        length = f"for {plainNumber(settings.duration)} s"
     elif settings.limit:
-        unit = "bytes per connection" if settings.stream else "messages"
         count = settings.limit * (settings.size if settings.stream else 1)
-        length = f"{count} {unit}"
+        length = (
+            counted(count, "byte") + " per connection"
+            if settings.stream
+            else counted(count, "message")
+        )
     else:
         length = "until stopped"
     if settings.warmup:
-        length += f" after {settings.warmup:g} s of warm-up"
+        length += f" after {plainNumber(settings.warmup)} s of warm-up"
     if settings.stream:
         return f"stream: {conns}, random bytes full duplex, {length}"
     pipeline = settings.effectivePipeline
     depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
     what = f"{settings.size}-byte {settings.payload} messages"
     if settings.rate:
-        return f"open loop at {settings.rate:g} messages/s: {conns}, {depth}, {what}, {length}"
+        rate = plainNumber(settings.rate)
+        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
     return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
+from uppercase.client._report import counted, plainNumber
 from uppercase.load.stats import Mismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
@@ -46,6 +47,10 @@ class Snapshot:
     backlog: int = 0
 
 
+_DECIMALS = {"ms": 3, "messages/s": 0, "MB/s": 2}
+"""How many decimals the report gives a value in each unit."""
+
+
 @dataclass(frozen=True)
 class Check:
     """
@@ -72,12 +77,15 @@ class Check:
         return self.value <= self.limit if self.most else self.value >= self.limit
 
     def __str__(self) -> str:
+        limit = plainNumber(self.limit)
         if self.value is None:
-            return f"no {self.what} was measured (--{self.option} {self.limit:g})"
-        relation = ("over" if self.most else "under") if not self.ok else "within"
-        return (
-            f"{self.what} {self.value:.3f} {self.unit} is {relation} --{self.option} {self.limit:g}"
-        )
+            return f"no {self.what} was measured (--{self.option} {limit})"
+        if self.ok:
+            relation = "at most" if self.most else "at least"
+        else:
+            relation = "over" if self.most else "under"
+        value = f"{self.value:,.{_DECIMALS.get(self.unit, 3)}f}"
+        return f"{self.what} {value} {self.unit} is {relation} --{self.option} {limit}"
 
     def asJSON(self) -> dict[str, Any]:
         return {"option": self.option, "limit": self.limit, "value": self.value, "ok": self.ok}
@@ -178,7 +186,7 @@ def checkThresholds(
 
 
 def _describeErrors(errors: Dict[str, int]) -> str:
-    return ", ".join(f"{count} {kind}" for kind, count in sorted(errors.items()))
+    return ", ".join(f"{count:,} {kind}" for kind, count in sorted(errors.items()))
 
 
 def failureReason(
@@ -198,9 +206,10 @@ def failureReason(
         first = result["mismatches"][0]
         if settings.stream:
             count = result["mismatchCount"]
-            return f"{count} wrong {settings.size}-byte stretch{'' if count == 1 else 'es'} of the streams; first: {first}"
+            stretch = f"wrong {settings.size}-byte stretch"
+            return f"{counted(count, stretch, stretch + 'es')} of the streams; first: {first}"
         wrong = result["failed"] or result["mismatchCount"]
-        return f"{wrong} wrong repl{'y' if wrong == 1 else 'ies'}; first: {first}"
+        return f"{counted(wrong, 'wrong reply', 'wrong replies')}; first: {first}"
     errors = {k: v for k, v in result["errors"].items() if k != "mismatch"}
     if errors:
         return f"errors: {_describeErrors(errors)}"
@@ -216,7 +225,8 @@ def failureReason(
     if not result["verified"]:
         return "no message was verified"
     if result["verified"] < result["sent"]:
-        return f"{result['sent'] - result['verified']} of {result['sent']} messages unanswered"
+        unanswered = result["sent"] - result["verified"]
+        return f"{unanswered:,} of {counted(result['sent'], 'message')} unanswered"
     return None
 
 

@@ -37,6 +37,33 @@ class BytesStdout(io.TextIOWrapper):
         return self.buffer.getvalue().decode()
 
 
+class _FailingBuffer(io.BytesIO):
+    """
+    A binary standard output whose writes fail with C{error} (a closed
+    pipe, a full disk), and which has no file descriptor (as L{io.BytesIO}).
+    """
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, data: Any) -> int:
+        raise self.error
+
+
+class FailingStdout(BytesStdout):
+    """
+    A stand-in for C{sys.stdout} whose binary C{buffer} cannot be written.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        io.TextIOWrapper.__init__(self, _FailingBuffer(error), encoding="utf-8")
+
+
+CLOSED_PIPE = BrokenPipeError(32, "Broken pipe")
+FULL_DISK = OSError(28, "No space left on device")
+
+
 class ClientCommandTests(SynchronousTestCase):
     """
     The command prints every reply and ends with status 0 when every reply
@@ -88,6 +115,60 @@ class ClientCommandTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 0)
         self.assertEqual(self.stderr.getvalue(), "")
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_closedPipeEndsAtOnce(self) -> None:
+        """
+        When the first reply cannot be printed because standard output is a
+        closed pipe, the run ends at once (not after its 30 replies): the
+        connection is aborted, and the status is 141 (as SIGPIPE ends
+        C{cat}), with nothing on standard error.
+        """
+        self.patch(sys, "stdout", FailingStdout(CLOSED_PIPE))
+        d = self.command("-n", "30", "-i", "1", "--json")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HELLO\n")
+        self.reactor.advance(0)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.successResultOf(d), 141)
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_fullDiskIsOneLine(self) -> None:
+        """
+        When standard output cannot be written for another reason (a full
+        disk), the run ends at once with one line saying so and status 1.
+        """
+        self.patch(sys, "stdout", FailingStdout(FULL_DISK))
+        d = self.command("-n", "30", "-i", "1")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HELLO\n")
+        self.reactor.advance(0)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot write the output: No space left on device\n",
+        )
+
+    def test_tlsHandshakeFailed(self) -> None:
+        """
+        A connection whose TLS handshake failed says what failed, in words,
+        and that nothing was sent (the message never left the TLS layer).
+        """
+        from uppercase.client._tls import CertificateRejected
+
+        d = self.command("-n", "1")
+        protocol, transport = self.connect()
+        self.assertEqual(transport.value(), b"hello\n")
+        reason = CertificateRejected("untrusted certificate", "it is self-signed")
+        protocol.connectionLost(Failure(reason))
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(self.output(), ["0 sent, 0 received, 0 verified"])
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: TLS handshake failed: untrusted certificate: it is self-signed\n",
+        )
 
     def exchange(self, *argv: str, replies: list[bytes]) -> Deferred[int]:
         d = self.command(*argv)

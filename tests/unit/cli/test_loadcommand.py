@@ -17,7 +17,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.unit.cli.test_command import BytesStdout
+from tests.unit.cli.test_command import CLOSED_PIPE, FULL_DISK, BytesStdout, FailingStdout
 from uppercase.cli import client as _client_tap
 from uppercase.cli import command as _client_cli
 from uppercase.cli.loadcommand import LoadCommand
@@ -272,6 +272,55 @@ class LoadCommandTests(SynchronousTestCase):
         records = [json.loads(line) for line in self.stdout.getvalue().splitlines()]
         self.assertEqual([r["type"] for r in records], ["start", "summary"])
         self.assertEqual(records[-1]["verified"], 2)
+
+    def test_closedPipeEndsAtOnce(self) -> None:
+        """
+        When the C{start} line cannot be printed because standard output is
+        a closed pipe, the run ends at once (not after its 60 seconds), its
+        connection aborted, with status 141 and nothing on standard error.
+        """
+        self.patch(sys, "stdout", FailingStdout(CLOSED_PIPE))
+        d = self.command("--json", "--duration", "60")
+        transport = self.connect()
+        self.reactor.advance(0)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.successResultOf(d), 141)
+        self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_progressIntoClosedPipe(self) -> None:
+        """
+        When a progress line cannot be written because standard error is a
+        closed pipe (C{2>&1 | head -1}), the run ends at once, its
+        connection aborted, with status 141.
+        """
+
+        class ClosedStderr(io.StringIO):
+            def write(self, text: str) -> int:
+                raise CLOSED_PIPE
+
+        self.patch(sys, "stderr", ClosedStderr())
+        d = self.command("--duration", "60", "--rate", "10")
+        transport = self.connect()
+        for _ in range(12):
+            self.reactor.advance(0.1)
+            self.answer(transport)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.successResultOf(d), 141)
+
+    def test_fullDiskIsOneLine(self) -> None:
+        """
+        When the summary cannot be written (a full disk), the status is 1
+        and standard error says so in one line.
+        """
+        self.patch(sys, "stdout", FailingStdout(FULL_DISK))
+        d = self.command("--pipeline", "1", "--count", "1")
+        self.answer(self.connect())
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue(),
+            "uppercase-client: cannot write the output: No space left on device\n",
+        )
 
     def test_metricsListened(self) -> None:
         """

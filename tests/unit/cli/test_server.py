@@ -37,6 +37,23 @@ def assertUsageErrorsName(
         case.assertIn(option, str(error))
 
 
+class _FailingOutput(io.StringIO):
+    """
+    Standard output whose every write fails with a given error, and which has
+    no file descriptor.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("no descriptor")
+
+
 class ServerOptionsTests(SynchronousTestCase):
     """
     C{twistd uppercase} options.
@@ -191,6 +208,77 @@ class ServerOptionsTests(SynchronousTestCase):
         self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"])
         self.assertTrue(stderr.getvalue().startswith("twist uppercase: --max-per-ip"))
         self.assertIn("Try 'twist uppercase --help'", stderr.getvalue())
+
+    def helpUsageLine(self, argv0: str, parent: usage.Options) -> str:
+        """
+        The C{Usage:} line of the server's help with C{sys.argv[0]} set to
+        C{argv0}, under C{parent} as the runner's options.
+        """
+        self.patch(sys, "argv", [argv0, "uppercase", "--help"])
+        options = _server_tap.Options()
+        options.parent = parent
+        parent.subCommand = "uppercase"
+        return str(options).splitlines()[0]
+
+    def test_helpUsageNamesTwist(self) -> None:
+        """
+        Under C{twist}, the help's usage line says C{twist uppercase}, not
+        Twisted's C{twist [options] plugin [plugin_options] uppercase}.
+        """
+        from twisted.application.twist._options import TwistOptions
+
+        line = self.helpUsageLine("/usr/local/bin/twist", TwistOptions())
+        self.assertEqual(line, "Usage: twist uppercase " + ServerOptions.synopsis)
+
+    def test_helpUsageNamesModule(self) -> None:
+        """
+        Under C{python -m uppercase} (which runs twistd with C{sys.argv[0]}
+        set to that), the help's usage line says C{python -m uppercase}.
+        """
+        from twisted.scripts.twistd import ServerOptions as TwistdOptions
+
+        line = self.helpUsageLine("python -m uppercase", TwistdOptions())
+        self.assertEqual(line, "Usage: python -m uppercase " + ServerOptions.synopsis)
+
+    def test_helpUsageUnderTwistd(self) -> None:
+        """
+        Under C{twistd}, the help's usage line stays twistd's own:
+        C{twistd [options] uppercase ...}.
+        """
+        from twisted.scripts.twistd import ServerOptions as TwistdOptions
+
+        line = self.helpUsageLine("/usr/bin/twistd", TwistdOptions())
+        self.assertEqual(line, "Usage: twistd [options] uppercase " + ServerOptions.synopsis)
+
+    def test_helpIntoClosedPipe(self) -> None:
+        """
+        C{--help} and C{--version} whose output meets a closed pipe exit
+        with status 141 (as SIGPIPE ends C{cat}), without a traceback or
+        any line on standard error.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.patch(sys, "stdout", _FailingOutput(BrokenPipeError(32, "Broken pipe")))
+        for options in (_server_tap.Options, _client_tap.Options):
+            for flag in ("--help", "--version"):
+                error = self.assertRaises(SystemExit, options().parseOptions, [flag])
+                self.assertEqual(error.code, 141)
+        self.assertEqual(stderr.getvalue(), "")
+
+    def test_helpIntoFullDisk(self) -> None:
+        """
+        C{--help} whose output cannot be written (a full disk) is one line
+        on standard error and status 1.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.patch(sys, "stdout", _FailingOutput(OSError(28, "No space left on device")))
+        error = self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--help"])
+        self.assertEqual(error.code, 1)
+        self.assertEqual(
+            stderr.getvalue(),
+            "twistd uppercase: cannot write the output: No space left on device\n",
+        )
 
     def test_helpExamplesParse(self) -> None:
         """

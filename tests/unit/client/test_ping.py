@@ -461,3 +461,36 @@ class SendProxyTests(SynchronousTestCase):
         transport = StringTransport()
         protocol.makeConnection(transport)
         self.assertEqual(transport.value(), b"hello\n")
+
+
+class ErrorWordingTests(SynchronousTestCase):
+    """
+    The client's one-line errors count in words singular for one, with
+    thousands separators.
+    """
+
+    def test_closedEarly(self) -> None:
+        """
+        C{after 0 of 1 reply}, C{after 1 reply} (no count wanted), C{after
+        1,000 of 2,000 replies}.
+        """
+        self.assertEqual(
+            str(ConnectionClosedEarly(0, 1, "Connection was closed cleanly.")),
+            "connection closed after 0 of 1 reply: Connection was closed cleanly.",
+        )
+        self.assertEqual(
+            str(ConnectionClosedEarly(1, 0, "x")), "connection closed after 1 reply: x"
+        )
+        self.assertEqual(
+            str(ConnectionClosedEarly(1000, 2000, "x")),
+            "connection closed after 1,000 of 2,000 replies: x",
+        )
+
+    def test_timedOut(self) -> None:
+        """
+        C{1 byte of it received}, C{1,200 bytes of it received}.
+        """
+        self.assertEqual(
+            str(ReplyTimeout(1, 2, 1)), "reply 1 timed out after 2s (1 byte of it received)"
+        )
+        self.assertIn("(1,200 bytes of it received)", str(ReplyTimeout(1, 2, 1200)))

@@ -13,19 +13,36 @@ from zope.interface.verify import verifyObject
 
 from tests.certificates import selfSigned
 from tests.process._process import requireTLS
-from uppercase.client._connect import clientEndpoint
-from uppercase.client._tls import HostnameChecking, checkHostname, tlsEndpoint
+from uppercase.client._connect import (
+    checkDescription,
+    clientEndpoint,
+    describeConnectFailure,
+    errorKind,
+)
+from uppercase.client._tls import (
+    EXPIRED,
+    NAME_MISMATCH,
+    NOT_YET_VALID,
+    UNTRUSTED,
+    CertificateRejected,
+    HostnameChecking,
+    checkHostname,
+    describeTLSFailure,
+    tlsEndpoint,
+)
 
 
-def certificate(subjectAltName: bool = True) -> Any:
+def certificate(subjectAltName: bool = True, validFrom: float = -1, validUntil: float = 1) -> Any:
     """
     A pyOpenSSL C{X509} for C{CN=localhost}, naming C{localhost} and
-    C{127.0.0.1} in a subjectAltName if C{subjectAltName}.
+    C{127.0.0.1} in a subjectAltName if C{subjectAltName} (valid from and
+    until C{validFrom} and C{validUntil} days from now, if given).
     """
     from cryptography import x509
     from OpenSSL.crypto import X509
 
-    return X509.from_cryptography(x509.load_pem_x509_certificate(selfSigned(subjectAltName)[1]))
+    pem = selfSigned(subjectAltName, validFrom=validFrom, validUntil=validUntil)[1]
+    return X509.from_cryptography(x509.load_pem_x509_certificate(pem))
 
 
 class CheckHostnameTests(SynchronousTestCase):
@@ -131,16 +148,78 @@ class HostnameCheckingTests(SynchronousTestCase):
         self.assertTrue(self.verify(None, certificate(), 0, 0, 1))
         self.assertEqual(self.protocol.failures, [])
 
+    def rejected(self, *verifyArgs: Any) -> CertificateRejected:
+        """
+        The reason the handshake failed with, the verify callback having
+        been called with C{verifyArgs} and refused.
+        """
+        self.assertFalse(self.verify(None, *verifyArgs))
+        [failure] = self.protocol.failures
+        self.assertIsInstance(failure.value, CertificateRejected)
+        return failure.value  # type: ignore[return-value]
+
     def test_noSubjectAltName(self) -> None:
         """
         The server's certificate without a subjectAltName fails the
-        handshake, with C{CertificateError} as the reason.
+        handshake, saying that the certificate names no host.
         """
-        from service_identity import CertificateError
+        rejected = self.rejected(certificate(False), 0, 0, 1)
+        self.assertEqual(rejected.kind, NAME_MISMATCH)
+        self.assertEqual(
+            str(rejected),
+            "certificate name mismatch: expected localhost, the certificate names no host "
+            "(no subjectAltName; a common name alone is not accepted)",
+        )
 
-        self.assertFalse(self.verify(None, certificate(False), 0, 0, 1))
-        [failure] = self.protocol.failures
-        self.assertTrue(failure.check(CertificateError))
+    def test_otherNames(self) -> None:
+        """
+        The server's certificate naming other hosts fails the handshake,
+        with the name expected and the names it has.
+        """
+        self.connection = HostnameChecking(FakeCreator(), "127.0.0.2").clientConnectionForTLS(
+            self.protocol
+        )
+        self.verify = self.connection.callback
+        self.assertEqual(
+            str(self.rejected(certificate(), 0, 0, 1)),
+            "certificate name mismatch: expected 127.0.0.2, "
+            "the certificate names localhost, 127.0.0.1",
+        )
+
+    def test_untrusted(self) -> None:
+        """
+        OpenSSL's refusal of a self-signed certificate not among the trust
+        roots (X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, 18) fails the
+        handshake as an untrusted certificate, saying how to trust it.
+        """
+        rejected = self.rejected(certificate(), 18, 0, 0)
+        self.assertEqual(rejected.kind, UNTRUSTED)
+        self.assertEqual(
+            rejected.detail,
+            "it is self-signed and not among the trust roots "
+            "(trust its CA with trustRoots=FOLDER in the endpoint)",
+        )
+
+    def test_expired(self) -> None:
+        """
+        An expired certificate (X509_V_ERR_CERT_HAS_EXPIRED, 10) fails the
+        handshake saying when it expired.
+        """
+        rejected = self.rejected(certificate(validFrom=-3, validUntil=-1), 10, 0, 0)
+        self.assertEqual(rejected.kind, EXPIRED)
+        self.assertRegex(
+            rejected.detail,
+            r"^the server's certificate expired on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$",
+        )
+
+    def test_notYetValid(self) -> None:
+        """
+        A certificate not valid yet (X509_V_ERR_CERT_NOT_YET_VALID, 9)
+        fails the handshake saying from when it is valid.
+        """
+        rejected = self.rejected(certificate(validFrom=1, validUntil=3), 9, 0, 0)
+        self.assertEqual(rejected.kind, NOT_YET_VALID)
+        self.assertIn("the server's certificate is valid from ", rejected.detail)
 
     def test_anyErrorFailsTheHandshake(self) -> None:
         """
@@ -160,12 +239,94 @@ class HostnameCheckingTests(SynchronousTestCase):
 
     def test_chainIsOpenSSLs(self) -> None:
         """
-        Issuers' certificates (depth over 0), and a certificate OpenSSL
-        already refused, are judged by OpenSSL alone.
+        Issuers' certificates (depth over 0) are judged by OpenSSL alone:
+        one it accepted passes without a hostname check; one it refused
+        fails the handshake with its reason in words.
         """
         self.assertTrue(self.verify(None, certificate(False), 0, 1, 1))
-        self.assertFalse(self.verify(None, certificate(), 18, 0, 0))
         self.assertEqual(self.protocol.failures, [])
+        rejected = self.rejected(certificate(), 19, 1, 0)
+        self.assertEqual(rejected.kind, UNTRUSTED)
+
+
+class DescribeTLSFailureTests(SynchronousTestCase):
+    """
+    L{describeTLSFailure}, L{errorKind} and L{describeConnectFailure} say
+    what failed in a TLS handshake, from OpenSSL's reasons.
+    """
+
+    def setUp(self) -> None:
+        requireTLS()
+
+    def sslError(self, reason: str) -> Failure:
+        from OpenSSL.SSL import Error
+
+        return Failure(Error([("SSL routines", "", reason)]))
+
+    def test_alerts(self) -> None:
+        """
+        The server's alerts, and OpenSSL's own reasons, become a kind and
+        words; the kind is what a load run counts.
+        """
+        for reason, kind in [
+            ("tlsv1 alert protocol version", "no shared protocol version"),
+            ("unsupported protocol", "no shared protocol version"),
+            ("sslv3 alert handshake failure", "handshake failure"),
+            ("tlsv13 alert certificate required", "client certificate rejected"),
+            ("wrong version number", "not TLS"),
+            ("certificate verify failed", UNTRUSTED),
+            ("something new", "TLS error"),
+        ]:
+            failure = self.sslError(reason)
+            described = describeTLSFailure(failure)
+            assert described is not None
+            self.assertEqual(described[0], kind)
+            self.assertIn(f"({reason})" if kind != "TLS error" else reason, described[1])
+            self.assertEqual(errorKind(failure), kind)
+            self.assertEqual(
+                describeConnectFailure(failure), f"TLS handshake failed: {described[1]}"
+            )
+
+    def test_rejected(self) -> None:
+        """
+        A certificate refused by our checks is counted by its kind.
+        """
+        failure = Failure(CertificateRejected(EXPIRED, "the server's certificate expired"))
+        self.assertEqual(errorKind(failure), EXPIRED)
+        self.assertEqual(
+            describeTLSFailure(failure),
+            (EXPIRED, "expired certificate: the server's certificate expired"),
+        )
+
+    def test_notTLS(self) -> None:
+        """
+        Other failures are not TLS failures.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        self.assertIsNone(describeTLSFailure(Failure(ConnectionRefusedError())))
+        self.assertEqual(errorKind(Failure(ConnectionRefusedError())), "refused")
+
+    def test_trustRootsChecked(self) -> None:
+        """
+        C{trustRoots=} must name a folder: nothing, or a file, is a usage
+        error in words (Twisted's parser says C{UnlistableError}).
+        """
+        temporary = tempfile.TemporaryDirectory()
+        self.addCleanup(temporary.cleanup)
+        path = os.path.join(temporary.name, "ca.pem")
+        with open(path, "wb") as f:
+            f.write(selfSigned()[1])
+        missing = os.path.join(temporary.name, "missing")
+        for value, problem in [
+            (missing, "no such folder"),
+            (path, "not a folder (trustRoots names a folder of .pem CA certificates)"),
+        ]:
+            error = self.assertRaises(
+                ValueError, checkDescription, f"tls:localhost:9443:trustRoots={value}"
+            )
+            self.assertEqual(str(error), f"trustRoots={value}: {problem}")
+        checkDescription(f"tls:localhost:9443:trustRoots={temporary.name}")
 
 
 class TLSEndpointTests(SynchronousTestCase):

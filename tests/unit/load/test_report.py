@@ -6,6 +6,7 @@ Prometheus metrics of the prober.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -15,14 +16,22 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.load.test_run import FakeConnect
 from uppercase.client._settings import ClientSettings
 from uppercase.load.histogram import Latencies
 from uppercase.load.metrics import LoadCollector
-from uppercase.load.report import JSONLoadReport, TextLoadReport, progressLine
-from uppercase.load.result import RunObserver, Snapshot
+from uppercase.load.prober import LogLoadReport
+from uppercase.load.report import (
+    JSONLoadReport,
+    TextLoadReport,
+    describeSettings,
+    progressLine,
+    summaryLines,
+)
+from uppercase.load.result import Check, RunObserver, RunResult, Snapshot, failureReason
 from uppercase.load.run import LoadRun
 from uppercase.net.tcpinfo import TCPInfo, readTCPInfo, summarize
 from uppercase.proxy import parseHeader
@@ -478,3 +487,125 @@ class Collect(RunObserver):
     """
     Reports nothing.
     """
+
+
+class WordingTests(RunReportCase):
+    """
+    Every count the load run prints is singular for one and has thousands
+    separators, as the summary's first counts already had; numbers that
+    were options are written as a person writes them.
+    """
+
+    def result(self, **changes: Any) -> RunResult:
+        out = io.BytesIO()
+        run = self.runWith(TextLoadReport(out, io.StringIO(), live=False))
+        return dataclasses.replace(self.successResultOf(run.done), **changes)
+
+    def test_progressLine(self) -> None:
+        """
+        One connection and one error: C{1 conn}, C{1 error}; many errors
+        with separators.
+        """
+        line = progressLine(snapshot(connections=1, errors=1))
+        self.assertIn("  1 conn  ", line)
+        self.assertTrue(line.endswith("  1 error"), line)
+        self.assertTrue(progressLine(snapshot(errors=1200)).endswith("  1,200 errors"))
+
+    def test_describeSettings(self) -> None:
+        """
+        C{1 message}, C{1,000 messages}, C{1 byte per connection}, and a
+        rate or duration with separators, never an exponent.
+        """
+        self.assertTrue(
+            describeSettings(ClientSettings(count=1, pipeline=1)).endswith(", 1 message")
+        )
+        self.assertTrue(
+            describeSettings(ClientSettings(count=1000, pipeline=1)).endswith(", 1,000 messages")
+        )
+        self.assertTrue(
+            describeSettings(ClientSettings(stream=True, count=1, size=1)).endswith(
+                ", 1 byte per connection"
+            )
+        )
+        self.assertTrue(
+            describeSettings(ClientSettings(rate=1e6, duration=1e4)).startswith(
+                "open loop at 1,000,000 messages/s: 1 connection"
+            )
+        )
+        self.assertIn("for 10,000 s", describeSettings(ClientSettings(rate=1e6, duration=1e4)))
+
+    def test_summaryLines(self) -> None:
+        """
+        C{1 byte verified}, C{tcp (kernel, 1 connection): 1 retransmitted
+        segment}; C{2 connections} and C{1,200 retransmitted segments}.
+        """
+        tcp = {"connections": 1, "retransmits": 1, "rtt_ms_median": 0.5, "rtt_ms_max": 1.0}
+        lines = summaryLines(self.result(mode="stream", streamBytes=1, tcp=tcp))
+        self.assertTrue(lines[1].startswith("1 byte verified in "), lines[1])
+        self.assertIn("tcp (kernel, 1 connection): 1 retransmitted segment; ", lines[-1])
+        many = dict(tcp, connections=2, retransmits=1200)
+        lines = summaryLines(self.result(tcp=many))
+        self.assertIn("tcp (kernel, 2 connections): 1,200 retransmitted segments; ", lines[-1])
+
+    def test_thresholds(self) -> None:
+        """
+        A threshold kept says C{at least} or C{at most}; the value has the
+        report's format (messages/s whole, MB/s with two decimals, ms with
+        three), and the limit is written plainly.
+        """
+        for check, text in [
+            (
+                Check("min-rate", "verified rate", 100, 18370.639, "messages/s", False),
+                "verified rate 18,371 messages/s is at least --min-rate 100",
+            ),
+            (
+                Check("min-rate", "verified rate", 1e8, 149785.872, "messages/s", False),
+                "verified rate 149,786 messages/s is under --min-rate 100,000,000",
+            ),
+            (
+                Check("min-mbps", "verified throughput", 0.5, 1234.5678, "MB/s", False),
+                "verified throughput 1,234.57 MB/s is at least --min-mbps 0.5",
+            ),
+            (
+                Check("max-p99", "p99 latency", 5, 1.2041, "ms", True),
+                "p99 latency 1.204 ms is at most --max-p99 5",
+            ),
+            (
+                Check("max-p99", "p99 latency", 1, 1.2041, "ms", True),
+                "p99 latency 1.204 ms is over --max-p99 1",
+            ),
+            (
+                Check("min-rate", "verified rate", 1e8, None, "messages/s", False),
+                "no verified rate was measured (--min-rate 100,000,000)",
+            ),
+        ]:
+            self.assertEqual(str(check), text)
+
+    def test_failureReasons(self) -> None:
+        """
+        The one line of a failed run: C{1 of 2 messages unanswered}, counts
+        with separators.
+        """
+        settings = ClientSettings(count=1, pipeline=1)
+        fields: dict[str, Any] = dict(
+            verified=0, streamBytes=0, mismatchCount=0, errors={}, checks=[], sent=1
+        )
+        self.assertEqual(failureReason(fields, settings, None), "no message was verified")
+        fields.update(verified=1, sent=2)
+        self.assertEqual(failureReason(fields, settings, None), "1 of 2 messages unanswered")
+        fields.update(verified=1, sent=2000)
+        self.assertEqual(
+            failureReason(fields, settings, None), "1,999 of 2,000 messages unanswered"
+        )
+        fields.update(errors={"reset": 1200})
+        self.assertEqual(failureReason(fields, settings, None), "errors: 1,200 reset")
+
+    def test_loadRunOverLogged(self) -> None:
+        """
+        The prober's last log line gives its counts with separators.
+        """
+        result = self.result(verified=1000, failed=1200)
+        with capturedLogs() as events:
+            LogLoadReport().finished(result)
+        last = formatEvent(events[-1])
+        self.assertTrue(last.startswith("Load run over: 1,000 verified, 1,200 failed, "), last)
