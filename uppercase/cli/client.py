@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uppercase.cli.exitstatus import exitWithStatusAtExit
-from uppercase.cli.options import checkPidFile, oneLineErrors, preferFastTextLog
+from uppercase.cli.options import checkPidFile, oneLineErrors, preferFastTextLog, usageErrors
 from uppercase.client._connect import (
     EXAMPLES,
     clientEndpoint,
@@ -70,6 +70,10 @@ class ClientOptions(usage.Options):
     settings: ClientSettings
 
     def postOptions(self) -> None:
+        with usageErrors():
+            self._postOptions()
+
+    def _postOptions(self) -> None:
         preferFastTextLog(self)
         checkPidFile(self)
         settings = ClientSettings.fromOptions(

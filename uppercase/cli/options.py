@@ -2,81 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import os
 import platform
-import re
 import signal
 import sys
-from typing import IO, NoReturn, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NoReturn, Sequence
 
 from twisted.python import usage
 
-_WHOLE = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-
-
-def wholeNumber(text: object) -> int:
-    """
-    The whole number C{text} spells in ASCII digits (surrounding blanks
-    allowed).  Python's C{int} also takes other scripts' digits and C{1_000};
-    an option does not.
-
-    @raise ValueError: for anything else.
-    """
-    stripped = str(text).strip()
-    if not _WHOLE.fullmatch(stripped):
-        raise ValueError(f"not a whole number: {text!r}")
-    return int(stripped, 10)
-
-
-def decimalNumber(text: object) -> float:
-    """
-    The number C{text} spells in ASCII (C{2}, C{0.5}, C{1e3}); not C{inf},
-    C{nan}, C{1_0} or other scripts' digits, which C{float} takes.
-
-    @raise ValueError: for anything else.
-    """
-    stripped = str(text).strip()
-    if not _DECIMAL.fullmatch(stripped):
-        raise ValueError(f"not a number: {text!r}")
-    return float(stripped)
-
-
-def checkWholeNumber(options: usage.Options, name: str, minimum: int = 0) -> None:
-    """
-    Replace C{options[name]} with the whole number it spells.
-
-    @raise usage.UsageError: naming the option, when the value is not a whole
-        number or is below C{minimum}.
-    """
-    raw = options[name]
-    try:
-        value = wholeNumber(raw)
-    except ValueError:
-        raise usage.UsageError(f"--{name} must be a whole number, not {raw!r}") from None
-    if value < minimum:
-        raise usage.UsageError(f"--{name} must be at least {minimum}, not {raw!r}")
-    options[name] = value
-
-
-def checkSeconds(options: usage.Options, name: str, allowZero: bool = True) -> None:
-    """
-    Replace C{options[name]} with the number of seconds it spells.
-
-    @raise usage.UsageError: naming the option, when the value is not a
-        finite number, is negative, or is zero where zero is not allowed.
-    """
-    raw = options[name]
-    try:
-        value = decimalNumber(raw)
-    except ValueError:
-        raise usage.UsageError(f"--{name} must be a number of seconds, not {raw!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
-        least = "0 or more" if allowZero else "more than 0"
-        raise usage.UsageError(f"--{name} must be {least} seconds, not {raw!r}")
-    options[name] = value
-
+from uppercase._settings import SettingError
+from uppercase.client._report import silenceOutput
 
 MODULE_COMMAND = "python -m uppercase"
 """How L{uppercase.__main__} names itself (in C{sys.argv[0]})."""
@@ -119,24 +55,6 @@ EXIT_OUTPUT_FAILED = 1
 disk)."""
 
 
-def silenceOutput(stream: IO[str] | IO[bytes] | None = None) -> None:
-    """
-    Point C{stream}'s descriptor (standard output's by default) at
-    C{/dev/null}, once writing to it has failed, so that what is still in
-    its buffer is dropped instead of failing again when the interpreter
-    flushes it at exit (which prints C{Exception ignored ... BrokenPipeError}).
-    """
-    try:
-        descriptor = (sys.stdout if stream is None else stream).fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):
-        return
-    try:
-        os.dup2(devnull, descriptor)
-    finally:
-        os.close(devnull)
-
-
 def outputFailure(error: OSError) -> tuple[int, str | None]:
     """
     The exit status and the line to print (without the command's name) when
@@ -166,6 +84,18 @@ def printAndExit(text: str, command: str) -> NoReturn:
             sys.stderr.write(f"{command}: {line}\n")
         raise SystemExit(status) from None
     raise SystemExit(0)
+
+
+@contextmanager
+def usageErrors() -> Iterator[None]:
+    """
+    Report a setting's bad value (L{SettingError}, which the library raises)
+    as the usage error it is on the command line.
+    """
+    try:
+        yield
+    except SettingError as e:
+        raise usage.UsageError(str(e)) from None
 
 
 def oneLineErrors(options: type[usage.Options], tapname: str) -> type[usage.Options]:

@@ -15,7 +15,13 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from uppercase.cli.options import checkPidFile, commandName, oneLineErrors, preferFastTextLog
+from uppercase.cli.options import (
+    checkPidFile,
+    commandName,
+    oneLineErrors,
+    preferFastTextLog,
+    usageErrors,
+)
 from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
 from uppercase.server._factory import UppercaseFactory
 from uppercase.server._service import ListenError, UppercaseService
@@ -59,6 +65,10 @@ class ServerOptions(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        with usageErrors():
+            self._postOptions()
+
+    def _postOptions(self) -> None:
         preferFastTextLog(self)
         checkPidFile(self)
         inWorker = WorkerSpec.fromEnvironment() is not None

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.python.failure import Failure
 
-from uppercase.cli.options import wholeNumber
+from uppercase._settings import wholeNumber
 
 EXAMPLES = (
     "tcp:127.0.0.1:9527",

@@ -5,9 +5,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from typing import IO, Any, Callable, Protocol
 
-from uppercase.cli.options import silenceOutput
+
+def silenceOutput(stream: IO[str] | IO[bytes] | None = None) -> None:
+    """
+    Point C{stream}'s descriptor (standard output's by default) at
+    C{/dev/null}, once writing to it has failed, so that what is still in
+    its buffer is dropped instead of failing again when the interpreter
+    flushes it at exit (which prints C{Exception ignored ... BrokenPipeError}).
+    """
+    try:
+        descriptor = (sys.stdout if stream is None else stream).fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

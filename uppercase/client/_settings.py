@@ -1,9 +1,9 @@
 """
 The client's settings, each defined once: L{ClientSettings} (see
-L{uppercase.cli.settings} for how a setting becomes an option).
+L{uppercase._settings} for how a setting becomes an option).
 
 C{uppercase-client} and C{twistd uppercase-client} derive their
-L{usage.Options} parameters from it (L{ClientSettings.optParameters}) and
+L{Options} parameters from it (L{ClientSettings.optParameters}) and
 build it from what was parsed (L{ClientSettings.fromOptions}); the protocol
 and the factory take it.
 
@@ -18,10 +18,17 @@ import functools
 import math
 from dataclasses import dataclass, fields
 
-from twisted.python import usage
-
-from uppercase.cli.options import checkSeconds, checkWholeNumber, decimalNumber
-from uppercase.cli.settings import Check, Settings, setting, showSeconds
+from uppercase._settings import (
+    Check,
+    Options,
+    SettingError,
+    Settings,
+    checkSeconds,
+    checkWholeNumber,
+    decimalNumber,
+    setting,
+    showSeconds,
+)
 from uppercase.client._connect import checkDescription
 
 
@@ -33,7 +40,7 @@ def encodeMessage(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _checkMessage(options: usage.Options, name: str) -> None:
+def _checkMessage(options: Options, name: str) -> None:
     options[name] = encodeMessage(options[name])
 
 
@@ -41,25 +48,25 @@ def _showMessage(message: bytes) -> str:
     return message.decode("utf-8", "surrogateescape")
 
 
-def _checkEndpoint(options: usage.Options, name: str) -> None:
+def _checkEndpoint(options: Options, name: str) -> None:
     try:
         checkDescription(options[name])
     except ValueError as e:
-        raise usage.UsageError(f"--{name} {options[name]!r} is not a valid endpoint: {e}") from None
+        raise SettingError(f"--{name} {options[name]!r} is not a valid endpoint: {e}") from None
 
 
-def _checkNumber(options: usage.Options, name: str, unit: str = "a number") -> None:
+def _checkNumber(options: Options, name: str, unit: str = "a number") -> None:
     raw = options[name]
     try:
         value = decimalNumber(raw)
     except ValueError:
-        raise usage.UsageError(f"--{name} must be {unit}, not {raw!r}") from None
+        raise SettingError(f"--{name} must be {unit}, not {raw!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise usage.UsageError(f"--{name} must be {unit}, 0 or more, not {raw!r}")
+        raise SettingError(f"--{name} must be {unit}, 0 or more, not {raw!r}")
     options[name] = value
 
 
-def _checkRate(options: usage.Options, name: str) -> None:
+def _checkRate(options: Options, name: str) -> None:
     _checkNumber(options, name, "a number per second")
 
 
@@ -69,7 +76,7 @@ def _offOr(check: Check, off: object = 0.0) -> Check:
     nothing is the value C{off}.
     """
 
-    def checkOrOff(options: usage.Options, name: str) -> None:
+    def checkOrOff(options: Options, name: str) -> None:
         if str(options[name]).strip().lower() in ("off", ""):
             options[name] = off
         else:
@@ -82,7 +89,7 @@ _checkMillis = _offOr(functools.partial(_checkNumber, unit="a number of millisec
 _checkLimitRate = _offOr(_checkRate)
 
 
-def _checkAtLeastOne(options: usage.Options, name: str) -> None:
+def _checkAtLeastOne(options: Options, name: str) -> None:
     checkWholeNumber(options, name, minimum=1)
 
 
@@ -90,24 +97,24 @@ MAX_SIZE = 16 * 1024 * 1024
 """The largest --size."""
 
 
-def _checkSize(options: usage.Options, name: str) -> None:
+def _checkSize(options: Options, name: str) -> None:
     checkWholeNumber(options, name, minimum=1)
     if options[name] > MAX_SIZE:
-        raise usage.UsageError(f"--{name} must be at most {MAX_SIZE}, not {options[name]}")
+        raise SettingError(f"--{name} must be at most {MAX_SIZE}, not {options[name]}")
 
 
 def _checkChoice(*choices: str) -> Check:
-    def check(options: usage.Options, name: str) -> None:
+    def check(options: Options, name: str) -> None:
         value = str(options[name]).strip().lower()
         if value not in choices:
             wanted = " or ".join(repr(c) for c in choices if c)
-            raise usage.UsageError(f"--{name} must be {wanted}, not {options[name]!r}")
+            raise SettingError(f"--{name} must be {wanted}, not {options[name]!r}")
         options[name] = value
 
     return check
 
 
-def _checkMetrics(options: usage.Options, name: str) -> None:
+def _checkMetrics(options: Options, name: str) -> None:
     description = options[name]
     if str(description).strip().lower() in ("off", ""):
         options[name] = ""
@@ -118,7 +125,7 @@ def _checkMetrics(options: usage.Options, name: str) -> None:
     try:
         serverFromString(reactor, description)
     except Exception as e:
-        raise usage.UsageError(f"--{name} {description!r} is not a valid endpoint: {e}") from None
+        raise SettingError(f"--{name} {description!r} is not a valid endpoint: {e}") from None
 
 
 def _showOff(value: object) -> str:

@@ -1,6 +1,6 @@
 """
 The server's settings, each defined once: L{ServerSettings} (see
-L{uppercase.cli.settings}).  C{twistd uppercase} derives its options from it;
+L{uppercase._settings}).  C{twistd uppercase} derives its options from it;
 L{uppercase.server._factory.UppercaseFactory} and L{uppercase.server._service.UppercaseService}
 take their defaults from L{DEFAULTS}.
 """
@@ -11,10 +11,16 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
-from twisted.python import usage
-
-from uppercase.cli.options import checkSeconds, checkWholeNumber, wholeNumber
-from uppercase.cli.settings import Settings, setting, showSeconds
+from uppercase._settings import (
+    Options,
+    SettingError,
+    Settings,
+    checkSeconds,
+    checkWholeNumber,
+    setting,
+    showSeconds,
+    wholeNumber,
+)
 
 
 def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
@@ -24,7 +30,7 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
 
     @param worker: whether this is a worker of C{--workers}, which parses no
         C{systemd:} endpoint: the supervisor has its socket, and passes it.
-    @raise usage.UsageError: saying what is wrong with it.
+    @raise SettingError: saying what is wrong with it.
     """
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
@@ -36,7 +42,7 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
     if trailing % 2:
         # Twisted's parser fails on it with "generator raised StopIteration",
         # and the added backlog would be read as part of the last field.
-        raise usage.UsageError(
+        raise SettingError(
             f"{option} {description!r} is not a valid endpoint: it ends with a lone "
             "backslash (\\: is a colon in a value, \\\\ a backslash)"
         )
@@ -49,9 +55,7 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
         serverFromString(reactor, endpoint)
     except Exception as e:
         reason = systemdParseProblem(endpoint, e) or e
-        raise usage.UsageError(
-            f"{option} {description!r} is not a valid endpoint: {reason}"
-        ) from None
+        raise SettingError(f"{option} {description!r} is not a valid endpoint: {reason}") from None
 
 
 MAX_WORKERS = 256
@@ -74,17 +78,17 @@ def workerCount(text: str, cpus: Callable[[], int | None] = os.cpu_count) -> int
     return value
 
 
-def _checkWorkers(options: usage.Options, name: str) -> None:
+def _checkWorkers(options: Options, name: str) -> None:
     raw = options[name]
     try:
         options[name] = workerCount(raw)
     except ValueError:
-        raise usage.UsageError(
+        raise SettingError(
             f"--{name} must be a whole number from 1 to {MAX_WORKERS}, or auto, not {raw!r}"
         ) from None
 
 
-def _checkMetrics(options: usage.Options, name: str) -> None:
+def _checkMetrics(options: Options, name: str) -> None:
     if options[name] is not None:
         checkServerEndpoint(options[name], f"--{name}")
 
