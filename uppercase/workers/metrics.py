@@ -5,14 +5,64 @@ with workers (L{uppercase.workers.supervisor}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from uppercase.workers.process import COUNTS
+from uppercase.workers.control import COUNTS
 
-if TYPE_CHECKING:
-    from uppercase.workers.supervisor import Supervisor
+__all__ = ["CountedSlot", "CountedWorker", "Totals", "WorkerCollector", "WorkerPool"]
+
+
+class CountedWorker(Protocol):
+    """
+    What the metrics read of a worker (L{uppercase.workers.child.WorkerProcess}).
+    """
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Its latest counts, one for each of L{COUNTS}."""
+
+    @property
+    def ready(self) -> bool:
+        """It reported that it listens."""
+
+    @property
+    def retiring(self) -> bool:
+        """It was told to retire."""
+
+
+class CountedSlot(Protocol):
+    """
+    What the metrics read of a place for one worker
+    (L{uppercase.workers.supervisor.Slot}).
+    """
+
+    @property
+    def number(self) -> int:
+        """Its number, from 1."""
+
+    @property
+    def started(self) -> int:
+        """Worker processes started in it."""
+
+    @property
+    def worker(self) -> CountedWorker | None:
+        """The worker serving in it, if any."""
+
+
+class WorkerPool(Protocol):
+    """
+    What the metrics read of the supervisor
+    (L{uppercase.workers.supervisor.Supervisor}).
+    """
+
+    @property
+    def slots(self) -> Sequence[CountedSlot]:
+        """Its slots, in order."""
+
+    def workers(self) -> Sequence[CountedWorker]:
+        """Every worker process running: serving, starting, or retiring."""
 
 
 class Totals:
@@ -22,7 +72,7 @@ class Totals:
     workers running, plus the last counts of those gone.
     """
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: WorkerPool) -> None:
         self._supervisor = supervisor
         self.gone: dict[str, int] = dict.fromkeys(COUNTS, 0)
 
@@ -54,7 +104,7 @@ class WorkerCollector:
     Each worker's counts, for the metrics: how connections spread over them.
     """
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: WorkerPool) -> None:
         self._supervisor = supervisor
 
     def collect(self) -> Iterator[Metric]:

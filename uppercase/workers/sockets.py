@@ -38,13 +38,27 @@ import socket
 import stat
 from typing import Any, Callable
 
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
 from uppercase.net.transport import adoptSharedUNIXPort
+
+__all__ = [
+    "ADOPTED",
+    "Planned",
+    "SocketAdopter",
+    "SocketMaker",
+    "claimPort",
+    "listenThrough",
+    "lockSocketPath",
+    "planSockets",
+    "workerDescription",
+]
 
 
 class Planned:
@@ -317,6 +331,8 @@ class SocketAdopter:
         backlog: int = 50,
         interface: str = "",
     ) -> IListeningPort:
+        # Here, not at the top: twisted.protocols.tls needs pyOpenSSL (the
+        # optional [tls] extra), which only an ssl: endpoint needs.
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         return self._adopt(TLSMemoryBIOFactory(contextFactory, False, factory))
@@ -375,9 +391,6 @@ def listenThrough(reactor: Any, description: str) -> object:
     through C{reactor}, as Twisted's endpoint parser would, with a factory
     that is never used.
     """
-    from twisted.internet.endpoints import serverFromString
-    from twisted.python.failure import Failure
-
     outcome: list[object] = []
     serverFromString(reactor, description).listen(Factory()).addBoth(outcome.append)
     if isinstance(outcome[0], Failure):

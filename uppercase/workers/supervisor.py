@@ -35,24 +35,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
+from uppercase.server._endpoints import PROXY_PREFIX, systemdSocketProblem, withDefaultBacklog
 from uppercase.server._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity, softLimit
+from uppercase.server._service import ListenError, reasonOf
+from uppercase.workers.child import WorkerProcess, describeEnd, gatherEnds
+from uppercase.workers.control import COUNTS, supervisorEndFactory
 from uppercase.workers.metrics import Totals
-from uppercase.workers.process import (
-    COUNTS,
-    WorkerControlLine,
-    WorkerProcess,
-    describeEnd,
-    gatherEnds,
-)
 from uppercase.workers.sockets import SocketMaker, listenThrough, planSockets
 from uppercase.workers.worker import WORKER_ENV, WorkerSpec, workerLabel
 
-__all__ = ["Supervisor"]
+__all__ = ["Slot", "Supervisor", "backoff", "planListeners", "startProblem", "workerShare"]
 
 log = Logger()
 
@@ -157,7 +153,7 @@ class Supervisor(MultiService):
         *,
         shutdownTimeout: float,
         spawn: Spawn | None = None,
-        adopt: Callable[[int, Factory], object] | None = None,
+        adopt: Callable[[int, IProtocolFactory], object] | None = None,
         plan: Callable[[Sequence[str], int], SocketMaker] | None = None,
         environ: Mapping[str, str] = os.environ,
         onGiveUp: Callable[[str], None] | None = None,
@@ -206,8 +202,6 @@ class Supervisor(MultiService):
         super().privilegedStartService()
 
     def _checkDescriptors(self) -> None:
-        from uppercase.server._service import ListenError
-
         count = len(self.slots)
         need = count * (WORKER_DESCRIPTORS + len(self.descriptions))
         capacity, soft = connectionCapacity(need, self._fdLimits)
@@ -294,11 +288,6 @@ class Supervisor(MultiService):
             theirs.close()
             raise
 
-        def build() -> WorkerControlLine:
-            line = WorkerControlLine()
-            line.worker = worker
-            return line
-
         sockets = self._sockets.socketsFor(slot.number - 1)
         childFDs: dict[int, Any] = {0: "w", 1: "r", 2: "r", CONTROL_FD: theirs.fileno()}
         for index, fd in enumerate(sockets):
@@ -329,7 +318,7 @@ class Supervisor(MultiService):
             theirs.close()
         try:
             # The reactor adopts a duplicate of the descriptor; ours closes.
-            self._adopt(ours.fileno(), Factory.forProtocol(build))
+            self._adopt(ours.fileno(), supervisorEndFactory(worker))
         except BaseException:
             # Started, but out of our reach: it stops as its control
             # connection ends (with ours, just below), or by this.
@@ -586,8 +575,6 @@ def planListeners(descriptions: Sequence[str], count: int) -> SocketMaker:
 
     @raise ListenError: naming the endpoint that failed, and why.
     """
-    from uppercase.server._endpoints import PROXY_PREFIX, systemdSocketProblem, withDefaultBacklog
-    from uppercase.server._service import ListenError, reasonOf
 
     def listen(maker: Any, description: str) -> object:
         endpoint = withDefaultBacklog(description)

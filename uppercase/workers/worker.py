@@ -5,11 +5,11 @@ listening sockets it adopts and a control connection.
 
 The supervisor describes the worker in the C{UPPERCASE_WORKER} environment
 variable (L{WorkerSpec}: its number, the descriptors of its sockets, one per
-C{--listen}, and of its control connection).  Over the control connection,
-one JSON object a line, the worker says when it is ready (listening) and
-reports its counts every second and when it stops; the supervisor may tell
-it to retire (stop accepting, let its connections end, then stop), or to
-abort the connections its stop is still waiting for (the supervisor got a
+C{--listen}, and of its control connection).  Over the control connection
+(L{uppercase.workers.control}), the worker says when it is ready (listening)
+and reports its counts every second and when it stops; the supervisor may
+tell it to retire (stop accepting, let its connections end, then stop), or
+to abort the connections its stop is still waiting for (the supervisor got a
 second stop signal: see L{uppercase.cli.signals.WorkerSignalHandling} for why
 a worker's own signals never do that).  The worker stops when the
 connection ends: a worker never outlives its supervisor.
@@ -20,16 +20,23 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sized
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
-from twisted.python.failure import Failure
 
-from uppercase.server._factory import UppercaseFactory
+from uppercase.workers.control import WorkerEnd, workerEndFactory
+
+__all__ = [
+    "REPORT_INTERVAL",
+    "WORKER_ENV",
+    "CountingFactory",
+    "WorkerControl",
+    "WorkerSpec",
+    "counts",
+    "workerLabel",
+]
 
 log = Logger()
 
@@ -101,9 +108,36 @@ def workerLabel(slot: int, generation: int) -> str:
     return str(slot) if generation == 1 else f"{slot}.{generation}"
 
 
-def counts(factory: UppercaseFactory) -> dict[str, int]:
+class CountingFactory(Protocol):
     """
-    A factory's counts, as a worker reports them.
+    What a worker reads of its server's factory
+    (L{uppercase.server.UppercaseFactory}) to report its counts.
+    """
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted."""
+
+    @property
+    def connections(self) -> Sized:
+        """The connections open now."""
+
+    @property
+    def rejected(self) -> int:
+        """Connections refused because of a limit or a shutdown."""
+
+    @property
+    def idleClosed(self) -> int:
+        """Connections closed for being idle."""
+
+    def byteCounts(self) -> tuple[int, int]:
+        """Bytes received from and sent back to clients."""
+
+
+def counts(factory: CountingFactory) -> dict[str, int]:
+    """
+    A factory's counts, as a worker reports them: one for each of
+    L{uppercase.workers.control.COUNTS}.
     """
     received, sent = factory.byteCounts()
     return {
@@ -114,33 +148,6 @@ def counts(factory: UppercaseFactory) -> dict[str, int]:
         "received": received,
         "sent": sent,
     }
-
-
-class ControlLine(LineOnlyReceiver):
-    """
-    The worker's end of the control connection: JSON lines both ways.
-    """
-
-    delimiter = b"\n"
-    service: WorkerControl
-
-    def connectionMade(self) -> None:
-        self.service.connected(self)
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-            command = message["command"]
-        except (ValueError, KeyError, TypeError):
-            log.warn("Unreadable line from the supervisor: {line!r}", line=line[:100])
-            return
-        self.service.command(command, str(message.get("why", "on the supervisor's request")))
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.sendLine(json.dumps(message).encode())
-
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
-        self.service.supervisorGone()
 
 
 class WorkerControl(Service):
@@ -158,9 +165,9 @@ class WorkerControl(Service):
     def __init__(
         self,
         spec: WorkerSpec,
-        factory: UppercaseFactory,
+        factory: CountingFactory,
         clock: IReactorTime,
-        adopt: Callable[[int, Factory], object],
+        adopt: Callable[[int, IProtocolFactory], object],
         retire: Callable[[], None],
         stop: Callable[[], None],
         abort: Callable[[str], None] = lambda why: None,
@@ -172,25 +179,19 @@ class WorkerControl(Service):
         self._retire = retire
         self._stop = stop
         self._abort = abort
-        self._line: ControlLine | None = None
+        self._line: WorkerEnd | None = None
         self._report: IDelayedCall | None = None
         self._stopping = False
 
     def startService(self) -> None:
         super().startService()
-
-        def build() -> ControlLine:
-            line = ControlLine()
-            line.service = self
-            return line
-
         os.set_blocking(self.spec.control, False)  # as adoptStreamConnection requires
-        self._adopt(self.spec.control, Factory.forProtocol(build))
+        self._adopt(self.spec.control, workerEndFactory(self))
         os.close(self.spec.control)
 
-    def connected(self, line: ControlLine) -> None:
+    def connected(self, line: WorkerEnd) -> None:
         self._line = line
-        line.send({"type": "ready", "pid": os.getpid()})
+        line.ready(os.getpid())
         self._scheduleReport()
 
     def _scheduleReport(self) -> None:
@@ -207,32 +208,35 @@ class WorkerControl(Service):
         Send the counts now.
         """
         if self._line is not None:
-            self._line.send({"type": "counts", **counts(self._factory)})
+            self._line.counts(counts(self._factory))
 
     def finalReport(self) -> None:
         """
         Send the counts as the worker stops, straight to the socket: the
         reactor, about to stop, would drop what its buffer still holds.
         """
-        if self._line is None or self._line.transport is None:
-            return
-        line = json.dumps({"type": "counts", **counts(self._factory)}).encode() + b"\n"
-        try:
-            self._line.transport.getHandle().send(line)  # type: ignore[attr-defined]
-        except OSError:
-            pass
+        if self._line is not None:
+            self._line.countsNow(counts(self._factory))
 
-    def command(self, command: str, why: str = "on the supervisor's request") -> None:
-        if command == "retire":
-            self._retire()
-        elif command == "abort":
-            if not self._stopping:
-                self._stop()
-            self._abort(why)
-        else:
-            log.warn("Unknown command from the supervisor: {command!r}", command=command)
+    def retire(self) -> None:
+        """
+        The supervisor's C{retire} command: call C{retire}.
+        """
+        self._retire()
+
+    def abort(self, why: str) -> None:
+        """
+        The supervisor's C{abort} command: call C{abort} with C{why}, and
+        C{stop} first if the worker is not stopping yet.
+        """
+        if not self._stopping:
+            self._stop()
+        self._abort(why)
 
     def supervisorGone(self) -> None:
+        """
+        The control connection ended: stop, unless stopping already.
+        """
         self._line = None
         if not self._stopping:
             log.warn("The supervisor is gone: stopping")

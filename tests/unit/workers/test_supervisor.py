@@ -12,8 +12,9 @@ import os
 import socket
 from typing import Any
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
@@ -21,8 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.server._settings import MAX_WORKERS, workerCount
 from uppercase.testing import StreamTransport
+from uppercase.workers.child import WorkerProcess
 from uppercase.workers.metrics import WorkerCollector
-from uppercase.workers.process import WorkerProcess
 from uppercase.workers.supervisor import (
     CONTROL_FD,
     MAX_START_FAILURES,
@@ -110,10 +111,11 @@ class Harness:
         self.argv.append(list(args))
         return process
 
-    def adopt(self, fd: int, factory: Factory) -> None:
+    def adopt(self, fd: int, factory: IProtocolFactory) -> None:
         self.adopted.append(fd)
         worker = self.spawned[-1][0]
-        line = factory.buildProtocol(None)
+        # The reactor's adoptStreamConnection passes the (unnamed) peer.
+        line = factory.buildProtocol(UNIXAddress(None))
         assert line is not None
         transport = StreamTransport()
         transport.connect(line)

@@ -14,7 +14,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.server import UppercaseFactory
 from uppercase.testing import StreamTransport, connectServer
-from uppercase.workers.worker import REPORT_INTERVAL, WORKER_ENV, WorkerControl, WorkerSpec
+from uppercase.workers.control import COUNTS
+from uppercase.workers.worker import (
+    REPORT_INTERVAL,
+    WORKER_ENV,
+    WorkerControl,
+    WorkerSpec,
+    counts,
+)
 
 
 class ControlTests(SynchronousTestCase):
@@ -73,6 +80,12 @@ class ControlTests(SynchronousTestCase):
             },
         )
         self.assertEqual(self.closed, [3])
+
+    def test_countsAreTheLinesCounts(self) -> None:
+        """
+        A worker reports exactly the counts the control line carries.
+        """
+        self.assertEqual(tuple(counts(self.factory)), COUNTS)
 
     def test_retire(self) -> None:
         """

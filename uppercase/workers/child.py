@@ -1,27 +1,24 @@
 """
 A worker process as its supervisor (L{uppercase.workers.supervisor}) sees it: its
 log lines, relayed whole; its control connection (readiness, counts, the
-commands to retire and to abort); how it ended.
+commands to retire and to abort: L{uppercase.workers.control}); how it ended.
+It tells the supervisor through L{Parent}, a narrow interface declared here.
 """
 
 from __future__ import annotations
 
-import json
 import signal
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
-from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-if TYPE_CHECKING:
-    from uppercase.workers.supervisor import Supervisor
+from uppercase.workers.control import COUNTS, SupervisorEnd
 
-COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent")
-"""What a worker counts and reports (see L{uppercase.workers.worker.counts})."""
+__all__ = ["Parent", "WorkerProcess", "describeEnd", "gatherEnds"]
 
 
 def describeEnd(reason: Failure) -> str:
@@ -41,6 +38,33 @@ def describeEnd(reason: Failure) -> str:
     return str(value)
 
 
+class Parent(Protocol):
+    """
+    What a L{WorkerProcess} tells its supervisor.
+    """
+
+    def relay(self, lines: str) -> None:
+        """
+        Log the worker's complete log lines.
+        """
+
+    def relayError(self, worker: str, lines: str) -> None:
+        """
+        Log the complete lines worker C{worker} (its label) wrote to its
+        standard error.
+        """
+
+    def workerReady(self, worker: WorkerProcess) -> None:
+        """
+        C{worker} reported, for the first time, that it serves.
+        """
+
+    def workerEnded(self, worker: WorkerProcess, reason: Failure) -> None:
+        """
+        C{worker}'s process ended, as C{reason} says.
+        """
+
+
 class WorkerProcess(ProcessProtocol):
     """
     One worker process, as the supervisor sees it.
@@ -54,14 +78,14 @@ class WorkerProcess(ProcessProtocol):
 
     transport: IProcessTransport | None
 
-    def __init__(self, supervisor: Supervisor, slot: int, label: str | None = None) -> None:
+    def __init__(self, supervisor: Parent, slot: int, label: str | None = None) -> None:
         self.supervisor = supervisor
         self.slot = slot
         self.label = str(slot) if label is None else label
         self.ready = False
         self.retiring = False
         self.counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
-        self.control: WorkerControlLine | None = None
+        self.control: SupervisorEnd | None = None
         self.whenEnded: Deferred[None] = Deferred()
         self._readyWaiters: list[Deferred[WorkerProcess]] = []
         self._partial = {1: b"", 2: b""}
@@ -88,19 +112,24 @@ class WorkerProcess(ProcessProtocol):
         else:
             self.supervisor.relay(lines)
 
-    def message(self, message: Mapping[str, Any]) -> None:
-        """
-        A message from the worker's control connection.
-        """
-        kind = message.get("type")
-        if kind == "ready" and not self.ready:
-            self.ready = True
-            self.supervisor.workerReady(self)
-            waiters, self._readyWaiters = self._readyWaiters, []
-            for waiter in waiters:
-                waiter.callback(self)
-        elif kind == "counts":
-            self.counts = {name: int(message.get(name, 0)) for name in COUNTS}
+    def controlConnected(self, line: SupervisorEnd) -> None:
+        self.control = line
+
+    def controlLost(self, line: SupervisorEnd) -> None:
+        if self.control is line:
+            self.control = None
+
+    def readyReported(self) -> None:
+        if self.ready:
+            return
+        self.ready = True
+        self.supervisor.workerReady(self)
+        waiters, self._readyWaiters = self._readyWaiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+
+    def countsReported(self, counts: dict[str, int]) -> None:
+        self.counts = counts
 
     def waitReady(self) -> Deferred[WorkerProcess]:
         """
@@ -120,7 +149,7 @@ class WorkerProcess(ProcessProtocol):
         """
         self.retiring = True
         if self.control is not None:
-            self.control.send({"command": "retire"})
+            self.control.retire()
 
     def abort(self, why: str) -> None:
         """
@@ -129,7 +158,7 @@ class WorkerProcess(ProcessProtocol):
         connection is gone.
         """
         if self.control is not None:
-            self.control.send({"command": "abort", "why": why})
+            self.control.abort(why)
         else:
             self.signal("KILL")
 
@@ -149,33 +178,6 @@ class WorkerProcess(ProcessProtocol):
         for waiter in waiters:
             waiter.errback(reason)
         self.whenEnded.callback(None)
-
-
-class WorkerControlLine(LineOnlyReceiver):
-    """
-    The supervisor's end of a worker's control connection.
-    """
-
-    delimiter = b"\n"
-    worker: WorkerProcess
-
-    def connectionMade(self) -> None:
-        self.worker.control = self
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return
-        if isinstance(message, dict):
-            self.worker.message(message)
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.sendLine(json.dumps(message).encode())
-
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
-        if self.worker.control is self:
-            self.worker.control = None
 
 
 def gatherEnds(workers: Sequence[WorkerProcess]) -> Deferred[Any]:
