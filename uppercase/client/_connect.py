@@ -33,6 +33,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from uppercase._settings import wholeNumber
+from uppercase.net.endpoints import arguments, escapeBrackets, hasEmptyField
 
 EXAMPLES = (
     "tcp:127.0.0.1:9527",
@@ -62,90 +63,6 @@ class ConnectTimeout(Exception):
         return f"timed out after {self.timeout:g}s"
 
 
-def escapeBrackets(description: str) -> str:
-    r"""
-    Rewrite each bracketed IPv6 address that starts an argument
-    (C{[::1]}) into Twisted's escaped form (C{\:\:1}); leave everything
-    else, escapes included, as it is.
-    """
-    out = []
-    atArgument = False
-    i = 0
-    while i < len(description):
-        c = description[i]
-        if c == "\\":
-            out.append(description[i : i + 2])
-            i += 2
-            atArgument = False
-            continue
-        if c == "[" and atArgument:
-            end = description.find("]", i)
-            inner = description[i + 1 : end]
-            if end != -1 and ":" in inner and "\\" not in inner:
-                out.append(inner.replace(":", "\\:"))
-                i = end + 1
-                atArgument = False
-                continue
-        out.append(c)
-        atArgument = c in ":="
-        i += 1
-    return "".join(out)
-
-
-def _arguments(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    Split an endpoint string as L{clientFromString} does: arguments
-    separated by colons, C{name=value} for keywords (after the C{=}, only a
-    colon separates), a backslash escaping the next character.
-
-    @return: the positional arguments (the endpoint type first) and the
-        keyword arguments.
-    """
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    pieces: list[str] = []
-    current = ""
-    separators = ":="
-    chars = iter(description)
-    for c in chars:
-        if c == "\\":
-            current += next(chars, "")
-        elif c in separators:
-            pieces.append(current)
-            current = ""
-            if c == ":":
-                _add(pieces, args, kwargs)
-                pieces = []
-                separators = ":="
-            else:
-                separators = ":"
-        else:
-            current += c
-    pieces.append(current)
-    _add(pieces, args, kwargs)
-    return args, kwargs
-
-
-def _add(pieces: list[str], args: list[str], kwargs: dict[str, str]) -> None:
-    if len(pieces) == 1:
-        args.append(pieces[0])
-    else:
-        kwargs[pieces[0]] = pieces[1]
-
-
-def _unescapedDoubleColon(description: str) -> bool:
-    escaped = False
-    for previous, c in zip(" " + description, description):
-        if escaped:
-            escaped = False
-            continue
-        if c == "\\":
-            escaped = True
-        elif c == ":" and previous == ":":
-            return True
-    return False
-
-
 def _checkWhole(name: str, value: str, least: int, most: int | None, wanted: str) -> None:
     try:
         number = wholeNumber(value)
@@ -168,10 +85,10 @@ def checkDescription(description: str, reactor: Any = None) -> None:
     @raise ValueError: saying what is wrong, in one line.
     """
     escaped = escapeBrackets(description)
-    args, kwargs = _arguments(escaped)
+    args, kwargs = arguments(escaped)
     kind = args[0].lower() if args else ""
     positional = args[1:]
-    if _unescapedDoubleColon(escaped) or (kind in ("tcp", "ssl") and len(positional) > 2):
+    if hasEmptyField(escaped) or (kind in ("tcp", "ssl") and len(positional) > 2):
         raise ValueError(f"an IPv6 address needs brackets or escaped colons: {IPV6_FORMS}")
     if kind in _HOST_AND_PORT:
         # As Twisted reads them: HOST:PORT, or host=HOST:PORT, or port=PORT.
@@ -218,7 +135,7 @@ def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     (L{uppercase.client._tls}).
     """
     escaped = escapeBrackets(description)
-    args, kwargs = _arguments(escaped)
+    args, kwargs = arguments(escaped)
     if args and args[0].lower() == "tls":
         from uppercase.client._tls import tlsEndpoint
 

@@ -273,7 +273,7 @@ class HostnameChecking:
 def tlsEndpoint(reactor: Any, args: list[str], kwargs: dict[str, str]) -> IStreamClientEndpoint:
     """
     The endpoint for C{tls:} with these arguments (after the type, as
-    L{uppercase.client._connect._arguments} splits them), as Twisted's parser
+    L{uppercase.net.endpoints.arguments} splits them), as Twisted's parser
     makes it, but with L{HostnameChecking}.
 
     @raise TypeError: for arguments Twisted's C{tls:} does not take.

@@ -10,6 +10,8 @@ import os
 import socket
 from typing import Mapping
 
+from uppercase.net.endpoints import fields as splitFields
+
 DEFAULT_BACKLOG = 511
 """nginx's accept backlog rather than Twisted's 50, so that a burst of
 connections is queued by the kernel instead of having its SYNs dropped (and
@@ -26,28 +28,6 @@ FAMILIES = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_
 
 SYSTEMD_FIRST_DESCRIPTOR = 3
 """The descriptor of the first socket systemd passes (C{SD_LISTEN_FDS_START})."""
-
-
-def splitFields(description: str) -> list[str]:
-    """
-    Split an endpoint string at its unescaped colons (C{\\:} is a colon
-    inside a field), keeping the escapes.
-    """
-    fields, current, escaped = [], [], False
-    for char in description:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            current.append(char)
-            escaped = True
-        elif char == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    fields.append("".join(current))
-    return fields
 
 
 def withDefaultBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:

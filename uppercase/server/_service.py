@@ -23,10 +23,10 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from uppercase import __version__
+from uppercase.net.endpoints import fields
 from uppercase.proxy._wrapper import ProxyHeaderFactory
 from uppercase.server._endpoints import (
     PROXY_PREFIX,
-    splitFields,
     systemdSocketProblem,
     withDefaultBacklog,
 )
@@ -63,7 +63,7 @@ class NamedListener(MultiService):
     ) -> None:
         super().__init__()
         self.description = description
-        if splitFields(description)[0].lower() in TLS_TYPES:
+        if fields(description)[0].lower() in TLS_TYPES:
             from uppercase.server._tls import TLSListening
 
             reactor = TLSListening(reactor, protocols)
@@ -201,7 +201,7 @@ class UppercaseService(MultiService):
         C{protocols}, and closes the connections C{factory} refuses at once
         (L{uppercase.server._tls}).
         """
-        if splitFields(endpoint)[0].lower() in TLS_TYPES:
+        if fields(endpoint)[0].lower() in TLS_TYPES:
             from uppercase.server._tls import TLSListening
 
             reactor = TLSListening(reactor, protocols)

@@ -1,153 +1,234 @@
-"""Endpoint strings and peer addresses: backlog defaults, systemd sockets, IPv4-mapped peers."""
+"""
+Client endpoint strings as people type them (brackets, escapes, the checks
+Twisted leaves to connecting), and connecting within a time limit.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
+import re
+from typing import Any
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred
+from twisted.internet.error import (
+    ConnectionRefusedError,
+    DNSLookupError,
+)
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from uppercase.net.peer import describePeer, formatPeer, unmapped
-from uppercase.server._endpoints import splitFields, systemdSocketProblem, withDefaultBacklog
+from uppercase.cli import client as _client_tap
+from uppercase.client import _connect as _connect
+
+IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
 
 
-class BacklogTests(SynchronousTestCase):
+class EndpointStringTests(SynchronousTestCase):
     """
-    Every TCP, TLS and UNIX listener gets a backlog of 511 unless its
-    string sets one.
-    """
-
-    def test_added(self) -> None:
-        """
-        The default is added to TCP, TCP6, TLS and UNIX endpoints, behind
-        C{haproxy:} too.
-        """
-        for given, expected in [
-            ("tcp:9527", "tcp:9527:backlog=511"),
-            ("tcp6:port=1:interface=\\:\\:1", "tcp6:port=1:interface=\\:\\:1:backlog=511"),
-            ("ssl:443:privateKey=k.pem", "ssl:443:privateKey=k.pem:backlog=511"),
-            ("unix:/run/u.sock", "unix:/run/u.sock:backlog=511"),
-            ("haproxy:tcp:9601", "haproxy:tcp:9601:backlog=511"),
-            ("TCP:1", "TCP:1:backlog=511"),
-        ]:
-            self.assertEqual(withDefaultBacklog(given), expected)
-
-    def test_kept(self) -> None:
-        """
-        An endpoint that sets its backlog keeps it; endpoints without a
-        backlog of their own (systemd's socket is already listening) are
-        left alone.
-        """
-        for given in ["tcp:1:backlog=5", "haproxy:tcp:1:backlog=5", "systemd:domain=INET:index=0"]:
-            self.assertEqual(withDefaultBacklog(given), given)
-
-    def test_escapedColonsAreNotSeparators(self) -> None:
-        """
-        C{\\:} is part of a field.
-        """
-        self.assertEqual(
-            splitFields("tcp6:interface=\\:\\:1:backlog=3"),
-            [
-                "tcp6",
-                "interface=\\:\\:1",
-                "backlog=3",
-            ],
-        )
-
-
-class SystemdTests(SynchronousTestCase):
-    """
-    A socket passed by systemd must be of the family its endpoint names.
+    L{_connect}: endpoint strings as people type them.
     """
 
-    def passed(self, family: int) -> int:
+    def test_bracketsRewritten(self) -> None:
         """
-        A listening socket of C{family}, as systemd would pass it; its
-        descriptor number.
+        A bracketed IPv6 address at the start of an argument becomes
+        Twisted's escaped form; everything else is left as it is.
         """
-        s = socket.socket(family, socket.SOCK_STREAM)
-        self.addCleanup(s.close)
-        return s.fileno()
+        cases = {
+            "tcp:[::1]:9527": r"tcp:\:\:1:9527",
+            "tcp:host=[::1]:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:[fe80::1%lo]:9527": r"tcp:fe80\:\:1%lo:9527",
+            "tls:[2001:db8::7]:9443": r"tls:2001\:db8\:\:7:9443",
+            r"tcp:host=\:\:1:port=9527": r"tcp:host=\:\:1:port=9527",
+            "tcp:127.0.0.1:9527": "tcp:127.0.0.1:9527",
+            "unix:/run/[x]:timeout=3": "unix:/run/[x]:timeout=3",
+            r"unix:\[::1]": r"unix:\[::1]",
+        }
+        for typed, rewritten in cases.items():
+            self.assertEqual((typed, _connect.escapeBrackets(typed)), (typed, rewritten))
 
-    def environ(self, count: int = 1, names: str = "") -> dict[str, str]:
-        return {"LISTEN_FDS": str(count), "LISTEN_PID": "1", "LISTEN_FDNAMES": names}
+    def test_bracketedConnects(self) -> None:
+        """
+        The rewritten endpoint connects to the IPv6 address and port.
+        """
+        for typed in ("tcp:[::1]:9527", "tcp:host=[::1]:port=9527"):
+            reactor = MemoryReactorClock()
+            _connect.clientEndpoint(reactor, typed).connect(Factory.forProtocol(Protocol))
+            self.assertEqual(reactor.tcpClients[0][:2], ("::1", 9527))
 
-    def test_mismatchNamed(self) -> None:
+    def test_unescapedIPv6Refused(self) -> None:
         """
-        An IPv6 socket (what C{ListenStream=9527} makes) read as
-        C{domain=INET} is reported, with the fix, whether or not the
-        environment still describes systemd's sockets.
+        An unbracketed, unescaped IPv6 address is refused with the forms
+        that work, whether or not it contains C{::}.
         """
-        fd = self.passed(socket.AF_INET6)
-        expected = (
-            f"systemd socket 0 (descriptor {fd}) is INET6, "
-            "but the endpoint says domain=INET: use domain=INET6"
-        )
-        for environ in (self.environ(), {}):
-            problem = systemdSocketProblem("systemd:domain=INET:index=0", environ, fd)
-            self.assertEqual(problem, expected)
+        for typed in (
+            "tcp:host=::1:port=9527",
+            "tcp:::1:9527",
+            "tcp:2001:db8::1:9527",
+            "tcp:host=2001:db8:0:0:0:0:0:1:port=9527",
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertIn(IPV6_HINT, str(error))
 
-    def test_match(self) -> None:
+    def test_timeoutChecked(self) -> None:
         """
-        A socket of the family the endpoint names is fine.
+        An endpoint's own C{timeout} must be a whole number of seconds, 0 or
+        more, by keyword or (for C{tls}) by position.
         """
-        fd = self.passed(socket.AF_INET6)
-        self.assertIsNone(systemdSocketProblem("systemd:domain=INET6:index=0", self.environ(), fd))
+        for typed, value in (
+            ("tcp:127.0.0.1:9527:timeout=-1", "-1"),
+            ("unix:/run/u.sock:timeout=-5", "-5"),
+            ("tcp:127.0.0.1:9527:timeout=soon", "soon"),
+            ("tls:example.org:9527:-1", "-1"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            self.assertEqual(
+                str(error), f"timeout must be a whole number of seconds, 0 or more, not {value!r}"
+            )
 
-    def test_byName(self) -> None:
+    def test_portChecked(self) -> None:
         """
-        A socket named in C{LISTEN_FDNAMES} is found by its name.
+        A TCP or TLS port must be from 1 to 65535; it and a timeout are
+        written in ASCII digits (not C{9_527} or other scripts' digits,
+        which Python's C{int} takes).
         """
-        fd = self.passed(socket.AF_INET)
-        environ = self.environ(count=2, names="other:uppercase.socket")
-        problem = systemdSocketProblem(
-            "systemd:domain=INET6:name=uppercase.socket", environ, fd - 1
-        )
-        self.assertIn(f"(descriptor {fd}) is INET,", str(problem))
+        for typed, value in (
+            ("tcp:127.0.0.1:0", "0"),
+            ("tcp:127.0.0.1:9_527", "9_527"),
+            ("tcp:127.0.0.1:\u0669\u0665\u0662\u0667", "\u0669\u0665\u0662\u0667"),
+            ("tcp:127.0.0.1:8:timeout=1_0", None),
+            ("tcp:127.0.0.1:65536", "65536"),
+            ("tcp:host=127.0.0.1:port=70000", "70000"),
+            ("tls:example.org:99999", "99999"),
+        ):
+            error = self.assertRaises(ValueError, _connect.checkDescription, typed)
+            if value is None:
+                self.assertIn("timeout must be a whole number", str(error))
+            else:
+                self.assertEqual(str(error), f"port must be from 1 to 65535, not {value!r}")
 
-    def test_missingIndex(self) -> None:
+    def test_helpExamplesWork(self) -> None:
         """
-        An index systemd did not pass is reported.
+        Every endpoint string the options' help shows is accepted, and
+        connects where it says.
         """
-        self.assertEqual(
-            systemdSocketProblem("systemd:domain=INET:index=2", self.environ(1)),
-            "systemd passed 1 sockets, none with index 2",
-        )
+        shown = set()
+        for example in re.findall(
+            r"\b(?:tcp|unix|tls):\S+", _client_tap.ClientOptions().getUsage()
+        ):
+            example = example.rstrip(".,;)")
+            if example.count("]") > example.count("["):
+                example = example[:-1]  # the end of "[default: ...]"
+            shown.add(example)
+        destinations = {
+            "tcp:127.0.0.1:9527": ("tcp", "127.0.0.1", 9527),
+            "tcp:[::1]:9527": ("tcp", "::1", 9527),
+            r"tcp:host=\:\:1:port=9527": ("tcp", "::1", 9527),
+            "unix:/run/uppercase.sock": ("unix", "/run/uppercase.sock"),
+            "tls:example.org:9527": ("tls",),
+        }
+        self.assertEqual(shown, set(destinations))
+        for example, where in destinations.items():
+            if where[0] == "tls" and not _connect.hasTLS():
+                continue  # see test_tlsWithoutPyOpenSSL
+            _connect.checkDescription(example)
+            reactor = MemoryReactorClock()
+            endpoint = _connect.clientEndpoint(reactor, example)
+            if where[0] == "tcp":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.tcpClients[0][:2], where[1:])
+            elif where[0] == "unix":
+                endpoint.connect(Factory.forProtocol(Protocol))
+                self.assertEqual(reactor.unixClients[0][0], where[1])
 
-    def test_notSystemd(self) -> None:
+    def test_tlsWithoutPyOpenSSL(self) -> None:
         """
-        Other endpoints, and descriptors that are not sockets, are not this
-        check's business.
+        Without pyOpenSSL, a C{tls:} endpoint is refused with a message
+        that says what to install.
         """
-        self.assertIsNone(systemdSocketProblem("tcp:1", self.environ()))
-        r, w = os.pipe()
-        self.addCleanup(os.close, r)
-        self.addCleanup(os.close, w)
-        self.assertIsNone(systemdSocketProblem("systemd:domain=INET:index=0", {}, r))
+        self.patch(_connect, "hasTLS", lambda: False)
+        error = self.assertRaises(ValueError, _connect.checkDescription, "tls:example.org:9527")
+        self.assertEqual(str(error), "TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
 
 
-class PeerTests(SynchronousTestCase):
+@implementer(IStreamClientEndpoint)
+class FakeEndpoint:
     """
-    How peers are named in logs and counted by per-address limits.
+    A client endpoint whose C{connect} returns a L{Deferred} the test fires,
+    recording whether it was cancelled.
     """
 
-    def test_mappedIsIPv4(self) -> None:
-        """
-        C{::ffff:1.2.3.4} is C{1.2.3.4}; other IPv6 addresses are unchanged.
-        """
-        self.assertEqual(unmapped("::ffff:1.2.3.4"), "1.2.3.4")
-        self.assertEqual(unmapped("::FFFF:10.0.0.1"), "10.0.0.1")
-        self.assertEqual(unmapped("::1"), "::1")
-        self.assertEqual(unmapped("2001:db8::ffff:1.2.3.4"), "2001:db8::ffff:1.2.3.4")
-        self.assertEqual(describePeer(IPv6Address("TCP", "::ffff:1.2.3.4", 5)), ("1.2.3.4", 5))
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.attempt: Deferred[Any] = Deferred(lambda d: setattr(self, "cancelled", True))
 
-    def test_kinds(self) -> None:
+    def connect(self, factory: Any) -> Deferred[Any]:
+        return self.attempt
+
+
+class ConnectWithinTests(SynchronousTestCase):
+    """
+    L{_connect.connectWithin} bounds a connection attempt on any endpoint.
+    """
+
+    def test_timesOut(self) -> None:
         """
-        IPv4 and IPv6 peers have a host and port; UNIX peers are one host,
-        with no port.
+        An attempt still pending after C{timeout} seconds is cancelled and
+        fails with L{_connect.ConnectTimeout}, saying after how long.
         """
-        self.assertEqual(describePeer(IPv4Address("TCP", "1.2.3.4", 5)), ("1.2.3.4", 5))
-        self.assertEqual(describePeer(UNIXAddress(None)), ("unix", None))
-        self.assertEqual(formatPeer("::1", 5), "[::1]:5")
-        self.assertEqual(formatPeer("1.2.3.4", 5), "1.2.3.4:5")
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2.5, clock)
+        clock.advance(2.499)
+        self.assertNoResult(d)
+        clock.advance(0.001)
+        self.assertTrue(endpoint.cancelled)
+        failure = self.failureResultOf(d, _connect.ConnectTimeout)
+        self.assertEqual(str(failure.value), "timed out after 2.5s")
+
+    def test_connectedInTime(self) -> None:
+        """
+        An attempt that succeeds in time gives its protocol and leaves no
+        timer.
+        """
+        clock = Clock()
+        endpoint = FakeEndpoint()
+        d = _connect.connectWithin(endpoint, Factory(), 2, clock)
+        protocol = Protocol()
+        endpoint.attempt.callback(protocol)
+        self.assertIs(self.successResultOf(d), protocol)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_raisingEndpoint(self) -> None:
+        """
+        An endpoint whose C{connect} raises gives a failed L{Deferred}, not
+        an exception, and leaves no timer.
+        """
+
+        @implementer(IStreamClientEndpoint)
+        class Raising:
+            def connect(self, factory: Any) -> Deferred[Any]:
+                raise OverflowError("port must be 0-65535")
+
+        clock = Clock()
+        d = _connect.connectWithin(Raising(), Factory(), 2, clock)
+        self.failureResultOf(d, OverflowError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_worthRetrying(self) -> None:
+        """
+        Network failures (refused, DNS, timed out) are worth retrying;
+        anything else (a bad value the endpoint only noticed when
+        connecting) is not.
+        """
+        for error, expected in (
+            (ConnectionRefusedError(), True),
+            (DNSLookupError("nowhere.invalid"), True),
+            (_connect.ConnectTimeout(2), True),
+            (ValueError("bad"), False),
+            (OverflowError("port must be 0-65535"), False),
+        ):
+            self.assertEqual((error, _connect.isWorthRetrying(Failure(error))), (error, expected))

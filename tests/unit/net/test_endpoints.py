@@ -1,0 +1,118 @@
+"""
+The one endpoint-string tokenizer: fields, escapes, keyword arguments, and
+the brackets people type around IPv6 addresses.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from uppercase.net.endpoints import arguments, escapeBrackets, fields, hasEmptyField, unescape
+
+text = st.text(alphabet=st.sampled_from("ab:=\\[]1 é"), max_size=30)
+values = st.text(alphabet=st.sampled_from("ab:=\\1 é"), max_size=8)
+
+
+def escape(value: str) -> str:
+    """
+    C{value} as an endpoint string writes it: backslash, colon and equals
+    escaped.
+    """
+    return "".join("\\" + c if c in "\\:=" else c for c in value)
+
+
+class FieldsTests(SynchronousTestCase):
+    """
+    L{fields} splits at unescaped colons only, and keeps the text as typed.
+    """
+
+    @given(text)
+    def test_joinGivesBack(self, description: str) -> None:
+        """
+        The fields, joined with colons, are the string again.
+        """
+        self.assertEqual(":".join(fields(description)), description)
+
+    def test_escapedColonStaysInItsField(self) -> None:
+        """
+        C{\\:} is part of a field; a colon after an escaped backslash ends one.
+        """
+        self.assertEqual(
+            fields("tcp6:interface=\\:\\:1:backlog=3"),
+            ["tcp6", "interface=\\:\\:1", "backlog=3"],
+        )
+        self.assertEqual(fields("unix:a\\\\:b"), ["unix", "a\\\\", "b"])
+
+
+class ArgumentsTests(SynchronousTestCase):
+    """
+    L{arguments} gives what Twisted's parser gives an endpoint type.
+    """
+
+    @given(
+        st.lists(values, min_size=1, max_size=4),
+        st.dictionaries(values.filter(bool), values, max_size=3),
+    )
+    def test_escapedArgumentsComeBack(self, args: list[str], kwargs: dict[str, str]) -> None:
+        """
+        Any positional and keyword values, escaped and joined, come back
+        exactly.
+        """
+        description = ":".join(
+            [escape(a) for a in args] + [f"{escape(k)}={escape(v)}" for k, v in kwargs.items()]
+        )
+        self.assertEqual(arguments(description), (args, kwargs))
+
+    def test_onlyTheFirstEqualsSeparates(self) -> None:
+        """
+        After a keyword's C{=}, another C{=} is part of the value.
+        """
+        self.assertEqual(arguments("tls:host=a=b:9527"), (["tls", "9527"], {"host": "a=b"}))
+
+    def test_loneBackslashAtTheEnd(self) -> None:
+        """
+        A lone backslash at the end is dropped, as Twisted drops it.
+        """
+        self.assertEqual(unescape("ab\\"), "ab")
+
+
+class EmptyFieldTests(SynchronousTestCase):
+    """
+    L{hasEmptyField} finds two unescaped colons side by side.
+    """
+
+    def test_examples(self) -> None:
+        """
+        An unbracketed IPv6 address has one; escaped colons, a trailing colon
+        and a leading one do not.
+        """
+        self.assertTrue(hasEmptyField("tcp:::1:9527"))
+        self.assertTrue(hasEmptyField("tcp:host::9527"))
+        self.assertFalse(hasEmptyField("tcp:host=\\:\\:1:9527"))
+        self.assertFalse(hasEmptyField("tcp:host:"))
+        self.assertFalse(hasEmptyField(":tcp"))
+
+
+class EscapeBracketsTests(SynchronousTestCase):
+    """
+    L{escapeBrackets} writes a bracketed IPv6 address as Twisted reads it.
+    """
+
+    def test_bracketsAtAnArgument(self) -> None:
+        """
+        Brackets that start an argument, positional or keyword, become escapes;
+        others are left as they are.
+        """
+        self.assertEqual(escapeBrackets("tcp:[::1]:9527"), "tcp:\\:\\:1:9527")
+        self.assertEqual(escapeBrackets("tcp:host=[fe80::1]:port=1"), "tcp:host=fe80\\:\\:1:port=1")
+        self.assertEqual(escapeBrackets("unix:/a[::1]"), "unix:/a[::1]")
+
+    @given(text)
+    def test_bracketFreeUntouched(self, description: str) -> None:
+        """
+        A string with no bracket is left exactly as it is.
+        """
+        description = description.replace("[", "")
+        self.assertEqual(escapeBrackets(description), description)

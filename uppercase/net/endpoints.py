@@ -1,0 +1,126 @@
+r"""
+Endpoint strings as Twisted reads them, split once, for the server's and the
+client's checks alike.
+
+An endpoint string is fields separated by colons (C{tcp:9527:interface=::1}
+is written C{tcp:9527:interface=\:\:1}); a backslash escapes the character
+after it; a field C{name=value} is a keyword argument (after its first
+unescaped C{=}, only a colon ends the value).  Twisted's own parser is
+private; this one says the same of every string, and keeps the escapes where
+a caller needs to put the string back together.  People type an IPv6
+address in brackets (C{tcp:[::1]:9527}); L{escapeBrackets} writes it as
+Twisted reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+__all__ = ["arguments", "escapeBrackets", "fields", "hasEmptyField", "unescape"]
+
+
+def fields(description: str) -> list[str]:
+    """
+    C{description} split at its unescaped colons, each field as typed
+    (escapes kept): C{":".join(fields(d)) == d}.
+    """
+    found: list[str] = []
+    start = 0
+    i = 0
+    end = len(description)
+    while i < end:
+        c = description[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == ":":
+            found.append(description[start:i])
+            start = i + 1
+        i += 1
+    found.append(description[start:])
+    return found
+
+
+def unescape(text: str) -> str:
+    """
+    C{text} with each backslash escape replaced by the character it escapes
+    (a lone backslash at the end is dropped, as Twisted drops it).
+    """
+    if "\\" not in text:
+        return text
+    out = []
+    chars = iter(text)
+    for c in chars:
+        out.append(next(chars, "") if c == "\\" else c)
+    return "".join(out)
+
+
+def _keyword(field: str) -> int:
+    """
+    Where C{field}'s first unescaped C{=} is, or -1.
+    """
+    i = 0
+    while i < len(field):
+        c = field[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "=":
+            return i
+        i += 1
+    return -1
+
+
+def arguments(description: str) -> Tuple[List[str], Dict[str, str]]:
+    """
+    C{description}'s arguments as Twisted's parser gives them to an endpoint
+    type: the positional ones (the type first) and the keyword ones, escapes
+    resolved.
+    """
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    for field in fields(description):
+        at = _keyword(field)
+        if at == -1:
+            args.append(unescape(field))
+        else:
+            kwargs[unescape(field[:at])] = unescape(field[at + 1 :])
+    return args, kwargs
+
+
+def hasEmptyField(description: str) -> bool:
+    """
+    Whether two unescaped colons stand side by side inside C{description}
+    (C{tcp:::1:9527}): an IPv6 address typed without brackets or escapes.
+    """
+    return "" in fields(description)[1:-1]
+
+
+def escapeBrackets(description: str) -> str:
+    r"""
+    Rewrite each bracketed IPv6 address that starts an argument
+    (C{[::1]}) into Twisted's escaped form (C{\:\:1}); leave everything
+    else, escapes included, as it is.
+    """
+    out = []
+    atArgument = False
+    i = 0
+    while i < len(description):
+        c = description[i]
+        if c == "\\":
+            out.append(description[i : i + 2])
+            i += 2
+            atArgument = False
+            continue
+        if c == "[" and atArgument:
+            end = description.find("]", i)
+            inner = description[i + 1 : end]
+            if end != -1 and ":" in inner and "\\" not in inner:
+                out.append(inner.replace(":", "\\:"))
+                i = end + 1
+                atArgument = False
+                continue
+        out.append(c)
+        atArgument = c in ":="
+        i += 1
+    return "".join(out)
