@@ -46,6 +46,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uppercase.net.interfaces import IDirectWrite, IPendingBytes
+
 __all__ = [
     "CLIENT_ADDRESS",
     "SERVER_ADDRESS",
@@ -74,10 +76,16 @@ def asciiUpper(data: bytes) -> bytes:
     return bytes(b - 32 if 97 <= b <= 122 else b for b in data)
 
 
-@implementer(ITCPTransport, IHalfCloseableDescriptor)
+@implementer(ITCPTransport, IHalfCloseableDescriptor, IPendingBytes, IDirectWrite)
 class StreamTransport(StringTransport):
     """
     An in-memory TCP-like transport.
+
+    Besides Twisted's C{ITCPTransport} and C{IHalfCloseableDescriptor}, it
+    provides the extensions uppercase's server uses
+    (L{uppercase.net.interfaces}): L{IPendingBytes} and L{IDirectWrite}.
+    (For Twisted's own TCP and UNIX-socket transports, which cannot provide
+    them, L{uppercase.net.transport} answers.)
 
     Writing: L{value} is everything the protocol wrote.  With
     C{peerReads=True} (the default) the peer takes every byte at once;
@@ -158,6 +166,13 @@ class StreamTransport(StringTransport):
         for chunk in data:
             self.write(chunk)
 
+    def writeDirectly(self, data: bytes) -> None:
+        """
+        L{write}: in memory, nothing waits for a reactor's turn, so every
+        write is already a direct one (L{IDirectWrite}).
+        """
+        self.write(data)
+
     def loseConnection(self) -> None:
         if self.disconnected:
             return
@@ -204,7 +219,7 @@ class StreamTransport(StringTransport):
 
     def pendingBytes(self) -> int:
         """
-        Bytes written and not yet sent (taken by the peer).
+        Bytes written and not yet sent (taken by the peer): L{IPendingBytes}.
         """
         return len(self._unsent)
 
