@@ -52,8 +52,8 @@ __all__ = [
     "CLIENT_ADDRESS",
     "SERVER_ADDRESS",
     "MemoryConnection",
+    "BuildsProtocols",
     "Refused",
-    "ServerFactory",
     "StreamTransport",
     "asciiUpper",
     "connectInMemory",
@@ -357,9 +357,12 @@ _P = TypeVar("_P", bound=IProtocol)
 _Built = TypeVar("_Built", covariant=True)
 
 
-class ServerFactory(TypingProtocol[_Built]):
+class BuildsProtocols(TypingProtocol[_Built]):
     """
-    Anything with a C{buildProtocol} (a Twisted factory).
+    The type of anything with a C{buildProtocol} (a Twisted factory), by
+    the protocols it builds.  (Named apart from Twisted's
+    C{twisted.internet.protocol.ServerFactory}, a class to subclass, which
+    this is not.)
     """
 
     def buildProtocol(self, addr: Any) -> _Built | None:
@@ -385,7 +388,7 @@ def connectProtocol(
 
 
 def connectServer(
-    factory: ServerFactory[_Built],
+    factory: BuildsProtocols[_Built],
     peer: IAddress = CLIENT_ADDRESS,
     host: IAddress = SERVER_ADDRESS,
     *,
@@ -467,7 +470,7 @@ class MemoryConnection:
 
 
 def connectInMemory(
-    serverFactory: ServerFactory[IProtocol],
+    serverFactory: BuildsProtocols[IProtocol],
     client: IProtocol,
     clientAddress: IAddress = CLIENT_ADDRESS,
     serverAddress: IAddress = SERVER_ADDRESS,
