@@ -46,12 +46,14 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uppercase.net.interfaces import IDirectWrite, IPendingBytes
+
 __all__ = [
     "CLIENT_ADDRESS",
     "SERVER_ADDRESS",
     "MemoryConnection",
+    "BuildsProtocols",
     "Refused",
-    "ServerFactory",
     "StreamTransport",
     "asciiUpper",
     "connectInMemory",
@@ -74,10 +76,16 @@ def asciiUpper(data: bytes) -> bytes:
     return bytes(b - 32 if 97 <= b <= 122 else b for b in data)
 
 
-@implementer(ITCPTransport, IHalfCloseableDescriptor)
+@implementer(ITCPTransport, IHalfCloseableDescriptor, IPendingBytes, IDirectWrite)
 class StreamTransport(StringTransport):
     """
     An in-memory TCP-like transport.
+
+    Besides Twisted's C{ITCPTransport} and C{IHalfCloseableDescriptor}, it
+    provides the extensions uppercase's server uses
+    (L{uppercase.net.interfaces}): L{IPendingBytes} and L{IDirectWrite}.
+    (For Twisted's own TCP and UNIX-socket transports, which cannot provide
+    them, L{uppercase.net.transport} answers.)
 
     Writing: L{value} is everything the protocol wrote.  With
     C{peerReads=True} (the default) the peer takes every byte at once;
@@ -158,6 +166,13 @@ class StreamTransport(StringTransport):
         for chunk in data:
             self.write(chunk)
 
+    def writeDirectly(self, data: bytes) -> None:
+        """
+        L{write}: in memory, nothing waits for a reactor's turn, so every
+        write is already a direct one (L{IDirectWrite}).
+        """
+        self.write(data)
+
     def loseConnection(self) -> None:
         if self.disconnected:
             return
@@ -204,7 +219,7 @@ class StreamTransport(StringTransport):
 
     def pendingBytes(self) -> int:
         """
-        Bytes written and not yet sent (taken by the peer).
+        Bytes written and not yet sent (taken by the peer): L{IPendingBytes}.
         """
         return len(self._unsent)
 
@@ -342,9 +357,12 @@ _P = TypeVar("_P", bound=IProtocol)
 _Built = TypeVar("_Built", covariant=True)
 
 
-class ServerFactory(TypingProtocol[_Built]):
+class BuildsProtocols(TypingProtocol[_Built]):
     """
-    Anything with a C{buildProtocol} (a Twisted factory).
+    The type of anything with a C{buildProtocol} (a Twisted factory), by
+    the protocols it builds.  (Named apart from Twisted's
+    C{twisted.internet.protocol.ServerFactory}, a class to subclass, which
+    this is not.)
     """
 
     def buildProtocol(self, addr: Any) -> _Built | None:
@@ -370,7 +388,7 @@ def connectProtocol(
 
 
 def connectServer(
-    factory: ServerFactory[_Built],
+    factory: BuildsProtocols[_Built],
     peer: IAddress = CLIENT_ADDRESS,
     host: IAddress = SERVER_ADDRESS,
     *,
@@ -452,7 +470,7 @@ class MemoryConnection:
 
 
 def connectInMemory(
-    serverFactory: ServerFactory[IProtocol],
+    serverFactory: BuildsProtocols[IProtocol],
     client: IProtocol,
     clientAddress: IAddress = CLIENT_ADDRESS,
     serverAddress: IAddress = SERVER_ADDRESS,

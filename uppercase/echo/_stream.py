@@ -16,14 +16,14 @@ the result does not depend on how the stream is chunked.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from uppercase.echo._throttle import ThrottledReading
-from uppercase.net.transport import canHalfClose, directWriteTarget, writeDirectly
+from uppercase.net.interfaces import canHalfClose
 
 __all__ = ["UppercaseProtocol"]
 
@@ -62,21 +62,21 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     closing = False
     peerFinished = False
     halfClosed = False
-    _direct: Any = None
+
+    send: Callable[[bytes], None]
+    """Where the replies go: the transport's C{write}, taken once in
+    C{connectionMade}.  A subclass may choose a quicker equivalent there (the
+    server does: L{uppercase.net.transport.directWriter})."""
 
     def connectionMade(self) -> None:
         self.throttleReading()
-        self._direct = directWriteTarget(self.transport)
+        self.send = self.transport.write
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             self.discarded += len(data)
             return
-        direct = self._direct
-        if direct is not None:
-            writeDirectly(direct, data.upper())
-        else:
-            self.transport.write(data.upper())
+        self.send(data.upper())
         self.echoed += len(data)
 
     def readConnectionLost(self) -> None:

@@ -51,6 +51,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from uppercase.net.interfaces import IDirectWriteTarget, IPendingBytes
 from uppercase.net.peer import describePeer, formatPeer
 from uppercase.net.transport import pendingBytes, splice
 
@@ -186,7 +187,7 @@ class SlotLimit(TypingProtocol):
         """
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPendingBytes)
 class ProxyHeaderProtocol(ProtocolWrapper):
     """
     Read the PROXY header, then build and connect the wrapped protocol; its
@@ -341,6 +342,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             self.wrappedProtocol.connectionLost(reason)
 
 
+@implementer(IDirectWriteTarget, IPendingBytes)
 class ProxiedTransport:
     """
     A connection as the protocol behind a PROXY header sees it: the

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from uppercase.echo._stream import UppercaseProtocol
 from uppercase.net.peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
-from uppercase.net.transport import pendingBytes
+from uppercase.net.transport import directWriter, pendingBytes
 from uppercase.server._admission import Admission
 from uppercase.server._idle import IDLE_CHECKS, IdleSweeper
 from uppercase.server._settings import DEFAULTS
@@ -54,8 +54,10 @@ def preview(data: bytes) -> str:
 
 class ServerProtocol(UppercaseProtocol):
     """
-    The echo as the server runs it: logged, counted, and known to its
-    L{UppercaseFactory} from C{connectionMade} to C{connectionLost}.
+    The echo as the server runs it: its replies sent at once where the
+    transport allows (L{uppercase.net.transport.directWriter}), logged,
+    counted, and known to its L{UppercaseFactory} from C{connectionMade} to
+    C{connectionLost}.
 
     @ivar host: the client's host (an IP address, or C{unix}).
     @ivar port: the client's port (L{None} for UNIX-socket clients).
@@ -91,6 +93,8 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # The fast path is the server's choice, made once per connection.
+        self.send = directWriter(self.transport)
         path = None
         if self.port is None and self.host == UNIX_PEER:
             # Read now: a closed UNIX transport can no longer say.

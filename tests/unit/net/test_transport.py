@@ -1,7 +1,9 @@
 """
 The one module that reads Twisted's private write-buffer fields: what it
 does with Twisted's real TCP transport class (over a socketpair, with no
-reactor running), and its fallback when the fields are not there.
+reactor running), its fallback when the fields are not there, and how other
+transports take part through the declared interfaces
+(L{uppercase.net.interfaces}).
 """
 
 from __future__ import annotations
@@ -9,25 +11,34 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
 from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import alsoProvides
+from zope.interface import alsoProvides, implementer
+from zope.interface.verify import verifyObject
 
 from uppercase.echo import UppercaseProtocol
 from uppercase.net import transport as _transport
+from uppercase.net.interfaces import IDirectWrite, IDirectWriteTarget, IPendingBytes
 from uppercase.net.transport import (
     DIRECT_LIMIT,
     canHalfClose,
+    directWriter,
     directWriteTarget,
     pendingBytes,
     splice,
     writeDirectly,
 )
+from uppercase.proxy import ProxiedTransport
+from uppercase.server import UppercaseFactory
 from uppercase.testing import StreamTransport
+
+ADDRESS = IPv4Address("TCP", "203.0.113.9", 5)
 
 
 def socketTransport(
@@ -72,16 +83,27 @@ class DirectWriteTests(SynchronousTestCase):
 
     def test_standIn(self) -> None:
         """
-        A transport that stands for a socket transport (the PROXY protocol's)
-        writes directly to it.
+        A transport that stands for a socket transport (the PROXY protocol's,
+        an L{IDirectWriteTarget}) writes directly to it.
         """
-        from twisted.internet.address import IPv4Address
-
-        from uppercase.proxy import ProxiedTransport
-
         transport, _ = socketTransport(self)
-        address = IPv4Address("TCP", "203.0.113.9", 5)
-        self.assertIs(directWriteTarget(ProxiedTransport(transport, address, address)), transport)
+        proxied = ProxiedTransport(transport, ADDRESS, ADDRESS)
+        self.assertTrue(verifyObject(IDirectWriteTarget, proxied))
+        self.assertIs(directWriteTarget(proxied), transport)
+
+    def test_undeclaredStandInIgnored(self) -> None:
+        """
+        A transport with a C{directWriteTarget} method that does not declare
+        L{IDirectWriteTarget} is not looked through: extensions are
+        declared, not guessed from method names.
+        """
+        transport, _ = socketTransport(self)
+
+        class Undeclared(StringTransport):
+            def directWriteTarget(self) -> object:
+                return transport
+
+        self.assertIsNone(directWriteTarget(Undeclared()))
 
     def test_smallChunkSentAtOnce(self) -> None:
         """
@@ -114,6 +136,123 @@ class DirectWriteTests(SynchronousTestCase):
         self.assertEqual(readAll(peer, 12), b"first second")
 
 
+class DirectWriterTests(SynchronousTestCase):
+    """
+    L{directWriter}: the write a protocol chooses once per connection, the
+    quickest that keeps C{write}'s order, flow control and half-close.
+    """
+
+    def test_socketTransport(self) -> None:
+        """
+        On Twisted's socket transport, a small chunk is on the socket at
+        once, with nothing left in Twisted's buffer.
+        """
+        transport, peer = socketTransport(self)
+        directWriter(transport)(b"hello")
+        self.assertEqual(pendingBytes(transport), 0)
+        self.assertEqual(readAll(peer, 5), b"hello")
+
+    def test_standIn(self) -> None:
+        """
+        Through the PROXY protocol's transport, the chunk goes straight to
+        the socket transport it stands for.
+        """
+        transport, peer = socketTransport(self)
+        proxied: Any = ProxiedTransport(transport, ADDRESS, ADDRESS)
+        directWriter(proxied)(b"proxied")
+        self.assertEqual(pendingBytes(transport), 0)
+        self.assertEqual(readAll(peer, 7), b"proxied")
+
+    def test_declaredDirectWrite(self) -> None:
+        """
+        A transport that provides L{IDirectWrite} writes with its own
+        C{writeDirectly}.
+        """
+        calls: list[bytes] = []
+
+        @implementer(IDirectWrite)
+        class Direct(StringTransport):
+            def writeDirectly(self, data: bytes) -> None:
+                calls.append(data)
+
+        directWriter(Direct())(b"mine")
+        self.assertEqual(calls, [b"mine"])
+
+    def test_inMemory(self) -> None:
+        """
+        L{StreamTransport} provides L{IDirectWrite}: its writes are already
+        immediate, so the chunk is written, and taken by a reading peer.
+        """
+        transport = StreamTransport()
+        directWriter(transport)(b"in memory")
+        self.assertEqual(transport.value(), b"in memory")
+        self.assertEqual(transport.pendingBytes(), 0)
+
+    def test_othersWrite(self) -> None:
+        """
+        Any other transport, and TLS on a socket transport, gets its own
+        C{write}: the bytes wait in its buffer as C{write} leaves them.
+        """
+        plain = StringTransport()
+        self.assertEqual(directWriter(plain), plain.write)
+        transport, _ = socketTransport(self)
+        alsoProvides(transport, ISSLTransport)
+        write = directWriter(transport)
+        self.assertEqual(write, transport.write)
+        write(b"tls")
+        self.assertEqual(_transport._pendingOf(transport), 3)
+
+
+class WhoWritesDirectlyTests(SynchronousTestCase):
+    """
+    The direct write is the server's choice, not the echo's: the echo
+    protocol writes with C{transport.write}; the server's protocol with
+    what L{directWriter} chose.
+    """
+
+    def test_echoWrites(self) -> None:
+        """
+        The echo alone, on Twisted's socket transport, leaves its reply in
+        Twisted's buffer until the reactor writes it.
+        """
+        protocol = Factory.forProtocol(UppercaseProtocol).buildProtocol(None)
+        assert protocol is not None
+        transport, peer = socketTransport(self, protocol)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"hello")
+        self.assertEqual(pendingBytes(transport), 5)
+        transport.doWrite()
+        self.assertEqual(readAll(peer, 5), b"HELLO")
+
+    def test_serverWritesDirectly(self) -> None:
+        """
+        The server's protocol, on the same transport, puts its reply on the
+        socket at once.
+        """
+        protocol = UppercaseFactory(Clock(), logData=False).buildProtocol(None)
+        assert protocol is not None
+        transport, peer = socketTransport(self, protocol)
+        with capturedLogs():
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"hello")
+        self.assertEqual(pendingBytes(transport), 0)
+        self.assertEqual(readAll(peer, 5), b"HELLO")
+
+    def test_echoImportsNoPrivateFieldCode(self) -> None:
+        """
+        The echo layer does not import the module that reads Twisted's
+        private fields.
+        """
+        import subprocess
+        import sys
+
+        code = "import sys, uppercase.echo; print('uppercase.net.transport' in sys.modules)"
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertEqual(output.strip(), "False")
+
+
 class FallbackTests(SynchronousTestCase):
     """
     If Twisted's buffer fields are not where this module looks (a future
@@ -136,22 +275,27 @@ class FallbackTests(SynchronousTestCase):
             self.assertIsNone(directWriteTarget(first))
             self.assertIsNone(directWriteTarget(second))
             self.assertIsNone(pendingBytes(second))
+            self.assertEqual(directWriter(second), second.write)
         [warning] = events
         self.assertIn("_renamedInFuture", warning["missing"])
 
     def test_echoStillWorks(self) -> None:
         """
-        The echo on such a transport still echoes, through
-        C{transport.write}.
+        The echo, and the server's protocol, on such a transport still echo,
+        through C{transport.write}.
         """
-        protocol = Factory.forProtocol(UppercaseProtocol).buildProtocol(None)
-        assert protocol is not None
-        with capturedLogs():
-            transport, peer = socketTransport(self, protocol)
-            protocol.makeConnection(transport)
-            protocol.dataReceived(b"still fine")
-        transport.doWrite()
-        self.assertEqual(readAll(peer, 10), b"STILL FINE")
+        for factory in (
+            Factory.forProtocol(UppercaseProtocol),
+            UppercaseFactory(Clock(), logData=False),
+        ):
+            protocol = factory.buildProtocol(None)
+            assert protocol is not None
+            with capturedLogs():
+                transport, peer = socketTransport(self, protocol)
+                protocol.makeConnection(transport)
+                protocol.dataReceived(b"still fine")
+            transport.doWrite()
+            self.assertEqual(readAll(peer, 10), b"STILL FINE")
 
 
 class SpliceTests(SynchronousTestCase):
@@ -190,13 +334,36 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_pendingBytesOfOthers(self) -> None:
         """
-        A transport that reports its pending bytes publicly is asked; one
-        that cannot say gives L{None}.
+        A transport that provides L{IPendingBytes} is asked; one that cannot
+        say gives L{None}.
         """
         transport = StreamTransport(peerReads=False)
         transport.write(b"abc")
         self.assertEqual(pendingBytes(transport), 3)
         self.assertIsNone(pendingBytes(StringTransport()))
+
+    def test_pendingBytesUndeclared(self) -> None:
+        """
+        A C{pendingBytes} method alone, without L{IPendingBytes}, is not
+        asked: the extension is declared, not guessed from a method name.
+        """
+
+        class Undeclared(StringTransport):
+            def pendingBytes(self) -> int:
+                return 7
+
+        self.assertIsNone(pendingBytes(Undeclared()))
+
+    def test_pendingBytesThroughStandIns(self) -> None:
+        """
+        The PROXY protocol's transport provides L{IPendingBytes}, and says
+        what the socket transport it stands for holds.
+        """
+        transport, _ = socketTransport(self)
+        proxied: Any = ProxiedTransport(transport, ADDRESS, ADDRESS)
+        self.assertTrue(verifyObject(IPendingBytes, proxied))
+        transport.write(b"queued")
+        self.assertEqual(pendingBytes(proxied), 6)
 
 
 class HalfClosingTLSTests(SynchronousTestCase):
