@@ -17,6 +17,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command line's by default).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # Each branch imports what it runs and nothing of the other's.
     if args[:1] == ["client"]:
         from uppercase.cli.command import run as runClient
 

@@ -52,6 +52,8 @@ def worker() -> ILogObserver:
     supervisor relays them), each with a C{worker} field: its label
     (L{uppercase.workers.worker.workerLabel}), as its text lines say.
     """
+    # Only a worker reads its label: every other run of twistd loads this
+    # module for its observers, and needs nothing of the workers.
     from uppercase.workers.worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()

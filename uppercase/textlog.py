@@ -222,6 +222,8 @@ def worker() -> ILogObserver:
     For a worker of C{--workers N}: text lines to standard output (its
     supervisor relays them), each saying which worker wrote it.
     """
+    # Only a worker reads its label: every other run of twistd loads this
+    # module for its observers, and needs nothing of the workers.
     from uppercase.workers.worker import WorkerSpec
 
     spec = WorkerSpec.fromEnvironment()

@@ -11,6 +11,7 @@ from typing import Iterator, NoReturn, Sequence
 
 from twisted.python import usage
 
+from uppercase import __version__, textlog
 from uppercase._settings import SettingError
 from uppercase.client._report import silenceOutput
 
@@ -40,7 +41,6 @@ def versionLine() -> str:
     prints.
     """
     from twisted import __version__ as twistedVersion
-    from uppercase import __version__
 
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"uppercase {__version__} (Twisted {twistedVersion}, {python})"
@@ -177,8 +177,6 @@ def preferFastTextLog(options: usage.Options) -> None:
     if path == "-" or (twistd.get("nodaemon") and not path):
         twistd["logger"] = FAST_TEXT_LOG
         return
-    from uppercase import textlog
-
     textlog.useLogFile(path or TWISTD_LOG_FILE)
     twistd["logger"] = FAST_LOG_FILE
 

@@ -15,6 +15,7 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from uppercase import jsonlog, textlog
 from uppercase.cli.options import (
     checkPidFile,
     commandName,
@@ -124,7 +125,6 @@ class ServerCommand(MultiService):
         cleanUp: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
-        from uppercase import textlog
 
         self.server = server
         self._cleanUp = cleanUp
@@ -272,7 +272,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
     """
     A supervisor of C{settings.workers} workers, and its metrics site.
     """
-    from uppercase import jsonlog
+    # Only with --workers: a single process loads none of the supervisor.
     from uppercase.cli.exitstatus import exitWithStatusAtExit
     from uppercase.workers.supervisor import Supervisor, workerShare
 
@@ -314,6 +314,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         cleanUp=supervisor.closeSockets,
     )
     if settings.metrics is not None:
+        # Only with --metrics: it loads prometheus_client and twisted.web.
         from uppercase.server._metrics import METRICS_ALPN, metricsFactory
         from uppercase.server._service import NamedListener
         from uppercase.workers.metrics import WorkerCollector
@@ -335,8 +336,6 @@ def relayKind(runner: Any) -> str | None:
     """
     from twisted.logger import jsonFileLogObserver
     from twisted.python.reflect import namedAny
-
-    from uppercase import jsonlog, textlog
 
     if runner is None:
         return "text"

@@ -108,7 +108,8 @@ def checkDescription(description: str, reactor: Any = None) -> None:
     if kind in ("tls", "ssl") and not hasTLS():
         raise ValueError("TLS needs pyOpenSSL: pip install 'uppercase[tls]'")
     if kind in ("tls", "ssl") and "trustRoots" in kwargs:
-        # Twisted's parser would say only UnlistableError.
+        # Twisted's parser would say only UnlistableError.  (client._tls
+        # imports pyOpenSSL, the optional [tls] extra: only tls: loads it.)
         from uppercase.client._tls import checkTrustRoots
 
         checkTrustRoots(kwargs["trustRoots"])
@@ -137,6 +138,7 @@ def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     escaped = escapeBrackets(description)
     args, kwargs = arguments(escaped)
     if args and args[0].lower() == "tls":
+        # Only here: client._tls imports pyOpenSSL (the optional [tls] extra).
         from uppercase.client._tls import tlsEndpoint
 
         return tlsEndpoint(reactor, args[1:], kwargs)
@@ -178,6 +180,7 @@ def describeTLSFailure(failure: Failure) -> tuple[str, str] | None:
     value = failure.value
     if not type(value).__module__.startswith(("OpenSSL", "uppercase.client._tls")):
         return None
+    # Only for OpenSSL's failures: client._tls imports pyOpenSSL (optional).
     from uppercase.client._tls import describeTLSFailure as describe
 
     return describe(failure)

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from uppercase import __version__
+from uppercase.net.adopt import SocketAdopter, workerDescription
 from uppercase.net.endpoints import fields
 from uppercase.proxy._wrapper import ProxyHeaderFactory
 from uppercase.server._endpoints import (
@@ -33,7 +34,6 @@ from uppercase.server._endpoints import (
 from uppercase.server._factory import UppercaseFactory
 from uppercase.server._fdlimit import LimitAccess, connectionCapacity
 from uppercase.server._settings import DEFAULTS
-from uppercase.workers.sockets import SocketAdopter, workerDescription
 
 __all__ = ["ListenError", "NamedListener", "UppercaseService"]
 
@@ -64,6 +64,8 @@ class NamedListener(MultiService):
         super().__init__()
         self.description = description
         if fields(description)[0].lower() in TLS_TYPES:
+            # Only for ssl:, whose module imports pyOpenSSL (the optional
+            # [tls] extra).
             from uppercase.server._tls import TLSListening
 
             reactor = TLSListening(reactor, protocols)
@@ -175,6 +177,7 @@ class UppercaseService(MultiService):
             self._listen(description, endpoint, listenFactory, listenReactor)
         self.metricsConnections = 0
         if metrics is not None:
+            # Only with --metrics: it loads prometheus_client and twisted.web.
             from uppercase.server._metrics import (
                 METRICS_ALPN,
                 METRICS_MAX_CONNECTIONS,
@@ -202,6 +205,7 @@ class UppercaseService(MultiService):
         (L{uppercase.server._tls}).
         """
         if fields(endpoint)[0].lower() in TLS_TYPES:
+            # Only for ssl: (pyOpenSSL is the optional [tls] extra).
             from uppercase.server._tls import TLSListening
 
             reactor = TLSListening(reactor, protocols)

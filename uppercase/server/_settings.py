@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
+from twisted.internet.endpoints import serverFromString
+
 from uppercase._settings import (
     Options,
     SettingError,
@@ -21,6 +23,8 @@ from uppercase._settings import (
     showSeconds,
     wholeNumber,
 )
+from uppercase.net.adopt import workerDescription
+from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
 
 
 def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
@@ -32,11 +36,10 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
         C{systemd:} endpoint: the supervisor has its socket, and passes it.
     @raise SettingError: saying what is wrong with it.
     """
+    # The global reactor is imported here, when an endpoint is checked, not
+    # when settings are: importing it installs the default reactor, and
+    # twistd chooses the reactor after it has read the options.
     from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-
-    from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
-    from uppercase.workers.sockets import workerDescription
 
     trailing = len(description) - len(description.rstrip("\\"))
     if trailing % 2:

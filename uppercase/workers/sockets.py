@@ -5,7 +5,7 @@ With C{--workers N}, the supervisor opens every listening socket itself and
 keeps it open for as long as it runs; each worker adopts its share.  Both
 sides run the same endpoint strings through Twisted's own parser, each with
 a stand-in reactor: the supervisor's (L{SocketMaker}) creates the sockets
-Twisted asks for, the workers' (L{SocketAdopter}) adopts them where Twisted
+Twisted asks for, the workers' (L{uppercase.net.adopt.SocketAdopter}) adopts them where Twisted
 would have bound them.  So every endpoint type that listens through
 C{listenTCP}, C{listenSSL}, C{listenUNIX} or C{adoptStreamPort} works
 (C{tcp}, C{tcp6}, C{ssl}, C{unix}, C{systemd}, and C{haproxy:} in front of
@@ -46,18 +46,13 @@ from twisted.python.failure import Failure
 from twisted.python.lockfile import FilesystemLock
 from zope.interface import implementer
 
-from uppercase.net.transport import adoptSharedUNIXPort
-
 __all__ = [
-    "ADOPTED",
     "Planned",
-    "SocketAdopter",
     "SocketMaker",
     "claimPort",
     "listenThrough",
     "lockSocketPath",
     "planSockets",
-    "workerDescription",
 ]
 
 
@@ -270,98 +265,6 @@ def claimPort(family: int, interface: str, port: int) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((interface, port))
-
-
-class SocketAdopter:
-    """
-    A stand-in reactor for a worker: its C{listen*} methods adopt, one per
-    call and in order, the sockets the supervisor passed (C{descriptors})
-    into C{reactor}; anything else is C{reactor}'s.
-
-    TLS endpoints (C{listenSSL}) get the context Twisted parsed from their
-    string, around the adopted socket.  A UNIX socket's file is left as the
-    supervisor made it (L{adoptSharedUNIXPort}).  A worker never parses a C{systemd:}
-    string (systemd's sockets are the supervisor's): L{workerDescription}
-    stands in for it.
-    """
-
-    def __init__(self, reactor: Any, descriptors: list[int]) -> None:
-        self._reactor = reactor
-        self._descriptors = list(descriptors)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
-
-    def _next(self) -> tuple[int, int, Any]:
-        """
-        The next descriptor, its family and its address.
-        """
-        if not self._descriptors:
-            raise RuntimeError("more endpoints than sockets passed by the supervisor")
-        fd = self._descriptors.pop(0)
-        probe = socket.socket(fileno=fd)
-        family, address = probe.family, probe.getsockname()
-        probe.detach()
-        return fd, family, address
-
-    def _adopt(self, factory: IProtocolFactory) -> IListeningPort:
-        fd, family, address = self._next()
-        # As adoptStreamPort requires; after the probe, which on PyPy makes
-        # the socket blocking.
-        os.set_blocking(fd, False)
-        if family == socket.AF_UNIX:
-            # The socket's file is the supervisor's: a worker neither
-            # changes its mode nor removes it (on a reload, or a stop).
-            port = adoptSharedUNIXPort(self._reactor, fd, factory, address)
-        else:
-            port = self._reactor.adoptStreamPort(fd, family, factory)
-        os.close(fd)  # the port listens on a duplicate
-        return port
-
-    def listenTCP(
-        self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
-    ) -> IListeningPort:
-        return self._adopt(factory)
-
-    def listenSSL(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        contextFactory: Any,
-        backlog: int = 50,
-        interface: str = "",
-    ) -> IListeningPort:
-        # Here, not at the top: twisted.protocols.tls needs pyOpenSSL (the
-        # optional [tls] extra), which only an ssl: endpoint needs.
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        return self._adopt(TLSMemoryBIOFactory(contextFactory, False, factory))
-
-    def listenUNIX(
-        self,
-        address: str,
-        factory: IProtocolFactory,
-        backlog: int = 50,
-        mode: int = 0o666,
-        wantPID: int = 0,
-    ) -> IListeningPort:
-        return self._adopt(factory)
-
-
-ADOPTED = "tcp:0"
-"""What a worker parses in place of an endpoint that adopts a socket (a
-C{systemd:} one): any listener will do, since the worker adopts whatever
-socket the supervisor passed for it."""
-
-
-def workerDescription(description: str) -> str:
-    """
-    The endpoint string a worker listens with for C{description} (without
-    C{haproxy:}): the same, but for C{systemd:} endpoints.
-    """
-    if description.split(":", 1)[0].lower() == "systemd":
-        return ADOPTED
-    return description
 
 
 def planSockets(

@@ -21,12 +21,10 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.net import transport as _transport
+from uppercase.net.adopt import ADOPTED, SocketAdopter, workerDescription
 from uppercase.workers.sockets import (
-    ADOPTED,
-    SocketAdopter,
     listenThrough,
     planSockets,
-    workerDescription,
 )
 
 
