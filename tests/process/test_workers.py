@@ -19,7 +19,7 @@ from typing import Callable
 from twisted.trial.unittest import SynchronousTestCase
 
 from ..unit.server.test_metrics import sample
-from ._process import DEADLINE, Twistd, receiveAll
+from ._process import DEADLINE, Twistd, closedPort, receiveAll
 from .test_robustness import poll
 from .test_shutdown import CLOSE_LINE, Sender
 
@@ -737,7 +737,10 @@ class MetricsTests(SynchronousTestCase):
         self.addCleanup(folder.cleanup)
         key, cert, _ = makeCertificate(folder.name)
         metrics = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
-        server = Twistd("uppercase", "--workers", "2", "--quiet", "--metrics", metrics)
+        listen = f"tcp:{closedPort()}:interface=127.0.0.1"
+        server = Twistd(
+            "uppercase", "--workers", "2", "--quiet", "-l", listen, "--metrics", metrics
+        )
         self.addCleanup(server.stop)
         port = int(server.waitFor(METRICS_PORT).group(1))
         for n in (1, 2):
