@@ -10,7 +10,9 @@ workers that each, until the time is up, pick one kind of client:
   idle          connects, says nothing for a few seconds, then one message
   half-closing  sends 1 MiB, shuts down its sending side, reads to the end
 
-Every byte that comes back is checked.  At the end the server's open
+Every byte that comes back is checked as it arrives, by the client's own
+reply verifier (L{uppercase.client.ReplyVerifier}), which says where a wrong
+byte is.  At the end the server's open
 descriptors and memory are compared with their values before the load, and
 its log is searched for tracebacks.  Exit status 0 means: no wrong byte,
 no leak, no error.
@@ -33,48 +35,72 @@ import tempfile
 import time
 from collections import Counter
 
+from uppercase.client import ReplyVerifier
+
 LOOPBACK = "127.0.0.1"
-
-
-def upper(data: bytes) -> bytes:
-    return data.upper()
 
 
 class Failed(Exception):
     pass
 
 
+class Check:
+    """
+    What one connection of C{kind} expects back, checked as it arrives.
+    """
+
+    def __init__(self, kind: str, unit: int) -> None:
+        self.kind = kind
+        self.verifier = ReplyVerifier(unit)
+
+    def sent(self, data: bytes) -> None:
+        self.verifier.expect(data.upper())
+
+    def received(self, data: bytes) -> None:
+        _, _, found = self.verifier.feed(data)
+        if found:
+            raise Failed(f"{self.kind}: {found[0]}")
+
+    def complete(self) -> int:
+        """
+        Every byte due arrived: how many.
+        """
+        if self.verifier.due:
+            raise Failed(
+                f"{self.kind}: {self.verifier.received:,} of "
+                f"{self.verifier.received + self.verifier.due:,} bytes came back"
+            )
+        return self.verifier.received
+
+
 async def fast(port: int, rng: random.Random) -> int:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    total = 0
+    check = Check("fast", 1024)
     for _ in range(rng.randint(5, 50)):
         message = rng.randbytes(1024)
+        check.sent(message)
         writer.write(message)
-        reply = await reader.readexactly(len(message))
-        if reply != upper(message):
-            raise Failed("fast: wrong reply")
-        total += len(message)
+        check.received(await reader.readexactly(len(message)))
     writer.close()
     await writer.wait_closed()
-    return total
+    return check.complete()
 
 
 async def slow(port: int, rng: random.Random) -> int:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     data = rng.randbytes(256 * 1024)
+    check = Check("slow", 512)
+    check.sent(data)
     writer.write(data)
     writer.write_eof()
-    received = bytearray()
     while True:
         chunk = await reader.read(512)
         if not chunk:
             break
-        received += chunk
+        check.received(chunk)
         await asyncio.sleep(0.0005)
     writer.close()
-    if bytes(received) != upper(data):
-        raise Failed(f"slow: {len(received)} of {len(data)} bytes, or wrong")
-    return len(data)
+    return check.complete()
 
 
 async def resetting(port: int, rng: random.Random) -> int:
@@ -90,24 +116,29 @@ async def resetting(port: int, rng: random.Random) -> int:
 async def idle(port: int, rng: random.Random) -> int:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     await asyncio.sleep(rng.uniform(1, 4))
+    check = Check("idle", 11)
+    check.sent(b"still here\n")
     writer.write(b"still here\n")
-    if await reader.readexactly(11) != b"STILL HERE\n":
-        raise Failed("idle: wrong reply")
+    check.received(await reader.readexactly(11))
     writer.close()
     await writer.wait_closed()
-    return 11
+    return check.complete()
 
 
 async def halfClosing(port: int, rng: random.Random) -> int:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     data = rng.randbytes(1024 * 1024)
+    check = Check("half-closing", 64 * 1024)
+    check.sent(data)
     writer.write(data)
     writer.write_eof()
-    received = await reader.read()
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        check.received(chunk)
     writer.close()
-    if received != upper(data):
-        raise Failed(f"half-closing: {len(received)} of {len(data)} bytes, or wrong")
-    return len(data)
+    return check.complete()
 
 
 KINDS = {

@@ -14,13 +14,16 @@ from uppercase.client._ping import (
     UppercaseClientFactory,
     UppercaseClientProtocol,
 )
+from uppercase.client._verifier import Mismatch, ReplyVerifier
 
 __all__ = [
     "ClientError",
     "ClientSettings",
     "ConnectionClosedEarly",
+    "Mismatch",
     "ReplyMismatch",
     "ReplyTimeout",
+    "ReplyVerifier",
     "STOP_GRACE",
     "UppercaseClientFactory",
     "UppercaseClientProtocol",
