@@ -109,19 +109,18 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.factory.connectionClosed(self)
+        received = self.echoed + self.discarded
         fields: dict[str, Any] = {
             "peer": self.peer,
-            "received": self.echoed + self.discarded,
+            "received": received,
             "sent": self.echoed,
             "discarded": self.discarded,
-            "bytes": "byte" if self.echoed + self.discarded == 1 else "bytes",
         }
+        # The word is part of the format, not a field: every field of an
+        # event is data (the JSON log keeps them all).
+        counts = "{received} byte received" if received == 1 else "{received} bytes received"
         if self.discarded:
-            counts = (
-                "{received} {bytes} received, {sent} sent back, {discarded} discarded while closing"
-            )
-        else:
-            counts = "{received} {bytes} received"
+            counts += ", {sent} sent back, {discarded} discarded while closing"
         if reason.check(ConnectionDone) or (
             # A UNIX-socket peer that closes after its EOF is seen shows up as
             # a loss; it is a clean end if nothing was left to send.

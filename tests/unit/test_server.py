@@ -189,6 +189,24 @@ class LoggingTests(SynchronousTestCase):
             "Shutting down 2 connections (at most 10 seconds)",
         )
 
+    def test_closeEventFieldsAreData(self) -> None:
+        """
+        The close event's fields are the connection's data only: the word
+        "byte" or "bytes" is in its format, not in a field of its own (the
+        JSON log showed C{"bytes": "bytes"}).
+        """
+        for sent, text in [(b"x", "1 byte received"), (b"xy", "2 bytes received")]:
+            _, transport = connectServer(quietFactory(Clock()))
+            transport.receive(sent)
+            with capturedLogs() as events:
+                transport.receiveEOF()
+            [event] = events
+            self.assertNotIn("bytes", event)
+            self.assertEqual(
+                event["log_format"].format(**event),
+                f"Connection from 192.0.2.7:40000 closed ({text})",
+            )
+
     def test_abnormalCloseLoggedWithReason(self) -> None:
         """
         A lost connection (a reset, say) is logged as lost, with the reason.
