@@ -309,9 +309,9 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         from .service import NamedListener
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        NamedListener(settings.metrics, site, reactor, protocols=METRICS_ALPN).setServiceParent(
-            command
-        )
+        NamedListener(
+            settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
+        ).setServiceParent(command)
     return command
 
 

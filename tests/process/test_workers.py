@@ -293,7 +293,7 @@ class PortInUseTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         self.assertEqual(server.wait(), 1)
         self.assertIn(
-            f"{command}: cannot listen on {metrics}: Address already in use\n",
+            f"{command}: cannot listen for metrics on {metrics}: Address already in use\n",
             server.output,
         )
         self.assertNotIn("Traceback", server.output)
