@@ -176,9 +176,10 @@ class UppercaseService(MultiService):
             self._listen(description, endpoint, listenFactory, listenReactor)
         self.metricsConnections = 0
         if metrics is not None:
-            from ._metrics import METRICS_ALPN, METRICS_MAX_CONNECTIONS, metricsFactory
+            from ._metrics import METRICS_ALPN, METRICS_MAX_DESCRIPTORS, metricsFactory
 
-            self.metricsConnections = METRICS_MAX_CONNECTIONS
+            # Its connections, and those aborted to make room until closed.
+            self.metricsConnections = METRICS_MAX_DESCRIPTORS
             site = metricsFactory(factory, reactor)
             self._listen(
                 metrics,

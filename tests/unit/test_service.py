@@ -138,9 +138,7 @@ class ListenTests(SynchronousTestCase):
         reactor = Reactor(taken=(2,))
         svc, _ = service(reactor, "tcp:1", metrics="tcp:2")
         error = self.assertRaises(ListenError, svc.privilegedStartService)
-        self.assertEqual(
-            str(error), "cannot listen for metrics on tcp:2: Address already in use"
-        )
+        self.assertEqual(str(error), "cannot listen for metrics on tcp:2: Address already in use")
         self.assertTrue(reactor.ports[0].stopped)
 
     def test_startAloneListens(self) -> None:
