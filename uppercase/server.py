@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from ._admission import Admission
 from ._idle import IDLE_CHECKS, IdleSweeper
+from ._logbudget import ChunkLog, ConnectionLog
 from ._peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from ._serversettings import DEFAULTS
 from ._tcpinfo import receivedAgo, unsentInKernel
@@ -70,6 +71,11 @@ class ServerProtocol(UppercaseProtocol):
     or C{unix:PATH} (the socket's path) for a UNIX-socket client; set once
     in C{connectionMade}, read by every per-chunk log event."""
 
+    folded: int | None = None
+    """L{None} if this connection's lines are logged; otherwise the window
+    of the factory's L{ConnectionLog} it was folded in (see
+    L{uppercase._logbudget})."""
+
     def activity(self) -> tuple[int, int | None]:
         """
         A value that changes whenever the connection does something:
@@ -97,6 +103,9 @@ class ServerProtocol(UppercaseProtocol):
             path = socketPath(self.transport.getHost())
         self.peer = formatPeer(self.host, self.port) if path is None else f"unix:{path}"
         self.factory.connectionOpened(self)
+        self.folded = self.factory.connectionLog.opened()
+        if self.folded is not None:
+            return
         if self.port is None:
             log.info("Connection from {peer}", host=self.host, peer=self.peer)
         else:
@@ -109,6 +118,14 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.factory.connectionClosed(self)
+        clean = reason.check(ConnectionDone) is not None or (
+            # A UNIX-socket peer that closes after its EOF is seen shows up as
+            # a loss; it is a clean end if nothing was left to send.
+            self.peerFinished and pendingBytes(self.transport) == 0
+        )
+        if self.folded is not None:
+            self.factory.connectionLog.closed(self.folded, clean)
+            return
         received = self.echoed + self.discarded
         fields: dict[str, Any] = {
             "peer": self.peer,
@@ -121,11 +138,7 @@ class ServerProtocol(UppercaseProtocol):
         counts = "{received} byte received" if received == 1 else "{received} bytes received"
         if self.discarded:
             counts += ", {sent} sent back, {discarded} discarded while closing"
-        if reason.check(ConnectionDone) or (
-            # A UNIX-socket peer that closes after its EOF is seen shows up as
-            # a loss; it is a clean end if nothing was left to send.
-            self.peerFinished and pendingBytes(self.transport) == 0
-        ):
+        if clean:
             log.info("Connection from {peer} closed (" + counts + ")", **fields)
         else:
             # A reset or a vanished peer is routine on the Internet: it is
@@ -155,7 +168,12 @@ class LoggingServerProtocol(ServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        if not self.closing:
+        if self.closing:
+            return
+        chunkLog = self.factory.chunkLog
+        if not chunkLog.admit():
+            chunkLog.fold(len(data))
+        else:
             log.observer(
                 {
                     "size": len(data),
@@ -222,6 +240,8 @@ class UppercaseFactory(ServerFactory):
         self._idle = IdleSweeper(clock, idleTimeout, self._closeIdle) if idleTimeout else None
         self._deadlines: dict[ServerProtocol, IDelayedCall] = {}
         self._closeWaiters: list[Deferred[None]] = []
+        self.connectionLog = ConnectionLog(clock)
+        self.chunkLog = ChunkLog(clock)
 
     @property
     def logData(self) -> bool:
