@@ -558,9 +558,7 @@ class TwistJSONTests(SynchronousTestCase):
         for _ in range(6):
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
                 self.assertTrue(exchange(s, b"json\n"))
-        self.assertTrue(
-            poll(lambda: server.output.count("closed ({received} bytes received") >= 6)
-        )
+        self.assertTrue(poll(lambda: server.output.count("closed ({received} bytes received") >= 6))
         server.stop()
         events = [json.loads(line.strip("\x1e")) for line in server.lines if line.strip()]
         self.assertFalse([e for e in events if "lines" in e])

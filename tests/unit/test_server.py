@@ -599,6 +599,23 @@ class LimitTests(SynchronousTestCase):
         summary = events[1]["log_format"].format(**events[1])
         self.assertTrue(summary.startswith("Refused 1 more connection in the last 1s"), summary)
 
+    def test_summaryFieldsAreData(self) -> None:
+        """
+        The refusal summary's fields are data only: the word "connection"
+        or "connections" is in its format, not in a field of its own.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, maxConnections=1, idleTimeout=0)
+        connectServer(factory)
+        with capturedLogs() as events:
+            for port in range(3):
+                factory.buildProtocol(client(port=port))
+            clock.advance(1)
+        self.assertNotIn("connections", events[1])
+        self.assertTrue(
+            formatted(events)[1].startswith("Refused 2 more connections in the last 1s")
+        )
+
     def test_unlimited(self) -> None:
         """
         With both limits 0, any number of connections is accepted.
