@@ -407,7 +407,9 @@ class MetricsFactory(WrappingFactory):
             return None
         self._forget(victim)
         self._evicted.add(victim)
-        self.refusals.refused(victim.peer, "aborted for a newer metrics connection")
+        self.refusals.refused(
+            victim.peer, "aborted to make room, the longest without a complete metrics request"
+        )
         victim.transport.abortConnection()
         return None
 

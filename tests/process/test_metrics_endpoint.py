@@ -199,7 +199,7 @@ class MetricsLimitTests(SynchronousTestCase):
         self.assertTrue(scrapes(metricsPort), "no scrape answered")
         self.assertEqual(len(waitForCloses(kept, 1)), 1)
         server.waitFor(
-            "Refused connection from 127.0.0.1:\\d+: aborted for a newer metrics connection"
+            "Refused connection from 127.0.0.1:\\d+: aborted to make room, the longest without a complete metrics request"
         )
         self.assertNotIn("EMFILE", server.output)
         self.assertNotIn("Traceback", server.output)

@@ -306,7 +306,10 @@ class LimitTests(SynchronousTestCase):
         self.assertTrue(first[1].aborted)
         self.assertFalse(second[1].disconnecting)
         self.assertEqual(events[0]["peer"], "192.0.2.1:40001")
-        self.assertEqual(events[0]["reason"], "aborted for a newer metrics connection")
+        self.assertEqual(
+            events[0]["reason"],
+            "aborted to make room, the longest without a complete metrics request",
+        )
         assert protocol is not None
         protocol.dataReceived(SCRAPE)
         self.assertEqual(Response(transport.value()).status, 200)
