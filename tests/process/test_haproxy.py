@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from typing import TYPE_CHECKING
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -173,14 +174,34 @@ class ReadmeConfigTests(SynchronousTestCase):
         per server) find both servers up, and neither server logs them; a
         client through HAProxy is served and logged with its own port.
         """
+        self.checksNotLogged(readmeConfig())
+
+    def test_sendProxyV1ChecksNotLogged(self) -> None:
+        """
+        The same with C{check send-proxy} and C{option tcp-check}: the
+        checks send a PROXY v1 header with addresses, then reset; they are
+        not logged as losses (nor at all), as v2 LOCAL checks are not.
+        """
+        # Checked every 0.2 s, for a second after both are found up.
+        config = readmeConfig().replace("send-proxy-v2 check", "send-proxy check inter 200")
+        config = config.replace("balance leastconn\n", "balance leastconn\noption tcp-check\n")
+        self.assertIn("option tcp-check", config)
+        self.checksNotLogged(config, settle=1.0)
+
+    def checksNotLogged(self, config: str, settle: float = 0.0) -> None:
+        """
+        Run HAProxy with C{config} (the README's, or a variant) in front of
+        two servers until it has found both up (and C{settle} seconds more
+        of checks), then send one client through it: only that client is
+        logged.
+        """
         servers = []
         for _ in range(2):
             server = Server(listen="haproxy:tcp:0:interface=127.0.0.1")
             self.addCleanup(server.stop)
             servers.append(server)
         front = closedPort()
-        config = readmeConfig()
-        self.assertIn("send-proxy-v2 check", config)
+        self.assertIn(" check", config)
         config = config.replace("bind :9527", f"bind 127.0.0.1:{front}")
         config = config.replace("127.0.0.1:9601", f"127.0.0.1:{servers[0].port}")
         config = config.replace("127.0.0.1:9602", f"127.0.0.1:{servers[1].port}")
@@ -208,6 +229,7 @@ class ReadmeConfigTests(SynchronousTestCase):
             )
 
         self.assertTrue(poll(checked), serverStats(stats) if os.path.exists(stats) else "no stats")
+        time.sleep(settle)
         with socket.create_connection(("127.0.0.1", front), timeout=DEADLINE) as s:
             port = s.getsockname()[1]
             s.sendall(b"through\n")

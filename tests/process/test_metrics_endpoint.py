@@ -16,7 +16,12 @@ from typing import Callable
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from uppercase.server._metrics import METRICS_MAX_CONNECTIONS, METRICS_REQUEST_TIMEOUT
+from uppercase.server._metrics import (
+    METRICS_MAX_CONNECTIONS,
+    METRICS_MAX_DESCRIPTORS,
+    METRICS_MAX_PER_ADDRESS,
+    METRICS_REQUEST_TIMEOUT,
+)
 
 from ..unit.server.test_metrics import sample
 from ._process import DEADLINE, Server, Twistd, listenBacklog, receiveAll, requireTLS
@@ -163,20 +168,23 @@ class MetricsLimitTests(SynchronousTestCase):
     def test_idleConnectionsDoNotStarveTheServer(self) -> None:
         """
         Under a descriptor limit the idle connections would exceed, the
-        metrics endpoint keeps L{METRICS_MAX_CONNECTIONS} of them and closes
-        the rest at once; the echo listener still serves; once the idle
-        ones are gone, a scrape is answered again.
+        metrics endpoint keeps L{METRICS_MAX_PER_ADDRESS} of them from their
+        one address, the newest, and closes the others; the echo listener
+        still serves; and a scrape is answered while they are open, taking
+        the place of the one that has waited longest.
         """
-        extra = 20
-        # At rest the server holds 11 descriptors: 11 + 8 kept + an echo
-        # client + a scrape fit under 32, 11 + 28 idle connections do not.
-        limit = METRICS_MAX_CONNECTIONS + 24
+        count = METRICS_MAX_CONNECTIONS + 20
+        extra = count - METRICS_MAX_PER_ADDRESS
+        # At rest the server holds 11 descriptors: 11 + 16 for the metrics
+        # endpoint + an echo client + a scrape fit under 32, 11 + 28 idle
+        # connections do not.
+        limit = METRICS_MAX_DESCRIPTORS + 16
         server, metricsPort = metricsServer(
             preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
         )
         self.addCleanup(server.stop)
         idle = []
-        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+        for _ in range(count):
             s = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
             self.addCleanup(s.close)
             idle.append(s)
@@ -188,12 +196,10 @@ class MetricsLimitTests(SynchronousTestCase):
             s.sendall(b"still here\n")
             s.shutdown(socket.SHUT_WR)
             self.assertEqual(receiveAll(s), b"STILL HERE\n")
-        for s in kept:
-            s.close()
-        self.assertTrue(poll(lambda: scrapes(metricsPort)), "no scrape answered")
+        self.assertTrue(scrapes(metricsPort), "no scrape answered")
+        self.assertEqual(len(waitForCloses(kept, 1)), 1)
         server.waitFor(
-            f"Refused connection from 127.0.0.1:\\d+: "
-            f"{METRICS_MAX_CONNECTIONS} metrics connections already open"
+            "Refused connection from 127.0.0.1:\\d+: aborted to make room, the longest without a complete metrics request"
         )
         self.assertNotIn("EMFILE", server.output)
         self.assertNotIn("Traceback", server.output)
@@ -231,8 +237,9 @@ class MetricsLimitTests(SynchronousTestCase):
 
     def test_limitBehindTLS(self) -> None:
         """
-        On an C{ssl:} endpoint too, connections over the limit are closed at
-        once, without an error in the log, and a scrape over TLS is answered.
+        On an C{ssl:} endpoint too, connections over the limit (here, over
+        one address's share) are closed, without an error in the log, and a
+        scrape over TLS is answered.
         """
         try:
             import OpenSSL  # noqa: F401
@@ -247,13 +254,15 @@ class MetricsLimitTests(SynchronousTestCase):
             f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
         )
         self.addCleanup(server.stop)
-        extra = 5
+        count = METRICS_MAX_CONNECTIONS + 5
         idle = []
-        for _ in range(METRICS_MAX_CONNECTIONS + extra):
+        for _ in range(count):
             s = socket.create_connection(("127.0.0.1", metricsPort), timeout=DEADLINE)
             self.addCleanup(s.close)
             idle.append(s)
-        self.assertEqual(len(waitForCloses(idle, extra)), extra)
+        # All from one address: it keeps its newest METRICS_MAX_PER_ADDRESS.
+        closes = count - METRICS_MAX_PER_ADDRESS
+        self.assertEqual(len(waitForCloses(idle, closes)), closes)
         for s in idle:
             s.close()
         context = ssl.create_default_context(cafile=os.path.join(roots, "ca.pem"))

@@ -96,6 +96,26 @@ class PortInUseTests(SynchronousTestCase):
         self.assertEqual(result.stderr, f"twist uppercase: {self.line}\n")
         self.assertNotIn("Traceback", result.stdout)
 
+    def test_metricsPortNamed(self) -> None:
+        """
+        A C{--metrics} port in use, under C{twistd -n} and C{twist}: the one
+        line says it is the metrics port, so that the user knows which
+        option to change.
+        """
+        for runner in ("twistd", "twist"):
+            args = ["-n", "--pidfile="] if runner == "twistd" else []
+            result = run(
+                script(runner)
+                + args
+                + ["uppercase", "-l", "tcp:0:interface=127.0.0.1", "--metrics", self.description]
+            )
+            self.assertEqual(result.returncode, 1)
+            self.assertEqual(
+                result.stderr,
+                f"{runner} uppercase: cannot listen for metrics on {self.description}: "
+                "Address already in use\n",
+            )
+
 
 class TwistTests(SynchronousTestCase):
     """

@@ -320,9 +320,9 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         from uppercase.workers.metrics import WorkerCollector
 
         site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
-        NamedListener(settings.metrics, site, reactor, protocols=METRICS_ALPN).setServiceParent(
-            command
-        )
+        NamedListener(
+            settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
+        ).setServiceParent(command)
     return command
 
 

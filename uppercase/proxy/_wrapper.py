@@ -15,10 +15,14 @@ arrived (so C{connectionMade} sees the proxy's address) and, as a plain
 L{ProtocolWrapper}, it hides L{IHalfCloseableProtocol}, which breaks
 half-close.
 
-A header with no client address (v2 C{LOCAL}, v1 C{UNKNOWN}) is what a
-proxy's health check sends: such a connection is handed to the wrapped
-factory, with the proxy's own address, only if it goes on to send data, so
-a check that connects and closes is never seen (nor logged) by it.
+A header followed by nothing yet may be a proxy's health check: HAProxy's
+C{check} sends a header (v2 C{LOCAL}, v1 C{UNKNOWN}, or with C{send-proxy}
+a v1 C{TCP4} header with addresses) and then closes or resets.  Such a
+connection is handed to the wrapped factory only once it sends data, so a
+check that connects and closes is never seen (nor logged, nor counted) by
+it.  One whose header gives a client's address and that stays silent until
+the header timeout is a real client that waits: it is handed over then (one
+with no address is closed, as a check that never ended).
 
 Spec: U{https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt}
 
@@ -222,7 +226,11 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     def _headerTimedOut(self) -> None:
         self._timeout = None
         if self._healthCheck:
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            if self._addresses is not None:
+                # A client (the header says who) that has said nothing yet.
+                self._connectWrapped(b"")
+            else:
+                self.transport.loseConnection()  # type: ignore[union-attr]
             return
         log.warn(
             "Closing connection from {peer}: no PROXY header within {timeout}s",
@@ -261,8 +269,9 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._addresses, length = parsed
         self._buffer = b""
         rest = buffer[length:]
-        if self._addresses is None and not rest:
-            # A health check (or nothing said yet): wait for data.
+        if not rest:
+            # A health check (HAProxy's send-proxy sends a v1 header with
+            # addresses, then resets), or nothing said yet: wait for data.
             self._healthCheck = True
             return
         self._connectWrapped(rest)

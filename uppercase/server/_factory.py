@@ -31,6 +31,7 @@ from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
 from uppercase.net.transport import directWriter, pendingBytes
 from uppercase.server._admission import Admission
 from uppercase.server._idle import IDLE_CHECKS, IdleSweeper
+from uppercase.server._logbudget import ChunkLog, ConnectionLog
 from uppercase.server._settings import DEFAULTS
 
 __all__ = ["PREVIEW_BYTES", "ServerProtocol", "UppercaseFactory", "preview"]
@@ -72,6 +73,11 @@ class ServerProtocol(UppercaseProtocol):
     or C{unix:PATH} (the socket's path) for a UNIX-socket client; set once
     in C{connectionMade}, read by every per-chunk log event."""
 
+    folded: int | None = None
+    """L{None} if this connection's lines are logged; otherwise the window
+    of the factory's L{ConnectionLog} it was folded in (see
+    L{uppercase.server._logbudget})."""
+
     def activity(self) -> tuple[int, int | None]:
         """
         A value that changes whenever the connection does something:
@@ -101,6 +107,9 @@ class ServerProtocol(UppercaseProtocol):
             path = socketPath(self.transport.getHost())
         self.peer = formatPeer(self.host, self.port) if path is None else f"unix:{path}"
         self.factory.connectionOpened(self)
+        self.folded = self.factory.connectionLog.opened()
+        if self.folded is not None:
+            return
         if self.port is None:
             log.info("Connection from {peer}", host=self.host, peer=self.peer)
         else:
@@ -113,24 +122,27 @@ class ServerProtocol(UppercaseProtocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.factory.connectionClosed(self)
-        fields: dict[str, Any] = {
-            "peer": self.peer,
-            "received": self.echoed + self.discarded,
-            "sent": self.echoed,
-            "discarded": self.discarded,
-            "bytes": "byte" if self.echoed + self.discarded == 1 else "bytes",
-        }
-        if self.discarded:
-            counts = (
-                "{received} {bytes} received, {sent} sent back, {discarded} discarded while closing"
-            )
-        else:
-            counts = "{received} {bytes} received"
-        if reason.check(ConnectionDone) or (
+        clean = reason.check(ConnectionDone) is not None or (
             # A UNIX-socket peer that closes after its EOF is seen shows up as
             # a loss; it is a clean end if nothing was left to send.
             self.peerFinished and pendingBytes(self.transport) == 0
-        ):
+        )
+        if self.folded is not None:
+            self.factory.connectionLog.closed(self.folded, clean)
+            return
+        received = self.echoed + self.discarded
+        fields: dict[str, Any] = {
+            "peer": self.peer,
+            "received": received,
+            "sent": self.echoed,
+            "discarded": self.discarded,
+        }
+        # The word is part of the format, not a field: every field of an
+        # event is data (the JSON log keeps them all).
+        counts = "{received} byte received" if received == 1 else "{received} bytes received"
+        if self.discarded:
+            counts += ", {sent} sent back, {discarded} discarded while closing"
+        if clean:
             log.info("Connection from {peer} closed (" + counts + ")", **fields)
         else:
             # A reset or a vanished peer is routine on the Internet: it is
@@ -160,7 +172,12 @@ class LoggingServerProtocol(ServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        if not self.closing:
+        if self.closing:
+            return
+        chunkLog = self.factory.chunkLog
+        if not chunkLog.admit():
+            chunkLog.fold(len(data))
+        else:
             log.observer(
                 {
                     "size": len(data),
@@ -227,6 +244,8 @@ class UppercaseFactory(ServerFactory):
         self._idle = IdleSweeper(clock, idleTimeout, self._closeIdle) if idleTimeout else None
         self._deadlines: dict[ServerProtocol, IDelayedCall] = {}
         self._closeWaiters: list[Deferred[None]] = []
+        self.connectionLog = ConnectionLog(clock)
+        self.chunkLog = ChunkLog(clock)
 
     @property
     def logData(self) -> bool:

@@ -9,12 +9,19 @@ Prometheus scrapes, in the reactor thread (prometheus_client's own Twisted
 resource runs collectors in a thread pool, which would race the reactor).
 
 The endpoint serves one C{GET} (or C{HEAD}) per connection and bounds what
-a client can hold: at most L{METRICS_MAX_CONNECTIONS} connections at once
-(more are closed as soon as they are accepted), at most
+a client can hold: at most L{METRICS_MAX_CONNECTIONS} connections at once,
+at most L{METRICS_MAX_PER_ADDRESS} of them from one address, at most
 L{METRICS_REQUEST_TIMEOUT} seconds per connection from accept to close
 (whatever the client sends meanwhile), no request body (refused with 413
 before any of it is read), and twisted.web's own caps on the request line
 and headers (16 KiB per line, 16 KiB in all, 500 headers).
+
+A complete request wins over clients that send slowly or not at all: when
+a limit is reached, the new connection takes the place of the one that has
+waited longest without a complete request (which is aborted), and is
+refused only if every connection it could take the place of has sent its
+request.  However many slow clients keep connecting, a scrape that sends
+its request at once is read before it becomes the longest waiting.
 """
 
 from __future__ import annotations
@@ -47,12 +54,25 @@ METRICS_MAX_CONNECTIONS = 8
 scrapes a target with one request at a time, so a server, its
 high-availability twin and a person with curl need three; 8 leaves room for
 a scrape whose connection is still closing when the next one opens.  Over
-the limit a connection is closed as soon as it is accepted, so the
-endpoint never holds more than 8 descriptors however many clients connect
-(the echo listener keeps the rest).  The cost: a client that keeps all 8
-open (reopening each as L{METRICS_REQUEST_TIMEOUT} cuts it) makes scrapes
-fail, though never the echo service; which is why the endpoint belongs on
-loopback or a private network."""
+the limit a new connection takes the place of the one that has waited
+longest without a complete request, or is closed as soon as it is
+accepted: clients that send slowly (or nothing) cannot keep a scrape out.
+The connections aborted to make room close on the reactor's next turn, so
+the endpoint holds at most L{METRICS_MAX_DESCRIPTORS} descriptors however
+many clients connect (the echo listener keeps the rest)."""
+
+METRICS_MAX_DESCRIPTORS = 2 * METRICS_MAX_CONNECTIONS
+"""Most descriptors the endpoint holds at once: its open connections, and
+as many again aborted to make room but not closed yet (past that, a new
+connection is closed as soon as it is accepted until they are)."""
+
+METRICS_MAX_PER_ADDRESS = METRICS_MAX_CONNECTIONS - 2
+"""Most connections open at once from one address: a client that opens
+more from one address takes the place of its own longest waiting
+connection, so that two other addresses (a Prometheus and its
+high-availability twin) always find room.  A scrape from the same address
+as a flood of slow clients is still answered unless 6 more of them arrive
+between its accept and the reading of its request (a reactor turn)."""
 
 METRICS_ALPN = (b"http/1.1",)
 """The application protocol a TLS metrics endpoint names in ALPN (RFC 7301),
@@ -214,6 +234,12 @@ class MetricsChannel(HTTPChannel):
     site: MetricsSite
     transport: Any
 
+    def allHeadersReceived(self) -> None:
+        # The request is complete (a body is refused, see MetricsRequest):
+        # this connection waits no more, and is not aborted to make room.
+        self.transport.requestComplete()
+        super().allHeadersReceived()
+
     def checkPersistence(self, request: Request, version: bytes) -> bool:
         request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
         return False
@@ -250,15 +276,29 @@ class DeadlineProtocol(ProtocolWrapper):
     """
     A connection that is aborted L{MetricsFactory.requestTimeout} seconds
     after it was accepted, whatever it has sent or been sent meanwhile, and
-    that reads nothing more once it is closing.
+    that reads nothing more once it is closing.  Until its request is
+    complete it is waiting, and may be aborted to make room (see
+    L{MetricsFactory}).
+
+    @ivar host: the client's host, for the per-address limit.
+    @ivar peer: the client's address as people write it.
     """
 
     factory: MetricsFactory
     transport: Any
+    host = "?"
+    peer = "?"
     _deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self._deadline = self.factory.clock.callLater(self.factory.requestTimeout, self._expire)
+        self.factory.opened(self)
+
+    def requestComplete(self) -> None:
+        """
+        The request has arrived whole: this connection waits no more.
+        """
+        self.factory.completed(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self.disconnecting:
@@ -269,6 +309,7 @@ class DeadlineProtocol(ProtocolWrapper):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+        self.factory.closed(self)
         super().connectionLost(reason)
 
     def _expire(self) -> None:
@@ -284,8 +325,16 @@ class DeadlineProtocol(ProtocolWrapper):
 class MetricsFactory(WrappingFactory):
     """
     Serve the metrics site on at most C{maxConnections} connections at once,
-    each for at most C{requestTimeout} seconds.  A connection over the limit
-    is closed as soon as it is accepted, and logged once per burst.
+    at most C{maxPerAddress} of them from one address, each for at most
+    C{requestTimeout} seconds.
+
+    Over a limit, a new connection takes the place of the connection that
+    has waited longest without a complete request (from the same address,
+    if the per-address limit is the one reached), which is aborted; if
+    every such connection has sent its request, the new one is closed as
+    soon as it is accepted.  Both are logged once per burst.  An aborted
+    connection closes on the reactor's next turn; until it does, it counts
+    against a bound of C{2 * maxConnections} descriptors.
     """
 
     protocol = DeadlineProtocol
@@ -298,12 +347,22 @@ class MetricsFactory(WrappingFactory):
         refusals: RefusalLog,
         maxConnections: int,
         requestTimeout: float,
+        maxPerAddress: int | None = None,
     ) -> None:
         super().__init__(site)
         self.clock = clock
         self.refusals = refusals
         self.maxConnections = maxConnections
+        self.maxPerAddress = max(1, maxConnections - 2) if maxPerAddress is None else maxPerAddress
         self.requestTimeout = requestTimeout
+        # The connections without a complete request, longest waiting first
+        # (a dict keeps the order its keys were added in).
+        self._waiting: dict[DeadlineProtocol, None] = {}
+        # Connections open and not aborted to make room, by host.
+        self._byHost: dict[str, int] = {}
+        self._live = 0
+        # Connections aborted to make room, until they are closed.
+        self._evicted: set[DeadlineProtocol] = set()
 
     def logPrefix(self) -> str:
         """
@@ -312,14 +371,80 @@ class MetricsFactory(WrappingFactory):
         return "MetricsSite"
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
-        if len(self.protocols) < self.maxConnections:
-            return super().buildProtocol(addr)
-        peer = formatPeer(*describePeer(addr)) if addr is not None else "?"
-        self.refusals.refused(peer, f"{self.maxConnections} metrics connections already open")
-        # A listening port closes the socket before accepting the next one,
-        # so a flood of refusals never holds more than one descriptor (on
-        # ssl: endpoints too; see uppercase.server._tls.RefusingTLSFactory).
+        host, port = describePeer(addr) if addr is not None else ("?", None)
+        peer = formatPeer(host, port) if addr is not None else "?"
+        refusal = self._makeRoom(host)
+        if refusal is not None:
+            self.refusals.refused(peer, refusal)
+            # A listening port closes the socket before accepting the next
+            # one, so a flood of refusals never holds more than one
+            # descriptor (on ssl: endpoints too; see
+            # uppercase.server._tls.RefusingTLSFactory).
+            return None
+        protocol = typing.cast(DeadlineProtocol, super().buildProtocol(addr))
+        protocol.host, protocol.peer = host, peer
+        return protocol
+
+    def _makeRoom(self, host: str) -> str | None:
+        """
+        Make room for a connection from C{host} if a limit is reached, by
+        aborting the connection that has waited longest without a complete
+        request (from C{host}, if its own limit is the one reached).
+
+        @return: L{None} if there is room, or why there is none.
+        """
+        if len(self.protocols) >= 2 * self.maxConnections:
+            return f"{self.maxConnections} metrics connections still closing"
+        if self._byHost.get(host, 0) >= self.maxPerAddress:
+            victim = next((p for p in self._waiting if p.host == host), None)
+            if victim is None:
+                return f"{self.maxPerAddress} metrics connections from {host} already open"
+        elif self._live >= self.maxConnections:
+            victim = next(iter(self._waiting), None)
+            if victim is None:
+                return f"{self.maxConnections} metrics connections already open"
+        else:
+            return None
+        self._forget(victim)
+        self._evicted.add(victim)
+        self.refusals.refused(
+            victim.peer, "aborted to make room, the longest without a complete metrics request"
+        )
+        victim.transport.abortConnection()
         return None
+
+    def opened(self, protocol: DeadlineProtocol) -> None:
+        """
+        Count C{protocol}, waiting for its request (from its
+        C{connectionMade}).
+        """
+        self._waiting[protocol] = None
+        self._byHost[protocol.host] = self._byHost.get(protocol.host, 0) + 1
+        self._live += 1
+
+    def completed(self, protocol: DeadlineProtocol) -> None:
+        """
+        C{protocol}'s request is complete: it waits no more.
+        """
+        self._waiting.pop(protocol, None)
+
+    def closed(self, protocol: DeadlineProtocol) -> None:
+        """
+        Forget C{protocol} (from its C{connectionLost}).
+        """
+        if protocol in self._evicted:
+            self._evicted.discard(protocol)
+        else:
+            self._forget(protocol)
+
+    def _forget(self, protocol: DeadlineProtocol) -> None:
+        self._waiting.pop(protocol, None)
+        left = self._byHost.get(protocol.host, 0) - 1
+        if left > 0:
+            self._byHost[protocol.host] = left
+        else:
+            self._byHost.pop(protocol.host, None)
+        self._live -= 1
 
     def stopFactory(self) -> None:
         self.refusals.flush()
@@ -331,6 +456,7 @@ def metricsFactory(
     *,
     maxConnections: int = METRICS_MAX_CONNECTIONS,
     requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+    maxPerAddress: int = METRICS_MAX_PER_ADDRESS,
     collectors: Sequence[Any] = (),
 ) -> IProtocolFactory:
     """
@@ -344,7 +470,7 @@ def metricsFactory(
     root.putChild(b"metrics", MetricsPage(metricsRegistry(factory, collectors)))
     refusals = RefusalLog(clock)
     site = MetricsSite(root, refusals, clock)
-    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)
+    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout, maxPerAddress)
 
 
 def metricsSite(factory: ServerState) -> IProtocolFactory:
@@ -363,6 +489,7 @@ def registryFactory(
     *,
     maxConnections: int = METRICS_MAX_CONNECTIONS,
     requestTimeout: float = METRICS_REQUEST_TIMEOUT,
+    maxPerAddress: int = METRICS_MAX_PER_ADDRESS,
 ) -> IProtocolFactory:
     """
     Serve any C{registry} at C{/metrics} as L{metricsFactory} serves the
@@ -372,4 +499,4 @@ def registryFactory(
     root.putChild(b"metrics", MetricsPage(registry))
     refusals = RefusalLog(clock)
     site = MetricsSite(root, refusals, clock)
-    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout)
+    return MetricsFactory(site, clock, refusals, maxConnections, requestTimeout, maxPerAddress)

@@ -43,10 +43,13 @@ class RefusalLog:
             self._call = self._clock.callLater(WINDOW, self._summarize)
 
     def _emit(self) -> None:
+        # The word is part of the format, not a field: every field of an
+        # event is data (the JSON log keeps them all).
+        connections = "connection" if self._count == 1 else "connections"
         log.warn(
-            "Refused {count} more {connections} in the last {window:g}s (latest reason: {reason})",
+            "Refused {count} more " + connections + " in the last {window:g}s"
+            " (latest reason: {reason})",
             count=self._count,
-            connections="connection" if self._count == 1 else "connections",
             window=WINDOW,
             reason=self._reason,
         )

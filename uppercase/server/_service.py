@@ -60,9 +60,11 @@ class NamedListener(MultiService):
         factory: IProtocolFactory,
         reactor: Any,
         protocols: Sequence[bytes] = (),
+        purpose: str = "",
     ) -> None:
         super().__init__()
         self.description = description
+        self.purpose = purpose
         if fields(description)[0].lower() in TLS_TYPES:
             # Only for ssl:, whose module imports pyOpenSSL (the optional
             # [tls] extra).
@@ -76,13 +78,13 @@ class NamedListener(MultiService):
         try:
             super().privilegedStartService()
         except Exception as e:
-            raise ListenError(self.description, reasonOf(e)) from None
+            raise ListenError(self.description, reasonOf(e), self.purpose) from None
 
     def startService(self) -> None:
         try:
             super().startService()
         except Exception as e:
-            raise ListenError(self.description, reasonOf(e)) from None
+            raise ListenError(self.description, reasonOf(e), self.purpose) from None
 
 
 class ListenError(Exception):
@@ -91,15 +93,19 @@ class ListenError(Exception):
 
     @ivar description: the endpoint string.
     @ivar reason: why, in a few words (C{Address already in use}).
+    @ivar purpose: what the endpoint is for, when it is not the echo
+        (C{metrics}), so that the line says which option to look at.
     """
 
-    def __init__(self, description: str, reason: str) -> None:
+    def __init__(self, description: str, reason: str, purpose: str = "") -> None:
         super().__init__(description, reason)
         self.description = description
         self.reason = reason
+        self.purpose = purpose
 
     def __str__(self) -> str:
-        return f"cannot listen on {self.description}: {self.reason}"
+        purpose = f" for {self.purpose}" if self.purpose else ""
+        return f"cannot listen{purpose} on {self.description}: {self.reason}"
 
 
 def reasonOf(error: Exception) -> str:
@@ -159,7 +165,7 @@ class UppercaseService(MultiService):
         self.metrics = metrics
         self._fdLimits = fdLimits
         self._reactor: IReactorTime = reactor
-        self._listeners: list[tuple[str, IService]] = []
+        self._listeners: list[tuple[str, IService, str]] = []
         self._listening = False
         self._inherited = inherited is not None
         if inherited is not None and len(inherited) != len(self.descriptions):
@@ -180,14 +186,20 @@ class UppercaseService(MultiService):
             # Only with --metrics: it loads prometheus_client and twisted.web.
             from uppercase.server._metrics import (
                 METRICS_ALPN,
-                METRICS_MAX_CONNECTIONS,
+                METRICS_MAX_DESCRIPTORS,
                 metricsFactory,
             )
 
-            self.metricsConnections = METRICS_MAX_CONNECTIONS
+            # Its connections, and those aborted to make room until closed.
+            self.metricsConnections = METRICS_MAX_DESCRIPTORS
             site = metricsFactory(factory, reactor)
             self._listen(
-                metrics, withDefaultBacklog(metrics), site, reactor, protocols=METRICS_ALPN
+                metrics,
+                withDefaultBacklog(metrics),
+                site,
+                reactor,
+                protocols=METRICS_ALPN,
+                purpose="metrics",
             )
 
     def _listen(
@@ -197,10 +209,11 @@ class UppercaseService(MultiService):
         factory: IProtocolFactory,
         reactor: Any,
         protocols: Sequence[bytes] = (),
+        purpose: str = "",
     ) -> None:
         """
         Listen on the C{endpoint} string with C{factory} when started; errors
-        refer to it as C{name}.  A TLS endpoint answers ALPN with
+        refer to it as C{name}, for C{purpose} (see L{ListenError}).  A TLS endpoint answers ALPN with
         C{protocols}, and closes the connections C{factory} refuses at once
         (L{uppercase.server._tls}).
         """
@@ -211,7 +224,7 @@ class UppercaseService(MultiService):
             reactor = TLSListening(reactor, protocols)
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(self)
-        self._listeners.append((name, listener))
+        self._listeners.append((name, listener, purpose))
 
     def fitDescriptorLimit(self) -> None:
         """
@@ -260,15 +273,15 @@ class UppercaseService(MultiService):
             return
         self.fitDescriptorLimit()
         started: list[IService] = []
-        for description, listener in self._listeners:
+        for description, listener, purpose in self._listeners:
             problem = None if self._inherited else systemdSocketProblem(description)
             try:
                 if problem is not None:
-                    raise ListenError(description, problem)
+                    raise ListenError(description, problem, purpose)
                 try:
                     listener.privilegedStartService()
                 except Exception as e:
-                    raise ListenError(description, reasonOf(e)) from None
+                    raise ListenError(description, reasonOf(e), purpose) from None
             except ListenError:
                 for other in started:
                     other.stopService()
@@ -299,7 +312,7 @@ class UppercaseService(MultiService):
 
         @return: a L{Deferred} that fires once every listener is closed.
         """
-        return gatherResults([listener.stopService() for _, listener in self._listeners])
+        return gatherResults([listener.stopService() for _, listener, _ in self._listeners])
 
     def stopService(self) -> Deferred[Any]:
         """

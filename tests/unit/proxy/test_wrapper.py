@@ -322,14 +322,15 @@ class LimitTests(SynchronousTestCase):
     def test_perIPOnTheClientsAddress(self) -> None:
         """
         Two clients behind the same proxy are two hosts; the same client
-        twice is refused by C{maxPerIP=1} (closed once its header arrives).
+        twice is refused by C{maxPerIP=1} (closed once it sends after its
+        header: a header alone may be a health check).
         """
         _, first = connectServer(self.factory, PROXY)
-        first.receive(V1)
+        first.receive(V1 + b"a")
         _, other = connectServer(self.factory, PROXY)
-        other.receive(V1.replace(b"203.0.113.9", b"203.0.113.10"))
+        other.receive(V1.replace(b"203.0.113.9", b"203.0.113.10") + b"b")
         _, again = connectServer(self.factory, PROXY)
-        again.receive(V1)
+        again.receive(V1 + b"c")
         self.assertFalse(first.disconnecting)
         self.assertFalse(other.disconnecting)
         self.assertTrue(again.disconnected)
@@ -412,6 +413,41 @@ class HealthCheckTests(SynchronousTestCase):
             self.assertEqual(self.inner.accepted, 0)
         self.assertEqual(self.inner.admission.held, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_sendProxyCheckIsNotLogged(self) -> None:
+        """
+        HAProxy's C{check send-proxy}: a v1 header with addresses, then a
+        reset or a close, and no payload.  Like a LOCAL check, nothing is
+        logged (no loss), nothing counted, and the wrapped factory never
+        sees it.
+        """
+        for end in ("reset", "receiveEOF"):
+            with capturedLogs() as events:
+                _, transport = connectServer(self.factory, PROXY)
+                transport.receive(V1)
+                getattr(transport, end)()
+            self.assertEqual(list(events), [])
+        self.assertEqual(self.inner.accepted, 0)
+        self.assertEqual(self.inner.admission.held, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_quietClientServedAtHeaderTimeout(self) -> None:
+        """
+        A connection whose header gives a client's address and that sends
+        nothing is a client that waits: at the header timeout it is handed
+        to the wrapped factory with that address, and served.
+        """
+        _, transport = connectServer(self.factory, PROXY)
+        transport.receive(V1)
+        self.assertEqual(self.inner.accepted, 0)
+        with capturedLogs() as events:
+            self.clock.advance(10)
+        self.assertFalse(transport.disconnecting)
+        [protocol] = self.inner.connections
+        self.assertEqual(protocol.peer, "203.0.113.9:41234")
+        self.assertEqual(events[0]["peer"], "203.0.113.9:41234")
+        transport.receive(b"late\n")
+        self.assertEqual(transport.value(), b"LATE\n")
 
     def test_checkThatSendsIsServed(self) -> None:
         """

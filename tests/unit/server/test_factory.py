@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogEvent, LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.echo import UppercaseProtocol
 from uppercase.server import PREVIEW_BYTES, ServerProtocol, UppercaseFactory, preview
 from uppercase.server import _factory as server
+from uppercase.server._logbudget import CHUNKS_PER_SECOND, CONNECTIONS_PER_SECOND
 from uppercase.testing import Refused, connectServer
 
 
@@ -126,7 +129,7 @@ class LoggingTests(SynchronousTestCase):
         The per-chunk event, emitted without C{Logger.emit}, has the same
         fields as C{log.info} would have given it.
         """
-        from twisted.logger import ILogObserver, LogEvent, Logger
+        from twisted.logger import ILogObserver, Logger
         from zope.interface import implementer
 
         events: list[LogEvent] = []
@@ -188,6 +191,24 @@ class LoggingTests(SynchronousTestCase):
             events[0]["log_format"].format(**events[0]),
             "Shutting down 2 connections (at most 10 seconds)",
         )
+
+    def test_closeEventFieldsAreData(self) -> None:
+        """
+        The close event's fields are the connection's data only: the word
+        "byte" or "bytes" is in its format, not in a field of its own (the
+        JSON log showed C{"bytes": "bytes"}).
+        """
+        for sent, text in [(b"x", "1 byte received"), (b"xy", "2 bytes received")]:
+            _, transport = connectServer(quietFactory(Clock()))
+            transport.receive(sent)
+            with capturedLogs() as events:
+                transport.receiveEOF()
+            [event] = events
+            self.assertNotIn("bytes", event)
+            self.assertEqual(
+                event["log_format"].format(**event),
+                f"Connection from 192.0.2.7:40000 closed ({text})",
+            )
 
     def test_abnormalCloseLoggedWithReason(self) -> None:
         """
@@ -578,6 +599,23 @@ class LimitTests(SynchronousTestCase):
         summary = events[1]["log_format"].format(**events[1])
         self.assertTrue(summary.startswith("Refused 1 more connection in the last 1s"), summary)
 
+    def test_summaryFieldsAreData(self) -> None:
+        """
+        The refusal summary's fields are data only: the word "connection"
+        or "connections" is in its format, not in a field of its own.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, maxConnections=1, idleTimeout=0)
+        connectServer(factory)
+        with capturedLogs() as events:
+            for port in range(3):
+                factory.buildProtocol(client(port=port))
+            clock.advance(1)
+        self.assertNotIn("connections", events[1])
+        self.assertTrue(
+            formatted(events)[1].startswith("Refused 2 more connections in the last 1s")
+        )
+
     def test_unlimited(self) -> None:
         """
         With both limits 0, any number of connections is accepted.
@@ -711,3 +749,123 @@ class CountTests(SynchronousTestCase):
         factory.connections.copy().pop().finish()
         second.receive(b"zz")
         self.assertEqual(factory.byteCounts(), (10, 8))
+
+
+def formatted(events: Sequence[LogEvent]) -> list[str]:
+    """
+    The text of each event, as the log shows it.
+    """
+    from twisted.logger import formatEvent
+
+    return [formatEvent(event) for event in events]
+
+
+class LogBudgetTests(SynchronousTestCase):
+    """
+    Per-connection and per-chunk lines are bounded as refusals are: past a
+    budget a second, the rest of the second's are summed in one line.
+    """
+
+    def test_connectionLinesFolded(self) -> None:
+        """
+        Past L{CONNECTIONS_PER_SECOND} connections in a second, the rest of
+        that second's connections are not logged one by one but summed in
+        one line when the second ends: how many, opened, closed cleanly,
+        lost.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=0)
+        total = 5321
+        with capturedLogs() as events:
+            for n in range(total):
+                protocol, transport = connectServer(factory)
+                if n % 250 == 0:
+                    protocol.connectionLost(Failure(ConnectionLost("reset by peer")))
+                else:
+                    transport.receiveEOF()
+            self.assertEqual(len(events), 2 * CONNECTIONS_PER_SECOND)
+            clock.advance(1)
+        self.assertEqual(len(events), 2 * CONNECTIONS_PER_SECOND + 1)
+        folded = total - CONNECTIONS_PER_SECOND
+        lost = len(range(CONNECTIONS_PER_SECOND, total, 250))
+        self.assertEqual(
+            formatted(events)[-1],
+            f"Folded {folded:,} connections in the last second: {folded:,} opened, "
+            f"{folded - lost:,} closed cleanly, {lost:,} lost (past 100 connections a "
+            "second, their lines are summed here)",
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_budgetEachSecond(self) -> None:
+        """
+        The budget is renewed each second: a steady 150 connections a
+        second log 100 one by one and one summary, every second.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=0)
+        for _ in range(3):
+            with capturedLogs() as events:
+                for _ in range(150):
+                    connectServer(factory)[1].receiveEOF()
+                clock.advance(1)
+            self.assertEqual(len(events), 2 * CONNECTIONS_PER_SECOND + 1)
+            self.assertEqual(events[-1]["count"], 50)
+
+    def test_underBudgetNothingFolded(self) -> None:
+        """
+        Up to the budget, every connection is logged and no timer is set.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=0)
+        with capturedLogs() as events:
+            for _ in range(CONNECTIONS_PER_SECOND):
+                connectServer(factory)[1].receiveEOF()
+        self.assertEqual(len(events), 2 * CONNECTIONS_PER_SECOND)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_foldedConnectionClosedLater(self) -> None:
+        """
+        A folded connection that closes in a later second is counted in
+        that second's summary, not logged on its own.
+        """
+        clock = Clock()
+        factory = quietFactory(clock, idleTimeout=0)
+        with capturedLogs():
+            for _ in range(CONNECTIONS_PER_SECOND):
+                connectServer(factory)
+            _, late = connectServer(factory)
+            clock.advance(1)
+        clock.advance(5)
+        with capturedLogs() as events:
+            late.receiveEOF()
+            self.assertEqual(events, [])
+            clock.advance(1)
+        self.assertEqual(
+            formatted(events),
+            [
+                "Folded 1 connection in the last second: 0 opened, 1 closed cleanly, "
+                "0 lost (past 100 connections a second, their lines are summed here)"
+            ],
+        )
+
+    def test_chunkLinesFolded(self) -> None:
+        """
+        Past L{CHUNKS_PER_SECOND} received chunks in a second, the rest of
+        that second's are summed in one line (chunks and bytes), with no
+        timer per chunk: one for the summary.
+        """
+        clock = Clock()
+        factory = UppercaseFactory(clock, logData=True, idleTimeout=0)
+        _, transport = connectServer(factory)
+        with capturedLogs() as events:
+            for _ in range(CHUNKS_PER_SECOND + 4000):
+                transport.receive(b"abc")
+                self.assertLessEqual(len(clock.getDelayedCalls()), 1)
+            self.assertEqual(len(events), CHUNKS_PER_SECOND)
+            clock.advance(1)
+        self.assertEqual(
+            formatted(events)[-1],
+            "Folded 4,000 received chunks in the last second (12,000 bytes; past "
+            "1,000 chunks a second, they are summed here)",
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])

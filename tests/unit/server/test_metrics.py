@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.server._metrics import (
     METRICS_MAX_CONNECTIONS,
+    METRICS_MAX_PER_ADDRESS,
     METRICS_REQUEST_TIMEOUT,
     metricsFactory,
     metricsRegistry,
@@ -124,24 +125,25 @@ class Endpoint:
         self._port = 40000
 
     def connect(
-        self, through: IProtocolFactory | None = None
+        self, through: IProtocolFactory | None = None, host: str = "192.0.2.7"
     ) -> tuple[IProtocol, AbortableTransport]:
         """
-        Accept one connection, on the metrics factory or on a factory
-        wrapping it.
+        Accept one connection from C{host}, on the metrics factory or on a
+        factory wrapping it.
         """
-        protocol, transport = self.tryConnect(through)
+        protocol, transport = self.tryConnect(through, host)
         assert protocol is not None, "refused"
         return protocol, transport
 
     def tryConnect(
-        self, through: IProtocolFactory | None = None
+        self, through: IProtocolFactory | None = None, host: str = "192.0.2.7"
     ) -> tuple[IProtocol | None, AbortableTransport]:
         """
-        Accept one connection, unless the factory gives no protocol for it.
+        Accept one connection from C{host}, unless the factory gives no
+        protocol for it.
         """
         self._port += 1
-        peer = IPv4Address("TCP", "192.0.2.7", self._port)
+        peer = IPv4Address("TCP", host, self._port)
         transport = AbortableTransport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 9100), peerAddress=peer
         )
@@ -284,26 +286,148 @@ class ScrapeTests(SynchronousTestCase):
 
 class LimitTests(SynchronousTestCase):
     """
-    At most C{maxConnections} connections are open at once.
+    At most C{maxConnections} connections are open at once, at most
+    C{maxPerAddress} from one address; over a limit, a new connection takes
+    the place of the one that has waited longest without a complete request.
     """
 
-    def test_overLimitRefused(self) -> None:
+    def test_longestWaitingMakesRoom(self) -> None:
         """
-        With C{maxConnections} open, the next connection gets no protocol
-        (the listening port closes it at once) and is logged; when one of
-        those open closes, a new one is served.
+        With C{maxConnections} open and waiting for their request, a new
+        connection is served, and the one that has waited longest is
+        aborted (and logged); the others are left alone.
         """
         endpoint = Endpoint(maxConnections=2)
-        first = endpoint.connect()
-        endpoint.connect()
+        first = endpoint.connect(host="192.0.2.1")
+        second = endpoint.connect(host="192.0.2.2")
         with capturedLogs() as events:
-            refused, _ = endpoint.tryConnect()
+            protocol, transport = endpoint.tryConnect(host="192.0.2.3")
+        self.assertIsNotNone(protocol)
+        self.assertTrue(first[1].aborted)
+        self.assertFalse(second[1].disconnecting)
+        self.assertEqual(events[0]["peer"], "192.0.2.1:40001")
+        self.assertEqual(
+            events[0]["reason"],
+            "aborted to make room, the longest without a complete metrics request",
+        )
+        assert protocol is not None
+        protocol.dataReceived(SCRAPE)
+        self.assertEqual(Response(transport.value()).status, 200)
+
+    def test_slowBytesDoNotProtect(self) -> None:
+        """
+        Bytes that are not yet a whole request do not keep a connection from
+        being the one aborted: waiting is counted from accept.
+        """
+        endpoint = Endpoint(maxConnections=2)
+        first = endpoint.request(b"GET /metrics HTTP/1.1\r\nX-Slow: a")
+        second = endpoint.connect()
+        first[0].dataReceived(b"b")
+        with capturedLogs():
+            endpoint.connect()
+        self.assertTrue(first[1].aborted)
+        self.assertFalse(second[1].disconnecting)
+
+    def test_overLimitRefusedWhenAllRequested(self) -> None:
+        """
+        With C{maxConnections} open that have all sent their request (their
+        answers not yet read), the next connection gets no protocol (the
+        listening port closes it at once) and is logged; when one of those
+        open closes, a new one is served.
+        """
+        endpoint = Endpoint(maxConnections=2)
+        first = endpoint.request(SCRAPE)
+        second = endpoint.request(SCRAPE)
+        with capturedLogs() as events:
+            refused, _ = endpoint.tryConnect(host="192.0.2.9")
         self.assertIsNone(refused)
+        self.assertFalse(first[1].aborted or second[1].aborted)
         self.assertEqual(events[0]["reason"], "2 metrics connections already open")
-        self.assertEqual(events[0]["peer"], "192.0.2.7:40003")
+        self.assertEqual(events[0]["peer"], "192.0.2.9:40003")
         close(*first)
         _, transport = endpoint.request(SCRAPE)
         self.assertEqual(Response(transport.value()).status, 200)
+
+    def test_perAddress(self) -> None:
+        """
+        A client at one address holds at most C{maxPerAddress} connections:
+        its next one takes the place of its own longest waiting connection,
+        not another address's; with all of its own requested, it is refused.
+        """
+        endpoint = Endpoint(maxConnections=8, maxPerAddress=2)
+        other = endpoint.connect(host="192.0.2.1")
+        mine = [endpoint.connect(host="192.0.2.7") for _ in range(2)]
+        with capturedLogs():
+            endpoint.connect(host="192.0.2.7")
+        self.assertTrue(mine[0][1].aborted)
+        self.assertFalse(mine[1][1].disconnecting)
+        self.assertFalse(other[1].disconnecting)
+        endpoint = Endpoint(maxConnections=8, maxPerAddress=2)
+        endpoint.request(SCRAPE)
+        endpoint.request(SCRAPE)
+        with capturedLogs() as events:
+            self.assertIsNone(endpoint.tryConnect()[0])
+        self.assertEqual(events[0]["reason"], "2 metrics connections from 192.0.2.7 already open")
+        self.assertIsNotNone(endpoint.tryConnect(host="192.0.2.1")[0])
+
+    def test_abortedCountUntilClosed(self) -> None:
+        """
+        Connections aborted to make room hold their descriptors until they
+        are closed: with as many of them as C{maxConnections}, a new
+        connection is refused, and served again once they are closed.
+        """
+        endpoint = Endpoint(maxConnections=2, maxPerAddress=2)
+        aborted = [endpoint.connect(), endpoint.connect()]
+        with capturedLogs() as events:
+            endpoint.connect()
+            endpoint.connect()
+            self.assertTrue(all(transport.aborted for _, transport in aborted))
+            self.assertIsNone(endpoint.tryConnect()[0])
+            endpoint.clock.advance(WINDOW)
+        self.assertEqual(events[-1]["reason"], "2 metrics connections still closing")
+        for connection in aborted:
+            close(*connection)
+        with capturedLogs():
+            self.assertIsNotNone(endpoint.tryConnect()[0])
+
+    def test_scrapesGetThroughSlowClients(self) -> None:
+        """
+        However many slow clients keep reconnecting as they are aborted (50
+        a second here, each sending a header byte a second, on
+        connections aborted ones close on the reactor's next turn), a
+        scrape from the same address is answered every time, even when
+        all the connections that could take its place arrive between its
+        accept and its request.
+        """
+        endpoint = Endpoint()
+        slow: list[tuple[IProtocol, AbortableTransport]] = []
+
+        def arrive() -> None:
+            slow.append(endpoint.request(b"GET /metrics HTTP/1.1\r\nX-Slow: "))
+
+        def nextTurn() -> None:
+            for connection in [c for c in slow if c[1].disconnecting]:
+                close(*connection)
+                slow.remove(connection)
+
+        with capturedLogs():
+            for second in range(20):
+                for arrival in range(50):
+                    arrive()
+                    nextTurn()
+                    if arrival == 25:
+                        protocol, transport = endpoint.connect()
+                        for _ in range(METRICS_MAX_PER_ADDRESS - 1):
+                            arrive()
+                        protocol.dataReceived(SCRAPE)
+                        self.assertEqual(Response(transport.value()).status, 200, f"{second}s")
+                        close(protocol, transport)
+                        nextTurn()
+                endpoint.clock.advance(1)
+                nextTurn()
+                for slowProtocol, _ in slow:
+                    slowProtocol.dataReceived(b"a")
+        self.assertLessEqual(len(slow), METRICS_MAX_CONNECTIONS)
 
     def test_refusalsLoggedOncePerBurst(self) -> None:
         """
@@ -311,7 +435,7 @@ class LimitTests(SynchronousTestCase):
         as one summary a window later; nothing stays scheduled after.
         """
         endpoint = Endpoint(maxConnections=1)
-        protocol, transport = endpoint.connect()
+        protocol, transport = endpoint.request(SCRAPE)
         with capturedLogs() as events:
             for _ in range(100):
                 self.assertIsNone(endpoint.tryConnect()[0])
@@ -325,14 +449,19 @@ class LimitTests(SynchronousTestCase):
 
     def test_default(self) -> None:
         """
-        By default, L{METRICS_MAX_CONNECTIONS} connections are served and
-        the next is refused.
+        By default, L{METRICS_MAX_CONNECTIONS} connections are served at
+        once, L{METRICS_MAX_PER_ADDRESS} from one address.
         """
         endpoint = Endpoint()
-        for _ in range(METRICS_MAX_CONNECTIONS):
-            endpoint.connect()
+        first = [endpoint.request(SCRAPE, 100)[1] for _ in range(METRICS_MAX_PER_ADDRESS)]
         with capturedLogs():
             self.assertIsNone(endpoint.tryConnect()[0])
+        hosts = [f"192.0.2.{n}" for n in range(METRICS_MAX_CONNECTIONS - len(first))]
+        for host in hosts:
+            endpoint.connect(host=host)
+        with capturedLogs():
+            self.assertIsNotNone(endpoint.tryConnect(host="192.0.2.200")[0])
+        self.assertFalse(any(transport.aborted for transport in first))
 
 
 class DeadlineTests(SynchronousTestCase):

@@ -130,6 +130,17 @@ class ListenTests(SynchronousTestCase):
         self.assertEqual(str(error), "cannot listen on tcp:2: Address already in use")
         self.assertTrue(reactor.ports[0].stopped)
 
+    def test_metricsPortInUseSaysMetrics(self) -> None:
+        """
+        A C{--metrics} port in use is named as the metrics port, so that the
+        line says which option to change.
+        """
+        reactor = Reactor(taken=(2,))
+        svc, _ = service(reactor, "tcp:1", metrics="tcp:2")
+        error = self.assertRaises(ListenError, svc.privilegedStartService)
+        self.assertEqual(str(error), "cannot listen for metrics on tcp:2: Address already in use")
+        self.assertTrue(reactor.ports[0].stopped)
+
     def test_startAloneListens(self) -> None:
         """
         C{startService} alone (as C{twist} calls it) listens, and raises
@@ -188,6 +199,20 @@ class NamedListenerTests(SynchronousTestCase):
             listener = NamedListener("tcp:2", Factory(), Reactor(taken=(2,)))
             error = self.assertRaises(ListenError, getattr(listener, start))
             self.assertEqual(str(error), "cannot listen on tcp:2: Address already in use")
+
+    def test_purposeNamed(self) -> None:
+        """
+        A listener given a purpose (the supervisor's C{--metrics}) names it
+        in its L{ListenError}, from both ways of starting.
+        """
+        from twisted.internet.protocol import Factory
+
+        for start in ("privilegedStartService", "startService"):
+            listener = NamedListener("tcp:2", Factory(), Reactor(taken=(2,)), purpose="metrics")
+            error = self.assertRaises(ListenError, getattr(listener, start))
+            self.assertEqual(
+                str(error), "cannot listen for metrics on tcp:2: Address already in use"
+            )
 
 
 class TLSListenerTests(SynchronousTestCase):
