@@ -42,7 +42,7 @@ class SettingError(ValueError):
 
 Options = MutableMapping[str, Any]
 """The options as parsed: each option's name and the text typed (a
-L{twisted.python.Options} is one)."""
+L{twisted.python.usage.Options} is one)."""
 
 Check = Callable[[Options, str], None]
 """Replaces C{options[name]}, the text typed, with the setting's value, or

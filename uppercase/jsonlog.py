@@ -1,5 +1,5 @@
 """
-JSON log output for twistd: one JSON object per event, every field kept.
+JSON log output for twistd: one JSON object per event, every field kept::
 
     twistd -n --logger=uppercase.jsonlog.stdout uppercase
 

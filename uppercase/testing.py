@@ -7,7 +7,7 @@ connection does that it does not model: bytes written but not yet sent (a
 peer that does not read), the flow control they cause, half-close in both
 directions, and the difference between a close and an abort.  The test plays
 the peer through methods named for what the peer does (L{receive},
-L{receiveEOF}, L{read}, L{reset}).
+L{receiveEOF}, L{read}, L{reset}), as in::
 
     from twisted.internet.task import Clock
     from twisted.trial.unittest import SynchronousTestCase
@@ -87,7 +87,7 @@ class StreamTransport(StringTransport):
     (For Twisted's own TCP and UNIX-socket transports, which cannot provide
     them, L{uppercase.net.transport} answers.)
 
-    Writing: L{value} is everything the protocol wrote.  With
+    Writing: C{value()} is everything the protocol wrote.  With
     C{peerReads=True} (the default) the peer takes every byte at once;
     otherwise bytes stay unsent (L{pendingBytes}) until the test calls
     L{read}, and past L{bufferSize} unsent bytes a registered streaming

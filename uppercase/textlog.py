@@ -1,18 +1,18 @@
 """
 Text log output for twistd: the same lines as Twisted's own text log, made
-several times faster, for a server that logs every chunk it receives.
+several times faster, for a server that logs every chunk it receives::
 
     twistd -n --logger=uppercase.textlog.stdout uppercase
 
 C{twistd uppercase} and C{twistd uppercase-client} use it by default
 whenever twistd would write its own text log, to standard output or to a
-file (no C{--syslog} or C{--logger}); see L{_options.preferFastTextLog}.
+file (no C{--syslog} or C{--logger}); see L{uppercase.cli.options.preferFastTextLog}.
 Log files are Twisted's L{LogFile} (rotated at 1 MB, as twistd's), and
 L{reopenLogFiles} serves C{SIGUSR1}.
 
-Twisted's L{textFileLogObserver} spends most of an event's cost on two
+Twisted's L{twisted.logger.textFileLogObserver} spends most of an event's cost on two
 things: formatting the timestamp (a timezone computed and C{strftime} called
-for every event) and formatting the message with L{string.Formatter}, in
+for every event) and formatting the message with C{string.Formatter}, in
 Python.  L{ClassicTextFormat} formats the timestamp once per second (its
 resolution) and formats plain messages with C{str.format_map}, which gives
 the same text for any format without Twisted's C{{callable()}} fields.

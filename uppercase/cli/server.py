@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -30,6 +30,22 @@ from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndp
 from uppercase.workers.worker import WorkerControl, WorkerSpec
 
 log = Logger()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _helpLine(text: str) -> Callable[[_F], _F]:
+    """
+    A decorator giving an C{opt_} method C{text} as its docstring, the line
+    C{--help} shows for it (a docstring made at import, which pydoctor would
+    not read from a C{__doc__} assignment in the class).
+    """
+
+    def setHelp(method: _F) -> _F:
+        method.__doc__ = text
+        return method
+
+    return setHelp
 
 
 class ServerOptions(usage.Options):
@@ -56,12 +72,9 @@ class ServerOptions(usage.Options):
         super().__init__()
         self["listen"] = []
 
+    @_helpLine(f"Listen on ENDPOINT (may be given several times) [default: {DEFAULTS.listen[0]}].")
     def opt_listen(self, description: str) -> None:
         self["listen"].append(description)
-
-    opt_listen.__doc__ = (
-        f"Listen on ENDPOINT (may be given several times) [default: {DEFAULTS.listen[0]}]."
-    )
 
     opt_l = opt_listen
 

@@ -1,16 +1,16 @@
 """
 Signals, as operators of twistd and of the servers they know expect them.
 
-- C{SIGTERM}, C{SIGINT}: the reactor's own handlers stop the server
-  gracefully (the drain).  A second one during the drain cuts it short:
-  the remaining connections are aborted, in one log line, and the process
-  exits (no C{ReactorNotRunning} traceback).
-- C{SIGUSR1}: reopen the log file if something moved it (logrotate), or
-  rotate it as twistd does; logged either way.
-- C{SIGHUP} (a closed terminal, or a reload request) and C{SIGUSR2}: logged,
-  and otherwise ignored, where by default they would kill the process and
-  drop every connection -- unless the command gives them a meaning
-  (C{--workers} makes C{SIGHUP} a reload).
+  - C{SIGTERM}, C{SIGINT}: the reactor's own handlers stop the server
+    gracefully (the drain).  A second one during the drain cuts it short:
+    the remaining connections are aborted, in one log line, and the process
+    exits (no C{ReactorNotRunning} traceback).
+  - C{SIGUSR1}: reopen the log file if something moved it (logrotate), or
+    rotate it as twistd does; logged either way.
+  - C{SIGHUP} (a closed terminal, or a reload request) and C{SIGUSR2}: logged,
+    and otherwise ignored, where by default they would kill the process and
+    drop every connection -- unless the command gives them a meaning
+    (C{--workers} makes C{SIGHUP} a reload).
 
 A worker of C{--workers N} handles C{SIGINT} and C{SIGTERM} its own way
 (L{WorkerSignalHandling}): its supervisor decides.

@@ -156,7 +156,7 @@ class UppercaseClientProtocol(Protocol):
     """
 
     transport: Any
-    """A stream transport (L{ITransport} with C{abortConnection})."""
+    """A stream transport (C{ITransport} with C{abortConnection})."""
 
     def __init__(
         self,
@@ -339,7 +339,7 @@ class UppercaseClientProtocol(Protocol):
 class UppercaseClientFactory(Factory):
     """
     Build L{UppercaseClientProtocol}s that share one budget of replies, so
-    that a client which reconnects (under L{ClientService}) carries on where
+    that a client which reconnects (under C{ClientService}) carries on where
     the previous connection stopped instead of starting over.
 
     @ivar settings: what each connection does.

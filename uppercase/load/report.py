@@ -43,7 +43,9 @@ def _ms(value: float) -> str:
 
 def describeLatency(latency: dict[str, float] | None) -> str:
     """
-    C{p50 0.512  p90 0.801  p99 1.204  p99.9 3.100  max 12.001} (ms).
+    The latency percentiles in ms, as in::
+
+        p50 0.512  p90 0.801  p99 1.204  p99.9 3.100  max 12.001
     """
     if not latency:
         return "n/a"
@@ -53,8 +55,9 @@ def describeLatency(latency: dict[str, float] | None) -> str:
 
 def progressLine(snapshot: Snapshot, stream: bool = False) -> str:
     """
-    One second of a run in a line: C{[  3s] measuring  100 conns  123,456
-    msg/s  7.90 MB/s  p50 0.512 p99 1.204 ms  0 errors}.
+    One second of a run in a line, as in::
+
+        [  3s] measuring  100 conns  123,456 msg/s  7.90 MB/s  p50 0.512 p99 1.204 ms  0 errors
     """
     parts = [f"[{snapshot.elapsed:4.0f}s]", f"{snapshot.phase:<10}"]
     parts.append(counted(snapshot.connections, "conn"))

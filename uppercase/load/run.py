@@ -7,7 +7,7 @@ for the replies in flight, close, and hand a L{RunResult} to the reports.
 Once a second it ends an interval: checks time-outs, reads C{TCP_INFO},
 and tells its observer (the progress line, C{--json}, the log).  With
 C{reconnect} (the twistd prober), a lost or refused connection is tried
-again with backoff, as L{ClientService} does.
+again with backoff, as C{ClientService} does.
 """
 
 from __future__ import annotations

@@ -3,52 +3,52 @@ The one place that knows Twisted's transports beyond their public interfaces.
 
 Five things need more than the public API:
 
-- B{Sending a reply at once} (L{writeDirectly}, chosen per connection by
-  L{directWriter}).  Twisted's
-  C{transport.write} appends to the transport's buffer and asks the reactor
-  to watch the socket for writability; the bytes leave on the next reactor
-  turn, after another C{epoll_wait} and two C{epoll_ctl} calls.  For an echo
-  server that is a large share of its time on small messages.  When the
-  transport's buffer is empty, C{socket.send} straight away is equivalent
-  (the bytes would be next on the wire anyway) and saves the turn.  It
-  applies to chunks of up to L{DIRECT_LIMIT} bytes: a bigger chunk means a
-  stream is flowing, and Twisted's buffer then sends it with whatever else
-  is queued in one call (measured, a 64 KiB stream runs about 15% faster
-  that way than sent chunk by chunk).  Whatever C{send} does not take, and
-  any send error, goes through C{transport.write}, so byte order, flow
-  control, half-close and error handling stay Twisted's.
-- B{Knowing how many written bytes are still queued} (L{pendingBytes}), to
-  tell a clean end from a loss when a peer closes before reading everything.
-- B{Handing a connection to another protocol} (L{splice}): once a PROXY
-  header is read, the connection's bytes go straight to the protocol behind
-  it, so that a PROXY connection costs what a plain one does.
-- B{Listening on a UNIX socket another process owns} (L{adoptSharedUNIXPort}):
-  a worker of C{--workers} must neither make the socket's file
-  world-writable when it starts (Twisted's adopted UNIX port sets mode
-  C{0666}) nor remove it or shut the socket down when it stops (Twisted's
-  does both, and the socket is its supervisor's, still serving the other
-  workers).  This uses Twisted's C{unix.Port._fromListeningDescriptor}, as
-  C{reactor.adoptStreamPort} does, and its C{_shouldShutdown}, as its TCP
-  port does for an adopted socket; without the first, the public
-  C{adoptStreamPort} is used, the mode put back at once, and the port
-  stopped by no longer reading it (its socket closes when the worker ends).
-- B{A TLS half-close} (L{halfClosingTLS}): when a TLS peer sends its
-  C{close_notify}, Twisted's TLS protocol sends its own at once and ends
-  the connection, dropping every reply not yet written through (26.x and
-  24.7 alike: the replies its small-write aggregator holds until the next
-  reactor turn, or all of them while flow control holds them back).  TLS
-  1.3 lets a server go on sending after the peer's C{close_notify}; the
-  subclass tells the protocol it wraps, if that is half-closeable, that the
-  peer has finished sending (C{readConnectionLost}, as a TCP FIN does), and
-  its C{close_notify} follows the last reply when that protocol closes.
-  It replaces Twisted's C{_flushReceiveBIO} (the same from 24.7 to 26.10),
-  and uses C{_tlsConnection}, C{_lostTLSConnection}, C{_aborted},
-  C{_flushSendBIO}, C{_shutdownTLS} and C{_tlsShutdownFinished}.
+  - B{Sending a reply at once} (L{writeDirectly}, chosen per connection by
+    L{directWriter}).  Twisted's
+    C{transport.write} appends to the transport's buffer and asks the reactor
+    to watch the socket for writability; the bytes leave on the next reactor
+    turn, after another C{epoll_wait} and two C{epoll_ctl} calls.  For an echo
+    server that is a large share of its time on small messages.  When the
+    transport's buffer is empty, C{socket.send} straight away is equivalent
+    (the bytes would be next on the wire anyway) and saves the turn.  It
+    applies to chunks of up to L{DIRECT_LIMIT} bytes: a bigger chunk means a
+    stream is flowing, and Twisted's buffer then sends it with whatever else
+    is queued in one call (measured, a 64 KiB stream runs about 15% faster
+    that way than sent chunk by chunk).  Whatever C{send} does not take, and
+    any send error, goes through C{transport.write}, so byte order, flow
+    control, half-close and error handling stay Twisted's.
+  - B{Knowing how many written bytes are still queued} (L{pendingBytes}), to
+    tell a clean end from a loss when a peer closes before reading everything.
+  - B{Handing a connection to another protocol} (L{splice}): once a PROXY
+    header is read, the connection's bytes go straight to the protocol behind
+    it, so that a PROXY connection costs what a plain one does.
+  - B{Listening on a UNIX socket another process owns} (L{adoptSharedUNIXPort}):
+    a worker of C{--workers} must neither make the socket's file
+    world-writable when it starts (Twisted's adopted UNIX port sets mode
+    C{0666}) nor remove it or shut the socket down when it stops (Twisted's
+    does both, and the socket is its supervisor's, still serving the other
+    workers).  This uses Twisted's C{unix.Port._fromListeningDescriptor}, as
+    C{reactor.adoptStreamPort} does, and its C{_shouldShutdown}, as its TCP
+    port does for an adopted socket; without the first, the public
+    C{adoptStreamPort} is used, the mode put back at once, and the port
+    stopped by no longer reading it (its socket closes when the worker ends).
+  - B{A TLS half-close} (L{halfClosingTLS}): when a TLS peer sends its
+    C{close_notify}, Twisted's TLS protocol sends its own at once and ends
+    the connection, dropping every reply not yet written through (26.x and
+    24.7 alike: the replies its small-write aggregator holds until the next
+    reactor turn, or all of them while flow control holds them back).  TLS
+    1.3 lets a server go on sending after the peer's C{close_notify}; the
+    subclass tells the protocol it wraps, if that is half-closeable, that the
+    peer has finished sending (C{readConnectionLost}, as a TCP FIN does), and
+    its C{close_notify} follows the last reply when that protocol closes.
+    It replaces Twisted's C{_flushReceiveBIO} (the same from 24.7 to 26.10),
+    and uses C{_tlsConnection}, C{_lostTLSConnection}, C{_aborted},
+    C{_flushSendBIO}, C{_shutdownTLS} and C{_tlsShutdownFinished}.
 
 The first two read the buffer fields of Twisted's file-descriptor transports
 (C{_tempDataLen}, C{dataBuffer}, C{offset}, C{_writeDisconnecting}), the same
 from Twisted 24.7 to 26.10; the third sets their C{protocol} attribute.
-L{supportsDirectWrites} checks once per transport class that they are
+L{_hasBufferFields} checks once per transport class that they are
 there; if a future Twisted renames them, it logs one warning and everything
 falls back to the public API (plain C{transport.write}; "pending bytes
 unknown").  The fourth checks its pieces (C{_fromListeningDescriptor},
