@@ -1,9 +1,12 @@
 """
-The PROXY protocol (v1 and v2): the header, read by a wrapper of any server factory, and built for a client to send.
+The PROXY protocol (v1 and v2): the header's bytes read and written with no
+I/O (L{decodeHeader}, L{encodeHeader}), and the Twisted wrapper that serves
+PROXY connections with any server factory (L{ProxyHeaderFactory}).
 """
 
 from __future__ import annotations
 
+from uppercase.proxy._codec import Address, ProxyHeader, decodeHeader, encodeHeader
 from uppercase.proxy._wrapper import (
     Addresses,
     InvalidHeader,
@@ -15,6 +18,10 @@ from uppercase.proxy._wrapper import (
 )
 
 __all__ = [
+    "Address",
+    "ProxyHeader",
+    "decodeHeader",
+    "encodeHeader",
     "Addresses",
     "InvalidHeader",
     "ProxiedTransport",

@@ -9,13 +9,11 @@ C{LOCAL}.
 
 from __future__ import annotations
 
-import socket
-import struct
 from typing import Any, Callable
 
 from twisted.internet.address import IPv4Address, IPv6Address
 
-from uppercase.proxy._wrapper import V2_SIGNATURE
+from uppercase.proxy._codec import Address, encodeHeader
 
 __all__ = ["VERSIONS", "proxyHeader", "proxyPreamble"]
 
@@ -25,32 +23,16 @@ VERSIONS = ("v1", "v2")
 def proxyHeader(version: str, source: object, destination: object) -> bytes:
     """
     The PROXY header C{version} (C{"v1"} or C{"v2"}) for a connection from
-    C{source} to C{destination} (Twisted addresses).
+    C{source} to C{destination} (Twisted addresses): v1's C{UNKNOWN} or v2's
+    C{LOCAL} for a connection that is not TCP.
     """
-    both = (source, destination)
-    if all(isinstance(a, IPv4Address) for a in both):
-        family, v1, v2 = socket.AF_INET, b"TCP4", 0x11
-    elif all(isinstance(a, IPv6Address) for a in both):
-        family, v1, v2 = socket.AF_INET6, b"TCP6", 0x21
-    else:
-        return b"PROXY UNKNOWN\r\n" if version == "v1" else V2_SIGNATURE + b"\x20\x00\x00\x00"
-    src: Any = source
-    dst: Any = destination
-    srcHost, dstHost = src.host.split("%")[0], dst.host.split("%")[0]
-    if version == "v1":
-        return b"PROXY %s %s %s %d %d\r\n" % (
-            v1,
-            srcHost.encode("ascii"),
-            dstHost.encode("ascii"),
-            src.port,
-            dst.port,
-        )
-    body = (
-        socket.inet_pton(family, srcHost)
-        + socket.inet_pton(family, dstHost)
-        + struct.pack("!HH", src.port, dst.port)
-    )
-    return V2_SIGNATURE + struct.pack("!BBH", 0x21, v2, len(body)) + body
+    return encodeHeader(VERSIONS.index(version) + 1, _address(source), _address(destination))
+
+
+def _address(address: object) -> Address | None:
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return Address(address.host.split("%")[0], address.port)
+    return None
 
 
 def proxyPreamble(version: str) -> Callable[[Any], bytes]:

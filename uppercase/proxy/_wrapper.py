@@ -3,6 +3,7 @@ The PROXY protocol (v1 and v2), for running behind HAProxy and other load
 balancers: C{--listen haproxy:tcp:9527}.
 
 L{ProxyHeaderFactory} wraps any server factory.  It reads the whole header
+(the header's bytes are L{uppercase.proxy._codec}'s business)
 first, then builds and connects the wrapped protocol with the client's
 address (its C{buildProtocol} gets the client's address, and its transport's
 C{getPeer} returns it), and passes half-close through.  On Twisted's own TCP
@@ -34,9 +35,7 @@ Spec: U{https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt}
 
 from __future__ import annotations
 
-import socket
-import struct
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -58,6 +57,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from uppercase.net.interfaces import IDirectWriteTarget, IPendingBytes
 from uppercase.net.peer import describePeer, formatPeer
 from uppercase.net.transport import pendingBytes, splice
+from uppercase.proxy._codec import InvalidHeader, decodeHeader
 
 __all__ = [
     "Addresses",
@@ -71,105 +71,31 @@ __all__ = [
 
 log = Logger(namespace="uppercase.proxy")
 
-V1_PREFIX = b"PROXY "
-V1_MAX = 107
-V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-V2_FIXED = 16
-V2_MAX = V2_FIXED + 65535
-
 Addresses = Optional[Tuple[IAddress, IAddress]]
 """The client's and the proxy's (source, destination) addresses, or L{None}
 when the header says the connection's own addresses are the real ones."""
 
 
-_ADDRESS: Dict[int, Callable[..., IAddress]] = {
-    socket.AF_INET: IPv4Address,
-    socket.AF_INET6: IPv6Address,
-}
-
-
-class InvalidHeader(ValueError):
-    """
-    The connection did not start with a valid PROXY header.
-    """
-
-
 def parseHeader(data: bytes) -> tuple[Addresses, int] | None:
     """
-    Parse a PROXY header at the start of C{data} (which is not empty).
+    Parse a PROXY header at the start of C{data} (which is not empty), with
+    the addresses as Twisted's (L{decodeHeader} gives them as text).
 
     @return: L{None} if more bytes are needed; otherwise the addresses and
         the length of the header.
 
     @raise InvalidHeader: if C{data} cannot start a valid header.
     """
-    if V2_SIGNATURE.startswith(data[:12]) and data[:1] == V2_SIGNATURE[:1]:
-        if len(data) < V2_FIXED:
-            return None
-        return _parseV2(data)
-    if V1_PREFIX.startswith(data[:6]) and data[:1] == V1_PREFIX[:1]:
-        return _parseV1(data)
-    raise InvalidHeader("not a PROXY protocol header")
-
-
-def _parseV1(data: bytes) -> tuple[Addresses, int] | None:
-    end = data.find(b"\r\n", 0, V1_MAX)
-    if end < 0:
-        if len(data) >= V1_MAX:
-            raise InvalidHeader("PROXY v1 header longer than 107 bytes")
+    header = decodeHeader(data)
+    if header is None:
         return None
-    fields = data[:end].split(b" ")
-    if len(fields) >= 2 and fields[1] == b"UNKNOWN":
-        return None, end + 2
-    if len(fields) != 6 or fields[1] not in (b"TCP4", b"TCP6"):
-        raise InvalidHeader("malformed PROXY v1 header")
-    _, family, source, destination, sourcePort, destinationPort = fields
-    addressFamily = socket.AF_INET if family == b"TCP4" else socket.AF_INET6
-    kind = _ADDRESS[addressFamily]
-    try:
-        hosts = [
-            socket.inet_ntop(addressFamily, socket.inet_pton(addressFamily, host.decode("ascii")))
-            for host in (source, destination)
-        ]
-        # Plain decimal digits only: int() also takes "+1" and "1_0".
-        if not (sourcePort.isdigit() and destinationPort.isdigit()):
-            raise ValueError("port not in digits")
-        ports = [int(port) for port in (sourcePort, destinationPort)]
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise InvalidHeader("malformed address in PROXY v1 header") from None
-    if not all(0 <= port <= 65535 for port in ports):
-        raise InvalidHeader("port out of range in PROXY v1 header")
-    return (kind("TCP", hosts[0], ports[0]), kind("TCP", hosts[1], ports[1])), end + 2
-
-
-def _parseV2(data: bytes) -> tuple[Addresses, int] | None:
-    versionCommand, familyProtocol, length = struct.unpack("!BBH", data[12:16])
-    if versionCommand >> 4 != 2:
-        raise InvalidHeader("unsupported PROXY v2 version")
-    total = V2_FIXED + length
-    if len(data) < total:
-        return None
-    command = versionCommand & 0x0F
-    if command == 0x0:  # LOCAL: a health check from the proxy itself
-        return None, total
-    if command != 0x1:
-        raise InvalidHeader("unknown PROXY v2 command")
-    body = data[V2_FIXED:total]
-    if familyProtocol == 0x11 and length >= 12:  # TCP over IPv4
-        source, destination, sourcePort, destinationPort = struct.unpack("!4s4sHH", body[:12])
-        family, kind = socket.AF_INET, _ADDRESS[socket.AF_INET]
-    elif familyProtocol == 0x21 and length >= 36:  # TCP over IPv6
-        source, destination, sourcePort, destinationPort = struct.unpack("!16s16sHH", body[:36])
-        family, kind = socket.AF_INET6, _ADDRESS[socket.AF_INET6]
-    else:
-        # UNSPEC, UDP or UNIX: the connection's own addresses stand.
-        return None, total
+    source, destination = header.source, header.destination
+    if source is None or destination is None:
+        return None, header.length
+    kind = IPv6Address if source.ipv6 else IPv4Address
     return (
-        (
-            kind("TCP", socket.inet_ntop(family, source), sourcePort),
-            kind("TCP", socket.inet_ntop(family, destination), destinationPort),
-        ),
-        total,
+        (kind("TCP", source.host, source.port), kind("TCP", destination.host, destination.port)),
+        header.length,
     )
 
 
