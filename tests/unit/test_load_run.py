@@ -242,6 +242,40 @@ class EndingTests(LoadRunCase):
         result = self.result()
         self.assertEqual((result.errors, result.lost, result.status), ({"reset": 1}, 1, 1))
 
+    def test_closedBetweenMessagesFails(self) -> None:
+        """
+        A connection the server closes with nothing in flight (open loop,
+        between two messages) is not a clean end: the run fails at once,
+        in one line, with the close counted as an error.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=5, rate=4))
+        transport = self.connect.succeed()
+        self.connect.answer(transport)
+        self.clock.advance(0.1)
+        transport.receiveEOF()
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.lost), (1, 1, 0))
+        self.assertEqual((result.errors, result.status), ({"closed by server": 1}, 1))
+        self.assertEqual(result.failure, "every connection was lost (1 closed by server)")
+
+    def test_someConnectionsClosedFails(self) -> None:
+        """
+        Of 3 connections, 2 closed by the server before any message was
+        sent (an accept limit): the run goes on with the third, and fails
+        with the closes counted.
+        """
+        self.start(dataclasses.replace(LOAD, connections=3, count=0, duration=1, rate=4))
+        self.connect.succeed().receiveEOF()
+        self.connect.succeed().reset()
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.connect.answer(transport)
+            self.clock.advance(0.25)
+        result = self.result()
+        self.assertEqual(result.errors, {"closed by server": 1, "reset": 1})
+        self.assertEqual((result.verified, result.lost, result.status), (result.sent, 0, 1))
+        self.assertEqual(result.failure, "errors: 1 closed by server, 1 reset")
+
     def test_interrupted(self) -> None:
         """
         An interrupt closes the connections once their replies are in, and
@@ -313,6 +347,18 @@ class ReconnectTests(LoadRunCase):
         errors = self.result().errors
         self.assertEqual(errors["reset"], 1)
         self.assertGreater(errors["no connection"], 0)  # due while disconnected
+
+    def test_closeBetweenMessagesCounted(self) -> None:
+        """
+        The prober counts a connection the server closes between messages
+        as an error, as it counts a reset.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        self.connect.answer(transport)
+        transport.receiveEOF()
+        self.assertEqual(self.loadRun.stats.errors["closed by server"], 1)
+        self.loadRun.stop()
 
     def test_refusedRetried(self) -> None:
         """
