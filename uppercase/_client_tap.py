@@ -27,7 +27,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._clientsettings import ClientSettings
+from ._clientsettings import LOAD_OPTIONS, ClientSettings
 from ._connect import (
     EXAMPLES,
     clientEndpoint,
@@ -48,6 +48,20 @@ ExitStatus = Callable[[int], None]
 """Told the process's exit status when the client fails."""
 
 
+class _Default(str):
+    """
+    An option's default as L{usage.Options} holds it until the option is
+    given: a string like any other, but one that tells it was not given.
+    """
+
+
+def _markDefaults(parameters: list[list[Any]]) -> list[list[Any]]:
+    return [
+        [name, short, None if default is None else _Default(default), doc]
+        for name, short, default, doc in parameters
+    ]
+
+
 class ClientOptions(usage.Options):
     """
     Options shared by C{uppercase-client} and C{twistd uppercase-client},
@@ -61,7 +75,7 @@ class ClientOptions(usage.Options):
         "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
-    optParameters = ClientSettings.optParameters()
+    optParameters = _markDefaults(ClientSettings.optParameters())
     optFlags = [
         ["stream", None, "Load: stream random bytes full duplex, then half-close."],
         ["fail-fast", None, "Load: stop at the first wrong byte."],
@@ -72,8 +86,10 @@ class ClientOptions(usage.Options):
     def postOptions(self) -> None:
         preferFastTextLog(self)
         checkPidFile(self)
+        # Any load option makes a load run, even at its default value.
+        given = any(not isinstance(self[name], _Default) for name in LOAD_OPTIONS)
         settings = ClientSettings.fromOptions(
-            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"])
+            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"]), load=given
         )
         checkLoadSettings(settings)
         self.settings = settings

@@ -82,11 +82,13 @@ class ClientOptionsTests(SynchronousTestCase):
         )
         flags = {name for name, short, help in _client_tap.ClientOptions.optFlags}
         self.assertEqual(
-            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast"}
+            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast", "load"}
         )
         self.assertEqual(flags, {"stream", "fail-fast"})
         for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
-            self.assertEqual(self.parse(f"--{name}", shown).settings, ClientSettings())
+            settings = self.parse(f"--{name}", shown).settings
+            # (A load option given, even at its default, says so: load.)
+            self.assertEqual(dataclasses.replace(settings, load=False), ClientSettings())
             self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
 
     def test_values(self) -> None:
