@@ -101,7 +101,9 @@ class LoadRun(Owner):
                 settings.payload, settings.size, settings.seed, settings.message
             )
             if settings.rate:
-                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin)
+                # Its duration includes the warm-up: it starts when the run begins.
+                length = settings.warmup + settings.duration if settings.duration else 0.0
+                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin, length)
                 openLoop.onSkipped = self._skipped
                 self.schedule = openLoop
             else:
