@@ -170,7 +170,9 @@ class ClientSettings(Settings):
     timeout: float = setting(
         10.0,
         "t",
-        "Seconds to wait for the connection, and for each whole reply.",
+        "Seconds to wait for the connection, and for each whole reply; in a "
+        "load run, also the most to wait for the replies still due after the "
+        "duration or count.",
         functools.partial(checkSeconds, allowZero=False),
         showSeconds,
     )

@@ -306,8 +306,9 @@ class LoadRun(Owner):
         return True
 
     def _skipped(self, count: int) -> None:
-        self.stats.lost += count
-        self.stats.error("no connection", count)
+        # Never sent: counted as such, not as lost (the loss of the
+        # connection is the error, counted when it happened).
+        self.stats.notSent += count
 
     def _mismatched(self, mismatch: Mismatch) -> None:
         if self._reconnect:
@@ -395,6 +396,24 @@ class LoadRun(Owner):
         self._retries.clear()
         for protocol in list(self.protocols):
             protocol.close()
+        if self.protocols:
+            self._later(self.settings.timeout, self._drainOver)
+        self._maybeFinish()
+
+    def _drainOver(self) -> None:
+        """
+        The replies still out L{stop}'s time-out later will not be waited
+        for: each connection still open is cut off, its messages in flight
+        counted as lost, and the run fails.  (A drip of right bytes keeps
+        each reply's own time-out from firing; this bounds the whole wait.)
+        """
+        if self._interrupted is not None:
+            return  # the interrupt's own grace applies
+        for protocol in list(self.protocols):
+            protocol.timedOut = True
+            self.stats.lost += protocol.dropInFlight()
+            self.stats.error("cut off after the end")
+            protocol.transport.abortConnection()
         self._maybeFinish()
 
     def interrupt(self, signum: int) -> None:
