@@ -123,7 +123,9 @@ class AttemptEndpoint:
     by C{timeout}; a failed attempt is logged with its reason and passed on
     (L{ClientService} retries); an attempt that can never succeed is handed
     to C{giveUp} instead, and held until the service stops, so that nothing
-    retries it.
+    retries it; so is one that fails when attempts have failed for
+    C{bound} seconds since the last connection (a finite run against a
+    port that keeps refusing), if a bound is given.
     """
 
     def __init__(
@@ -133,7 +135,10 @@ class AttemptEndpoint:
         timeout: float,
         clock: IReactorTime,
         giveUp: Callable[[str], None],
+        bound: float | None = None,
     ) -> None:
+        self._bound = bound
+        self._failingSince: float | None = None
         self._endpoint = endpoint
         self._description = description
         self._timeout = timeout
@@ -145,14 +150,24 @@ class AttemptEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         d = connectWithin(self._endpoint, protocolFactory, self._timeout, self._clock)
-        d.addErrback(self._failed)
+        d.addCallbacks(self._connected, self._failed)
         return d
+
+    def _connected(self, protocol: IProtocol) -> IProtocol:
+        self._failingSince = None
+        return protocol
 
     def _failed(self, failure: Failure) -> Failure | Deferred[IProtocol]:
         if isCancellation(failure):
             return failure
         reason = describeConnectFailure(failure)
-        if isWorthRetrying(failure):
+        now = self._clock.seconds()
+        if self._failingSince is None:
+            self._failingSince = now
+        failing = now - self._failingSince
+        if self._bound is not None and failing >= self._bound:
+            reason = f"{reason} (for {failing:.0f} s)"
+        elif isWorthRetrying(failure):
             log.warn(
                 "Cannot connect to {endpoint}: {reason}",
                 endpoint=self._description,
@@ -189,8 +204,16 @@ class RepeatingClientService(MultiService):
         self._exitStatus = exitStatus
         self._ended = False
         settings = factory.settings
+        # A finite run gives up on a port that refuses for --timeout
+        # seconds; a prober (--count 0) keeps trying: the server may be
+        # restarting.
         attempts = AttemptEndpoint(
-            endpoint, settings.connect, settings.timeout, reactor, self._givenUp
+            endpoint,
+            settings.connect,
+            settings.timeout,
+            reactor,
+            self._givenUp,
+            settings.timeout if settings.count else None,
         )
         self.clientService = ClientService(attempts, factory, clock=reactor)
         self.clientService.setServiceParent(self)

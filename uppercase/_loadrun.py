@@ -122,6 +122,7 @@ class LoadRun(Owner):
         self._interrupted: int | None = None
         self._failure: str | None = None
         self._connectFailure: Failure | None = None
+        self._failingSince: float | None = None
         self._timers: list[Any] = []
         self._ticker = LoopingCall(self._interval)
         self._ticker.clock = clock
@@ -192,8 +193,18 @@ class LoadRun(Owner):
         if not (isCancellation(failure) and self._stopping):
             self.stats.error(errorKind(failure))
             self._connectFailure = self._connectFailure or failure
-            if self._reconnect and not isWorthRetrying(failure):
+            now = self._clock.seconds()
+            if self._failingSince is None:
+                self._failingSince = now
+            failing = now - self._failingSince
+            # A finite run gives up on a port that refuses for --timeout
+            # seconds with no connection up; a prober keeps trying.
+            finite = bool(self.settings.limit or self.settings.duration)
+            givingUp = finite and not self.protocols and failing >= self.settings.timeout
+            if self._reconnect and (givingUp or not isWorthRetrying(failure)):
                 reason = describeConnectFailure(failure)
+                if givingUp:
+                    reason += f" (for {failing:.0f} s)"
                 self._fail(f"cannot connect to {self.settings.connect}: {reason}")
             elif self._reconnect:
                 log.warn(
@@ -246,6 +257,7 @@ class LoadRun(Owner):
         self.protocols.append(connection)
         self.connectedCount += 1
         self.tcp[connection.number] = readTCPInfo(connection.transport)
+        self._failingSince = None
         if self._reconnect:
             self._attempts.pop(connection.number, None)
         if self.begunAt is None or self._stopping:

@@ -15,6 +15,7 @@ from twisted.application.internet import ClientService
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import (
+    ConnectError,
     ConnectionLost,
     ConnectionRefusedError,
     DNSLookupError,
@@ -352,13 +353,15 @@ class ConnectWithinTests(SynchronousTestCase):
 
     def test_worthRetrying(self) -> None:
         """
-        Network failures (refused, DNS, timed out) are worth retrying;
-        anything else (a bad value the endpoint only noticed when
-        connecting) is not.
+        Network failures (refused, timed out) are worth retrying; a name
+        that does not resolve, a missing UNIX socket, or anything else (a
+        bad value the endpoint only noticed when connecting) is not.
         """
         for error, expected in (
             (ConnectionRefusedError(), True),
-            (DNSLookupError("nowhere.invalid"), True),
+            (DNSLookupError("nowhere.invalid"), False),
+            (ConnectError(2, "No such file or directory"), False),
+            (ConnectError(111, "Connection refused"), True),
             (_connect.ConnectTimeout(2), True),
             (ValueError("bad"), False),
             (OverflowError("port must be 0-65535"), False),
@@ -398,6 +401,13 @@ class ClientServiceTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
+    def failAttempt(self, error: Exception) -> None:
+        """
+        Fail the latest connection attempt with C{error}.
+        """
+        factory = self.reactor.tcpClients[-1][2]
+        factory.clientConnectionFailed(self.reactor.connectors[-1], Failure(error))
+
     def test_shape(self) -> None:
         """
         The service wraps a L{ClientService}; nothing connects before start.
@@ -425,6 +435,52 @@ class ClientServiceTests(SynchronousTestCase):
         self.reactor.advance(10)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.service.stopService()
+
+    def test_finiteRunGivesUpOnRefusals(self) -> None:
+        """
+        With a finite --count, a port that keeps refusing is given up once
+        attempts have failed for --timeout seconds: one line, status 1, no
+        retry after it.
+        """
+        self.makeService("-n", "3", "-t", "5").startService()
+        with capturedLogs() as events:
+            for _ in range(10):
+                if self.reactor.hasStopped:
+                    break
+                self.failAttempt(ConnectionRefusedError())
+                self.reactor.advance(3)
+        self.assertEqual(self.statuses, [1])
+        [critical] = [e for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertRegex(
+            formatEvent(critical),
+            r"^Stopping: cannot connect to tcp:127.0.0.1:9527: Connection refused \(for [5-9] s\)$",
+        )
+        attempts = len(self.reactor.tcpClients)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.tcpClients), attempts)
+
+    def test_proberKeepsRetryingRefusals(self) -> None:
+        """
+        With --count 0 (a prober), a refusing port is retried for ever: the
+        server may be restarting.
+        """
+        self.makeService("-n", "0", "-t", "5").startService()
+        for _ in range(20):
+            self.failAttempt(ConnectionRefusedError())
+            self.reactor.advance(62)  # the longest backoff, 60 s, and its jitter
+        self.assertEqual(self.statuses, [])
+        self.assertEqual(len(self.reactor.tcpClients), 21)
+        self.service.stopService()
+
+    def test_unknownHostGivesUp(self) -> None:
+        """
+        A name that does not resolve can never connect: one line, status 1.
+        """
+        self.makeService("-n", "0").startService()
+        self.failAttempt(DNSLookupError("nowhere.invalid"))
+        self.reactor.advance(0)
+        self.assertEqual(self.statuses, [1])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_doneStopsReactorWithStatus0(self) -> None:
         """

@@ -398,6 +398,42 @@ class ReconnectTests(LoadRunCase):
         self.loadRun.stop()
 
 
+class GiveUpTests(LoadRunCase):
+    """
+    Under twistd, a finite run gives up on a port that keeps refusing; a
+    prober does not.
+    """
+
+    def refuseFor(self, seconds: float) -> None:
+        while self.clock.seconds() < seconds and not self.done.called:
+            if self.connect.attempts:
+                self.connect.fail(ConnectionRefusedError())
+            self.clock.advance(1)
+
+    def test_finiteRunGivesUp(self) -> None:
+        """
+        --count 5 with --timeout 5: refused for 5 s, the run fails in one
+        line.
+        """
+        self.start(dataclasses.replace(LOAD, count=5, timeout=5.0), reconnect=True)
+        self.refuseFor(60)
+        result = self.result()
+        self.assertEqual(result.status, 1)
+        self.assertRegex(
+            result.failure or "",
+            r"^cannot connect to tcp:127.0.0.1:9527: Connection refused \(for [5-9] s\)$",
+        )
+
+    def test_proberKeepsTrying(self) -> None:
+        """
+        --rate 10 --count 0: refused for a minute, it is still trying.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10, timeout=5.0), reconnect=True)
+        self.refuseFor(60)
+        self.assertNoResult(self.done)
+        self.loadRun.stop()
+
+
 class StreamRunTests(LoadRunCase):
     """
     C{--stream} through the real echo, in memory.
