@@ -277,8 +277,8 @@ def isWorthRetrying(failure: Failure) -> bool:
     """
     if failure.check(error.DNSLookupError):
         return False
-    if failure.check(ConnectError) and failure.value.osError in (errno.ENOENT, errno.ENOTDIR):
-        return False  # no UNIX socket there
+    if getattr(failure.value, "osError", None) in (errno.ENOENT, errno.ENOTDIR):
+        return False  # no UNIX socket there (a ConnectError)
     return bool(failure.check(ConnectError, OSError, ConnectTimeout))
 
 

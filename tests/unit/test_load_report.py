@@ -520,7 +520,9 @@ class VocabularyTests(SynchronousTestCase):
         for name, value in counts.items():
             self.assertEqual(record[name], value, name)
             self.assertIn(f"uppercase_client_messages_{name}_total {value:.1f}", text)
-        self.assertTrue(line.startswith("11 sent, 10 verified, 0 failed, 1 lost, 14 not sent;"), line)
+        self.assertTrue(
+            line.startswith("11 sent, 10 verified, 0 failed, 1 lost, 14 not sent;"), line
+        )
         self.assertIn(f"uppercase_client_bytes_verified_total {10 * 64:.1f}", text)
         self.assertEqual(record["errors"], {"reset": 1})
 
