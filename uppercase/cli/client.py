@@ -39,13 +39,27 @@ from uppercase.client._connect import (
 )
 from uppercase.client._ping import UppercaseClientFactory
 from uppercase.client._report import RoundTrips
-from uppercase.client._settings import ClientSettings
+from uppercase.client._settings import LOAD_OPTIONS, ClientSettings
 from uppercase.load.prober import LoadService
 
 log = Logger()
 
 ExitStatus = Callable[[int], None]
 """Told the process's exit status when the client fails."""
+
+
+class _Default(str):
+    """
+    An option's default as L{usage.Options} holds it until the option is
+    given: a string like any other, but one that tells it was not given.
+    """
+
+
+def _markDefaults(parameters: list[list[Any]]) -> list[list[Any]]:
+    return [
+        [name, short, None if default is None else _Default(default), doc]
+        for name, short, default, doc in parameters
+    ]
 
 
 class ClientOptions(usage.Options):
@@ -61,7 +75,7 @@ class ClientOptions(usage.Options):
         "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
-    optParameters = ClientSettings.optParameters()
+    optParameters = _markDefaults(ClientSettings.optParameters())
     optFlags = [
         ["stream", None, "Load: stream random bytes full duplex, then half-close."],
         ["fail-fast", None, "Load: stop at the first wrong byte."],
@@ -76,8 +90,10 @@ class ClientOptions(usage.Options):
     def _postOptions(self) -> None:
         preferFastTextLog(self)
         checkPidFile(self)
+        # Any load option makes a load run, even at its default value.
+        given = any(not isinstance(self[name], _Default) for name in LOAD_OPTIONS)
         settings = ClientSettings.fromOptions(
-            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"])
+            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"]), load=given
         )
         checkLoadSettings(settings)
         self.settings = settings
@@ -111,7 +127,9 @@ class AttemptEndpoint:
     by C{timeout}; a failed attempt is logged with its reason and passed on
     (L{ClientService} retries); an attempt that can never succeed is handed
     to C{giveUp} instead, and held until the service stops, so that nothing
-    retries it.
+    retries it; so is one that fails when attempts have failed for
+    C{bound} seconds since the last connection (a finite run against a
+    port that keeps refusing), if a bound is given.
     """
 
     def __init__(
@@ -121,7 +139,10 @@ class AttemptEndpoint:
         timeout: float,
         clock: IReactorTime,
         giveUp: Callable[[str], None],
+        bound: float | None = None,
     ) -> None:
+        self._bound = bound
+        self._failingSince: float | None = None
         self._endpoint = endpoint
         self._description = description
         self._timeout = timeout
@@ -133,14 +154,24 @@ class AttemptEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         d = connectWithin(self._endpoint, protocolFactory, self._timeout, self._clock)
-        d.addErrback(self._failed)
+        d.addCallbacks(self._connected, self._failed)
         return d
+
+    def _connected(self, protocol: IProtocol) -> IProtocol:
+        self._failingSince = None
+        return protocol
 
     def _failed(self, failure: Failure) -> Failure | Deferred[IProtocol]:
         if isCancellation(failure):
             return failure
         reason = describeConnectFailure(failure)
-        if isWorthRetrying(failure):
+        now = self._clock.seconds()
+        if self._failingSince is None:
+            self._failingSince = now
+        failing = now - self._failingSince
+        if self._bound is not None and failing >= self._bound:
+            reason = f"{reason} (for {failing:.0f} s)"
+        elif isWorthRetrying(failure):
             log.warn(
                 "Cannot connect to {endpoint}: {reason}",
                 endpoint=self._description,
@@ -177,8 +208,16 @@ class RepeatingClientService(MultiService):
         self._exitStatus = exitStatus
         self._ended = False
         settings = factory.settings
+        # A finite run gives up on a port that refuses for --timeout
+        # seconds; a prober (--count 0) keeps trying: the server may be
+        # restarting.
         attempts = AttemptEndpoint(
-            endpoint, settings.connect, settings.timeout, reactor, self._givenUp
+            endpoint,
+            settings.connect,
+            settings.timeout,
+            reactor,
+            self._givenUp,
+            settings.timeout if settings.count else None,
         )
         self.clientService = ClientService(attempts, factory, clock=reactor)
         self.clientService.setServiceParent(self)

@@ -13,6 +13,7 @@ only when connecting (C{timeout=-1}).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 from typing import Any
 
@@ -212,9 +213,15 @@ def isCancellation(failure: Failure) -> bool:
 def isWorthRetrying(failure: Failure) -> bool:
     """
     Whether a failed connection attempt may succeed later: a network error
-    (refused, unreachable, no such host, timed out) may; anything else (a
-    value the endpoint only checked when connecting) will not.
+    (refused, unreachable, timed out: a server restarting, a route coming
+    back) may; a name that does not resolve, a UNIX socket path that does
+    not exist, or anything else (a value the endpoint only checked when
+    connecting, a bad TLS configuration) will not without someone acting.
     """
+    if failure.check(error.DNSLookupError):
+        return False
+    if getattr(failure.value, "osError", None) in (errno.ENOENT, errno.ENOTDIR):
+        return False  # no UNIX socket there (a ConnectError)
     return bool(failure.check(ConnectError, OSError, ConnectTimeout))
 
 

@@ -177,7 +177,9 @@ class ClientSettings(Settings):
     timeout: float = setting(
         10.0,
         "t",
-        "Seconds to wait for the connection, and for each whole reply.",
+        "Seconds to wait for the connection, and for each whole reply; in a "
+        "load run, also the most to wait for the replies still due after the "
+        "duration or count.",
         functools.partial(checkSeconds, allowZero=False),
         showSeconds,
     )
@@ -285,13 +287,18 @@ class ClientSettings(Settings):
     """Load: stream random bytes full duplex instead of messages (a flag)."""
     failFast: bool = False
     """Load: stop at the first wrong byte (a flag)."""
+    load: bool = False
+    """A load option was given, if only at its default value."""
 
     @property
     def isLoad(self) -> bool:
         """
         Whether these settings ask for a load run rather than the ping-like
-        client: any load setting or threshold away from its default.
+        client: a load option given (L{load}), or any load setting or
+        threshold away from its default.
         """
+        if self.load:
+            return True
         defaults = ClientSettings()
         return any(getattr(self, name) != getattr(defaults, name) for name in LOAD_FIELDS)
 
@@ -325,6 +332,14 @@ class ClientSettings(Settings):
 LOAD_FIELDS = tuple(
     f.name
     for f in fields(ClientSettings)
-    if f.name not in ("connect", "message", "count", "interval", "timeout", "sendProxy")
+    if f.name not in ("connect", "message", "count", "interval", "timeout", "sendProxy", "load")
 )
 """The settings that make a run a load run."""
+
+LOAD_OPTIONS = tuple(
+    f.metadata["option"].name or f.name
+    for f in fields(ClientSettings)
+    if f.name in LOAD_FIELDS and "option" in f.metadata
+)
+"""The options (as typed, without C{--}) of L{LOAD_FIELDS} that take a
+value."""

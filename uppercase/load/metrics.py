@@ -57,6 +57,8 @@ class LoadCollector:
 
     def collect(self) -> Iterator[Metric]:
         stats = self._run.stats
+        # The same counts, under the same names, as the summary and --json
+        # (docs/load-testing.md): warm-up included.
         yield CounterMetricFamily(
             "uppercase_client_messages_sent", "Messages sent.", value=stats.sent
         )
@@ -67,13 +69,24 @@ class LoadCollector:
         )
         yield CounterMetricFamily(
             "uppercase_client_messages_failed",
-            "Replies with a wrong byte, and messages never answered.",
-            value=stats.failed + stats.lost,
+            "Replies that arrived with a wrong byte.",
+            value=stats.failed,
+        )
+        yield CounterMetricFamily(
+            "uppercase_client_messages_lost",
+            "Messages sent whose reply never came in full (connection lost, time-out).",
+            value=stats.lost,
+        )
+        yield CounterMetricFamily(
+            "uppercase_client_messages_not_sent",
+            "Messages that fell due while there was no connection: never sent.",
+            value=stats.notSent,
         )
         yield CounterMetricFamily(
             "uppercase_client_bytes_verified",
-            "Bytes verified (messages and streams).",
-            value=stats.measuredBytes,
+            "Bytes of replies verified, each way, warm-up included: the verified "
+            "messages' and the streams'.",
+            value=stats.verified * self._run.settings.size + stats.streamBytes,
         )
         errors = CounterMetricFamily(
             "uppercase_client_errors",

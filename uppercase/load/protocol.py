@@ -76,6 +76,9 @@ class LoadProtocol(Protocol):
         connection's reply stream of what arrives next.
     @ivar inFlight: messages sent and not answered in full.
     @ivar paused: the transport's buffer is full (flow control).
+    @ivar closing: the run asked this connection to close (L{close}): a
+        loss after that is the end it asked for, any other is a failure.
+    @ivar gone: the connection is lost.
     @ivar lastProgress: when bytes last arrived, or when a message was sent
         while none was in flight: what the run's time-out looks at.
     """
@@ -108,6 +111,7 @@ class LoadProtocol(Protocol):
         self.receivedBytes = 0
         self.paused = False
         self.closing = False
+        self.gone = False
         self.connectedAt: float | None = None
         self.lastProgress = 0.0
         self.timedOut = False
@@ -122,7 +126,7 @@ class LoadProtocol(Protocol):
         How many more messages this connection takes now (a large number
         when its pipeline has no limit).
         """
-        if self.paused or self.closing or self.connectedAt is None:
+        if self.paused or self.closing or self.gone or self.connectedAt is None:
             return 0
         if self.pipeline <= 0:
             return 1 << 30
@@ -338,6 +342,8 @@ class LoadProtocol(Protocol):
         return count
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        self.closing = True
+        # Not closing: whether the run asked for this end is what tells a
+        # clean end from a connection lost between messages.
+        self.gone = True
         self.paused = True
         self._owner.lost(self, reason)

@@ -117,7 +117,9 @@ def summaryLines(result: RunResult) -> list[str]:
     else:
         lines.append(
             f"{result.sent:,} sent, {result.verified:,} verified, {result.failed:,} failed, "
-            f"{result.lost:,} lost; measured {result.measured:,} in {result.seconds:.2f} s: "
+            f"{result.lost:,} lost"
+            + (f", {result.notSent:,} not sent" if result.notSent else "")
+            + f"; measured {result.measured:,} in {result.seconds:.2f} s: "
             f"{result.messagesPerSecond:,.0f} messages/s, "
             f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
         )
@@ -229,6 +231,7 @@ def summaryRecord(result: RunResult) -> dict[str, Any]:
         "verified": result.verified,
         "failed": result.failed,
         "lost": result.lost,
+        "not_sent": result.notSent,
         "stream_bytes": result.streamBytes,
         "measured": result.measured,
         "seconds": round(result.seconds, 6),

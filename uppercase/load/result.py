@@ -126,6 +126,7 @@ class RunResult:
     interrupted: int | None
     status: int
     histogram: str = field(default="", repr=False)
+    notSent: int = 0
 
     @property
     def ok(self) -> bool:
@@ -213,6 +214,9 @@ def failureReason(
     errors = {k: v for k, v in result["errors"].items() if k != "mismatch"}
     if errors:
         return f"errors: {_describeErrors(errors)}"
+    notSent = result.get("notSent", 0)
+    if notSent:
+        return f"{notSent:,} message{'' if notSent == 1 else 's'} not sent: no connection"
     for check in result["checks"]:
         if not check.ok:
             return str(check)
@@ -252,6 +256,7 @@ def buildResult(
         "sent": stats.sent,
         "failed": stats.failed,
         "streamBytes": stats.streamBytes,
+        "notSent": stats.notSent,
         "mismatchCount": stats.mismatchCount,
         "mismatches": list(stats.mismatches),
         "errors": dict(stats.errors),
@@ -287,6 +292,7 @@ def buildResult(
         interrupted=interrupted,
         status=status,
         histogram=stats.total.encode() if stats.total.count else "",
+        notSent=stats.notSent,
     )
 
 

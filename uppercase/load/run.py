@@ -106,7 +106,9 @@ class LoadRun(Owner):
                 settings.payload, settings.size, settings.seed, settings.message
             )
             if settings.rate:
-                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin)
+                # Its duration includes the warm-up: it starts when the run begins.
+                length = settings.warmup + settings.duration if settings.duration else 0.0
+                openLoop = OpenLoop(clock, settings.rate, settings.limit, spin, length)
                 openLoop.onSkipped = self._skipped
                 self.schedule = openLoop
             else:
@@ -125,6 +127,7 @@ class LoadRun(Owner):
         self._interrupted: int | None = None
         self._failure: str | None = None
         self._connectFailure: Failure | None = None
+        self._failingSince: float | None = None
         self._timers: list[Any] = []
         self._ticker = LoopingCall(self._interval)
         self._ticker.clock = clock
@@ -195,8 +198,18 @@ class LoadRun(Owner):
         if not (isCancellation(failure) and self._stopping):
             self.stats.error(errorKind(failure))
             self._connectFailure = self._connectFailure or failure
-            if self._reconnect and not isWorthRetrying(failure):
+            now = self._clock.seconds()
+            if self._failingSince is None:
+                self._failingSince = now
+            failing = now - self._failingSince
+            # A finite run gives up on a port that refuses for --timeout
+            # seconds with no connection up; a prober keeps trying.
+            finite = bool(self.settings.limit or self.settings.duration)
+            givingUp = finite and not self.protocols and failing >= self.settings.timeout
+            if self._reconnect and (givingUp or not isWorthRetrying(failure)):
                 reason = describeConnectFailure(failure)
+                if givingUp:
+                    reason += f" (for {failing:.0f} s)"
                 self._fail(f"cannot connect to {self.settings.connect}: {reason}")
             elif self._reconnect:
                 log.warn(
@@ -249,6 +262,7 @@ class LoadRun(Owner):
         self.protocols.append(connection)
         self.connectedCount += 1
         self.tcp[connection.number] = readTCPInfo(connection.transport)
+        self._failingSince = None
         if self._reconnect:
             self._attempts.pop(connection.number, None)
         if self.begunAt is None or self._stopping:
@@ -309,8 +323,9 @@ class LoadRun(Owner):
         return True
 
     def _skipped(self, count: int) -> None:
-        self.stats.lost += count
-        self.stats.error("no connection", count)
+        # Never sent: counted as such, not as lost (the loss of the
+        # connection is the error, counted when it happened).
+        self.stats.notSent += count
 
     def _mismatched(self, mismatch: Mismatch) -> None:
         if self._reconnect:
@@ -398,6 +413,24 @@ class LoadRun(Owner):
         self._retries.clear()
         for protocol in list(self.protocols):
             protocol.close()
+        if self.protocols:
+            self._later(self.settings.timeout, self._drainOver)
+        self._maybeFinish()
+
+    def _drainOver(self) -> None:
+        """
+        The replies still out L{stop}'s time-out later will not be waited
+        for: each connection still open is cut off, its messages in flight
+        counted as lost, and the run fails.  (A drip of right bytes keeps
+        each reply's own time-out from firing; this bounds the whole wait.)
+        """
+        if self._interrupted is not None:
+            return  # the interrupt's own grace applies
+        for protocol in list(self.protocols):
+            protocol.timedOut = True
+            self.stats.lost += protocol.dropInFlight()
+            self.stats.error("cut off after the end")
+            protocol.transport.abortConnection()
         self._maybeFinish()
 
     def interrupt(self, signum: int) -> None:

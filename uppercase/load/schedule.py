@@ -115,14 +115,23 @@ class ClosedLoop(Schedule):
 class OpenLoop(Schedule):
     """
     C{rate} messages a second in all, spread over the connections in turn,
-    each latency measured from the message's due time.
+    each latency measured from the message's due time; with C{duration},
+    only those due before its end (counted from the start).
     """
 
     mode = "open"
 
-    def __init__(self, clock: IReactorTime, rate: float, limit: int = 0, spin: float = 0.0) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rate: float,
+        limit: int = 0,
+        spin: float = 0.0,
+        duration: float = 0.0,
+    ) -> None:
         super().__init__(clock, limit)
         self.rate = rate
+        self.duration = duration
         self.spin = spin
         self.startedAt = 0.0
         self._due = 0
@@ -137,6 +146,21 @@ class OpenLoop(Schedule):
         Messages due and not yet sent.
         """
         return self._due - self.scheduled
+
+    @property
+    def lastIndex(self) -> int | None:
+        """
+        How many messages fall due in all (L{None}: no end): C{limit}, or
+        with a C{duration} those due before its end -- at 100 messages/s
+        for 2 s, the 200 due at 0.00 ... 1.99 s, not one at 2.00 s.
+        """
+        counts = []
+        if self.limit:
+            counts.append(self.limit)
+        if self.duration:
+            # (The same slack as in _tick, the other way.)
+            counts.append(math.ceil(self.duration * self.rate - 1e-6))
+        return min(counts) if counts else None
 
     def dueTime(self, index: int) -> float:
         """
@@ -182,12 +206,13 @@ class OpenLoop(Schedule):
         # (A millionth of a message's interval of slack: the clock's float
         # arithmetic must not leave the message due now for a timer of 0.)
         due = math.floor((now - self.startedAt) * self.rate + 1e-6) + 1
-        if self.limit:
-            due = min(due, self.limit)
+        last = self.lastIndex
+        if last is not None:
+            due = min(due, last)
         if due > self._due:
             self._due = due
         self._dispatch()
-        if self.limit and self._due >= self.limit:
+        if last is not None and self._due >= last:
             return  # everything is due: the rest is up to room()
         nextDue = self.dueTime(self._due)
         delay = nextDue - self._clock.seconds()

@@ -120,7 +120,10 @@ class LoadStats:
     @ivar answered: messages whose reply arrived in full.
     @ivar verified: replies that matched, byte for byte.
     @ivar failed: replies with at least one wrong byte.
-    @ivar lost: messages whose reply never came (connection lost, time-out).
+    @ivar lost: messages sent whose reply never came in full (connection
+        lost, reply time-out, cut off after the duration).
+    @ivar notSent: messages that fell due (open loop) while there was no
+        connection to send them on: never sent, so not lost either.
     @ivar measured: verified messages scheduled after the warm-up: those
         whose latencies are recorded.
     @ivar measuredBytes: their bytes (each way).
@@ -142,6 +145,7 @@ class LoadStats:
         self.verified = 0
         self.failed = 0
         self.lost = 0
+        self.notSent = 0
         self.measured = 0
         self.measuredBytes = 0
         self.streamBytes = 0

@@ -15,6 +15,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
     ConnectionLost,
     ConnectionRefusedError,
+    DNSLookupError,
 )
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -76,11 +77,13 @@ class ClientOptionsTests(SynchronousTestCase):
         )
         flags = {name for name, short, help in _client_tap.ClientOptions.optFlags}
         self.assertEqual(
-            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast"}
+            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast", "load"}
         )
         self.assertEqual(flags, {"stream", "fail-fast"})
         for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
-            self.assertEqual(self.parse(f"--{name}", shown).settings, ClientSettings())
+            settings = self.parse(f"--{name}", shown).settings
+            # (A load option given, even at its default, says so: load.)
+            self.assertEqual(dataclasses.replace(settings, load=False), ClientSettings())
             self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
 
     def test_values(self) -> None:
@@ -183,6 +186,13 @@ class ClientServiceTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         return protocol, transport
 
+    def failAttempt(self, error: Exception) -> None:
+        """
+        Fail the latest connection attempt with C{error}.
+        """
+        factory = self.reactor.tcpClients[-1][2]
+        factory.clientConnectionFailed(self.reactor.connectors[-1], Failure(error))
+
     def test_shape(self) -> None:
         """
         The service wraps a L{ClientService}; nothing connects before start.
@@ -210,6 +220,52 @@ class ClientServiceTests(SynchronousTestCase):
         self.reactor.advance(10)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.service.stopService()
+
+    def test_finiteRunGivesUpOnRefusals(self) -> None:
+        """
+        With a finite --count, a port that keeps refusing is given up once
+        attempts have failed for --timeout seconds: one line, status 1, no
+        retry after it.
+        """
+        self.makeService("-n", "3", "-t", "5").startService()
+        with capturedLogs() as events:
+            for _ in range(10):
+                if self.reactor.hasStopped:
+                    break
+                self.failAttempt(ConnectionRefusedError())
+                self.reactor.advance(3)
+        self.assertEqual(self.statuses, [1])
+        [critical] = [e for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertRegex(
+            formatEvent(critical),
+            r"^Stopping: cannot connect to tcp:127.0.0.1:9527: Connection refused \(for [5-9] s\)$",
+        )
+        attempts = len(self.reactor.tcpClients)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.tcpClients), attempts)
+
+    def test_proberKeepsRetryingRefusals(self) -> None:
+        """
+        With --count 0 (a prober), a refusing port is retried for ever: the
+        server may be restarting.
+        """
+        self.makeService("-n", "0", "-t", "5").startService()
+        for _ in range(20):
+            self.failAttempt(ConnectionRefusedError())
+            self.reactor.advance(62)  # the longest backoff, 60 s, and its jitter
+        self.assertEqual(self.statuses, [])
+        self.assertEqual(len(self.reactor.tcpClients), 21)
+        self.service.stopService()
+
+    def test_unknownHostGivesUp(self) -> None:
+        """
+        A name that does not resolve can never connect: one line, status 1.
+        """
+        self.makeService("-n", "0").startService()
+        self.failAttempt(DNSLookupError("nowhere.invalid"))
+        self.reactor.advance(0)
+        self.assertEqual(self.statuses, [1])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
 
     def test_doneStopsReactorWithStatus0(self) -> None:
         """

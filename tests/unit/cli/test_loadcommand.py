@@ -66,6 +66,24 @@ class LoadOptionsTests(SynchronousTestCase):
         ):
             self.assertTrue(parse(*argv).isLoad, argv)
 
+    def test_loadOptionAtItsDefaultMakesALoadRun(self) -> None:
+        """
+        A load option given at its default value makes a load run too, as
+        the README promises of any load option.
+        """
+        for argv in (
+            ["--connections", "1"],
+            ["--connections=1"],
+            ["--pipeline", "0"],
+            ["--rate", "0"],
+            ["--size", "64"],
+            ["--payload", "random"],
+            ["--seed", "0"],
+            ["--max-p99", "off"],
+            ["--metrics", "off"],
+        ):
+            self.assertTrue(parse(*argv).isLoad, argv)
+
     def test_values(self) -> None:
         """
         Values are converted to the settings' types.

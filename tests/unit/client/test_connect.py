@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import (
+    ConnectError,
     ConnectionRefusedError,
     DNSLookupError,
 )
@@ -220,13 +221,15 @@ class ConnectWithinTests(SynchronousTestCase):
 
     def test_worthRetrying(self) -> None:
         """
-        Network failures (refused, DNS, timed out) are worth retrying;
-        anything else (a bad value the endpoint only noticed when
-        connecting) is not.
+        Network failures (refused, timed out) are worth retrying; a name
+        that does not resolve, a missing UNIX socket, or anything else (a
+        bad value the endpoint only noticed when connecting) is not.
         """
         for error, expected in (
             (ConnectionRefusedError(), True),
-            (DNSLookupError("nowhere.invalid"), True),
+            (DNSLookupError("nowhere.invalid"), False),
+            (ConnectError(2, "No such file or directory"), False),
+            (ConnectError(111, "Connection refused"), True),
             (_connect.ConnectTimeout(2), True),
             (ValueError("bad"), False),
             (OverflowError("port must be 0-65535"), False),

@@ -30,6 +30,7 @@ from uppercase.load.report import (
     describeSettings,
     progressLine,
     summaryLines,
+    summaryRecord,
 )
 from uppercase.load.result import Check, RunObserver, RunResult, Snapshot, failureReason
 from uppercase.load.run import LoadRun
@@ -82,6 +83,7 @@ SUMMARY_SCHEMA = {
     "verified": int,
     "failed": int,
     "lost": int,
+    "not_sent": int,
     "stream_bytes": int,
     "measured": int,
     "seconds": NUMBER,
@@ -474,6 +476,8 @@ class MetricsTests(SynchronousTestCase):
         text = generate_latest(registry).decode()
         self.assertIn("uppercase_client_messages_verified_total 10.0", text)
         self.assertIn("uppercase_client_messages_failed_total 0.0", text)
+        self.assertIn("uppercase_client_messages_lost_total 0.0", text)
+        self.assertIn("uppercase_client_messages_not_sent_total 0.0", text)
         self.assertIn('uppercase_client_errors_total{kind="refused"} 2.0', text)
         self.assertIn("uppercase_client_connections_open 1.0", text)
         # The first 10 (one second's) are in the histogram, 3 ms each.
@@ -481,6 +485,49 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn('uppercase_client_latency_seconds_bucket{le="0.005"} 10.0', text)
         self.assertIn('uppercase_client_latency_seconds_bucket{le="+Inf"} 10.0', text)
         run.stop()
+
+
+class VocabularyTests(SynchronousTestCase):
+    """
+    The summary, C{--json} and the metrics give the same counts under the
+    same names.
+    """
+
+    def test_sameCountsEverywhere(self) -> None:
+        """
+        A prober at 10 messages/s, 2 s of warm-up: 1 s up (10 verified),
+        its connection reset with 1 message in flight, then 1.4 s with no
+        connection (14 not sent, neither lost nor failed).  The bytes verified are those of every verified message,
+        warm-up included, as the messages verified are.
+        """
+        settings = ClientSettings(rate=10, count=0, warmup=2)
+        clock = Clock()
+        connect = FakeConnect()
+        run = LoadRun(settings, clock, connect, Collect(), reconnect=True)
+        run.start()
+        transport = connect.succeed()
+        for _ in range(10):
+            clock.advance(0.05)
+            connect.answer(transport)
+            clock.advance(0.05)
+        transport.reset()  # the 11th is in flight
+        clock.advance(1.4)  # before the first retry (1.5 s at the earliest)
+        run.stop()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LoadCollector(run))
+        text = generate_latest(registry).decode()
+        result = self.successResultOf(run.done)
+        record = summaryRecord(result)
+        line = summaryLines(result)[1]
+        counts = {"sent": 11, "verified": 10, "failed": 0, "lost": 1, "not_sent": 14}
+        for name, value in counts.items():
+            self.assertEqual(record[name], value, name)
+            self.assertIn(f"uppercase_client_messages_{name}_total {value:.1f}", text)
+        self.assertTrue(
+            line.startswith("11 sent, 10 verified, 0 failed, 1 lost, 14 not sent;"), line
+        )
+        self.assertIn(f"uppercase_client_bytes_verified_total {10 * 64:.1f}", text)
+        self.assertEqual(record["errors"], {"reset": 1})
 
 
 class Collect(RunObserver):

@@ -242,6 +242,65 @@ class EndingTests(LoadRunCase):
         result = self.result()
         self.assertEqual((result.errors, result.lost, result.status), ({"reset": 1}, 1, 1))
 
+    def test_closedBetweenMessagesFails(self) -> None:
+        """
+        A connection the server closes with nothing in flight (open loop,
+        between two messages) is not a clean end: the run fails at once,
+        in one line, with the close counted as an error.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=5, rate=4))
+        transport = self.connect.succeed()
+        self.connect.answer(transport)
+        self.clock.advance(0.1)
+        transport.receiveEOF()
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.lost), (1, 1, 0))
+        self.assertEqual((result.errors, result.status), ({"closed by server": 1}, 1))
+        self.assertEqual(result.failure, "every connection was lost (1 closed by server)")
+
+    def test_someConnectionsClosedFails(self) -> None:
+        """
+        Of 3 connections, 2 closed by the server before any message was
+        sent (an accept limit): the run goes on with the third, and fails
+        with the closes counted.
+        """
+        self.start(dataclasses.replace(LOAD, connections=3, count=0, duration=1, rate=4))
+        self.connect.succeed().receiveEOF()
+        self.connect.succeed().reset()
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.connect.answer(transport)
+            self.clock.advance(0.25)
+        result = self.result()
+        self.assertEqual(result.errors, {"closed by server": 1, "reset": 1})
+        self.assertEqual((result.verified, result.lost, result.status), (result.sent, 0, 1))
+        self.assertEqual(result.failure, "errors: 1 closed by server, 1 reset")
+
+    def test_drainAfterDurationBounded(self) -> None:
+        """
+        A server that drips right bytes (one every 0.25 s, so no reply's
+        own time-out fires) cannot hold the run past the duration plus
+        --timeout: what is still out then is cut off, counted as lost, and
+        the run fails.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, duration=1, rate=10, timeout=2.0))
+        transport = self.connect.succeed()
+        expected = b""
+        dripped = 0
+        while not self.done.called and self.clock.seconds() < 30:
+            expected = asciiUpper(transport.value())
+            if dripped < len(expected):
+                transport.protocol.dataReceived(expected[dripped : dripped + 1])
+                dripped += 1
+            self.clock.advance(0.25)
+        result = self.result()
+        self.assertLessEqual(self.clock.seconds(), 1 + 2 + 1)
+        self.assertEqual(result.sent, 10)
+        self.assertEqual((result.verified, result.lost), (0, 10))
+        self.assertEqual(result.errors, {"cut off after the end": 1})
+        self.assertEqual(result.status, 1)
+        self.assertTrue(transport.aborted)
+
     def test_interrupted(self) -> None:
         """
         An interrupt closes the connections once their replies are in, and
@@ -310,9 +369,22 @@ class ReconnectTests(LoadRunCase):
         self.assertEqual(self.loadRun.stats.errors["reset"], 1)
         self.loadRun.stop()
         self.connect.answerAll()
-        errors = self.result().errors
-        self.assertEqual(errors["reset"], 1)
-        self.assertGreater(errors["no connection"], 0)  # due while disconnected
+        result = self.result()
+        self.assertEqual(result.errors, {"reset": 1})
+        self.assertGreater(result.notSent, 0)  # due while disconnected
+        self.assertEqual(result.lost, 1)  # only the one in flight on the lost connection
+
+    def test_closeBetweenMessagesCounted(self) -> None:
+        """
+        The prober counts a connection the server closes between messages
+        as an error, as it counts a reset.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        self.connect.answer(transport)
+        transport.receiveEOF()
+        self.assertEqual(self.loadRun.stats.errors["closed by server"], 1)
+        self.loadRun.stop()
 
     def test_refusedRetried(self) -> None:
         """
@@ -323,6 +395,42 @@ class ReconnectTests(LoadRunCase):
         self.assertNoResult(self.done)
         self.clock.advance(5)
         self.assertEqual(len(self.connect.attempts), 1)
+        self.loadRun.stop()
+
+
+class GiveUpTests(LoadRunCase):
+    """
+    Under twistd, a finite run gives up on a port that keeps refusing; a
+    prober does not.
+    """
+
+    def refuseFor(self, seconds: float) -> None:
+        while self.clock.seconds() < seconds and not self.done.called:
+            if self.connect.attempts:
+                self.connect.fail(ConnectionRefusedError())
+            self.clock.advance(1)
+
+    def test_finiteRunGivesUp(self) -> None:
+        """
+        --count 5 with --timeout 5: refused for 5 s, the run fails in one
+        line.
+        """
+        self.start(dataclasses.replace(LOAD, count=5, timeout=5.0), reconnect=True)
+        self.refuseFor(60)
+        result = self.result()
+        self.assertEqual(result.status, 1)
+        self.assertRegex(
+            result.failure or "",
+            r"^cannot connect to tcp:127.0.0.1:9527: Connection refused \(for [5-9] s\)$",
+        )
+
+    def test_proberKeepsTrying(self) -> None:
+        """
+        --rate 10 --count 0: refused for a minute, it is still trying.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10, timeout=5.0), reconnect=True)
+        self.refuseFor(60)
+        self.assertNoResult(self.done)
         self.loadRun.stop()
 
 

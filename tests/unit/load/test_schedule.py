@@ -232,6 +232,22 @@ class OpenLoopTests(ScheduleCase):
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         schedule.stop()
 
+    def test_durationSendsRateTimesDuration(self) -> None:
+        """
+        At 100 messages/s for 2 s the schedule hands out 200 messages, due
+        at 0.00 ... 1.99 s: none falls due at the end of the duration,
+        however late the run's stop comes (the command's timer, woken early
+        to spin, reaches 2.00 s before its stop timer does).
+        """
+        [(protocol, transport)] = self.connect(1, pipeline=0)
+        schedule = self.use(OpenLoop(self.clock, rate=100, duration=2.0))
+        schedule.start([protocol])
+        for _ in range(300):
+            self.clock.advance(0.01)
+        self.assertEqual(protocol.sent, 200)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        schedule.stop()
+
     def test_spinWakesEarly(self) -> None:
         """
         With C{spin}, the timer is set that much before the next message is

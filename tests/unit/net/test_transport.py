@@ -9,15 +9,18 @@ transports take part through the declared interfaces
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides, implementer
 from zope.interface.verify import verifyObject
@@ -251,6 +254,51 @@ class WhoWritesDirectlyTests(SynchronousTestCase):
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         self.assertEqual(output.strip(), "False")
+
+
+class Lost(Protocol):
+    """
+    Keeps the reason its connection was lost for.
+    """
+
+    reason: Failure | None = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
+
+
+class SendErrorTests(SynchronousTestCase):
+    """
+    A direct send that meets the peer's reset ends the connection with
+    it, as Twisted's own failed send does.
+    """
+
+    def test_resetMetBySendIsReported(self) -> None:
+        """
+        Over real TCP (loopback, a port the kernel picks), the peer resets:
+        the direct send gets the reset, and the connection is then lost
+        with L{ConnectionLost} (not the L{ConnectionDone} a read of the
+        reset socket would give once the send has taken its error).
+        """
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        ours = socket.create_connection(listener.getsockname(), timeout=5)
+        theirs, _ = listener.accept()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()  # a reset, in by the time close() returns on loopback
+        ours.setblocking(False)
+        reactor = MemoryReactorClock()
+        protocol = Lost()
+        transport = Connection(ours, protocol, reactor=reactor)
+        transport.connected = True
+        protocol.makeConnection(transport)
+        writeDirectly(transport, b"hello")
+        reactor.advance(0)
+        assert protocol.reason is not None
+        self.assertTrue(protocol.reason.check(ConnectionLost), protocol.reason)
+        self.assertFalse(protocol.reason.check(ConnectionDone), protocol.reason)
 
 
 class FallbackTests(SynchronousTestCase):
