@@ -20,7 +20,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from uppercase.client._connect import describeTLSFailure
+from uppercase.client._connect import describeTLSFailure, errorKind
 from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch, ReplyVerifier
@@ -101,19 +101,28 @@ class ReplyMismatch(ClientError):
 class ConnectionClosedEarly(ClientError):
     """
     The connection ended before every reply had arrived.
+
+    @ivar kind: how it ended, as TCP said it and as the load mode counts it
+        (L{uppercase.client._connect.errorKind}): C{closed by server} (a
+        FIN), C{reset} (a reset, or another error of the connection), ...
+    @ivar reason: Twisted's words for it.
     """
 
-    def __init__(self, verified: int, count: int, reason: str) -> None:
-        super().__init__(verified, count, reason)
+    def __init__(self, verified: int, count: int, reason: str, kind: str = "closed") -> None:
+        super().__init__(verified, count, reason, kind)
         self.verified = verified
         self.count = count
         self.reason = reason
+        self.kind = kind
 
     def __str__(self) -> str:
         total = self.count or self.verified
         replies = "reply" if total == 1 else "replies"
         wanted = f" of {self.count:,}" if self.count else ""
-        return f"connection closed after {self.verified:,}{wanted} {replies}: {self.reason}"
+        how = f"connection {self.kind} after {self.verified:,}{wanted} {replies}"
+        if self.kind in ("closed by server", "reset"):
+            return how
+        return f"{how}: {self.reason}"
 
 
 class TLSHandshakeFailed(ClientError):
@@ -333,7 +342,11 @@ class UppercaseClientProtocol(Protocol):
         tls = describeTLSFailure(reason)
         if tls is not None and not self.received:
             return Failure(TLSHandshakeFailed(tls[1]))
-        return Failure(ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage()))
+        return Failure(
+            ConnectionClosedEarly(
+                self.verified, self.count, reason.getErrorMessage(), errorKind(reason)
+            )
+        )
 
 
 class UppercaseClientFactory(Factory):

@@ -189,6 +189,21 @@ class ClientTests(SynchronousTestCase):
         self.assertIn("after 1 of 3 replies", str(failure.value))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_resetToldFromClose(self) -> None:
+        """
+        A reset ends the run as a reset, a FIN as a close by the server: what
+        TCP said, in the words and kinds the load mode counts.
+        """
+        for reason, said in (
+            (ConnectionLost(), "connection reset after 1 of 3 replies"),
+            (ConnectionDone(), "connection closed by server after 1 of 3 replies"),
+        ):
+            self.start(count=3)
+            self.protocol.dataReceived(b"HELLO\n")
+            self.close(reason)
+            failure = self.failureResultOf(self.protocol.done, ConnectionClosedEarly)
+            self.assertEqual(str(failure.value), said)
+
     def test_mismatchSaysWhereAndHowMuch(self) -> None:
         """
         A wrong reply is described by the offset of its first wrong byte
@@ -475,8 +490,8 @@ class ErrorWordingTests(SynchronousTestCase):
         1,000 of 2,000 replies}.
         """
         self.assertEqual(
-            str(ConnectionClosedEarly(0, 1, "Connection was closed cleanly.")),
-            "connection closed after 0 of 1 reply: Connection was closed cleanly.",
+            str(ConnectionClosedEarly(0, 1, "Connection was closed cleanly.", "closed by server")),
+            "connection closed by server after 0 of 1 reply",
         )
         self.assertEqual(
             str(ConnectionClosedEarly(1, 0, "x")), "connection closed after 1 reply: x"
