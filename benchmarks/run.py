@@ -14,11 +14,10 @@ Servers (each started afresh for every run):
   uppercase-log  the same without --quiet (every chunk logged, to /dev/null)
   uppercase-w2 the same with --workers 2; it and the load generator share
                both cores (every other server gets core 0, the load core 1)
-  uppercase-epoll  uppercase on its own reactor (twistd --reactor=uppercase-epoll)
   uppercase-proxy  uppercase --quiet on a haproxy: listener (the load
                generator sends a PROXY v1 header first)
   and, with --pypy PYTHON (a PyPy with uppercase installed): twisted5-pypy,
-  uppercase-pypy, uppercase-epoll-pypy; with --before PYTHON (an interpreter
+  uppercase-pypy; with --before PYTHON (an interpreter
   with an earlier uppercase installed, for the regression check):
   uppercase-before, uppercase-log-before, uppercase-proxy-before.
 
@@ -95,7 +94,6 @@ def compileC(folder: str, source: str) -> str:
 
 def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> dict[str, list[str]]:
     python = sys.executable
-    epoll = ["--reactor=uppercase-epoll"]
 
     def ours(interpreter: str, *args: str, twistdArgs: tuple[str, ...] = ()) -> list[str]:
         listen = "tcp:{port}:interface=127.0.0.1"
@@ -120,7 +118,6 @@ def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> d
         "asyncio": [python, os.path.join(HERE, "baselines", "asyncio_echo.py"), "{port}"],
         "twisted5": [python, os.path.join(HERE, "baselines", "twisted_echo.py"), "{port}"],
         "uppercase": ours(python, "--quiet"),
-        "uppercase-epoll": ours(python, "--quiet", twistdArgs=(*epoll,)),
         "uppercase-proxy": ours(python, "--quiet", "--proxy"),
         "uppercase-log": ours(python),
         "uppercase-w2": ours(python, "--quiet", "--workers", "2"),
@@ -138,7 +135,6 @@ def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> d
             "{port}",
         ]
         commands["uppercase-pypy"] = ours(pypy, "--quiet")
-        commands["uppercase-epoll-pypy"] = ours(pypy, "--quiet", twistdArgs=(*epoll,))
     if before:
         commands["uppercase-before"] = ours(before, "--quiet")
         commands["uppercase-log-before"] = ours(before)
@@ -342,9 +338,7 @@ def comparable(ours: str, base: str) -> bool:
 TARGETS = [
     ("PROXY listener against a plain one", "uppercase-proxy", "uppercase", "bc", 0.95),
     ("CPython --quiet against the uvloop echo", "uppercase", "uvloop", "bc", 1.0),
-    ("  the same on uppercase-epoll", "uppercase-epoll", "uvloop", "bc", 1.0),
     ("PyPy --quiet against the C echo", "uppercase-pypy", "c-echo", "bc", 0.9),
-    ("  the same on uppercase-epoll", "uppercase-epoll-pypy", "c-echo", "bc", 0.9),
     ("logging every chunk against --quiet", "uppercase-log", "uppercase", "bc", 0.8),
     ("streaming, CPython, against the C echo", "uppercase", "c-echo", "e", 0.6),
 ]
@@ -426,7 +420,7 @@ def report(results: dict, args: argparse.Namespace) -> None:
         for base in names
         if comparable(ours, base)
     ]
-    for variant in ("uppercase-log", "uppercase-w2", "uppercase-proxy", "uppercase-epoll"):
+    for variant in ("uppercase-log", "uppercase-w2", "uppercase-proxy"):
         if {variant, "uppercase"} <= set(names):
             pairs.append((variant, "uppercase"))
     for variant in ("uppercase-log-before", "uppercase-proxy-before"):

@@ -1,7 +1,6 @@
 """
-twistd plugins for uppercase: C{twistd uppercase} (the server),
-C{twistd uppercase-client} (the repeating client), and the reactor
-C{twistd --reactor=uppercase-epoll}.
+twistd plugins for uppercase: C{twistd uppercase} (the server) and
+C{twistd uppercase-client} (the repeating client).
 
 This module imports nothing of uppercase itself when it is loaded, so that
 C{twistd --help} stays fast; the options and services live in C{uppercase.cli.server} and
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.reactors import Reactor
 from twisted.application.service import ServiceMaker
 
 
@@ -43,10 +41,4 @@ uppercaseClient = ServiceMaker(
     "uppercase.cli.client",
     "A client that sends a message repeatedly to an uppercase server and checks every reply.",
     "uppercase-client",
-)
-
-uppercaseReactor = Reactor(
-    "uppercase-epoll",
-    "uppercase.net.reactor",
-    "epoll, with a cheaper logging context for each event (uppercase's).",
 )
