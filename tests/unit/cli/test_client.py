@@ -193,6 +193,17 @@ class ClientServiceTests(SynchronousTestCase):
         factory = self.reactor.tcpClients[-1][2]
         factory.clientConnectionFailed(self.reactor.connectors[-1], Failure(error))
 
+    def nextAttempt(self) -> None:
+        """
+        Advance the clock to the next call the service scheduled (its retry
+        with backoff, however the installed Twisted spaces them), until a new
+        attempt is made or nothing is scheduled.
+        """
+        attempts = len(self.reactor.tcpClients)
+        while len(self.reactor.tcpClients) == attempts and self.reactor.getDelayedCalls():
+            soonest = min(call.getTime() for call in self.reactor.getDelayedCalls())
+            self.reactor.advance(max(soonest - self.reactor.seconds(), 0))
+
     def test_shape(self) -> None:
         """
         The service wraps a L{ClientService}; nothing connects before start.
@@ -229,11 +240,11 @@ class ClientServiceTests(SynchronousTestCase):
         """
         self.makeService("-n", "3", "-t", "5").startService()
         with capturedLogs() as events:
-            for _ in range(10):
-                if self.reactor.hasStopped:
+            for _ in range(20):
+                if self.statuses:
                     break
                 self.failAttempt(ConnectionRefusedError())
-                self.reactor.advance(3)
+                self.nextAttempt()
         self.assertEqual(self.statuses, [1])
         [critical] = [e for e in events if e.get("log_level") == LogLevel.critical]
         self.assertRegex(
