@@ -24,9 +24,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.cli.test_server import assertUsageErrorsName
-from uppercase.cli import client as _client_tap
-from uppercase.cli import exitstatus as _exitstatus
-from uppercase.client import _connect as _connect
+from uppercase.cli import client as twistdClient
+from uppercase.cli import exitstatus
 from uppercase.client._settings import ClientSettings
 
 IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
@@ -38,8 +37,8 @@ class ClientOptionsTests(SynchronousTestCase):
     derived from L{ClientSettings}.
     """
 
-    def parse(self, *argv: str) -> _client_tap.ClientOptions:
-        options = _client_tap.ClientOptions()
+    def parse(self, *argv: str) -> twistdClient.ClientOptions:
+        options = twistdClient.ClientOptions()
         options.parseOptions(list(argv))
         return options
 
@@ -69,18 +68,18 @@ class ClientOptionsTests(SynchronousTestCase):
         setting that is a flag, and the default each option's help shows,
         typed back on a command line, gives that setting's default.
         """
-        names = [name for name, short, default, help in _client_tap.ClientOptions.optParameters]
+        names = [name for name, short, default, help in twistdClient.ClientOptions.optParameters]
         fields = dataclasses.fields(ClientSettings)
         self.assertEqual(
             names,
             [f.metadata["option"].name or f.name for f in fields if "option" in f.metadata],
         )
-        flags = {name for name, short, help in _client_tap.ClientOptions.optFlags}
+        flags = {name for name, short, help in twistdClient.ClientOptions.optFlags}
         self.assertEqual(
             {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast", "load"}
         )
         self.assertEqual(flags, {"stream", "fail-fast"})
-        for name, _short, shown, _help in _client_tap.ClientOptions.optParameters:
+        for name, _short, shown, _help in twistdClient.ClientOptions.optParameters:
             settings = self.parse(f"--{name}", shown).settings
             # (A load option given, even at its default, says so: load.)
             self.assertEqual(dataclasses.replace(settings, load=False), ClientSettings())
@@ -165,13 +164,13 @@ class ClientServiceTests(SynchronousTestCase):
         self.reactor.running = True
         self.statuses: list[int] = []
 
-    def makeService(self, *argv: str) -> _client_tap.RepeatingClientService:
-        options = _client_tap.ClientOptions()
+    def makeService(self, *argv: str) -> twistdClient.RepeatingClientService:
+        options = twistdClient.ClientOptions()
         options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
-        service = _client_tap.makeService(
+        service = twistdClient.makeService(
             options, reactor=self.reactor, exitStatus=self.statuses.append
         )
-        assert isinstance(service, _client_tap.RepeatingClientService)
+        assert isinstance(service, twistdClient.RepeatingClientService)
         self.service = service
         return service
 
@@ -405,7 +404,7 @@ class ClientServiceTests(SynchronousTestCase):
 
 class ExitStatusTests(SynchronousTestCase):
     """
-    L{_exitstatus.exitWithStatusAtExit}: the exit status twistd cannot set.
+    L{exitstatus.exitWithStatusAtExit}: the exit status twistd cannot set.
     """
 
     def test_registersAnExitHandler(self) -> None:
@@ -424,11 +423,11 @@ class ExitStatusTests(SynchronousTestCase):
             def flush(self) -> None:
                 events.append(("flush", self.name))
 
-        _exitstatus.exitWithStatusAtExit(3, register=lambda f, *a: registered.append((f, a)))
+        exitstatus.exitWithStatusAtExit(3, register=lambda f, *a: registered.append((f, a)))
         [(handler, args)] = registered
         self.assertEqual(events, [])
         self.patch(sys, "stdout", Stream("stdout"))
         self.patch(sys, "stderr", Stream("stderr"))
-        self.patch(_exitstatus.os, "_exit", lambda status: events.append(("exit", status)))
+        self.patch(exitstatus.os, "_exit", lambda status: events.append(("exit", status)))
         handler(*args)
         self.assertEqual(events, [("flush", "stdout"), ("flush", "stderr"), ("exit", 3)])

@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.cli import command as _client_cli
+from uppercase.cli import command as command
 from uppercase.client import STOP_GRACE, UppercaseClientProtocol
 
 
@@ -79,7 +79,7 @@ class ClientCommandTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def command(self, *argv: str) -> Deferred[int]:
-        self.clientRun = _client_cli.prepare(self.reactor, list(argv))
+        self.clientRun = command.prepare(self.reactor, list(argv))
         return self.clientRun.start()
 
     def connecting(self) -> Any:
@@ -426,7 +426,7 @@ class ClientCommandTests(SynchronousTestCase):
         A bad option ends with status 2, the error and a hint, before
         connecting.
         """
-        status = _client_cli.execute(self.reactor, ["--count", "-3"])
+        status = command.execute(self.reactor, ["--count", "-3"])
         self.assertEqual(status, 2)
         self.assertEqual(
             self.stderr.getvalue(),
@@ -441,7 +441,7 @@ class ClientCommandTests(SynchronousTestCase):
         """
         from uppercase import __version__
 
-        error = self.assertRaises(SystemExit, _client_cli.prepare, self.reactor, ["--version"])
+        error = self.assertRaises(SystemExit, command.prepare, self.reactor, ["--version"])
         self.assertEqual(error.code, 0)
         self.assertTrue(self.stdout.getvalue().startswith(f"uppercase {__version__} (Twisted "))
 
@@ -476,7 +476,7 @@ class InterruptHandlerTests(SynchronousTestCase):
         def install(signum: int, handler: Callable[[int, object], None]) -> None:
             installed[signum] = handler
 
-        _client_cli.installInterruptHandlers(
+        command.installInterruptHandlers(
             reactor, received.append, install, lambda signum: signal.SIG_DFL
         )
         self.assertEqual(sorted(installed), sorted([signal.SIGINT, signal.SIGTERM]))
@@ -494,7 +494,7 @@ class InterruptHandlerTests(SynchronousTestCase):
         """
         installed: list[int] = []
         ignored = {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
-        _client_cli.installInterruptHandlers(
+        command.installInterruptHandlers(
             FakeThreadReactor(),
             lambda signum: None,
             lambda signum, handler: installed.append(signum),

@@ -18,8 +18,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.cli.test_command import CLOSED_PIPE, FULL_DISK, BytesStdout, FailingStdout
-from uppercase.cli import client as _client_tap
-from uppercase.cli import command as _client_cli
+from uppercase.cli import client as twistdClient
+from uppercase.cli import command as command
 from uppercase.cli.loadcommand import LoadCommand
 from uppercase.client._settings import ClientSettings
 from uppercase.load.prober import LoadService
@@ -27,7 +27,7 @@ from uppercase.testing import StreamTransport, asciiUpper
 
 
 def parse(*argv: str) -> ClientSettings:
-    options = _client_tap.ClientOptions()
+    options = twistdClient.ClientOptions()
     options.parseOptions(list(argv))
     return options.settings
 
@@ -135,7 +135,7 @@ class LoadOptionsTests(SynchronousTestCase):
         (checked on the settings, so that it holds without pyOpenSSL too).
         """
         with self.assertRaises(usage.UsageError) as caught:
-            _client_tap.checkLoadSettings(ClientSettings(sendProxy="v2", connect="tls:h:1"))
+            twistdClient.checkLoadSettings(ClientSettings(sendProxy="v2", connect="tls:h:1"))
         self.assertIn("before any TLS", str(caught.exception))
 
     def test_rttIsForPing(self) -> None:
@@ -144,7 +144,7 @@ class LoadOptionsTests(SynchronousTestCase):
         """
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
-        status = _client_cli.execute(MemoryReactorClock(), ["--rtt", "--connections", "2"])
+        status = command.execute(MemoryReactorClock(), ["--rtt", "--connections", "2"])
         self.assertEqual(status, 2)
         self.assertIn("--rtt shows each reply of the ping-like client", stderr.getvalue())
 
@@ -177,7 +177,7 @@ class LoadCommandTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def command(self, *argv: str) -> Deferred[int]:
-        run = _client_cli.prepare(self.reactor, list(argv))
+        run = command.prepare(self.reactor, list(argv))
         assert isinstance(run, LoadCommand), run
         self.loadCommand = run
         return run.start()
@@ -361,9 +361,9 @@ class ProberServiceTests(SynchronousTestCase):
         self.statuses: list[int] = []
 
     def service(self, *argv: str) -> Any:
-        options = _client_tap.ClientOptions()
+        options = twistdClient.ClientOptions()
         options.parseOptions(["-c", "tcp:127.0.0.1:9527", *argv])
-        service = _client_tap.makeService(
+        service = twistdClient.makeService(
             options, reactor=self.reactor, exitStatus=self.statuses.append
         )
         self.assertIsInstance(service, LoadService)

@@ -15,9 +15,9 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.cli import client as _client_tap
-from uppercase.cli import earlysignals as _earlysignals
-from uppercase.cli import server as _server_tap
+from uppercase.cli import client as twistdClient
+from uppercase.cli import earlysignals
+from uppercase.cli import server as twistdServer
 from uppercase.cli.server import CannotStart, ServerOptions
 from uppercase.cli.signals import SignalHandling
 from uppercase.server._settings import DEFAULTS, checkServerEndpoint
@@ -59,8 +59,8 @@ class ServerOptionsTests(SynchronousTestCase):
     C{twistd uppercase} options.
     """
 
-    def parse(self, *argv: str) -> _server_tap.ServerOptions:
-        options = _server_tap.ServerOptions()
+    def parse(self, *argv: str) -> twistdServer.ServerOptions:
+        options = twistdServer.ServerOptions()
         options.parseOptions(list(argv))
         return options
 
@@ -190,7 +190,7 @@ class ServerOptionsTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         error = self.assertRaises(
-            SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"]
+            SystemExit, twistdServer.Options().parseOptions, ["--max-per-ip", "x"]
         )
         self.assertEqual(error.code, 2)
         first, hint = stderr.getvalue().splitlines()
@@ -205,7 +205,7 @@ class ServerOptionsTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         self.patch(sys, "argv", ["/usr/local/bin/twist", "uppercase", "--max-per-ip", "x"])
-        self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--max-per-ip", "x"])
+        self.assertRaises(SystemExit, twistdServer.Options().parseOptions, ["--max-per-ip", "x"])
         self.assertTrue(stderr.getvalue().startswith("twist uppercase: --max-per-ip"))
         self.assertIn("Try 'twist uppercase --help'", stderr.getvalue())
 
@@ -215,7 +215,7 @@ class ServerOptionsTests(SynchronousTestCase):
         C{argv0}, under C{parent} as the runner's options.
         """
         self.patch(sys, "argv", [argv0, "uppercase", "--help"])
-        options = _server_tap.Options()
+        options = twistdServer.Options()
         options.parent = parent
         parent.subCommand = "uppercase"
         return str(options).splitlines()[0]
@@ -259,7 +259,7 @@ class ServerOptionsTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         self.patch(sys, "stdout", _FailingOutput(BrokenPipeError(32, "Broken pipe")))
-        for options in (_server_tap.Options, _client_tap.Options):
+        for options in (twistdServer.Options, twistdClient.Options):
             for flag in ("--help", "--version"):
                 error = self.assertRaises(SystemExit, options().parseOptions, [flag])
                 self.assertEqual(error.code, 141)
@@ -273,7 +273,7 @@ class ServerOptionsTests(SynchronousTestCase):
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
         self.patch(sys, "stdout", _FailingOutput(OSError(28, "No space left on device")))
-        error = self.assertRaises(SystemExit, _server_tap.Options().parseOptions, ["--help"])
+        error = self.assertRaises(SystemExit, twistdServer.Options().parseOptions, ["--help"])
         self.assertEqual(error.code, 1)
         self.assertEqual(
             stderr.getvalue(),
@@ -303,7 +303,7 @@ class ServerOptionsTests(SynchronousTestCase):
         from twisted import __version__ as twistedVersion
         from uppercase import __version__
 
-        for options in (_server_tap.Options, _client_tap.Options):
+        for options in (twistdServer.Options, twistdClient.Options):
             stdout = io.StringIO()
             self.patch(sys, "stdout", stdout)
             error = self.assertRaises(SystemExit, options().parseOptions, ["--version"])
@@ -324,7 +324,7 @@ class ServerServiceTests(SynchronousTestCase):
         L{UppercaseService} listening on every C{--listen}, under a command
         service that adds signal handling; nothing listens yet.
         """
-        options = _server_tap.ServerOptions()
+        options = twistdServer.ServerOptions()
         options.parseOptions(
             [
                 "-l",
@@ -341,7 +341,7 @@ class ServerServiceTests(SynchronousTestCase):
             ]
         )
         reactor = MemoryReactorClock()
-        command = _server_tap.makeService(options, reactor=reactor)
+        command = twistdServer.makeService(options, reactor=reactor)
         service = command.server
         self.assertIsInstance(service, UppercaseService)
         self.assertEqual(service.descriptions, ["tcp:0", "tcp:0:interface=127.0.0.1"])
@@ -368,12 +368,12 @@ class ServerServiceTests(SynchronousTestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        options = _server_tap.ServerOptions()
+        options = twistdServer.ServerOptions()
         description = f"tcp:{port}:interface=127.0.0.1"
         options.parseOptions(["-l", description])
         from twisted.internet import reactor
 
-        command = _server_tap.makeService(options, reactor=reactor)
+        command = twistdServer.makeService(options, reactor=reactor)
         self.patch(sys, "excepthook", sys.excepthook)
         with capturedLogs() as events:
             error = self.assertRaises(CannotStart, command.privilegedStartService)
@@ -391,7 +391,7 @@ def keepSignals(test: SynchronousTestCase) -> None:
     (loading the server plugin's options changes them), and set them to
     their default action for it.
     """
-    for name in _earlysignals.EARLY:
+    for name in earlysignals.EARLY:
         number = getattr(signal, name)
         test.addCleanup(signal.signal, number, signal.getsignal(number))
         signal.signal(number, signal.SIG_DFL)
@@ -413,8 +413,8 @@ class PluginTests(SynchronousTestCase):
         makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
         self.assertIn("uppercase", makers)
         self.assertIn("uppercase-client", makers)
-        self.assertIs(makers["uppercase"].options, _server_tap.Options)
-        self.assertIs(makers["uppercase-client"].options, _client_tap.Options)
+        self.assertIs(makers["uppercase"].options, twistdServer.Options)
+        self.assertIs(makers["uppercase-client"].options, twistdClient.Options)
 
     def test_pluginFolderIsANamespacePortion(self) -> None:
         """
@@ -450,8 +450,8 @@ class EarlySignalTests(SynchronousTestCase):
         C{uppercase}) ignores the three.
         """
         [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uppercase"]
-        self.assertIs(maker.options, _server_tap.Options)
-        for name in _earlysignals.EARLY:
+        self.assertIs(maker.options, twistdServer.Options)
+        for name in earlysignals.EARLY:
             self.assertEqual(signal.getsignal(getattr(signal, name)), signal.SIG_IGN, name)
 
     def test_handlersKept(self) -> None:
@@ -463,6 +463,6 @@ class EarlySignalTests(SynchronousTestCase):
             pass
 
         signal.signal(signal.SIGUSR1, handler)
-        _earlysignals.ignoreUntilInstalled()
+        earlysignals.ignoreUntilInstalled()
         self.assertIs(signal.getsignal(signal.SIGUSR1), handler)
         self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)

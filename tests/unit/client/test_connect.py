@@ -22,8 +22,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from uppercase.cli import client as _client_tap
-from uppercase.client import _connect as _connect
+from uppercase.cli import client as twistdClient
+from uppercase.client import _connect
 
 IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
 
@@ -118,7 +118,7 @@ class EndpointStringTests(SynchronousTestCase):
         """
         shown = set()
         for example in re.findall(
-            r"\b(?:tcp|unix|tls):\S+", _client_tap.ClientOptions().getUsage()
+            r"\b(?:tcp|unix|tls):\S+", twistdClient.ClientOptions().getUsage()
         ):
             example = example.rstrip(".,;)")
             if example.count("]") > example.count("["):

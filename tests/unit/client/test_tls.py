@@ -227,12 +227,12 @@ class HostnameCheckingTests(SynchronousTestCase):
         service_identity, say) fails the handshake with it as the reason:
         never a certificate accepted unchecked, never a traceback.
         """
-        from uppercase.client import _tls as _clienttls
+        from uppercase.client import _tls as clientTLS
 
         def broken(certificate: object, hostname: str) -> None:
             raise ImportError("cannot import name 'extract_patterns'")
 
-        self.patch(_clienttls, "checkHostname", broken)
+        self.patch(clientTLS, "checkHostname", broken)
         self.assertFalse(self.verify(None, certificate(), 0, 0, 1))
         [failure] = self.protocol.failures
         self.assertTrue(failure.check(ImportError))

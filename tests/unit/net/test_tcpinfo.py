@@ -8,7 +8,7 @@ import sys
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.net import tcpinfo as _tcpinfo
+from uppercase.net import tcpinfo
 from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
 from uppercase.proxy import ProxiedTransport
 from uppercase.testing import StreamTransport
@@ -120,7 +120,7 @@ class UnsentInKernelTests(SynchronousTestCase):
         """
         sender, _ = loopbackPair(self)
         self.fill(sender)
-        self.patch(_tcpinfo, "SIOCOUTQ", None)
+        self.patch(tcpinfo, "SIOCOUTQ", None)
         self.assertIsNone(unsentInKernel(Handle(sender)))
 
     def test_transportReportsItself(self) -> None:
@@ -180,5 +180,5 @@ class ReceivedAgoTests(SynchronousTestCase):
         Where the platform has no C{TCP_INFO}, there is no figure.
         """
         sender, _ = loopbackPair(self)
-        self.patch(_tcpinfo, "TCP_INFO", None)
+        self.patch(tcpinfo, "TCP_INFO", None)
         self.assertIsNone(receivedAgo(Handle(sender)))

@@ -26,7 +26,7 @@ from zope.interface import alsoProvides, implementer
 from zope.interface.verify import verifyObject
 
 from uppercase.echo import UppercaseProtocol
-from uppercase.net import transport as _transport
+from uppercase.net import transport as transportModule
 from uppercase.net.interfaces import IDirectWrite, IDirectWriteTarget, IPendingBytes
 from uppercase.net.transport import (
     DIRECT_LIMIT,
@@ -203,7 +203,7 @@ class DirectWriterTests(SynchronousTestCase):
         write = directWriter(transport)
         self.assertEqual(write, transport.write)
         write(b"tls")
-        self.assertEqual(_transport._pendingOf(transport), 3)
+        self.assertEqual(transportModule._pendingOf(transport), 3)
 
 
 class WhoWritesDirectlyTests(SynchronousTestCase):
@@ -308,8 +308,10 @@ class FallbackTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.patch(_transport, "BUFFER_FIELDS", (*_transport.BUFFER_FIELDS, "_renamedInFuture"))
-        self.patch(_transport, "_checked", {})
+        self.patch(
+            transportModule, "BUFFER_FIELDS", (*transportModule.BUFFER_FIELDS, "_renamedInFuture")
+        )
+        self.patch(transportModule, "_checked", {})
 
     def test_oneWarningThenPublicAPI(self) -> None:
         """
@@ -416,9 +418,9 @@ class InterfaceTests(SynchronousTestCase):
 
 class HalfClosingTLSTests(SynchronousTestCase):
     """
-    L{_transport.halfClosingTLS}: a subclass of Twisted's TLS protocol, or
+    L{transportModule.halfClosingTLS}: a subclass of Twisted's TLS protocol, or
     Twisted's own (with one warning) when a piece it uses has moved.  (What
-    the subclass does is in C{unit/test_tlslisten.py} C{CloseNotifyTests}.)
+    the subclass does is in C{unit/server/test_tls.py} C{CloseNotifyTests}.)
     """
 
     def setUp(self) -> None:
@@ -433,7 +435,7 @@ class HalfClosingTLSTests(SynchronousTestCase):
         """
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        tls = _transport.halfClosingTLS()
+        tls = transportModule.halfClosingTLS()
         self.assertTrue(issubclass(tls, TLSMemoryBIOFactory.protocol))
         self.assertIsNot(tls, TLSMemoryBIOFactory.protocol)
 
@@ -444,9 +446,9 @@ class HalfClosingTLSTests(SynchronousTestCase):
         """
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        self.patch(_transport, "TLS_PIECES", (*_transport.TLS_PIECES, "_renamedInFuture"))
+        self.patch(transportModule, "TLS_PIECES", (*transportModule.TLS_PIECES, "_renamedInFuture"))
         with capturedLogs() as events:
-            tls = _transport.halfClosingTLS.__wrapped__()
+            tls = transportModule.halfClosingTLS.__wrapped__()
         self.assertIs(tls, TLSMemoryBIOFactory.protocol)
         [event] = events
         self.assertIn("_renamedInFuture", event["missing"])

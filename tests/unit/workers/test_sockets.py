@@ -20,7 +20,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.net import transport as _transport
+from uppercase.net import transport as transportModule
 from uppercase.net.adopt import ADOPTED, SocketAdopter, workerDescription
 from uppercase.workers.sockets import (
     listenThrough,
@@ -331,7 +331,7 @@ class AdopterTests(SynchronousTestCase):
         """
         path, fd = self.unixSocket(0o600)
         os.set_blocking(fd, True)
-        self.patch(_transport, "_sharedPortClass", lambda: None)
+        self.patch(transportModule, "_sharedPortClass", lambda: None)
         reactor = MemoryReactorClock()
         blocking: list[bool] = []
 
@@ -353,12 +353,12 @@ class AdopterTests(SynchronousTestCase):
         """
         from twisted.internet import tcp
 
-        self.assertIsNotNone(_transport._sharedPortClass())
+        self.assertIsNotNone(transportModule._sharedPortClass())
         owner = next(k for k in tcp.Port.__mro__ if "_shouldShutdown" in vars(k))
         original = vars(owner)["_shouldShutdown"]
         delattr(owner, "_shouldShutdown")
         self.addCleanup(setattr, owner, "_shouldShutdown", original)
-        self.assertIsNone(_transport._sharedPortClass())
+        self.assertIsNone(transportModule._sharedPortClass())
 
     def test_unixFileLeftAloneFallback(self) -> None:
         """
@@ -368,7 +368,7 @@ class AdopterTests(SynchronousTestCase):
         remove the file), and says so once.
         """
         path, fd = self.unixSocket(0o600)
-        self.patch(_transport, "_sharedPortClass", lambda: None)
+        self.patch(transportModule, "_sharedPortClass", lambda: None)
         reactor = MemoryReactorClock()
         removed: list[object] = []
         reactor.removeReader = removed.append  # type: ignore[method-assign]
