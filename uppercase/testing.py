@@ -46,7 +46,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from uppercase.net.interfaces import IDirectWrite, IPendingBytes
+from uppercase.net.interfaces import IDirectWrite, IPendingBytes, IUnsentInKernel
 
 __all__ = [
     "CLIENT_ADDRESS",
@@ -76,7 +76,7 @@ def asciiUpper(data: bytes) -> bytes:
     return bytes(b - 32 if 97 <= b <= 122 else b for b in data)
 
 
-@implementer(ITCPTransport, IHalfCloseableDescriptor, IPendingBytes, IDirectWrite)
+@implementer(ITCPTransport, IHalfCloseableDescriptor, IPendingBytes, IDirectWrite, IUnsentInKernel)
 class StreamTransport(StringTransport):
     """
     An in-memory TCP-like transport.

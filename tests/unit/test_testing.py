@@ -27,7 +27,7 @@ from zope.interface.verify import verifyObject
 
 from uppercase import testing
 from uppercase.client import UppercaseClientProtocol
-from uppercase.net.interfaces import IDirectWrite, IPendingBytes
+from uppercase.net.interfaces import IDirectWrite, IPendingBytes, IUnsentInKernel
 from uppercase.server import UppercaseFactory
 from uppercase.testing import (
     Refused,
@@ -107,11 +107,17 @@ class InterfaceTests(SynchronousTestCase):
     def test_verified(self) -> None:
         """
         Twisted's C{ITCPTransport} and C{IHalfCloseableDescriptor}, and
-        uppercase's L{IPendingBytes} and L{IDirectWrite}, each verified
-        method by method.
+        uppercase's L{IPendingBytes}, L{IDirectWrite} and L{IUnsentInKernel},
+        each verified method by method.
         """
         transport = StreamTransport()
-        for interface in (ITCPTransport, IHalfCloseableDescriptor, IPendingBytes, IDirectWrite):
+        for interface in (
+            ITCPTransport,
+            IHalfCloseableDescriptor,
+            IPendingBytes,
+            IDirectWrite,
+            IUnsentInKernel,
+        ):
             self.assertTrue(verifyObject(interface, transport), interface)
 
     def test_noShadowedNames(self) -> None:

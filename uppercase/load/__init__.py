@@ -1,3 +1,5 @@
 """
 The load mode: payloads, schedules, the run, its counts, results, reports and the prober service.
 """
+
+from __future__ import annotations

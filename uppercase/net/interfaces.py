@@ -22,7 +22,7 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import Interface
 
-__all__ = ["IDirectWrite", "IDirectWriteTarget", "IPendingBytes", "canHalfClose"]
+__all__ = ["IDirectWrite", "IDirectWriteTarget", "IPendingBytes", "IUnsentInKernel", "canHalfClose"]
 
 
 class IPendingBytes(Interface):
@@ -37,6 +37,19 @@ class IPendingBytes(Interface):
         Bytes written and not yet handed on (to the kernel, for a socket; to
         the peer, for an in-memory transport), or L{None} when that cannot
         be known (a transport that stands for another that cannot say).
+        """
+
+
+class IUnsentInKernel(Interface):
+    """
+    A transport that can say what a TCP socket's kernel would: how many
+    bytes were written to the kernel and not yet taken by the peer.
+    """
+
+    def unsentInKernel() -> int | None:
+        """
+        Bytes handed on and not yet acknowledged by the peer, or L{None}
+        when that cannot be known.
         """
 
 

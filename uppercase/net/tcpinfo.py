@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from uppercase.net.interfaces import IUnsentInKernel
+
 __all__ = ["TCPInfo", "readTCPInfo", "receivedAgo", "summarize", "unsentInKernel"]
 
 _LAYOUT = struct.Struct("=8B24I")
@@ -98,12 +100,11 @@ def unsentInKernel(transport: Any) -> int | None:
     UNIX socket (whose count is of memory, not bytes), an in-memory
     transport, a closed socket.  On TLS it counts the encrypted bytes.
 
-    A transport may report it through a public C{unsentInKernel()} method of
-    its own, as L{uppercase.testing.StreamTransport} does.
+    A transport that provides L{IUnsentInKernel} reports it itself, as
+    L{uppercase.testing.StreamTransport} does.
     """
-    report = getattr(transport, "unsentInKernel", None)
-    if callable(report):
-        value = report()
+    if IUnsentInKernel.providedBy(transport):
+        value = transport.unsentInKernel()
         return None if value is None else int(value)
     if SIOCOUTQ is None:
         return None

@@ -16,4 +16,6 @@ L{uppercase.workers.control.SupervisorSide} and C{WorkerSide}), never by
 importing it.
 """
 
+from __future__ import annotations
+
 __all__: list[str] = []

@@ -125,7 +125,7 @@ class UnsentInKernelTests(SynchronousTestCase):
 
     def test_transportReportsItself(self) -> None:
         """
-        A transport with a public C{unsentInKernel()} is asked: an in-memory
+        A transport that provides L{IUnsentInKernel} is asked: an in-memory
         one has no kernel (0), and a test can play one.
         """
         transport = StreamTransport()
@@ -134,6 +134,19 @@ class UnsentInKernelTests(SynchronousTestCase):
         self.assertEqual(unsentInKernel(transport), 1234)
         transport.kernelUnsent = None
         self.assertIsNone(unsentInKernel(transport))
+
+    def test_undeclaredMethodNotAsked(self) -> None:
+        """
+        A transport with a method of that name that does not declare
+        L{IUnsentInKernel} is not asked: extensions are declared, never
+        looked up by name.
+        """
+
+        class Named:
+            def unsentInKernel(self) -> int:
+                raise AssertionError("asked")
+
+        self.assertIsNone(unsentInKernel(Named()))
 
     def test_throughProxiedTransport(self) -> None:
         """

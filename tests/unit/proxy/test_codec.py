@@ -94,9 +94,12 @@ class InvalidTests(SynchronousTestCase):
         Any bytes: a header, "need more data", or L{InvalidHeader}.
         """
         try:
-            decodeHeader(data)
+            result = decodeHeader(data)
         except InvalidHeader:
-            pass
+            return
+        if result is not None:
+            self.assertIsInstance(result, ProxyHeader)
+            self.assertLessEqual(result.length, len(data))
 
     def test_examples(self) -> None:
         """

@@ -346,17 +346,21 @@ class CountsNowTests(SynchronousTestCase):
 
     def test_socketClosed(self) -> None:
         """
-        A socket that cannot send any more loses the report quietly.
+        A socket that cannot send any more loses the report quietly: no
+        error, and nothing left in the transport's buffer for later.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         theirs.close()
         ours.close()
         end = WorkerEnd(Service())
-        end.makeConnection(SocketTransport(ours))
+        transport = SocketTransport(ours)
+        end.makeConnection(transport)
         end.countsNow(sample())
+        self.assertEqual(transport.value(), b"")
 
     def test_notConnected(self) -> None:
         """
-        Before connecting (or once its transport is gone), nothing is sent.
+        Before connecting, reporting the counts does nothing: it does not
+        raise for want of a transport.
         """
         WorkerEnd(Service()).countsNow(sample())
