@@ -9,15 +9,12 @@ the run's snapshots and result.
 from __future__ import annotations
 
 import json
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from uppercase.client._report import BinaryOutput, counted, plainNumber
-from uppercase.client._settings import ClientSettings
+from uppercase.client._report import BinaryOutput, counted
 from uppercase.load.histogram import PERCENTILES, Latencies
-from uppercase.load.result import RunObserver, RunResult, Snapshot
-
-if TYPE_CHECKING:
-    from uppercase.load.run import LoadRun
+from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot, describeSettings
+from uppercase.load.stats import describeMismatch
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -85,7 +82,7 @@ class _Progress(RunObserver):
         self._shown = False
         self._stream = False
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         self._stream = run.settings.stream
 
     def interval(self, snapshot: Snapshot) -> None:
@@ -135,7 +132,7 @@ def summaryLines(result: RunResult) -> list[str]:
         + (", ".join(f"{n:,} {kind}" for kind, n in sorted(errors.items())) if errors else "none")
     )
     for mismatch in result.mismatches:
-        lines.append(f"  {mismatch}")
+        lines.append(f"  {describeMismatch(mismatch)}")
     if result.mismatchCount > len(result.mismatches):
         lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
     tcp = result.tcp
@@ -169,7 +166,7 @@ class TextLoadReport(_Progress):
         self._out.flush()
 
 
-def startRecord(run: LoadRun) -> dict[str, Any]:
+def startRecord(run: RunView) -> dict[str, Any]:
     """
     The C{start} object: what the run will do.
     """
@@ -276,7 +273,7 @@ class JSONLoadReport(_Progress):
         self._out.write(json.dumps(record).encode() + b"\n")
         self._out.flush()
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         super().started(run)
         self._emit(startRecord(run))
 
@@ -287,34 +284,3 @@ class JSONLoadReport(_Progress):
     def finished(self, result: RunResult) -> None:
         super().finished(result)
         self._emit(summaryRecord(result))
-
-
-def describeSettings(settings: ClientSettings) -> str:
-    """
-    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
-    10 s after 0 s of warm-up}, and the like.
-    """
-    n = settings.connections
-    conns = counted(n, "connection")
-    if settings.duration:
-        length = f"for {plainNumber(settings.duration)} s"
-    elif settings.limit:
-        count = settings.limit * (settings.size if settings.stream else 1)
-        length = (
-            counted(count, "byte") + " per connection"
-            if settings.stream
-            else counted(count, "message")
-        )
-    else:
-        length = "until stopped"
-    if settings.warmup:
-        length += f" after {plainNumber(settings.warmup)} s of warm-up"
-    if settings.stream:
-        return f"stream: {conns}, random bytes full duplex, {length}"
-    pipeline = settings.effectivePipeline
-    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
-    what = f"{settings.size}-byte {settings.payload} messages"
-    if settings.rate:
-        rate = plainNumber(settings.rate)
-        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
-    return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import Any, Dict, List, Mapping, Protocol, Sized
 
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
 from uppercase.client._report import counted, plainNumber
-from uppercase.load.stats import Mismatch
+from uppercase.client._settings import ClientSettings
+from uppercase.client._verifier import Mismatch
+from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
-if TYPE_CHECKING:
-    from uppercase.load.run import LoadRun
-
-__all__ = ["Check", "RunObserver", "RunResult", "Snapshot", "buildResult", "checkThresholds"]
+__all__ = [
+    "Check",
+    "RunObserver",
+    "RunResult",
+    "RunView",
+    "Snapshot",
+    "buildResult",
+    "checkThresholds",
+    "describeSettings",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -145,12 +153,47 @@ class RunResult:
         return None
 
 
+class RunView(Protocol):
+    """
+    What the results, the reports and the metrics read of a run (a
+    L{uppercase.load.run.LoadRun} is one): they depend on this, and the run
+    on them, never the other way.
+    """
+
+    @property
+    def settings(self) -> ClientSettings:
+        """What the run was asked to do."""
+
+    @property
+    def stats(self) -> LoadStats:
+        """Its counts so far."""
+
+    @property
+    def startedAt(self) -> float:
+        """When it started connecting."""
+
+    @property
+    def connectedCount(self) -> int:
+        """Connections made, in all."""
+
+    @property
+    def protocols(self) -> Sized:
+        """The connections open now."""
+
+    @property
+    def tcp(self) -> Mapping[int, TCPInfo | None]:
+        """The last C{TCP_INFO} read per connection number."""
+
+    def describe(self) -> str:
+        """What the run does, in a line."""
+
+
 class RunObserver:
     """
     What a run tells its reports (each method does nothing here).
     """
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         """The run starts connecting."""
 
     def interval(self, snapshot: Snapshot) -> None:
@@ -204,7 +247,7 @@ def failureReason(
         if not result["connections"] or settings.connections == 1:
             return f"cannot connect to {settings.connect}: {describeConnectFailure(connectFailure)}"
     if result["mismatchCount"]:
-        first = result["mismatches"][0]
+        first = describeMismatch(result["mismatches"][0])
         if settings.stream:
             count = result["mismatchCount"]
             stretch = f"wrong {settings.size}-byte stretch"
@@ -235,7 +278,7 @@ def failureReason(
 
 
 def buildResult(
-    run: LoadRun,
+    run: RunView,
     failure: str | None,
     connectFailure: Failure | None,
     interrupted: int | None,
@@ -301,3 +344,34 @@ def interruptedBy(signum: int) -> str:
     C{interrupted by SIGINT}.
     """
     return f"interrupted by {signal.Signals(signum).name}"
+
+
+def describeSettings(settings: ClientSettings) -> str:
+    """
+    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
+    10 s after 0 s of warm-up}, and the like.
+    """
+    n = settings.connections
+    conns = counted(n, "connection")
+    if settings.duration:
+        length = f"for {plainNumber(settings.duration)} s"
+    elif settings.limit:
+        count = settings.limit * (settings.size if settings.stream else 1)
+        length = (
+            counted(count, "byte") + " per connection"
+            if settings.stream
+            else counted(count, "message")
+        )
+    else:
+        length = "until stopped"
+    if settings.warmup:
+        length += f" after {plainNumber(settings.warmup)} s of warm-up"
+    if settings.stream:
+        return f"stream: {conns}, random bytes full duplex, {length}"
+    pipeline = settings.effectivePipeline
+    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
+    what = f"{settings.size}-byte {settings.payload} messages"
+    if settings.rate:
+        rate = plainNumber(settings.rate)
+        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
+    return f"closed loop: {conns}, {depth}, {what}, {length}"
