@@ -33,8 +33,9 @@ class ILoadConnection(Protocol):
     @ivar transport: its transport (C{abortConnection}, C{TCP_INFO}).
     @ivar lastProgress: when bytes last arrived, or when it last started
         waiting for some: what the run's time-out looks at.
-    @ivar timedOut: the run gave up on it (a time-out, or the drain after
-        the end ran out): its loss is not counted again.
+    @ivar timedOut: the run gave up on it (a time-out, the drain after the
+        end ran out, or the run stopped before its TLS handshake was
+        over): its loss is not counted again.
     """
 
     number: int
@@ -79,8 +80,14 @@ class Owner:
     L{uppercase.load.run.LoadRun}, which is one).
     """
 
+    def opened(self, connection: ILoadConnection) -> None:
+        """
+        The connection is up (on TLS, its handshake not over yet): the run
+        waits for it, but hands it nothing yet.
+        """
+
     def connected(self, connection: ILoadConnection) -> None:
-        """The connection is up and can carry messages (after TLS's handshake)."""
+        """The connection can carry messages (on TLS, after the handshake)."""
 
     def room(self, connection: ILoadConnection) -> None:
         """C{connection} can take more messages."""

@@ -147,6 +147,7 @@ class LoadProtocol(Protocol):
         preamble = self._preamble(self.transport)
         if preamble:
             self.transport.write(preamble)
+        self._owner.opened(self)
         if not awaitsHandshake(self.transport):
             self._carrying()
 

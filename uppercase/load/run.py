@@ -75,7 +75,9 @@ class LoadRun(Owner):
     One load run (or the prober, with C{reconnect}).
 
     @ivar stats: its counts.
-    @ivar protocols: the connections open now.
+    @ivar protocols: the connections open now that can carry messages.
+    @ivar opening: the connections open now whose TLS handshake is not
+        over yet.
     @ivar tcp: the last C{TCP_INFO} read per connection number.
     """
 
@@ -96,6 +98,7 @@ class LoadRun(Owner):
         self._reconnect = reconnect
         self.stats = LoadStats(self._mismatched)
         self.protocols: list[ILoadConnection] = []
+        self.opening: list[ILoadConnection] = []
         self.tcp: dict[int, TCPInfo | None] = {}
         self._preamble = proxyPreamble(settings.sendProxy)
         if settings.stream:
@@ -255,7 +258,12 @@ class LoadRun(Owner):
 
     # What the connections tell.
 
+    def opened(self, connection: ILoadConnection) -> None:
+        self.opening.append(connection)
+
     def connected(self, connection: ILoadConnection) -> None:
+        if connection in self.opening:
+            self.opening.remove(connection)
         self.protocols.append(connection)
         self.connectedCount += 1
         self.tcp[connection.number] = readTCPInfo(connection.transport)
@@ -278,14 +286,17 @@ class LoadRun(Owner):
     def lost(self, connection: ILoadConnection, reason: Failure) -> None:
         if connection in self.protocols:
             self.protocols.remove(connection)
+        if connection in self.opening:
+            self.opening.remove(connection)
         self.schedule.remove(connection)
         clean = self._countLoss(connection, reason)
         if self._reconnect and not self._stopping:
             self._retry(connection.number)
-        elif not self.protocols and not self._pending and not self._stopping:
+        elif not self.protocols and not self.opening and not self._pending and not self._stopping:
             if clean:
                 self.stop()  # every stream sent what it had to
-            elif self.begunAt is not None:
+            else:
+                # (Before the run began too: on TLS, every handshake failed.)
                 kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.stats.errors.items()))
                 self._fail(f"every connection was lost ({kinds})")
         self._maybeFinish()
@@ -362,6 +373,11 @@ class LoadRun(Owner):
                 self.stats.lost += unanswered
                 self.stats.error("reply timeout")
                 protocol.transport.abortConnection()
+        for connection in list(self.opening):
+            if now - connection.lastProgress > timeout:
+                connection.timedOut = True
+                self.stats.error("handshake timeout")
+                connection.transport.abortConnection()
 
     def _readTCPInfo(self) -> None:
         for protocol in self.protocols:
@@ -388,6 +404,10 @@ class LoadRun(Owner):
         self._retries.clear()
         for protocol in list(self.protocols):
             protocol.close()
+        for connection in list(self.opening):
+            # It carried nothing: given up on, its loss no error.
+            connection.timedOut = True
+            connection.transport.abortConnection()
         if self.protocols:
             self._later(self.settings.timeout, self._drainOver)
         self._maybeFinish()
@@ -437,7 +457,7 @@ class LoadRun(Owner):
     def _maybeFinish(self) -> None:
         if self.done.called:
             return
-        if self.protocols or self._pending:
+        if self.protocols or self.opening or self._pending:
             return
         if self._stopping or (self.begunAt is None and self._next > self.settings.connections):
             if not self._reconnect or self._stopping:

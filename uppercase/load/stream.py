@@ -116,6 +116,7 @@ class StreamProtocol(Protocol):
         preamble = self._preamble(self.transport)
         if preamble:
             self.transport.write(preamble)
+        self._owner.opened(self)
         if not awaitsHandshake(self.transport):
             self._carrying()
 

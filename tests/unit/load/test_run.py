@@ -11,12 +11,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from uppercase.client._settings import ClientSettings
+from uppercase.client._tls import CertificateRejected
 from uppercase.load.result import RunObserver, RunResult, Snapshot
 from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
 from uppercase.server import UppercaseFactory
@@ -495,6 +497,101 @@ class StreamRunTests(LoadRunCase):
         transport.protocol.readConnectionLost()
         result = self.result()
         self.assertEqual((result.errors, result.status), ({"closed early": 1}, 1))
+
+
+class TLSHandshakeTests(LoadRunCase):
+    """
+    On TLS a message counts as sent only once the connection can carry it:
+    after the handshake.  One the handshake fails was never sent.
+    """
+
+    def connectTLS(self, index: int = 0) -> StreamTransport:
+        """
+        Complete attempt C{index} on a transport that is TLS (it provides
+        C{ISSLTransport}), its handshake not over yet.
+        """
+        factory, d = self.connect.attempts.pop(index)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        transport = StreamTransport()
+        directlyProvides(transport, ISSLTransport)
+        transport.answered = 0  # type: ignore[attr-defined]
+        transport.connect(protocol)  # type: ignore[arg-type]
+        self.connect.transports.append(transport)
+        d.callback(protocol)
+        return transport
+
+    def test_failedHandshakeSentNothing(self) -> None:
+        """
+        A handshake that fails: nothing was written, nothing counts as
+        sent, and the run fails with the TLS error by kind.
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connectTLS()
+        self.clock.advance(0)
+        self.assertEqual((transport.value(), self.loadRun.stats.sent), (b"", 0))
+        transport.protocol.connectionLost(
+            Failure(CertificateRejected("untrusted certificate", "self-signed"))
+        )
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.lost), (0, 0, 0))
+        self.assertEqual((result.errors, result.status), ({"untrusted certificate": 1}, 1))
+        self.assertEqual(result.failure, "every connection was lost (1 untrusted certificate)")
+
+    def test_everyHandshakeCounted(self) -> None:
+        """
+        Of two connections whose handshakes fail one after the other, each
+        failure is counted.
+        """
+        self.start(dataclasses.replace(LOAD, connections=2, count=4))
+        transports = [self.connectTLS(), self.connectTLS()]
+        for transport in transports:
+            transport.protocol.connectionLost(
+                Failure(CertificateRejected("untrusted certificate", "self-signed"))
+            )
+        result = self.result()
+        self.assertEqual((result.sent, result.errors), (0, {"untrusted certificate": 2}))
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A handshake that is not over after C{--timeout} seconds is given up
+        on (a C{handshake timeout}), and nothing counts as sent.
+        """
+        self.start(dataclasses.replace(LOAD, count=2, timeout=5.0))
+        transport = self.connectTLS()
+        self.clock.advance(6)
+        self.assertTrue(transport.aborted)
+        result = self.result()
+        self.assertEqual(
+            (result.sent, result.errors, result.status), (0, {"handshake timeout": 1}, 1)
+        )
+
+    def test_sendsOnceHandshakeIsOver(self) -> None:
+        """
+        Once the handshake is over the run begins, and the messages are
+        sent and verified as on TCP.
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connectTLS()
+        self.assertEqual(self.loadRun.begunAt, None)
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(self.loadRun.stats.sent, 1)
+        for _ in range(2):
+            self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.status), (2, 2, 0))
+
+    def test_streamWaitsForHandshake(self) -> None:
+        """
+        A C{--stream} connection writes nothing before the handshake is
+        over, and streams after it.
+        """
+        self.start(ClientSettings(stream=True, connections=1, count=1, size=64))
+        transport = self.connectTLS()
+        self.assertEqual(transport.value(), b"")
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(len(transport.value()), 64)
 
 
 class ThresholdTests(LoadRunCase):
