@@ -30,6 +30,10 @@ SCHEMA_VERSION = 1
 """The C{--json} schema's version, in the C{start} object; it changes only
 when a field changes meaning or goes away."""
 
+TOO_SHORT = "too short to measure a rate"
+"""What the summary says for a rate when the measured time is too short
+(see L{uppercase.load.result.measurableSpan})."""
+
 DISTRIBUTION = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 """The percentiles the JSON summary lists for a latency plot."""
 
@@ -106,19 +110,26 @@ def summaryLines(result: RunResult) -> list[str]:
     The text summary of a run.
     """
     lines = [result.description]
-    if result.mode == "stream":
-        lines.append(
-            f"{counted(result.streamBytes, 'byte')} verified in {result.seconds:.2f} s: "
-            f"{result.megabytesPerSecond:,.2f} MB/s each way"
+    span = f"{result.seconds:.2f} s"
+    if result.downSeconds:
+        span += f" connected ({result.downSeconds:.2f} s with no connection left out)"
+    if result.messagesPerSecond is None or result.megabytesPerSecond is None:
+        rates = TOO_SHORT
+        perSecond = TOO_SHORT
+    else:
+        rates = f"{result.megabytesPerSecond:,.2f} MB/s each way"
+        perSecond = (
+            f"{result.messagesPerSecond:,.0f} messages/s, "
+            f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
         )
+    if result.mode == "stream":
+        lines.append(f"{counted(result.streamBytes, 'byte')} verified in {span}: {rates}")
     else:
         lines.append(
             f"{result.sent:,} sent, {result.verified:,} verified, {result.failed:,} failed, "
             f"{result.lost:,} lost"
             + (f", {result.notSent:,} not sent" if result.notSent else "")
-            + f"; measured {result.measured:,} in {result.seconds:.2f} s: "
-            f"{result.messagesPerSecond:,.0f} messages/s, "
-            f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
+            + f"; measured {result.measured:,} in {span}: {perSecond}"
         )
         basis = (
             "open loop, from each message's scheduled time"
@@ -211,6 +222,10 @@ def intervalRecord(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def summaryRecord(result: RunResult) -> dict[str, Any]:
     """
     The C{summary} object: the whole run.
@@ -232,8 +247,8 @@ def summaryRecord(result: RunResult) -> dict[str, Any]:
         "stream_bytes": result.streamBytes,
         "measured": result.measured,
         "seconds": round(result.seconds, 6),
-        "messages_per_s": round(result.messagesPerSecond, 3),
-        "mb_per_s": round(result.megabytesPerSecond, 6),
+        "messages_per_s": _rounded(result.messagesPerSecond, 3),
+        "mb_per_s": _rounded(result.megabytesPerSecond, 6),
         "latency_ms": result.latency,
         "latency_distribution_ms": distribution,
         "histogram": result.histogram or None,

@@ -21,6 +21,7 @@ from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
 __all__ = [
+    "SHORTEST_SPAN",
     "Check",
     "RunObserver",
     "RunResult",
@@ -29,10 +30,16 @@ __all__ = [
     "buildResult",
     "checkThresholds",
     "describeSettings",
+    "measurableSpan",
 ]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+
+SHORTEST_SPAN = 0.001
+"""The shortest measured time (seconds) a rate is worked out over: below it
+(or below one message interval of an open loop) the clock's granularity
+and one message's timing would be the rate."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,14 @@ class RunResult:
     """
     How a load run went.
 
-    @ivar seconds: the measured time (from the end of the warm-up to the
-        last measured reply).
+    @ivar seconds: the measured time: from the end of the warm-up to the
+        last measured reply, less the time with no connection up (a
+        prober's L{downSeconds}).
+    @ivar messagesPerSecond: the verified rate over L{seconds}, or L{None}
+        when L{seconds} is too short to give one (see L{measurableSpan}).
+    @ivar megabytesPerSecond: likewise, in MB/s.
+    @ivar downSeconds: time within the measured span with no connection up
+        (a prober waiting to reconnect), left out of L{seconds}.
     @ivar failure: why the run failed, in one line, or L{None}.
     @ivar status: the exit status: 0 only if every message sent was
         verified, nothing went wrong and every threshold held.
@@ -121,8 +134,8 @@ class RunResult:
     streamBytes: int
     measured: int
     seconds: float
-    messagesPerSecond: float
-    megabytesPerSecond: float
+    messagesPerSecond: float | None
+    megabytesPerSecond: float | None
     latency: Dict[str, float] | None
     errors: Dict[str, int]
     mismatches: List[Mismatch]
@@ -135,6 +148,7 @@ class RunResult:
     status: int
     histogram: str = field(default="", repr=False)
     notSent: int = 0
+    downSeconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -187,6 +201,9 @@ class RunView(Protocol):
     def describe(self) -> str:
         """What the run does, in a line."""
 
+    def downtime(self, start: float, end: float) -> float:
+        """Seconds between C{start} and C{end} with no connection up."""
+
 
 class RunObserver:
     """
@@ -203,8 +220,17 @@ class RunObserver:
         """The run is over."""
 
 
+def measurableSpan(seconds: float, rate: float = 0.0) -> bool:
+    """
+    Whether a rate can be worked out over C{seconds} of measured time: at
+    least L{SHORTEST_SPAN}, and at least one message interval of an open
+    loop at C{rate} messages/s.
+    """
+    return seconds >= SHORTEST_SPAN and (not rate or seconds >= 1 / rate)
+
+
 def checkThresholds(
-    settings: Any, latency: Dict[str, float] | None, rate: float, mbps: float
+    settings: Any, latency: Dict[str, float] | None, rate: float | None, mbps: float | None
 ) -> list[Check]:
     """
     The thresholds C{settings} set, checked against what was measured.
@@ -289,9 +315,16 @@ def buildResult(
     stats = run.stats
     settings = run.settings
     measureFrom = stats.measureFrom
-    seconds = max(stats.lastMeasured - measureFrom, 0.0) if stats.lastMeasured else 0.0
-    rate = stats.measured / seconds if seconds else 0.0
-    mbps = stats.measuredBytes / seconds / 1e6 if seconds else 0.0
+    down = 0.0
+    seconds = 0.0
+    if stats.lastMeasured:
+        down = run.downtime(measureFrom, stats.lastMeasured)
+        seconds = max(stats.lastMeasured - measureFrom - down, 0.0)
+    rate: float | None = None
+    mbps: float | None = None
+    if measurableSpan(seconds, settings.rate):
+        rate = stats.measured / seconds
+        mbps = stats.measuredBytes / seconds / 1e6
     latency = stats.total.summary()
     checks = checkThresholds(settings, latency, rate, mbps)
     fields: dict[str, Any] = {
@@ -336,6 +369,7 @@ def buildResult(
         status=status,
         histogram=stats.total.encode() if stats.total.count else "",
         notSent=stats.notSent,
+        downSeconds=down,
     )
 
 

@@ -99,6 +99,8 @@ class LoadRun(Owner):
         self.stats = LoadStats(self._mismatched)
         self.protocols: list[ILoadConnection] = []
         self.opening: list[ILoadConnection] = []
+        self._downSince: float | None = None
+        self._down: list[tuple[float, float]] = []
         self.tcp: dict[int, TCPInfo | None] = {}
         self._preamble = proxyPreamble(settings.sendProxy)
         if settings.stream:
@@ -252,6 +254,8 @@ class LoadRun(Owner):
         self.stats.measureFrom = now + settings.warmup
         if settings.duration:
             self._later(settings.warmup + settings.duration, self.stop)
+        if not self.protocols:
+            self._downSince = now  # a prober that begins with no connection
         for protocol in self.protocols:
             protocol.start()
         self.schedule.start(self.protocols)
@@ -265,6 +269,9 @@ class LoadRun(Owner):
         if connection in self.opening:
             self.opening.remove(connection)
         self.protocols.append(connection)
+        if self._downSince is not None:
+            self._down.append((self._downSince, self._clock.seconds()))
+            self._downSince = None
         self.connectedCount += 1
         self.tcp[connection.number] = readTCPInfo(connection.transport)
         self._failingSince = None
@@ -291,6 +298,8 @@ class LoadRun(Owner):
         self.schedule.remove(connection)
         clean = self._countLoss(connection, reason)
         if self._reconnect and not self._stopping:
+            if not self.protocols and self.begunAt is not None and self._downSince is None:
+                self._downSince = self._clock.seconds()
             self._retry(connection.number)
         elif not self.protocols and not self.opening and not self._pending and not self._stopping:
             if clean:
@@ -479,3 +488,14 @@ class LoadRun(Owner):
         What this run does, in a line.
         """
         return describeSettings(self.settings)
+
+    def downtime(self, start: float, end: float) -> float:
+        """
+        Seconds between C{start} and C{end} with no connection up, since
+        the run began (only a prober, which reconnects, has any: any other
+        run ends when its last connection goes).
+        """
+        spans = list(self._down)
+        if self._downSince is not None:
+            spans.append((self._downSince, self._clock.seconds()))
+        return sum(max(min(b, end) - max(a, start), 0.0) for a, b in spans)

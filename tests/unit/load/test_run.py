@@ -7,6 +7,7 @@ reconnection, streams, and the exit status the result carries.
 from __future__ import annotations
 
 import dataclasses
+import io
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -19,7 +20,8 @@ from zope.interface import directlyProvides
 
 from uppercase.client._settings import ClientSettings
 from uppercase.client._tls import CertificateRejected
-from uppercase.load.result import RunObserver, RunResult, Snapshot
+from uppercase.load.report import TextLoadReport, summaryRecord
+from uppercase.load.result import RunObserver, RunResult, Snapshot, measurableSpan
 from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
 from uppercase.server import UppercaseFactory
 from uppercase.testing import MemoryConnection, StreamTransport, asciiUpper, connectInMemory
@@ -398,6 +400,132 @@ class ReconnectTests(LoadRunCase):
         self.clock.advance(5)
         self.assertEqual(len(self.connect.attempts), 1)
         self.loadRun.stop()
+
+
+class MeasuredTimeTests(LoadRunCase):
+    """
+    A rate is worked out over a measured span: not over a time too short to
+    give one, and for a prober not over the time it had no connection.
+    """
+
+    def test_tooShortForARate(self) -> None:
+        """
+        One reply 0.5 ms after the start: the measured time is too short,
+        so there is no rate (not 2,000 messages/s), in the text summary and
+        for --min-rate, which cannot have held.
+        """
+        out = io.BytesIO()
+        self.observer = TextLoadReport(out, io.StringIO(), live=False)  # type: ignore[assignment]
+        self.start(dataclasses.replace(LOAD, count=1, minRate=1000.0))
+        transport = self.connect.succeed()
+        self.clock.advance(0.0005)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.verified, result.messagesPerSecond), (1, None))
+        self.assertIsNone(result.megabytesPerSecond)
+        self.assertIn(
+            "1 sent, 1 verified, 0 failed, 0 lost; measured 1 in 0.00 s: "
+            "too short to measure a rate\n",
+            out.getvalue().decode(),
+        )
+        [check] = result.checks
+        self.assertEqual((check.value, check.ok, result.status), (None, False, 1))
+        record = summaryRecord(result)
+        self.assertEqual((record["messages_per_s"], record["mb_per_s"]), (None, None))
+
+    def test_measurableSpan(self) -> None:
+        """
+        A span gives a rate from 1 ms on, and for an open loop from one
+        message interval on, whichever is longer.
+        """
+        self.assertFalse(measurableSpan(0.0))
+        self.assertFalse(measurableSpan(0.000999))
+        self.assertTrue(measurableSpan(0.001))
+        self.assertTrue(measurableSpan(0.001, rate=1000.0))
+        self.assertFalse(measurableSpan(0.0099, rate=100.0))
+        self.assertTrue(measurableSpan(0.01, rate=100.0))
+
+    def test_oneMillisecondIsARate(self) -> None:
+        """
+        Two replies, the last 2 ms after the start: a rate (1,000
+        messages/s).
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connect.succeed()
+        self.clock.advance(0.001)
+        self.connect.answer(transport)
+        self.clock.advance(0.001)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        assert result.messagesPerSecond is not None
+        self.assertApproximates(result.messagesPerSecond, 1000.0, 1e-6)
+
+    def test_openLoopNeedsOneInterval(self) -> None:
+        """
+        An open loop at 100 messages/s whose one reply came 5 ms after it
+        was due: under one message interval (10 ms), so no rate.
+        """
+        self.start(dataclasses.replace(LOAD, count=1, rate=100.0))
+        transport = self.connect.succeed()
+        self.clock.advance(0.005)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        self.assertIsNone(self.result().messagesPerSecond)
+
+    def test_proberDowntimeLeftOut(self) -> None:
+        """
+        A prober at 10 messages/s whose connection was down for 7 s: the
+        measured time is the time connected, the downtime is given apart,
+        and the rate is the one it measured while connected (about 10
+        messages/s, not 3).
+        """
+        out = io.BytesIO()
+        self.observer = TextLoadReport(out, io.StringIO(), live=False)  # type: ignore[assignment]
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.connect.answer(transport)
+            self.clock.advance(0.1)
+        self.connect.answer(transport)
+        transport.reset()
+        downAt = self.clock.seconds()
+        while self.clock.seconds() < downAt + 7:
+            self.clock.advance(0.1)
+        [(factory, d)] = self.connect.attempts
+        transport = self.connect.succeed()
+        upAt = self.clock.seconds()
+        for _ in range(10):
+            self.clock.advance(0.1)
+            self.connect.answer(transport)
+        self.loadRun.stop()
+        self.connect.answerAll()
+        self.clock.advance(0)
+        result = self.result()
+        self.assertApproximates(result.downSeconds, upAt - downAt, 1e-6)
+        self.assertLess(result.seconds, 2.1)
+        assert result.messagesPerSecond is not None
+        self.assertGreater(result.messagesPerSecond, 9.0)
+        self.assertIn(
+            f" s connected ({upAt - downAt:.2f} s with no connection left out): ",
+            out.getvalue().decode(),
+        )
+
+    def test_noDowntimeWhenAlwaysConnected(self) -> None:
+        """
+        A prober that never lost its connection has no downtime, and its
+        summary says nothing of one.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.clock.advance(0.1)
+            self.connect.answer(transport)
+        self.loadRun.stop()
+        self.connect.answerAll()
+        self.clock.advance(0)
+        self.assertEqual(self.result().downSeconds, 0.0)
 
 
 class GiveUpTests(LoadRunCase):
