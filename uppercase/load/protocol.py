@@ -26,7 +26,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from uppercase.client._connect import errorKind
 from uppercase.client._verifier import ReplyVerifier
@@ -51,16 +51,25 @@ def setNoDelay(transport: Any) -> None:
             pass  # a UNIX socket, which Twisted 24.7 calls a TCP transport
 
 
-def awaitsHandshake(transport: Any) -> bool:
+def awaitsHandshake(protocol: Any, transport: Any) -> bool:
     """
     Whether C{transport} is TLS, which carries nothing before its handshake
-    is over (C{handshakeCompleted}): until then a message written is only
-    buffered, and one the handshake then fails was never sent.
+    is over: until then a message written is only buffered, and one the
+    handshake then fails was never sent.  If so, C{protocol} is declared an
+    C{IHandshakeListener} now, so that TLS calls its C{handshakeCompleted}.
+
+    (Not on the class: Twisted's endpoints wrap a protocol in one that
+    copies its IHalfCloseableProtocol and IHandshakeListener with
+    C{directlyProvides}, each call replacing the last, so a class with both
+    would lose its half-close on TCP.  TLS asks when the handshake ends.)
     """
-    return ISSLTransport.providedBy(transport)
+    if not ISSLTransport.providedBy(transport):
+        return False
+    alsoProvides(protocol, IHandshakeListener)
+    return True
 
 
-@implementer(IPushProducer, IHandshakeListener)
+@implementer(IPushProducer)
 class LoadProtocol(Protocol):
     """
     Send messages when told (L{send}); verify replies as they arrive.
@@ -148,7 +157,7 @@ class LoadProtocol(Protocol):
         if preamble:
             self.transport.write(preamble)
         self._owner.opened(self)
-        if not awaitsHandshake(self.transport):
+        if not awaitsHandshake(self, self.transport):
             self._carrying()
 
     def handshakeCompleted(self) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
-    IHandshakeListener,
     IPushProducer,
     IReactorTime,
 )
@@ -36,7 +35,7 @@ WRITE_SIZE = 65536
 """Bytes per write: what Twisted's buffer sends in one call."""
 
 
-@implementer(IPushProducer, IHalfCloseableProtocol, IHandshakeListener)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class StreamProtocol(Protocol):
     """
     Stream until L{finish}, or until C{limit} bytes are sent (0: no limit).
@@ -117,7 +116,7 @@ class StreamProtocol(Protocol):
         if preamble:
             self.transport.write(preamble)
         self._owner.opened(self)
-        if not awaitsHandshake(self.transport):
+        if not awaitsHandshake(self, self.transport):
             self._carrying()
 
     def handshakeCompleted(self) -> None:

@@ -12,7 +12,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocolFactory,
+    ISSLTransport,
+)
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,9 +25,11 @@ from zope.interface import directlyProvides
 
 from uppercase.client._settings import ClientSettings
 from uppercase.client._tls import CertificateRejected
+from uppercase.load.protocol import LoadProtocol
 from uppercase.load.report import TextLoadReport, summaryRecord
 from uppercase.load.result import RunObserver, RunResult, Snapshot, measurableSpan
 from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
+from uppercase.load.stream import StreamProtocol
 from uppercase.server import UppercaseFactory
 from uppercase.testing import MemoryConnection, StreamTransport, asciiUpper, connectInMemory
 
@@ -709,6 +716,18 @@ class TLSHandshakeTests(LoadRunCase):
         self.clock.advance(0)
         result = self.result()
         self.assertEqual((result.sent, result.verified, result.status), (2, 2, 0))
+
+    def test_halfCloseKeptThroughEndpoints(self) -> None:
+        """
+        Neither connection class declares C{IHandshakeListener} (only a
+        connection on TLS does, at C{connectionMade}): Twisted's endpoints
+        wrap a protocol in one that copies its IHalfCloseableProtocol and
+        IHandshakeListener each replacing the last, and a stream would lose
+        its half-close on TCP.
+        """
+        self.assertTrue(IHalfCloseableProtocol.implementedBy(StreamProtocol))
+        for kind in (StreamProtocol, LoadProtocol):
+            self.assertFalse(IHandshakeListener.implementedBy(kind))
 
     def test_streamWaitsForHandshake(self) -> None:
         """
