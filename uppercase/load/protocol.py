@@ -247,8 +247,11 @@ class LoadProtocol(Protocol):
                     runCount = 1
         if runCount:
             record(runMicros, runCount)
-        stats.verified += done - len(failed)
-        stats.failed += len(failed)
+        if failed:
+            stats.verified += done - len(failed)
+            stats.failed += len(failed)
+        else:
+            stats.verified += done
         if measured:
             stats.measured += measured
             stats.measuredBytes += measured * self._payloads.size
