@@ -324,6 +324,25 @@ class EndpointTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
 
+    def test_tlsHandshakeFailedSentNothing(self) -> None:
+        """
+        A server whose certificate is not trusted: the handshake fails, so
+        no message left the client and none counts as sent (the run fails
+        with the TLS error by kind).
+        """
+        requireTLS()
+        folder = tempfile.mkdtemp()
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", folder]))
+        key, cert, roots = makeCertificate(folder)
+        server = Server(
+            "--quiet", listen=f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        self.addCleanup(server.stop)
+        result = load("-c", f"tls:localhost:{server.port}", "--connections", "2", "--count", "4")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("\n0 sent, 0 verified, 0 failed, 0 lost", result.stdout)
+        self.assertIn("errors: 2 untrusted certificate\n", result.stdout)
+
     def test_sendProxy(self) -> None:
         """
         C{--send-proxy v1} and C{v2} against a C{haproxy:} listener: every

@@ -151,6 +151,7 @@ found (in stream order).
 """
 
 _NONE: Tuple[Any, ...] = ()
+_NOTHING: Progress = (0, (), ())
 
 
 class ReplyVerifier:
@@ -195,6 +196,29 @@ class ReplyVerifier:
         spans; only a wrong one is searched byte by byte.
         """
         size = len(data)
+        if size <= self.due and size:
+            # The common case, first: the read lies within one expected
+            # piece and is right (one comparison, no slice).
+            chunks = self._expected
+            head = chunks[0]
+            at = self._at
+            end = at + size
+            if end <= len(head) and head.startswith(data, at):
+                if end == len(head):
+                    chunks.popleft()
+                    end = 0
+                self._at = end
+                received = self.received
+                self.received = received + size
+                self.due -= size
+                unit = self.unit
+                done = (received + size) // unit - received // unit
+                if not done:
+                    return _NOTHING
+                self.completed += done
+                if self._spoiled:
+                    return done, self._failed(received // unit + done), _NONE
+                return done, _NONE, _NONE
         extra: Mismatch | None = None
         if size > self.due:
             extra = self._unexpected(data[self.due :], self.received + self.due)
@@ -232,12 +256,19 @@ class ReplyVerifier:
         done = self.received // unit - before
         self.completed += done
         failed: Tuple[int, ...] = _NONE
-        spoiled = self._spoiled
-        if done and spoiled:
-            last = before + done
-            failed = tuple(sorted(n for n in spoiled if n <= last))
-            spoiled.difference_update(failed)
+        if done and self._spoiled:
+            failed = self._failed(before + done)
         return done, failed, found
+
+    def _failed(self, last: int) -> Tuple[int, ...]:
+        """
+        The messages up to C{last} (now complete) that had a wrong byte, in
+        order; they are reported once.
+        """
+        spoiled = self._spoiled
+        failed = tuple(sorted(n for n in spoiled if n <= last))
+        spoiled.difference_update(failed)
+        return failed
 
     def _locate(self, got: bytes, want: bytes, pos: int) -> list[Mismatch]:
         """

@@ -6,7 +6,7 @@ limits as the server's metrics (L{uppercase.server._metrics}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -18,10 +18,8 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
+from uppercase.load.result import RunView
 from uppercase.server._metrics import registryFactory
-
-if TYPE_CHECKING:
-    from uppercase.load.run import LoadRun
 
 __all__ = ["BUCKETS", "LoadCollector", "clientMetricsFactory"]
 
@@ -52,7 +50,7 @@ class LoadCollector:
     (from the run's HDR histogram, up to the last second).
     """
 
-    def __init__(self, run: LoadRun) -> None:
+    def __init__(self, run: RunView) -> None:
         self._run = run
 
     def collect(self) -> Iterator[Metric]:
@@ -126,7 +124,7 @@ class LoadCollector:
         )
 
 
-def clientMetricsFactory(run: LoadRun, clock: IReactorTime) -> IProtocolFactory:
+def clientMetricsFactory(run: RunView, clock: IReactorTime) -> IProtocolFactory:
     """
     The factory to listen with for the client's C{--metrics}.
     """

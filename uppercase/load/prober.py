@@ -23,7 +23,7 @@ from uppercase.client._connect import connectWithin
 from uppercase.client._settings import ClientSettings
 from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import describeLatency, progressLine, summaryLines
-from uppercase.load.result import RunObserver, RunResult, Snapshot
+from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot
 from uppercase.load.run import SPIN, LoadRun
 
 __all__ = ["LOG_EVERY", "LoadService", "LogLoadReport"]
@@ -45,7 +45,7 @@ class LogLoadReport(RunObserver):
         self._intervals = 0
         self._stream = False
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         self._stream = run.settings.stream
         log.info("Load run: {description}", description=run.describe())
 

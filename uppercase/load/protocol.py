@@ -1,38 +1,41 @@
 """
 One connection of a load run: it sends the messages its scheduler gives it,
-and checks every byte that comes back against the expected reply stream as
-it arrives (nothing is accumulated), locating any wrong byte exactly: the
-connection, the message, and the offset in the connection's stream.
+and has every byte that comes back checked against the expected reply stream
+as it arrives (nothing is accumulated) by the client's one reply verifier
+(L{uppercase.client._verifier.ReplyVerifier}), which locates any wrong byte
+exactly: the connection, the message, and the offset in the connection's
+stream.
 
 The protocol only speaks: when to send is its scheduler's business
-(L{uppercase.load.schedule}), what it sends is L{uppercase.load.payload}'s, and
-the results go to a L{LoadStats}.
+(L{uppercase.load.schedule}), what it sends is L{uppercase.load.payload}'s, the
+checking is the verifier's, and the results go to a L{LoadStats}.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque
+from typing import Any, Deque
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
+from uppercase.client._connect import errorKind
+from uppercase.client._verifier import ReplyVerifier
+from uppercase.load.connection import Owner, Preamble, noPreamble
 from uppercase.load.payload import Payloads
-from uppercase.load.stats import LoadStats, Mismatch
+from uppercase.load.stats import LoadStats
 from uppercase.net.transport import directWriteTarget, writeDirectly
 
-__all__ = ["LoadProtocol", "Owner"]
-
-Preamble = Callable[[Any], bytes]
-"""Given the transport, what to send before the first message (a PROXY
-header), or C{b""}."""
-
-
-def noPreamble(transport: Any) -> bytes:
-    return b""
+__all__ = ["LoadProtocol", "Owner", "awaitsHandshake"]
 
 
 def setNoDelay(transport: Any) -> None:
@@ -48,26 +51,29 @@ def setNoDelay(transport: Any) -> None:
             pass  # a UNIX socket, which Twisted 24.7 calls a TCP transport
 
 
-class Owner:
+def awaitsHandshake(protocol: Any, transport: Any) -> bool:
     """
-    What a L{LoadProtocol} tells the run it belongs to (see
-    L{uppercase.load.run.LoadRun}, which is one).
+    Whether C{transport} is TLS, which carries nothing before its handshake
+    is over: until then a message written is only buffered, and one the
+    handshake then fails was never sent.  If so, C{protocol} is declared an
+    C{IHandshakeListener} now, so that TLS calls its C{handshakeCompleted}.
+
+    (Not on the class: Twisted's endpoints wrap a protocol in one that
+    copies its IHalfCloseableProtocol and IHandshakeListener with
+    C{directlyProvides}, each call replacing the last, so a class with both
+    would lose its half-close on TCP.  TLS asks when the handshake ends.)
     """
-
-    def connected(self, protocol: LoadProtocol) -> None:
-        """The connection is up."""
-
-    def room(self, protocol: LoadProtocol) -> None:
-        """C{protocol} can take more messages."""
-
-    def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
-        """The connection is gone."""
+    if not ISSLTransport.providedBy(transport):
+        return False
+    alsoProvides(protocol, IHandshakeListener)
+    return True
 
 
 @implementer(IPushProducer)
 class LoadProtocol(Protocol):
     """
     Send messages when told (L{send}); verify replies as they arrive.
+    L{uppercase.load.connection.ILoadConnection}, for messages.
 
     @ivar number: the connection's number in the run (from 1).
     @ivar sent: messages sent.
@@ -81,6 +87,8 @@ class LoadProtocol(Protocol):
     @ivar gone: the connection is lost.
     @ivar lastProgress: when bytes last arrived, or when a message was sent
         while none was in flight: what the run's time-out looks at.
+    @ivar connectedAt: when the connection could carry messages (on TLS,
+        once the handshake was over), or L{None}.
     """
 
     transport: Any
@@ -103,12 +111,12 @@ class LoadProtocol(Protocol):
         self.pipeline = pipeline
         self._preamble = preamble
         self._stamps: Deque[float] = deque()
-        self._expected: Deque[bytes] = deque()
-        self._expectedAt = 0
-        self._spoiled: set[int] = set()
+        self._verifier = ReplyVerifier(payloads.size, number)
+        # Bound once: these run per message and per read.
+        self._expect = self._verifier.expect
+        self._feed = self._verifier.feed
         self.sent = 0
         self.answered = 0
-        self.receivedBytes = 0
         self.paused = False
         self.closing = False
         self.gone = False
@@ -120,6 +128,14 @@ class LoadProtocol(Protocol):
     @property
     def inFlight(self) -> int:
         return len(self._stamps)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._stamps)
+
+    @property
+    def receivedBytes(self) -> int:
+        return self._verifier.received
 
     def room(self) -> int:
         """
@@ -133,14 +149,32 @@ class LoadProtocol(Protocol):
         return self.pipeline - len(self._stamps)
 
     def connectionMade(self) -> None:
-        self.connectedAt = self.lastProgress = self._clock.seconds()
+        self.lastProgress = self._clock.seconds()
         self._direct = directWriteTarget(self.transport)
         setNoDelay(self.transport)
         self.transport.registerProducer(self, True)
         preamble = self._preamble(self.transport)
         if preamble:
             self.transport.write(preamble)
+        self._owner.opened(self)
+        if not awaitsHandshake(self, self.transport):
+            self._carrying()
+
+    def handshakeCompleted(self) -> None:
+        """
+        TLS can carry messages now.
+        """
+        if self.connectedAt is None and not self.gone:
+            self._carrying()
+
+    def _carrying(self) -> None:
+        self.connectedAt = self.lastProgress = self._clock.seconds()
         self._owner.connected(self)
+
+    def start(self) -> None:
+        """
+        Nothing: a schedule says when this connection sends.
+        """
 
     def send(self, count: int, first: float, step: float = 0.0) -> None:
         """
@@ -152,7 +186,7 @@ class LoadProtocol(Protocol):
         if not self._stamps:
             self.lastProgress = self._clock.seconds()
         data, expected = self._payloads.messages(self.number, self.sent + 1, count)
-        self._expected.append(expected)
+        self._expect(expected)
         if step:
             self._stamps.extend([first + i * step for i in range(count)])
         else:
@@ -167,65 +201,39 @@ class LoadProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Check C{data} against the expected replies where this connection's
-        stream has got to (one comparison for the whole chunk when it is
-        right), then account for each reply it completes.
+        Have C{data} checked against the expected replies where this
+        connection's stream has got to (one comparison for the whole chunk
+        when it is right), then account for each reply it completes.
         """
         if self.closing and not self._stamps:
             return
         now = self._clock.seconds()
         self.lastProgress = now
-        chunks = self._expected
-        size = len(data)
-        pos = 0
-        at = self._expectedAt
-        while pos < size:
-            if not chunks:
-                self._unexpected(data, pos)
-                size = pos
-                break
-            head = chunks[0]
-            take = len(head) - at
-            if take >= size - pos:
-                take = size - pos
-                ok = head.startswith(data if pos == 0 else data[pos:], at)
-            else:
-                ok = head.startswith(data[pos : pos + take], at)
-            if not ok:
-                self._locate(data[pos : pos + take], head[at : at + take], pos)
-            pos += take
-            at += take
-            if at == len(head):
-                chunks.popleft()
-                at = 0
-        self._expectedAt = at
-        if not size:
-            return
-        unit = self._payloads.size
-        before = self.receivedBytes // unit
-        self.receivedBytes += size
-        done = self.receivedBytes // unit - before
+        done, failed, found = self._feed(data)
+        if found:
+            for mismatch in found:
+                self._stats.mismatch(mismatch)
         if done:
-            self._completed(done, now, before)
+            self._completed(done, now, failed)
 
-    def _completed(self, done: int, now: float, before: int) -> None:
+    def _completed(self, done: int, now: float, failed: tuple[int, ...]) -> None:
         """
-        C{done} replies are in, the first of them message C{before + 1}.
+        C{done} replies are in, the last of them the verifier's
+        C{completed}; those numbered in C{failed} had a wrong byte.
         """
         stats = self._stats
         stamps = self._stamps
         measureFrom = stats.measureFrom
         record = stats.latencies.recordMicros
-        spoiled = self._spoiled
         runMicros = -1
         runCount = 0
         measured = 0
-        verified = done
-        for number in range(before + 1, before + done + 1):
+        if failed:
+            last = self._verifier.completed
+            wrong = {last - number for number in failed}
+        for left in range(done - 1, -1, -1):
             scheduled = stamps.popleft()
-            if spoiled and number in spoiled:
-                spoiled.discard(number)
-                verified -= 1
+            if failed and left in wrong:
                 continue
             if scheduled >= measureFrom:
                 measured += 1
@@ -239,8 +247,11 @@ class LoadProtocol(Protocol):
                     runCount = 1
         if runCount:
             record(runMicros, runCount)
-        stats.verified += verified
-        stats.failed += done - verified
+        if failed:
+            stats.verified += done - len(failed)
+            stats.failed += len(failed)
+        else:
+            stats.verified += done
         if measured:
             stats.measured += measured
             stats.measuredBytes += measured * self._payloads.size
@@ -251,55 +262,6 @@ class LoadProtocol(Protocol):
             self._loseConnection()
         else:
             self._owner.room(self)
-
-    def _locate(self, got: bytes, want: bytes, pos: int) -> None:
-        """
-        C{got} (from C{pos} in the chunk being read) differs from C{want}:
-        report the first wrong byte of each message it touches (once per
-        message).
-        """
-        unit = self._payloads.size
-        base = self.receivedBytes + pos
-        i = 0
-        while i < len(got):
-            if got[i] == want[i]:
-                i += 1
-                continue
-            offset = base + i
-            number = offset // unit + 1
-            messageOffset = offset % unit
-            if number not in self._spoiled:
-                self._spoiled.add(number)
-                start = max(i - messageOffset, 0)
-                self._stats.mismatch(
-                    Mismatch.around(
-                        connection=self.number,
-                        message=number,
-                        offset=offset,
-                        messageOffset=messageOffset,
-                        expected=want[start : i + unit],
-                        received=got[start : i + unit],
-                        index=i - start,
-                    )
-                )
-            # On to the next message: one report per message is enough.
-            i += unit - messageOffset
-
-    def _unexpected(self, data: bytes, due: int) -> None:
-        """
-        More bytes arrived than replies were due: report those beyond once.
-        """
-        self._stats.mismatch(
-            Mismatch.around(
-                connection=self.number,
-                message=self.sent + 1,
-                offset=self.receivedBytes + due,
-                messageOffset=0,
-                expected=b"",
-                received=data[due:],
-                index=0,
-            )
-        )
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -334,12 +296,25 @@ class LoadProtocol(Protocol):
         """
         count = len(self._stamps)
         self._stamps.clear()
-        self._expected.clear()
-        self._expectedAt = 0
-        self._spoiled.clear()
-        unit = self._payloads.size
-        self.receivedBytes = -(-self.receivedBytes // unit) * unit
+        self._verifier.forget()
         return count
+
+    def countLoss(self, reason: Failure, interrupted: bool) -> bool:
+        """
+        Count the messages in flight as lost, and the loss as an error
+        unless the run asked for it.
+        """
+        unanswered = self.dropInFlight()
+        if interrupted:
+            return False
+        if unanswered:
+            self._stats.lost += unanswered
+            self._stats.error(errorKind(reason))
+            return False
+        if not self.closing:
+            self._stats.error(errorKind(reason))
+            return False
+        return True
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         # Not closing: whether the run asked for this end is what tells a

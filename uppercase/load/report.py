@@ -9,15 +9,12 @@ the run's snapshots and result.
 from __future__ import annotations
 
 import json
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from uppercase.client._report import BinaryOutput, counted, plainNumber
-from uppercase.client._settings import ClientSettings
+from uppercase.client._report import BinaryOutput, counted
 from uppercase.load.histogram import PERCENTILES, Latencies
-from uppercase.load.result import RunObserver, RunResult, Snapshot
-
-if TYPE_CHECKING:
-    from uppercase.load.run import LoadRun
+from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot, describeSettings
+from uppercase.load.stats import describeMismatch
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -32,6 +29,10 @@ __all__ = [
 SCHEMA_VERSION = 1
 """The C{--json} schema's version, in the C{start} object; it changes only
 when a field changes meaning or goes away."""
+
+TOO_SHORT = "too short to measure a rate"
+"""What the summary says for a rate when the measured time is too short
+(see L{uppercase.load.result.measurableSpan})."""
 
 DISTRIBUTION = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 """The percentiles the JSON summary lists for a latency plot."""
@@ -85,7 +86,7 @@ class _Progress(RunObserver):
         self._shown = False
         self._stream = False
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         self._stream = run.settings.stream
 
     def interval(self, snapshot: Snapshot) -> None:
@@ -109,19 +110,26 @@ def summaryLines(result: RunResult) -> list[str]:
     The text summary of a run.
     """
     lines = [result.description]
-    if result.mode == "stream":
-        lines.append(
-            f"{counted(result.streamBytes, 'byte')} verified in {result.seconds:.2f} s: "
-            f"{result.megabytesPerSecond:,.2f} MB/s each way"
+    span = f"{result.seconds:.2f} s"
+    if result.downSeconds:
+        span += f" connected ({result.downSeconds:.2f} s with no connection left out)"
+    if result.messagesPerSecond is None or result.megabytesPerSecond is None:
+        rates = TOO_SHORT
+        perSecond = TOO_SHORT
+    else:
+        rates = f"{result.megabytesPerSecond:,.2f} MB/s each way"
+        perSecond = (
+            f"{result.messagesPerSecond:,.0f} messages/s, "
+            f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
         )
+    if result.mode == "stream":
+        lines.append(f"{counted(result.streamBytes, 'byte')} verified in {span}: {rates}")
     else:
         lines.append(
             f"{result.sent:,} sent, {result.verified:,} verified, {result.failed:,} failed, "
             f"{result.lost:,} lost"
             + (f", {result.notSent:,} not sent" if result.notSent else "")
-            + f"; measured {result.measured:,} in {result.seconds:.2f} s: "
-            f"{result.messagesPerSecond:,.0f} messages/s, "
-            f"{result.megabytesPerSecond:,.2f} MB/s verified each way"
+            + f"; measured {result.measured:,} in {span}: {perSecond}"
         )
         basis = (
             "open loop, from each message's scheduled time"
@@ -135,7 +143,7 @@ def summaryLines(result: RunResult) -> list[str]:
         + (", ".join(f"{n:,} {kind}" for kind, n in sorted(errors.items())) if errors else "none")
     )
     for mismatch in result.mismatches:
-        lines.append(f"  {mismatch}")
+        lines.append(f"  {describeMismatch(mismatch)}")
     if result.mismatchCount > len(result.mismatches):
         lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
     tcp = result.tcp
@@ -169,7 +177,7 @@ class TextLoadReport(_Progress):
         self._out.flush()
 
 
-def startRecord(run: LoadRun) -> dict[str, Any]:
+def startRecord(run: RunView) -> dict[str, Any]:
     """
     The C{start} object: what the run will do.
     """
@@ -214,6 +222,10 @@ def intervalRecord(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def summaryRecord(result: RunResult) -> dict[str, Any]:
     """
     The C{summary} object: the whole run.
@@ -235,8 +247,8 @@ def summaryRecord(result: RunResult) -> dict[str, Any]:
         "stream_bytes": result.streamBytes,
         "measured": result.measured,
         "seconds": round(result.seconds, 6),
-        "messages_per_s": round(result.messagesPerSecond, 3),
-        "mb_per_s": round(result.megabytesPerSecond, 6),
+        "messages_per_s": _rounded(result.messagesPerSecond, 3),
+        "mb_per_s": _rounded(result.megabytesPerSecond, 6),
         "latency_ms": result.latency,
         "latency_distribution_ms": distribution,
         "histogram": result.histogram or None,
@@ -276,7 +288,7 @@ class JSONLoadReport(_Progress):
         self._out.write(json.dumps(record).encode() + b"\n")
         self._out.flush()
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         super().started(run)
         self._emit(startRecord(run))
 
@@ -287,34 +299,3 @@ class JSONLoadReport(_Progress):
     def finished(self, result: RunResult) -> None:
         super().finished(result)
         self._emit(summaryRecord(result))
-
-
-def describeSettings(settings: ClientSettings) -> str:
-    """
-    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
-    10 s after 0 s of warm-up}, and the like.
-    """
-    n = settings.connections
-    conns = counted(n, "connection")
-    if settings.duration:
-        length = f"for {plainNumber(settings.duration)} s"
-    elif settings.limit:
-        count = settings.limit * (settings.size if settings.stream else 1)
-        length = (
-            counted(count, "byte") + " per connection"
-            if settings.stream
-            else counted(count, "message")
-        )
-    else:
-        length = "until stopped"
-    if settings.warmup:
-        length += f" after {plainNumber(settings.warmup)} s of warm-up"
-    if settings.stream:
-        return f"stream: {conns}, random bytes full duplex, {length}"
-    pipeline = settings.effectivePipeline
-    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
-    what = f"{settings.size}-byte {settings.payload} messages"
-    if settings.rate:
-        rate = plainNumber(settings.rate)
-        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
-    return f"closed loop: {conns}, {depth}, {what}, {length}"

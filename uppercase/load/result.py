@@ -9,22 +9,37 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import Any, Dict, List, Mapping, Protocol, Sized
 
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
 from uppercase.client._report import counted, plainNumber
-from uppercase.load.stats import Mismatch
+from uppercase.client._settings import ClientSettings
+from uppercase.client._verifier import Mismatch
+from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
-if TYPE_CHECKING:
-    from uppercase.load.run import LoadRun
-
-__all__ = ["Check", "RunObserver", "RunResult", "Snapshot", "buildResult", "checkThresholds"]
+__all__ = [
+    "SHORTEST_SPAN",
+    "Check",
+    "RunObserver",
+    "RunResult",
+    "RunView",
+    "Snapshot",
+    "buildResult",
+    "checkThresholds",
+    "describeSettings",
+    "measurableSpan",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+
+SHORTEST_SPAN = 0.001
+"""The shortest measured time (seconds) a rate is worked out over: below it
+(or below one message interval of an open loop) the clock's granularity
+and one message's timing would be the rate."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +111,14 @@ class RunResult:
     """
     How a load run went.
 
-    @ivar seconds: the measured time (from the end of the warm-up to the
-        last measured reply).
+    @ivar seconds: the measured time: from the end of the warm-up to the
+        last measured reply, less the time with no connection up (a
+        prober's L{downSeconds}).
+    @ivar messagesPerSecond: the verified rate over L{seconds}, or L{None}
+        when L{seconds} is too short to give one (see L{measurableSpan}).
+    @ivar megabytesPerSecond: likewise, in MB/s.
+    @ivar downSeconds: time within the measured span with no connection up
+        (a prober waiting to reconnect), left out of L{seconds}.
     @ivar failure: why the run failed, in one line, or L{None}.
     @ivar status: the exit status: 0 only if every message sent was
         verified, nothing went wrong and every threshold held.
@@ -113,8 +134,8 @@ class RunResult:
     streamBytes: int
     measured: int
     seconds: float
-    messagesPerSecond: float
-    megabytesPerSecond: float
+    messagesPerSecond: float | None
+    megabytesPerSecond: float | None
     latency: Dict[str, float] | None
     errors: Dict[str, int]
     mismatches: List[Mismatch]
@@ -127,6 +148,7 @@ class RunResult:
     status: int
     histogram: str = field(default="", repr=False)
     notSent: int = 0
+    downSeconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -145,12 +167,50 @@ class RunResult:
         return None
 
 
+class RunView(Protocol):
+    """
+    What the results, the reports and the metrics read of a run (a
+    L{uppercase.load.run.LoadRun} is one): they depend on this, and the run
+    on them, never the other way.
+    """
+
+    @property
+    def settings(self) -> ClientSettings:
+        """What the run was asked to do."""
+
+    @property
+    def stats(self) -> LoadStats:
+        """Its counts so far."""
+
+    @property
+    def startedAt(self) -> float:
+        """When it started connecting."""
+
+    @property
+    def connectedCount(self) -> int:
+        """Connections made, in all."""
+
+    @property
+    def protocols(self) -> Sized:
+        """The connections open now."""
+
+    @property
+    def tcp(self) -> Mapping[int, TCPInfo | None]:
+        """The last C{TCP_INFO} read per connection number."""
+
+    def describe(self) -> str:
+        """What the run does, in a line."""
+
+    def downtime(self, start: float, end: float) -> float:
+        """Seconds between C{start} and C{end} with no connection up."""
+
+
 class RunObserver:
     """
     What a run tells its reports (each method does nothing here).
     """
 
-    def started(self, run: LoadRun) -> None:
+    def started(self, run: RunView) -> None:
         """The run starts connecting."""
 
     def interval(self, snapshot: Snapshot) -> None:
@@ -160,8 +220,17 @@ class RunObserver:
         """The run is over."""
 
 
+def measurableSpan(seconds: float, rate: float = 0.0) -> bool:
+    """
+    Whether a rate can be worked out over C{seconds} of measured time: at
+    least L{SHORTEST_SPAN}, and at least one message interval of an open
+    loop at C{rate} messages/s.
+    """
+    return seconds >= SHORTEST_SPAN and (not rate or seconds >= 1 / rate)
+
+
 def checkThresholds(
-    settings: Any, latency: Dict[str, float] | None, rate: float, mbps: float
+    settings: Any, latency: Dict[str, float] | None, rate: float | None, mbps: float | None
 ) -> list[Check]:
     """
     The thresholds C{settings} set, checked against what was measured.
@@ -204,7 +273,7 @@ def failureReason(
         if not result["connections"] or settings.connections == 1:
             return f"cannot connect to {settings.connect}: {describeConnectFailure(connectFailure)}"
     if result["mismatchCount"]:
-        first = result["mismatches"][0]
+        first = describeMismatch(result["mismatches"][0])
         if settings.stream:
             count = result["mismatchCount"]
             stretch = f"wrong {settings.size}-byte stretch"
@@ -235,7 +304,7 @@ def failureReason(
 
 
 def buildResult(
-    run: LoadRun,
+    run: RunView,
     failure: str | None,
     connectFailure: Failure | None,
     interrupted: int | None,
@@ -246,9 +315,16 @@ def buildResult(
     stats = run.stats
     settings = run.settings
     measureFrom = stats.measureFrom
-    seconds = max(stats.lastMeasured - measureFrom, 0.0) if stats.lastMeasured else 0.0
-    rate = stats.measured / seconds if seconds else 0.0
-    mbps = stats.measuredBytes / seconds / 1e6 if seconds else 0.0
+    down = 0.0
+    seconds = 0.0
+    if stats.lastMeasured:
+        down = run.downtime(measureFrom, stats.lastMeasured)
+        seconds = max(stats.lastMeasured - measureFrom - down, 0.0)
+    rate: float | None = None
+    mbps: float | None = None
+    if measurableSpan(seconds, settings.rate):
+        rate = stats.measured / seconds
+        mbps = stats.measuredBytes / seconds / 1e6
     latency = stats.total.summary()
     checks = checkThresholds(settings, latency, rate, mbps)
     fields: dict[str, Any] = {
@@ -293,6 +369,7 @@ def buildResult(
         status=status,
         histogram=stats.total.encode() if stats.total.count else "",
         notSent=stats.notSent,
+        downSeconds=down,
     )
 
 
@@ -301,3 +378,34 @@ def interruptedBy(signum: int) -> str:
     C{interrupted by SIGINT}.
     """
     return f"interrupted by {signal.Signals(signum).name}"
+
+
+def describeSettings(settings: ClientSettings) -> str:
+    """
+    C{closed loop: 100 connections, pipeline 8, 64-byte random messages,
+    10 s after 0 s of warm-up}, and the like.
+    """
+    n = settings.connections
+    conns = counted(n, "connection")
+    if settings.duration:
+        length = f"for {plainNumber(settings.duration)} s"
+    elif settings.limit:
+        count = settings.limit * (settings.size if settings.stream else 1)
+        length = (
+            counted(count, "byte") + " per connection"
+            if settings.stream
+            else counted(count, "message")
+        )
+    else:
+        length = "until stopped"
+    if settings.warmup:
+        length += f" after {plainNumber(settings.warmup)} s of warm-up"
+    if settings.stream:
+        return f"stream: {conns}, random bytes full duplex, {length}"
+    pipeline = settings.effectivePipeline
+    depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
+    what = f"{settings.size}-byte {settings.payload} messages"
+    if settings.rate:
+        rate = plainNumber(settings.rate)
+        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
+    return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -12,7 +12,7 @@ again with backoff, as C{ClientService} does.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred
@@ -29,12 +29,13 @@ from uppercase.client._connect import (
     isWorthRetrying,
 )
 from uppercase.client._settings import ClientSettings
+from uppercase.client._verifier import Mismatch
+from uppercase.load.connection import ILoadConnection, Owner
 from uppercase.load.payload import Payloads, StreamPattern, randomBlock
-from uppercase.load.protocol import LoadProtocol, Owner
-from uppercase.load.report import describeSettings
-from uppercase.load.result import RunObserver, RunResult, Snapshot, buildResult
+from uppercase.load.protocol import LoadProtocol
+from uppercase.load.result import RunObserver, RunResult, Snapshot, buildResult, describeSettings
 from uppercase.load.schedule import ClosedLoop, OpenLoop, Schedule
-from uppercase.load.stats import LoadStats, Mismatch
+from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.load.stream import StreamProtocol
 from uppercase.net.tcpinfo import TCPInfo, readTCPInfo
 from uppercase.proxy._send import proxyPreamble
@@ -55,7 +56,6 @@ SPIN = 0.002
 """How early the open loop's timer wakes before a message is due, to poll
 without sleeping until it is (see L{uppercase.load.schedule})."""
 
-Connection = Union[LoadProtocol, StreamProtocol]
 Connect = Callable[[IProtocolFactory], "Deferred[IProtocol]"]
 """Connect a factory (bounded by the time-out), as L{connectWithin} does."""
 
@@ -63,10 +63,10 @@ Connect = Callable[[IProtocolFactory], "Deferred[IProtocol]"]
 class _OneProtocol(Factory):
     noisy = False
 
-    def __init__(self, protocol: Connection) -> None:
+    def __init__(self, protocol: LoadProtocol | StreamProtocol) -> None:
         self._protocol = protocol
 
-    def buildProtocol(self, addr: IAddress | None) -> Connection:
+    def buildProtocol(self, addr: IAddress | None) -> LoadProtocol | StreamProtocol:
         return self._protocol
 
 
@@ -75,7 +75,9 @@ class LoadRun(Owner):
     One load run (or the prober, with C{reconnect}).
 
     @ivar stats: its counts.
-    @ivar protocols: the connections open now.
+    @ivar protocols: the connections open now that can carry messages.
+    @ivar opening: the connections open now whose TLS handshake is not
+        over yet.
     @ivar tcp: the last C{TCP_INFO} read per connection number.
     """
 
@@ -95,7 +97,10 @@ class LoadRun(Owner):
         self._observer = observer
         self._reconnect = reconnect
         self.stats = LoadStats(self._mismatched)
-        self.protocols: list[Connection] = []
+        self.protocols: list[ILoadConnection] = []
+        self.opening: list[ILoadConnection] = []
+        self._downSince: float | None = None
+        self._down: list[tuple[float, float]] = []
         self.tcp: dict[int, TCPInfo | None] = {}
         self._preamble = proxyPreamble(settings.sendProxy)
         if settings.stream:
@@ -159,7 +164,7 @@ class LoadRun(Owner):
             self._next += 1
             self._attempt(number)
 
-    def _build(self, number: int) -> Connection:
+    def _build(self, number: int) -> LoadProtocol | StreamProtocol:
         settings = self.settings
         if settings.stream:
             return StreamProtocol(
@@ -249,53 +254,63 @@ class LoadRun(Owner):
         self.stats.measureFrom = now + settings.warmup
         if settings.duration:
             self._later(settings.warmup + settings.duration, self.stop)
-        if settings.stream:
-            for protocol in self.protocols:
-                protocol.start()  # type: ignore[union-attr]
-        else:
-            self.schedule.start(self.protocols)  # type: ignore[arg-type]
+        if not self.protocols:
+            self._downSince = now  # a prober that begins with no connection
+        for protocol in self.protocols:
+            protocol.start()
+        self.schedule.start(self.protocols)
 
     # What the connections tell.
 
-    def connected(self, protocol: LoadProtocol) -> None:
-        connection: Connection = protocol
+    def opened(self, connection: ILoadConnection) -> None:
+        self.opening.append(connection)
+
+    def connected(self, connection: ILoadConnection) -> None:
+        if connection in self.opening:
+            self.opening.remove(connection)
         self.protocols.append(connection)
+        if self._downSince is not None:
+            self._down.append((self._downSince, self._clock.seconds()))
+            self._downSince = None
         self.connectedCount += 1
         self.tcp[connection.number] = readTCPInfo(connection.transport)
         self._failingSince = None
         if self._reconnect:
             self._attempts.pop(connection.number, None)
-        if self.begunAt is None or self._stopping:
+        if self._stopping:
             return
-        if isinstance(connection, StreamProtocol):
-            connection.start()
-        elif isinstance(self.schedule, OpenLoop):
-            self.schedule.add(connection)
-            self.schedule.room(connection)
-        else:
-            self.schedule.room(connection)
+        if self.begunAt is None:
+            # On TLS, after the handshake: the first attempts may all be over.
+            self._maybeBegin()
+            return
+        connection.start()
+        self.schedule.add(connection)
+        self.schedule.room(connection)
 
-    def room(self, protocol: LoadProtocol) -> None:
-        self.schedule.room(protocol)
+    def room(self, connection: ILoadConnection) -> None:
+        self.schedule.room(connection)
 
-    def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
-        connection: Connection = protocol
+    def lost(self, connection: ILoadConnection, reason: Failure) -> None:
         if connection in self.protocols:
             self.protocols.remove(connection)
-        if isinstance(self.schedule, OpenLoop):
-            self.schedule.remove(protocol)
+        if connection in self.opening:
+            self.opening.remove(connection)
+        self.schedule.remove(connection)
         clean = self._countLoss(connection, reason)
         if self._reconnect and not self._stopping:
+            if not self.protocols and self.begunAt is not None and self._downSince is None:
+                self._downSince = self._clock.seconds()
             self._retry(connection.number)
-        elif not self.protocols and not self._pending and not self._stopping:
+        elif not self.protocols and not self.opening and not self._pending and not self._stopping:
             if clean:
                 self.stop()  # every stream sent what it had to
-            elif self.begunAt is not None:
+            else:
+                # (Before the run began too: on TLS, every handshake failed.)
                 kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.stats.errors.items()))
                 self._fail(f"every connection was lost ({kinds})")
         self._maybeFinish()
 
-    def _countLoss(self, connection: Connection, reason: Failure) -> bool:
+    def _countLoss(self, connection: ILoadConnection, reason: Failure) -> bool:
         """
         Count what a lost connection lost.
 
@@ -303,24 +318,7 @@ class LoadRun(Owner):
         """
         if connection.timedOut:
             return False
-        if isinstance(connection, StreamProtocol):
-            if connection.clean:
-                return True
-            if self._interrupted is not None and not connection.closedEarly:
-                return False
-            self.stats.error("closed early" if connection.closedEarly else errorKind(reason))
-            return False
-        unanswered = connection.dropInFlight()
-        if self._interrupted is not None:
-            return False
-        if unanswered:
-            self.stats.lost += unanswered
-            self.stats.error(errorKind(reason))
-            return False
-        if not connection.closing:
-            self.stats.error(errorKind(reason))
-            return False
-        return True
+        return connection.countLoss(reason, self._interrupted is not None)
 
     def _skipped(self, count: int) -> None:
         # Never sent: counted as such, not as lost (the loss of the
@@ -329,10 +327,10 @@ class LoadRun(Owner):
 
     def _mismatched(self, mismatch: Mismatch) -> None:
         if self._reconnect:
-            log.error("Wrong reply: {mismatch}", mismatch=str(mismatch))
+            log.error("Wrong reply: {mismatch}", mismatch=describeMismatch(mismatch))
         if self.settings.failFast:
             # On the next turn: the protocol is in the middle of a chunk.
-            self._clock.callLater(0, self._fail, f"wrong reply: {mismatch}")
+            self._clock.callLater(0, self._fail, f"wrong reply: {describeMismatch(mismatch)}")
 
     # Time.
 
@@ -361,7 +359,7 @@ class LoadRun(Owner):
                 messagesPerSecond=(stats.measured - verified) / elapsed,
                 megabytesPerSecond=(stats.measuredBytes - measuredBytes) / elapsed / 1e6,
                 latency=latency,
-                backlog=getattr(self.schedule, "backlog", 0),
+                backlog=self.schedule.backlog,
             )
         )
 
@@ -378,15 +376,17 @@ class LoadRun(Owner):
     def _checkTimeouts(self, now: float) -> None:
         timeout = self.settings.timeout
         for protocol in list(self.protocols):
-            waiting = protocol.inFlight or (
-                isinstance(protocol, StreamProtocol) and protocol.finished
-            )
-            if waiting and now - protocol.lastProgress > timeout:
+            if protocol.waiting and now - protocol.lastProgress > timeout:
                 protocol.timedOut = True
                 unanswered = protocol.dropInFlight()
                 self.stats.lost += unanswered
                 self.stats.error("reply timeout")
                 protocol.transport.abortConnection()
+        for connection in list(self.opening):
+            if now - connection.lastProgress > timeout:
+                connection.timedOut = True
+                self.stats.error("handshake timeout")
+                connection.transport.abortConnection()
 
     def _readTCPInfo(self) -> None:
         for protocol in self.protocols:
@@ -413,6 +413,10 @@ class LoadRun(Owner):
         self._retries.clear()
         for protocol in list(self.protocols):
             protocol.close()
+        for connection in list(self.opening):
+            # It carried nothing: given up on, its loss no error.
+            connection.timedOut = True
+            connection.transport.abortConnection()
         if self.protocols:
             self._later(self.settings.timeout, self._drainOver)
         self._maybeFinish()
@@ -462,7 +466,7 @@ class LoadRun(Owner):
     def _maybeFinish(self) -> None:
         if self.done.called:
             return
-        if self.protocols or self._pending:
+        if self.protocols or self.opening or self._pending:
             return
         if self._stopping or (self.begunAt is None and self._next > self.settings.connections):
             if not self._reconnect or self._stopping:
@@ -484,3 +488,14 @@ class LoadRun(Owner):
         What this run does, in a line.
         """
         return describeSettings(self.settings)
+
+    def downtime(self, start: float, end: float) -> float:
+        """
+        Seconds between C{start} and C{end} with no connection up, since
+        the run began (only a prober, which reconnects, has any: any other
+        run ends when its last connection goes).
+        """
+        spans = list(self._down)
+        if self._downSince is not None:
+            spans.append((self._downSince, self._clock.seconds()))
+        return sum(max(min(b, end) - max(a, start), 0.0) for a, b in spans)

@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from uppercase.load.protocol import LoadProtocol
+from uppercase.load.connection import ILoadConnection
 
 __all__ = ["ClosedLoop", "OpenLoop", "Schedule"]
 
@@ -52,7 +52,7 @@ class Schedule:
         self.exhausted = False
         self.onExhausted: Callable[[], None] = lambda: None
 
-    def start(self, protocols: Iterable[LoadProtocol]) -> None:
+    def start(self, protocols: Iterable[ILoadConnection]) -> None:
         """
         Start sending on C{protocols} (the connections open now).
         """
@@ -64,11 +64,29 @@ class Schedule:
         """
         self.running = False
 
-    def room(self, protocol: LoadProtocol) -> None:
+    def room(self, protocol: ILoadConnection) -> None:
         """
         C{protocol} can take more messages (it connected, a reply came, or
         its buffers drained).
         """
+
+    def add(self, protocol: ILoadConnection) -> None:
+        """
+        C{protocol} connected after the start (the closed loop needs to
+        know no more than L{room} tells it).
+        """
+
+    def remove(self, protocol: ILoadConnection) -> None:
+        """
+        C{protocol} is gone.
+        """
+
+    @property
+    def backlog(self) -> int:
+        """
+        Messages due and not yet sent (only an open loop has any).
+        """
+        return 0
 
     def _left(self, wanted: int) -> int:
         """
@@ -95,12 +113,12 @@ class ClosedLoop(Schedule):
 
     mode = "closed"
 
-    def start(self, protocols: Iterable[LoadProtocol]) -> None:
+    def start(self, protocols: Iterable[ILoadConnection]) -> None:
         super().start(protocols)
         for protocol in list(protocols):
             self.room(protocol)
 
-    def room(self, protocol: LoadProtocol) -> None:
+    def room(self, protocol: ILoadConnection) -> None:
         if not self.running:
             return
         wanted = protocol.room()
@@ -135,7 +153,7 @@ class OpenLoop(Schedule):
         self.spin = spin
         self.startedAt = 0.0
         self._due = 0
-        self._protocols: list[LoadProtocol] = []
+        self._protocols: list[ILoadConnection] = []
         self._cursor = 0
         self._timer: IDelayedCall | None = None
         self.onSkipped: Callable[[int], None] = lambda count: None
@@ -168,20 +186,20 @@ class OpenLoop(Schedule):
         """
         return self.startedAt + index / self.rate
 
-    def start(self, protocols: Iterable[LoadProtocol]) -> None:
+    def start(self, protocols: Iterable[ILoadConnection]) -> None:
         super().start(protocols)
         self._protocols = list(protocols)
         self.startedAt = self._clock.seconds()
         self._tick()
 
-    def add(self, protocol: LoadProtocol) -> None:
+    def add(self, protocol: ILoadConnection) -> None:
         """
         Take C{protocol} (connected after the start) in turn too.
         """
         if protocol not in self._protocols:
             self._protocols.append(protocol)
 
-    def remove(self, protocol: LoadProtocol) -> None:
+    def remove(self, protocol: ILoadConnection) -> None:
         """
         Leave C{protocol} (gone) out from now on.
         """
@@ -194,7 +212,7 @@ class OpenLoop(Schedule):
             self._timer.cancel()
         self._timer = None
 
-    def room(self, protocol: LoadProtocol) -> None:
+    def room(self, protocol: ILoadConnection) -> None:
         if self.running and self.backlog > 0:
             self._dispatch()
 

@@ -1,111 +1,50 @@
 """
 What a load run counts: messages sent, verified and failed, bytes, errors
-by kind, mismatches (the first few in full), and the latency histogram of
-the measured part of the run.  The protocols write here; reports only read.
+by kind, mismatches (the reply verifier's, L{Mismatch}: the first few in
+full), and the latency histogram of the measured part of the run.  The protocols write here; reports only read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
+from uppercase.client._verifier import Mismatch
 from uppercase.load.histogram import Latencies
 
-__all__ = ["KEPT_MISMATCHES", "LoadStats", "Mismatch", "hexExcerpt"]
+__all__ = ["KEPT_MISMATCHES", "LoadStats", "describeMismatch"]
 
 KEPT_MISMATCHES = 10
 """Mismatches described in full; the rest are counted."""
 
-EXCERPT_BEFORE = 4
-EXCERPT_BYTES = 16
 
-
-def hexExcerpt(data: bytes) -> str:
-    """
-    C{data} as spaced hex pairs (C{61 62 0a}), or C{(nothing)}.
-    """
+def _hex(data: bytes) -> str:
     return data.hex(" ") if data else "(nothing)"
 
 
-@dataclass(frozen=True)
-class Mismatch:
+def describeMismatch(mismatch: Mismatch) -> str:
     """
-    A reply byte that differs from what was expected.
+    The load mode's line for a mismatch: where it is, the two bytes, and
+    the verifier's excerpts of both sides in hex (the line the summary,
+    the failure reason and the prober's log give), as in::
 
-    @ivar connection: the connection's number (from 1).
-    @ivar message: the message's number on that connection (from 1).
-    @ivar offset: where the wrong byte is in the connection's reply stream
-        (from 0).
-    @ivar messageOffset: where it is in the message (from 0).
-    @ivar expected: the expected bytes around it (L{EXCERPT_BYTES} at
-        most), empty when no reply was due at all.
-    @ivar received: the bytes received at the same places.
-    @ivar excerptStart: the offset in the message where both excerpts
-        start.
+        connection 3, message 17, byte 5 (stream offset 1029): expected 46,
+        received 66; bytes 1-9: expected 42 43 ..., received 42 43 ...
     """
-
-    connection: int
-    message: int
-    offset: int
-    messageOffset: int
-    expected: bytes
-    received: bytes
-    excerptStart: int
-
-    @classmethod
-    def around(
-        cls,
-        *,
-        connection: int,
-        message: int,
-        offset: int,
-        messageOffset: int,
-        expected: bytes,
-        received: bytes,
-        index: int,
-    ) -> Mismatch:
-        """
-        The mismatch at C{expected[index] != received[index]}, the two
-        being the same stretch of one message; the excerpts start a few
-        bytes before it.
-        """
-        start = max(index - EXCERPT_BEFORE, 0)
-        return cls(
-            connection,
-            message,
-            offset,
-            messageOffset,
-            expected[start : start + EXCERPT_BYTES],
-            received[start : start + EXCERPT_BYTES],
-            messageOffset - (index - start),
-        )
-
-    def __str__(self) -> str:
-        if not self.expected:
-            return (
-                f"connection {self.connection}: unexpected bytes at stream offset "
-                f"{self.offset} while no reply was due: {hexExcerpt(self.received)}"
-            )
-        index = self.messageOffset - self.excerptStart
-        end = self.excerptStart + max(len(self.expected), len(self.received)) - 1
+    if mismatch.unexpected:
         return (
-            f"connection {self.connection}, message {self.message}, byte {self.messageOffset} "
-            f"(stream offset {self.offset}): expected {self.expected[index]:02x}, received "
-            f"{self.received[index]:02x}; bytes {self.excerptStart}-{end}: expected "
-            f"{hexExcerpt(self.expected)}, received {hexExcerpt(self.received)}"
+            f"connection {mismatch.connection}: unexpected bytes at stream offset "
+            f"{mismatch.offset} while no reply was due: {_hex(mismatch.received)}"
         )
-
-    def asJSON(self) -> dict[str, Any]:
-        return {
-            "connection": self.connection,
-            "message": self.message,
-            "offset": self.offset,
-            "message_offset": self.messageOffset,
-            "excerpt_start": self.excerptStart,
-            "expected_hex": self.expected.hex(),
-            "received_hex": self.received.hex(),
-        }
+    index = mismatch.messageOffset - mismatch.excerptStart
+    end = mismatch.excerptStart + max(len(mismatch.expected), len(mismatch.received)) - 1
+    return (
+        f"connection {mismatch.connection}, message {mismatch.message}, "
+        f"byte {mismatch.messageOffset} (stream offset {mismatch.offset}): "
+        f"expected {mismatch.expected[index]:02x}, received {mismatch.received[index]:02x}; "
+        f"bytes {mismatch.excerptStart}-{end}: expected {_hex(mismatch.expected)}, "
+        f"received {_hex(mismatch.received)}"
+    )
 
 
 def _ignore(mismatch: Mismatch) -> None:

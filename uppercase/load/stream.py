@@ -1,8 +1,10 @@
 """
 One C{--stream} connection: send seeded random bytes full duplex as fast
-as the path takes them (flow control, not a schedule, sets the pace), check
-every byte that comes back as it arrives, and end with a half-close; the
-connection is clean when every byte came back and the server then closed.
+as the path takes them (flow control, not a schedule, sets the pace), have
+every byte that comes back checked as it arrives by the client's one reply
+verifier (L{uppercase.client._verifier.ReplyVerifier}, its message the
+stream's C{unit}), and end with a half-close; the connection is clean when
+every byte came back and the server then closed.
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uppercase.client._connect import errorKind
+from uppercase.client._verifier import ReplyVerifier
+from uppercase.load.connection import Owner, Preamble, noPreamble
 from uppercase.load.payload import StreamPattern
-from uppercase.load.protocol import Owner, Preamble, noPreamble
-from uppercase.load.stats import LoadStats, Mismatch
+from uppercase.load.protocol import awaitsHandshake
+from uppercase.load.stats import LoadStats
 from uppercase.net.transport import canHalfClose
 
 __all__ = ["StreamProtocol"]
@@ -30,6 +39,8 @@ WRITE_SIZE = 65536
 class StreamProtocol(Protocol):
     """
     Stream until L{finish}, or until C{limit} bytes are sent (0: no limit).
+    L{uppercase.load.connection.ILoadConnection}, for a stream: it takes no
+    messages (its L{room} is 0), it sends by itself once L{start}ed.
 
     @ivar sentBytes: bytes written.
     @ivar receivedBytes: bytes received (and checked).
@@ -55,11 +66,10 @@ class StreamProtocol(Protocol):
         self._stats = stats
         self._clock = clock
         self._owner = owner
-        self._unit = unit
         self.limit = limit
         self._preamble = preamble
+        self._verifier = ReplyVerifier(unit, number)
         self.sentBytes = 0
-        self.receivedBytes = 0
         self.sending = False
         self.finished = False
         self.paused = False
@@ -68,7 +78,14 @@ class StreamProtocol(Protocol):
         self.connectedAt: float | None = None
         self.lastProgress = 0.0
         self.timedOut = False
-        self._spoiledUntil = 0
+        self.gone = False
+
+    @property
+    def receivedBytes(self) -> int:
+        """
+        Bytes received (and checked).
+        """
+        return self._verifier.received
 
     @property
     def inFlight(self) -> int:
@@ -77,16 +94,41 @@ class StreamProtocol(Protocol):
         """
         return self.sentBytes - self.receivedBytes
 
+    @property
+    def waiting(self) -> bool:
+        """
+        Bytes are due, or the server's close is (once finished).
+        """
+        return self.finished or self.sentBytes > self.receivedBytes
+
     def room(self) -> int:
         return 0
 
+    def send(self, count: int, first: float, step: float = 0.0) -> None:
+        """
+        Never called: a stream takes no messages (its L{room} is 0).
+        """
+
     def connectionMade(self) -> None:
-        self.connectedAt = self.lastProgress = self._clock.seconds()
+        self.lastProgress = self._clock.seconds()
         self.transport.registerProducer(self, True)
         preamble = self._preamble(self.transport)
         if preamble:
             self.transport.write(preamble)
-        self._owner.connected(self)  # type: ignore[arg-type]
+        self._owner.opened(self)
+        if not awaitsHandshake(self, self.transport):
+            self._carrying()
+
+    def handshakeCompleted(self) -> None:
+        """
+        TLS can carry the stream now.
+        """
+        if self.connectedAt is None and not self.gone:
+            self._carrying()
+
+    def _carrying(self) -> None:
+        self.connectedAt = self.lastProgress = self._clock.seconds()
+        self._owner.connected(self)
 
     def start(self) -> None:
         """
@@ -105,6 +147,7 @@ class StreamProtocol(Protocol):
                     self.finish()
                     return
             chunk = self._pattern.chunk(self.sentBytes, size)
+            self._verifier.expect(self._pattern.expected(self.sentBytes, len(chunk)))
             self.sentBytes += len(chunk)
             self.transport.write(chunk)
 
@@ -134,57 +177,18 @@ class StreamProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.lastProgress = now = self._clock.seconds()
-        size = len(data)
-        if self.receivedBytes + size > self.sentBytes:
-            extra = self.receivedBytes + size - self.sentBytes
-            self._report(b"", data[size - extra :], 0)
-            size -= extra
-        pos = 0
-        pattern = self._pattern
-        while pos < size:
-            offset = self.receivedBytes
-            if offset < self._spoiledUntil:
-                # The rest of a unit with a wrong byte already reported.
-                skip = min(self._spoiledUntil - offset, size - pos)
-                pos += skip
-                self.receivedBytes += skip
-                continue
-            expected = pattern.expected(offset, size - pos)
-            n = len(expected)
-            if not data.startswith(expected, pos):
-                got = data[pos : pos + n]
-                at = next(i for i in range(n) if got[i] != expected[i])
-                self._report(expected, got, at)
-                n = at + 1
-            pos += n
-            self.receivedBytes += n
+        verifier = self._verifier
+        before = verifier.received
+        _, _, found = verifier.feed(data)
+        for mismatch in found:
+            self._stats.mismatch(mismatch)
+        size = verifier.received - before
         stats = self._stats
         stats.streamBytes += size
         if now >= stats.measureFrom:
             stats.measuredBytes += size
             stats.lastMeasured = now
         self._closeIfDone()
-
-    def _report(self, expected: bytes, got: bytes, at: int) -> None:
-        """
-        Report the wrong byte C{got[at]} (C{expected[at]} was due), C{got}
-        starting at the offset received so far; or, with nothing
-        C{expected}, bytes beyond what was sent.
-        """
-        unit = self._unit
-        offset = self.receivedBytes + at if expected else self.sentBytes
-        self._spoiledUntil = (offset // unit + 1) * unit
-        self._stats.mismatch(
-            Mismatch.around(
-                connection=self.number,
-                message=offset // unit + 1,
-                offset=offset,
-                messageOffset=offset % unit,
-                expected=expected,
-                received=got,
-                index=at,
-            )
-        )
 
     def readConnectionLost(self) -> None:
         if self.finished and self.receivedBytes >= self.sentBytes:
@@ -214,9 +218,26 @@ class StreamProtocol(Protocol):
         self.finish()
 
     def dropInFlight(self) -> int:
+        """
+        Nothing to count: a stream's bytes in flight are not messages.
+        """
         return 0
 
+    def countLoss(self, reason: Failure, interrupted: bool) -> bool:
+        """
+        Clean if every byte came back and then the server closed; a close
+        before that is an error, and so is any other loss unless a signal
+        cut the run short.
+        """
+        if self.clean:
+            return True
+        if interrupted and not self.closedEarly:
+            return False
+        self._stats.error("closed early" if self.closedEarly else errorKind(reason))
+        return False
+
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self.gone = True
         self.sending = False
         self.paused = True
-        self._owner.lost(self, reason)  # type: ignore[arg-type]
+        self._owner.lost(self, reason)

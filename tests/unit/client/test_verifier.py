@@ -114,6 +114,36 @@ class ReplyVerifierTests(SynchronousTestCase):
         self.assertEqual([m.message for m in found], list(range(1, count + 1)))
         self.assertEqual([m.messageOffset for m in found], [0] * count)
 
+    @given(streams, st.lists(st.integers(min_value=0)), st.integers(min_value=0))
+    def test_interleavedExpectAndFeed(
+        self, stream: tuple[int, bytes], readCuts: list[int], ahead: int
+    ) -> None:
+        """
+        As the load mode uses it (what is due announced a message batch at
+        a time, the replies read in between, in any cuts), the verifier's
+        counts stay exact after every read: C{received}, C{due} and
+        C{completed} match what was fed and announced.
+        """
+        unit, data = stream
+        verifier = ReplyVerifier(unit)
+        announced = 0
+        fed = 0
+        completed = 0
+        for piece in cuts(data, readCuts):
+            end = fed + len(piece)
+            while announced < end:
+                step = min(len(data) - announced, unit * (1 + ahead % 3))
+                verifier.expect(data[announced : announced + step])
+                announced += step
+            done, failed, found = verifier.feed(piece)
+            fed = end
+            completed += done
+            self.assertEqual((failed, found), ((), ()))
+            self.assertEqual(
+                (verifier.received, verifier.due, verifier.completed, completed),
+                (fed, announced - fed, fed // unit, fed // unit),
+            )
+
     def test_failedOnlyWhenComplete(self) -> None:
         """
         A message is named failed by the read that completes it, not by the

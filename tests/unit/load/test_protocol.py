@@ -12,9 +12,11 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase.client._verifier import Mismatch
+from uppercase.load.connection import ILoadConnection
 from uppercase.load.payload import HEADER, Payloads, StreamPattern, randomBlock
 from uppercase.load.protocol import LoadProtocol, Owner
-from uppercase.load.stats import LoadStats, Mismatch
+from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.testing import StreamTransport, asciiUpper
 
 
@@ -27,10 +29,10 @@ class Recorder(Owner):
         self.rooms = 0
         self.lostReasons: list[Failure] = []
 
-    def room(self, protocol: LoadProtocol) -> None:
+    def room(self, protocol: ILoadConnection) -> None:
         self.rooms += 1
 
-    def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
+    def lost(self, protocol: ILoadConnection, reason: Failure) -> None:
         self.lostReasons.append(reason)
 
 
@@ -358,7 +360,7 @@ class MismatchTextTests(SynchronousTestCase):
             index=5,
         )
         self.assertEqual(
-            str(mismatch),
+            describeMismatch(mismatch),
             "connection 3, message 17, byte 5 (stream offset 1029): expected 46, received 66; "
             "bytes 1-9: expected 42 43 44 45 46 47 48 49 4a, received 42 43 44 45 66 47 48 49 4a",
         )
@@ -377,4 +379,4 @@ class MismatchTextTests(SynchronousTestCase):
             index=5000,
         )
         self.assertEqual((len(mismatch.expected), len(mismatch.received)), (16, 16))
-        self.assertLess(len(str(mismatch)), 300)
+        self.assertLess(len(describeMismatch(mismatch)), 300)

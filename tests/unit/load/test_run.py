@@ -7,18 +7,29 @@ reconnection, streams, and the exit status the result carries.
 from __future__ import annotations
 
 import dataclasses
+import io
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocolFactory,
+    ISSLTransport,
+)
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from uppercase.client._settings import ClientSettings
-from uppercase.load.result import RunObserver, RunResult, Snapshot
+from uppercase.client._tls import CertificateRejected
+from uppercase.load.protocol import LoadProtocol
+from uppercase.load.report import TextLoadReport, summaryRecord
+from uppercase.load.result import RunObserver, RunResult, Snapshot, measurableSpan
 from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
+from uppercase.load.stream import StreamProtocol
 from uppercase.server import UppercaseFactory
 from uppercase.testing import MemoryConnection, StreamTransport, asciiUpper, connectInMemory
 
@@ -398,6 +409,132 @@ class ReconnectTests(LoadRunCase):
         self.loadRun.stop()
 
 
+class MeasuredTimeTests(LoadRunCase):
+    """
+    A rate is worked out over a measured span: not over a time too short to
+    give one, and for a prober not over the time it had no connection.
+    """
+
+    def test_tooShortForARate(self) -> None:
+        """
+        One reply 0.5 ms after the start: the measured time is too short,
+        so there is no rate (not 2,000 messages/s), in the text summary and
+        for --min-rate, which cannot have held.
+        """
+        out = io.BytesIO()
+        self.observer = TextLoadReport(out, io.StringIO(), live=False)  # type: ignore[assignment]
+        self.start(dataclasses.replace(LOAD, count=1, minRate=1000.0))
+        transport = self.connect.succeed()
+        self.clock.advance(0.0005)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.verified, result.messagesPerSecond), (1, None))
+        self.assertIsNone(result.megabytesPerSecond)
+        self.assertIn(
+            "1 sent, 1 verified, 0 failed, 0 lost; measured 1 in 0.00 s: "
+            "too short to measure a rate\n",
+            out.getvalue().decode(),
+        )
+        [check] = result.checks
+        self.assertEqual((check.value, check.ok, result.status), (None, False, 1))
+        record = summaryRecord(result)
+        self.assertEqual((record["messages_per_s"], record["mb_per_s"]), (None, None))
+
+    def test_measurableSpan(self) -> None:
+        """
+        A span gives a rate from 1 ms on, and for an open loop from one
+        message interval on, whichever is longer.
+        """
+        self.assertFalse(measurableSpan(0.0))
+        self.assertFalse(measurableSpan(0.000999))
+        self.assertTrue(measurableSpan(0.001))
+        self.assertTrue(measurableSpan(0.001, rate=1000.0))
+        self.assertFalse(measurableSpan(0.0099, rate=100.0))
+        self.assertTrue(measurableSpan(0.01, rate=100.0))
+
+    def test_oneMillisecondIsARate(self) -> None:
+        """
+        Two replies, the last 2 ms after the start: a rate (1,000
+        messages/s).
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connect.succeed()
+        self.clock.advance(0.001)
+        self.connect.answer(transport)
+        self.clock.advance(0.001)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        assert result.messagesPerSecond is not None
+        self.assertApproximates(result.messagesPerSecond, 1000.0, 1e-6)
+
+    def test_openLoopNeedsOneInterval(self) -> None:
+        """
+        An open loop at 100 messages/s whose one reply came 5 ms after it
+        was due: under one message interval (10 ms), so no rate.
+        """
+        self.start(dataclasses.replace(LOAD, count=1, rate=100.0))
+        transport = self.connect.succeed()
+        self.clock.advance(0.005)
+        self.connect.answer(transport)
+        self.clock.advance(0)
+        self.assertIsNone(self.result().messagesPerSecond)
+
+    def test_proberDowntimeLeftOut(self) -> None:
+        """
+        A prober at 10 messages/s whose connection was down for 7 s: the
+        measured time is the time connected, the downtime is given apart,
+        and the rate is the one it measured while connected (about 10
+        messages/s, not 3).
+        """
+        out = io.BytesIO()
+        self.observer = TextLoadReport(out, io.StringIO(), live=False)  # type: ignore[assignment]
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.connect.answer(transport)
+            self.clock.advance(0.1)
+        self.connect.answer(transport)
+        transport.reset()
+        downAt = self.clock.seconds()
+        while self.clock.seconds() < downAt + 7:
+            self.clock.advance(0.1)
+        [(factory, d)] = self.connect.attempts
+        transport = self.connect.succeed()
+        upAt = self.clock.seconds()
+        for _ in range(10):
+            self.clock.advance(0.1)
+            self.connect.answer(transport)
+        self.loadRun.stop()
+        self.connect.answerAll()
+        self.clock.advance(0)
+        result = self.result()
+        self.assertApproximates(result.downSeconds, upAt - downAt, 1e-6)
+        self.assertLess(result.seconds, 2.1)
+        assert result.messagesPerSecond is not None
+        self.assertGreater(result.messagesPerSecond, 9.0)
+        self.assertIn(
+            f" s connected ({upAt - downAt:.2f} s with no connection left out): ",
+            out.getvalue().decode(),
+        )
+
+    def test_noDowntimeWhenAlwaysConnected(self) -> None:
+        """
+        A prober that never lost its connection has no downtime, and its
+        summary says nothing of one.
+        """
+        self.start(dataclasses.replace(LOAD, count=0, rate=10), reconnect=True)
+        transport = self.connect.succeed()
+        for _ in range(10):
+            self.clock.advance(0.1)
+            self.connect.answer(transport)
+        self.loadRun.stop()
+        self.connect.answerAll()
+        self.clock.advance(0)
+        self.assertEqual(self.result().downSeconds, 0.0)
+
+
 class GiveUpTests(LoadRunCase):
     """
     Under twistd, a finite run gives up on a port that keeps refusing; a
@@ -495,6 +632,113 @@ class StreamRunTests(LoadRunCase):
         transport.protocol.readConnectionLost()
         result = self.result()
         self.assertEqual((result.errors, result.status), ({"closed early": 1}, 1))
+
+
+class TLSHandshakeTests(LoadRunCase):
+    """
+    On TLS a message counts as sent only once the connection can carry it:
+    after the handshake.  One the handshake fails was never sent.
+    """
+
+    def connectTLS(self, index: int = 0) -> StreamTransport:
+        """
+        Complete attempt C{index} on a transport that is TLS (it provides
+        C{ISSLTransport}), its handshake not over yet.
+        """
+        factory, d = self.connect.attempts.pop(index)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        transport = StreamTransport()
+        directlyProvides(transport, ISSLTransport)
+        transport.answered = 0  # type: ignore[attr-defined]
+        transport.connect(protocol)  # type: ignore[arg-type]
+        self.connect.transports.append(transport)
+        d.callback(protocol)
+        return transport
+
+    def test_failedHandshakeSentNothing(self) -> None:
+        """
+        A handshake that fails: nothing was written, nothing counts as
+        sent, and the run fails with the TLS error by kind.
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connectTLS()
+        self.clock.advance(0)
+        self.assertEqual((transport.value(), self.loadRun.stats.sent), (b"", 0))
+        transport.protocol.connectionLost(
+            Failure(CertificateRejected("untrusted certificate", "self-signed"))
+        )
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.lost), (0, 0, 0))
+        self.assertEqual((result.errors, result.status), ({"untrusted certificate": 1}, 1))
+        self.assertEqual(result.failure, "every connection was lost (1 untrusted certificate)")
+
+    def test_everyHandshakeCounted(self) -> None:
+        """
+        Of two connections whose handshakes fail one after the other, each
+        failure is counted.
+        """
+        self.start(dataclasses.replace(LOAD, connections=2, count=4))
+        transports = [self.connectTLS(), self.connectTLS()]
+        for transport in transports:
+            transport.protocol.connectionLost(
+                Failure(CertificateRejected("untrusted certificate", "self-signed"))
+            )
+        result = self.result()
+        self.assertEqual((result.sent, result.errors), (0, {"untrusted certificate": 2}))
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A handshake that is not over after C{--timeout} seconds is given up
+        on (a C{handshake timeout}), and nothing counts as sent.
+        """
+        self.start(dataclasses.replace(LOAD, count=2, timeout=5.0))
+        transport = self.connectTLS()
+        self.clock.advance(6)
+        self.assertTrue(transport.aborted)
+        result = self.result()
+        self.assertEqual(
+            (result.sent, result.errors, result.status), (0, {"handshake timeout": 1}, 1)
+        )
+
+    def test_sendsOnceHandshakeIsOver(self) -> None:
+        """
+        Once the handshake is over the run begins, and the messages are
+        sent and verified as on TCP.
+        """
+        self.start(dataclasses.replace(LOAD, count=2))
+        transport = self.connectTLS()
+        self.assertEqual(self.loadRun.begunAt, None)
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(self.loadRun.stats.sent, 1)
+        for _ in range(2):
+            self.connect.answer(transport)
+        self.clock.advance(0)
+        result = self.result()
+        self.assertEqual((result.sent, result.verified, result.status), (2, 2, 0))
+
+    def test_halfCloseKeptThroughEndpoints(self) -> None:
+        """
+        Neither connection class declares C{IHandshakeListener} (only a
+        connection on TLS does, at C{connectionMade}): Twisted's endpoints
+        wrap a protocol in one that copies its IHalfCloseableProtocol and
+        IHandshakeListener each replacing the last, and a stream would lose
+        its half-close on TCP.
+        """
+        self.assertTrue(IHalfCloseableProtocol.implementedBy(StreamProtocol))
+        for kind in (StreamProtocol, LoadProtocol):
+            self.assertFalse(IHandshakeListener.implementedBy(kind))
+
+    def test_streamWaitsForHandshake(self) -> None:
+        """
+        A C{--stream} connection writes nothing before the handshake is
+        over, and streams after it.
+        """
+        self.start(ClientSettings(stream=True, connections=1, count=1, size=64))
+        transport = self.connectTLS()
+        self.assertEqual(transport.value(), b"")
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(len(transport.value()), 64)
 
 
 class ThresholdTests(LoadRunCase):

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase.load.connection import ILoadConnection
 from uppercase.load.payload import Payloads
 from uppercase.load.protocol import LoadProtocol, Owner
 from uppercase.load.schedule import ClosedLoop, OpenLoop, Schedule
@@ -24,10 +25,10 @@ class Relay(Owner):
 
     schedule: Schedule
 
-    def room(self, protocol: LoadProtocol) -> None:
+    def room(self, protocol: ILoadConnection) -> None:
         self.schedule.room(protocol)
 
-    def lost(self, protocol: LoadProtocol, reason: Failure) -> None:
+    def lost(self, protocol: ILoadConnection, reason: Failure) -> None:
         pass
 
 
