@@ -26,6 +26,7 @@ from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import JSONLoadReport, TextLoadReport
 from uppercase.load.result import RunResult
 from uppercase.load.run import SPIN, LoadRun
+from uppercase.server._service import ListenError, reasonOf
 
 __all__ = ["LoadCommand"]
 
@@ -102,7 +103,7 @@ class LoadCommand:
             def cannotListen(failure: Failure) -> Failure:
                 ended.callback(
                     self._say(
-                        f"cannot serve metrics on {settings.metrics}: {failure.getErrorMessage()}"
+                        str(ListenError(settings.metrics, reasonOf(failure.value), "metrics"))
                     )
                 )
                 return failure

@@ -25,6 +25,7 @@ from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import describeLatency, progressLine, summaryLines
 from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot
 from uppercase.load.run import SPIN, LoadRun
+from uppercase.server._service import ListenError, reasonOf
 
 __all__ = ["LOG_EVERY", "LoadService", "LogLoadReport"]
 
@@ -124,9 +125,7 @@ class LoadService(Service):
         log.info("Serving the client's metrics on {endpoint}", endpoint=self.settings.metrics)
 
     def _cannotListen(self, failure: Failure) -> None:
-        self._give_up(
-            f"cannot serve metrics on {self.settings.metrics}: {failure.getErrorMessage()}"
-        )
+        self._give_up(str(ListenError(self.settings.metrics, reasonOf(failure.value), "metrics")))
 
     def _give_up(self, reason: str) -> None:
         if self._ended:

@@ -12,7 +12,7 @@ again with backoff, as C{ClientService} does.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred
@@ -43,6 +43,8 @@ from uppercase.proxy._send import proxyPreamble
 __all__ = ["CONNECT_AT_ONCE", "LoadRun"]
 
 log = Logger()
+
+T = TypeVar("T")
 
 CONNECT_AT_ONCE = 64
 """Most connection attempts pending at once: a thousand connections are
@@ -122,6 +124,7 @@ class LoadRun(Owner):
         self._next = 1
         self.connectedCount = 0
         self._pending = 0
+        self._attemptsUnderWay: set[Deferred[Any]] = set()
         self._attempts: dict[int, int] = {}
         self._retries: dict[int, Any] = {}
         self._backoff = backoffPolicy()
@@ -191,7 +194,13 @@ class LoadRun(Owner):
         self._retries.pop(number, None)
         self._pending += 1
         attempt = self._connect(_OneProtocol(self._build(number)))
+        self._attemptsUnderWay.add(attempt)
+        attempt.addBoth(self._attemptOver, attempt)
         attempt.addCallbacks(self._attempted, self._attemptFailed, errbackArgs=(number,))
+
+    def _attemptOver(self, result: T, attempt: Deferred[Any]) -> T:
+        self._attemptsUnderWay.discard(attempt)
+        return result
 
     def _attempted(self, protocol: object) -> None:
         self._pending -= 1
@@ -278,6 +287,13 @@ class LoadRun(Owner):
         if self._reconnect:
             self._attempts.pop(connection.number, None)
         if self._stopping:
+            # Too late to carry anything: closed at once (aborted if the
+            # run was interrupted or failed), not left open until a
+            # time-out notices it.
+            if self._interrupted is not None or self._failure is not None:
+                connection.transport.abortConnection()
+            else:
+                connection.close()
             return
         if self.begunAt is None:
             # On TLS, after the handshake: the first attempts may all be over.
@@ -411,6 +427,8 @@ class LoadRun(Owner):
             if call.active():
                 call.cancel()
         self._retries.clear()
+        for attempt in list(self._attemptsUnderWay):
+            attempt.cancel()  # its failure, a cancellation while stopping, is no error
         for protocol in list(self.protocols):
             protocol.close()
         for connection in list(self.opening):

@@ -108,7 +108,7 @@ class ListenError(Exception):
         return f"cannot listen{purpose} on {self.description}: {self.reason}"
 
 
-def reasonOf(error: Exception) -> str:
+def reasonOf(error: BaseException | None) -> str:
     """
     Why listening failed, in a few words (C{Address already in use}).
     """
@@ -117,7 +117,7 @@ def reasonOf(error: Exception) -> str:
         return str(getattr(socketError, "strerror", None) or socketError)
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    return str(error) or type(error).__name__
+    return str(error or "") or type(error).__name__
 
 
 class UppercaseService(MultiService):

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python import usage
@@ -349,6 +350,24 @@ class LoadCommandTests(SynchronousTestCase):
         self.assertEqual((port, interface), (9123, "127.0.0.1"))
         self.answer(self.connect())
         self.reactor.advance(0)
+
+    def test_metricsPortBusy(self) -> None:
+        """
+        A busy C{--metrics} port is one line, in the words the server uses
+        for the same failure, and status 1.
+        """
+
+        def busy(*args: object, **kwargs: object) -> None:
+            raise CannotListenError("127.0.0.1", 9123, OSError(98, "Address already in use"))
+
+        self.patch(self.reactor, "listenTCP", busy)
+        d = self.command("--metrics", "tcp:9123:interface=127.0.0.1", "--count", "1")
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(
+            self.stderr.getvalue().splitlines()[-1],
+            "uppercase-client: cannot listen for metrics on tcp:9123:interface=127.0.0.1: "
+            "Address already in use",
+        )
 
 
 class ProberServiceTests(SynchronousTestCase):

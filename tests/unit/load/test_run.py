@@ -327,6 +327,24 @@ class EndingTests(LoadRunCase):
         self.assertEqual((result.status, result.reason), (130, "interrupted by SIGINT"))
         self.assertTrue(transport.disconnected)
 
+    def test_interruptCancelsAttempts(self) -> None:
+        """
+        An interrupt gives up the connection attempts still under way, so
+        that the run ends as soon as the open connections are done, not
+        after a grace period spent waiting for an attempt (no error counted
+        for them).
+        """
+        self.start(dataclasses.replace(LOAD, connections=2, count=0, duration=60))
+        transport = self.connect.succeed()
+        [(_, pending)] = self.connect.attempts
+        self.loadRun.interrupt(2)
+        self.assertTrue(pending.called)
+        self.connect.answer(transport)
+        result = self.result()
+        self.assertEqual((result.status, result.reason), (130, "interrupted by SIGINT"))
+        self.assertEqual(self.loadRun.stats.errors, {})
+        self.assertEqual(self.clock.seconds(), 0)
+
     def test_secondInterruptAborts(self) -> None:
         """
         A second interrupt aborts the connections still waiting.
