@@ -1,13 +1,11 @@
 """
 The client's command-line layer: its settings and options, endpoint strings
-and connecting, the twistd service they build, and its exit status.
+and connecting, and the twistd service they build.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import sys
 from typing import Any
 
 from twisted.application.internet import ClientService
@@ -25,7 +23,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.cli.test_server import assertUsageErrorsName
 from uppercase.cli import client as twistdClient
-from uppercase.cli import exitstatus
 from uppercase.client._settings import ClientSettings
 
 IPV6_HINT = r"write tcp:[::1]:9527 or tcp:host=\:\:1:port=9527"
@@ -400,34 +397,3 @@ class ClientServiceTests(SynchronousTestCase):
             self.service.stopService()
         self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
         self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
-
-
-class ExitStatusTests(SynchronousTestCase):
-    """
-    L{exitstatus.exitWithStatusAtExit}: the exit status twistd cannot set.
-    """
-
-    def test_registersAnExitHandler(self) -> None:
-        """
-        It registers one exit handler which, when run, flushes standard
-        output and error, then ends the process with the status at once.
-        """
-        registered: list[tuple[Any, tuple[Any, ...]]] = []
-        events: list[object] = []
-
-        class Stream(io.StringIO):
-            def __init__(self, name: str) -> None:
-                super().__init__()
-                self.name = name
-
-            def flush(self) -> None:
-                events.append(("flush", self.name))
-
-        exitstatus.exitWithStatusAtExit(3, register=lambda f, *a: registered.append((f, a)))
-        [(handler, args)] = registered
-        self.assertEqual(events, [])
-        self.patch(sys, "stdout", Stream("stdout"))
-        self.patch(sys, "stderr", Stream("stderr"))
-        self.patch(exitstatus.os, "_exit", lambda status: events.append(("exit", status)))
-        handler(*args)
-        self.assertEqual(events, [("flush", "stdout"), ("flush", "stderr"), ("exit", 3)])

@@ -432,37 +432,3 @@ class PluginTests(SynchronousTestCase):
         plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
         self.assertIn("uppercase_plugins.py", plugins)
         self.assertNotIn("uppercase.py", plugins)
-
-
-class EarlySignalTests(SynchronousTestCase):
-    """
-    SIGHUP, SIGUSR1 and SIGUSR2, fatal by default, are ignored from the
-    moment twistd or twist loads the server's options until the server
-    installs its handlers.
-    """
-
-    def setUp(self) -> None:
-        keepSignals(self)
-
-    def test_loadingServerOptions(self) -> None:
-        """
-        Loading the server plugin's options (what twistd does on reading
-        C{uppercase}) ignores the three.
-        """
-        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uppercase"]
-        self.assertIs(maker.options, twistdServer.Options)
-        for name in earlysignals.EARLY:
-            self.assertEqual(signal.getsignal(getattr(signal, name)), signal.SIG_IGN, name)
-
-    def test_handlersKept(self) -> None:
-        """
-        A signal that already has a handler keeps it.
-        """
-
-        def handler(number: int, frame: object) -> None:
-            pass
-
-        signal.signal(signal.SIGUSR1, handler)
-        earlysignals.ignoreUntilInstalled()
-        self.assertIs(signal.getsignal(signal.SIGUSR1), handler)
-        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_IGN)

@@ -81,45 +81,6 @@ class EchoTests(SynchronousTestCase):
         self.assertEqual(protocol.echoed, 5)
 
 
-class FlowControlTests(SynchronousTestCase):
-    """
-    A peer that sends but does not read cannot make the echo buffer without
-    bound: a full write buffer pauses reading until it drains.
-    """
-
-    def test_fullBufferPausesReading(self) -> None:
-        """
-        Past the transport's buffer size of unsent replies, the echo stops
-        reading (what the peer sends waits); once the peer reads, it
-        resumes and echoes what waited, in order.
-        """
-        protocol, transport = echo(peerReads=False)
-        chunk = b"a" * 8192
-        sent = 0
-        while transport.producerState == "producing":
-            transport.receive(chunk)
-            sent += len(chunk)
-            self.assertLess(sent, 10 * transport.bufferSize, "never paused")
-        echoedWhenPaused = protocol.echoed
-        transport.receive(b"waiting")
-        self.assertEqual(protocol.echoed, echoedWhenPaused)
-        received = transport.read()
-        self.assertEqual(transport.producerState, "producing")
-        received += transport.read()
-        self.assertEqual(received, b"A" * sent + b"WAITING")
-
-    def test_drainsCounted(self) -> None:
-        """
-        Each time the write buffer drains after a pause, C{drains} grows
-        (the server counts it as activity).
-        """
-        protocol, transport = echo(peerReads=False)
-        while transport.producerState == "producing":
-            transport.receive(b"a" * 8192)
-        transport.read()
-        self.assertEqual(protocol.drains, 1)
-
-
 class HalfCloseTests(SynchronousTestCase):
     """
     When the peer ends its sending side, everything owed is sent and then

@@ -1,6 +1,6 @@
 """
-The load mode's payloads and its protocol: what it sends, how it checks
-every reply byte as it arrives, and how it locates a wrong one.
+The load mode's protocol: what it sends, how it checks every reply byte as
+it arrives, and how it locates a wrong one.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.client._verifier import Mismatch
 from uppercase.load.connection import ILoadConnection
-from uppercase.load.payload import HEADER, Payloads, StreamPattern, randomBlock
+from uppercase.load.payload import Payloads
 from uppercase.load.protocol import LoadProtocol, Owner
-from uppercase.load.stats import LoadStats, describeMismatch
+from uppercase.load.stats import LoadStats
 from uppercase.testing import StreamTransport, asciiUpper
 
 
@@ -34,92 +33,6 @@ class Recorder(Owner):
 
     def lost(self, protocol: ILoadConnection, reason: Failure) -> None:
         self.lostReasons.append(reason)
-
-
-class PayloadTests(SynchronousTestCase):
-    """
-    Random payloads are seeded, cover every byte value, and differ per
-    connection and message; text payloads repeat the message.
-    """
-
-    def test_blockHasEveryByteValue(self) -> None:
-        """
-        The random block holds all 256 byte values, whatever the seed.
-        """
-        for seed in (0, 1, 12345):
-            self.assertEqual(set(randomBlock(seed, 4096)), set(range(256)))
-
-    def test_seeded(self) -> None:
-        """
-        The same seed gives the same messages; another seed, others.
-        """
-        self.assertEqual(
-            Payloads("random", 100, seed=7).message(1, 1), Payloads("random", 100, 7).message(1, 1)
-        )
-        self.assertNotEqual(
-            Payloads("random", 100, seed=7).message(1, 1), Payloads("random", 100, 8).message(1, 1)
-        )
-
-    def test_distinctPerConnectionAndMessage(self) -> None:
-        """
-        No two of 20 connections x 200 messages share their content, each
-        has the size asked for, and each expected reply is its ASCII
-        uppercase.
-        """
-        payloads = Payloads("random", 48, seed=3)
-        seen = set()
-        for connection in range(1, 21):
-            for number in range(1, 201):
-                message, expected = payloads.message(connection, number)
-                self.assertEqual(len(message), 48)
-                self.assertEqual(expected, asciiUpper(message))
-                seen.add(message)
-        self.assertEqual(len(seen), 20 * 200)
-
-    def test_everyRandomMessageHasALowercaseLetter(self) -> None:
-        """
-        Each random message starts with a lowercase letter, so that a peer
-        that does not uppercase gets every message wrong.
-        """
-        payloads = Payloads("random", HEADER.size, seed=0)
-        for number in range(1, 500):
-            message, expected = payloads.message(1, number)
-            self.assertTrue(97 <= message[0] <= 122, message)
-            self.assertNotEqual(message, expected)
-
-    def test_messagesTogetherCoverEveryByteValue(self) -> None:
-        """
-        Over a run's messages, every byte value is sent.
-        """
-        payloads = Payloads("random", 1024, seed=5)
-        sent: set[int] = set()
-        for number in range(1, 2000):
-            sent.update(payloads.message(1, number)[0])
-        self.assertEqual(sent, set(range(256)))
-
-    def test_text(self) -> None:
-        """
-        A text payload is the message repeated to the size, ending with a
-        newline; the same for every message.
-        """
-        payloads = Payloads("text", 14, text=b"hello")
-        self.assertEqual(payloads.message(1, 1), (b"hello\nhello\nh\n", b"HELLO\nHELLO\nH\n"))
-        self.assertEqual(payloads.message(3, 9), payloads.message(1, 1))
-
-    def test_streamPatternWraps(self) -> None:
-        """
-        A stream's chunks, read piece by piece across the block's end, are
-        the block from the connection's own start, and its expected bytes
-        their uppercase.
-        """
-        block = randomBlock(1, 1024)
-        pattern = StreamPattern(1, 2, block)
-        out = b""
-        while len(out) < 3000:
-            out += pattern.chunk(len(out), 500)
-        start = pattern.start
-        self.assertEqual(out[:3000], ((block * 4)[start : start + 3000]))
-        self.assertEqual(pattern.expected(100, 50), asciiUpper(pattern.chunk(100, 50)))
 
 
 class LoadProtocolTests(SynchronousTestCase):
@@ -338,45 +251,3 @@ class CorruptionTests(SynchronousTestCase):
         index = mismatch.messageOffset - mismatch.excerptStart
         self.assertEqual(mismatch.received[index], reply[offset])
         self.assertEqual((stats.verified, stats.failed), (count - 1, 1))
-
-
-class MismatchTextTests(SynchronousTestCase):
-    """
-    A mismatch reads as one line with a short hex excerpt.
-    """
-
-    def test_describes(self) -> None:
-        """
-        The line names the connection, message, byte, stream offset, the
-        two bytes, and excerpts of both sides.
-        """
-        mismatch = Mismatch.around(
-            connection=3,
-            message=17,
-            offset=1029,
-            messageOffset=5,
-            expected=b"ABCDEFGHIJ",
-            received=b"ABCDEfGHIJ",
-            index=5,
-        )
-        self.assertEqual(
-            describeMismatch(mismatch),
-            "connection 3, message 17, byte 5 (stream offset 1029): expected 46, received 66; "
-            "bytes 1-9: expected 42 43 44 45 46 47 48 49 4a, received 42 43 44 45 66 47 48 49 4a",
-        )
-
-    def test_boundedExcerpt(self) -> None:
-        """
-        However long the message, the excerpts are 16 bytes at most.
-        """
-        mismatch = Mismatch.around(
-            connection=1,
-            message=1,
-            offset=5000,
-            messageOffset=5000,
-            expected=b"A" * 10000,
-            received=b"A" * 5000 + b"a" + b"A" * 4999,
-            index=5000,
-        )
-        self.assertEqual((len(mismatch.expected), len(mismatch.received)), (16, 16))
-        self.assertLess(len(describeMismatch(mismatch)), 300)

@@ -1,7 +1,7 @@
 """
-What a load run reports: percentiles from the HDR histogram, the progress
-line, the text summary, the JSON lines and their schema, TCP_INFO, and the
-Prometheus metrics of the prober.
+What a load run reports: the progress line, the text summary, the JSON lines
+and their schema, TCP_INFO, and the same counts under the same names in the
+summary, the JSON lines and the metrics.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from uppercase.load.report import (
 from uppercase.load.result import Check, RunObserver, RunResult, Snapshot, failureReason
 from uppercase.load.run import LoadRun
 from uppercase.net.tcpinfo import TCPInfo, readTCPInfo, summarize
-from uppercase.proxy import parseHeader
-from uppercase.proxy._send import proxyHeader
 
 # The JSON lines schema (docs/load-testing.md): each object's keys and the
 # types their values take.
@@ -103,61 +101,6 @@ SUMMARY_SCHEMA = {
     "status": int,
 }
 LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
-
-
-class LatencyTests(SynchronousTestCase):
-    """
-    Percentiles come from the HDR histogram, to its precision.
-    """
-
-    def test_knownDistribution(self) -> None:
-        """
-        Latencies of 1, 2, ... 1000 ms: p50 500, p90 900, p99 990, p99.9
-        999, max 1000 ms, each within the histogram's 0.1%.
-        """
-        latencies = Latencies()
-        for ms in range(1, 1001):
-            latencies.record(ms / 1000)
-        summary = latencies.summary()
-        assert summary is not None
-        for key, expected in (
-            ("p50", 500),
-            ("p90", 900),
-            ("p99", 990),
-            ("p99.9", 999),
-            ("max", 1000),
-        ):
-            self.assertApproximates(summary[key], expected, expected * 0.001)
-
-    def test_countsAndMerging(self) -> None:
-        """
-        Recording with a count is recording that many times; histograms
-        merge, also through their encoded form (as workers' would).
-        """
-        a, b = Latencies(), Latencies()
-        a.record(0.001, 99)
-        b.record(0.1)
-        a.add(Latencies.decode(b.encode()))
-        self.assertEqual(a.count, 100)
-        self.assertApproximates(a.percentile(99), 1.0, 0.001)
-        self.assertApproximates(a.maximum(), 100.0, 0.1)
-
-    def test_empty(self) -> None:
-        """
-        With nothing recorded there is no summary.
-        """
-        self.assertIsNone(Latencies().summary())
-
-    def test_clamped(self) -> None:
-        """
-        A latency below a microsecond counts as one; above an hour, as an
-        hour.
-        """
-        latencies = Latencies()
-        latencies.record(0.0)
-        latencies.record(10000.0)
-        self.assertEqual(latencies.count, 2)
-        self.assertApproximates(latencies.maximum(), 3600 * 1000, 3600)
 
 
 def snapshot(**changes: Any) -> Snapshot:
@@ -407,84 +350,6 @@ class TCPInfoTests(SynchronousTestCase):
             },
         )
         self.assertIsNone(summarize([None]))
-
-
-class SendProxyTests(SynchronousTestCase):
-    """
-    The PROXY headers the client sends are the ones our server's parser
-    (and HAProxy's) reads.
-    """
-
-    def test_roundTrip(self) -> None:
-        """
-        v1 and v2, IPv4 and IPv6: the parser reads back the addresses.
-        """
-        from twisted.internet.address import IPv4Address, IPv6Address
-
-        for version in ("v1", "v2"):
-            for source, destination in (
-                (IPv4Address("TCP", "127.0.0.1", 40000), IPv4Address("TCP", "127.0.0.2", 9527)),
-                (IPv6Address("TCP", "::1", 40000), IPv6Address("TCP", "::2", 9527)),
-            ):
-                header = proxyHeader(version, source, destination)
-                parsed = parseHeader(header)
-                assert parsed is not None
-                addresses, length = parsed
-                self.assertEqual(length, len(header))
-                assert addresses is not None
-                self.assertEqual(
-                    [(a.host, a.port) for a in addresses],  # type: ignore[attr-defined]
-                    [(source.host, source.port), (destination.host, destination.port)],
-                )
-
-    def test_notTCP(self) -> None:
-        """
-        A UNIX connection sends v1's UNKNOWN or v2's LOCAL: the server
-        keeps the connection's own addresses.
-        """
-        from twisted.internet.address import UNIXAddress
-
-        for version in ("v1", "v2"):
-            header = proxyHeader(version, UNIXAddress(b"/a"), UNIXAddress(b"/b"))
-            self.assertEqual(parseHeader(header), (None, len(header)))
-
-
-class MetricsTests(SynchronousTestCase):
-    """
-    The prober's Prometheus metrics read the run's counts.
-    """
-
-    def test_exposition(self) -> None:
-        """
-        Verified and failed messages, errors by kind, open connections and
-        a latency histogram whose buckets hold the recorded latencies.
-        """
-        settings = ClientSettings(rate=10, count=0)
-        clock = Clock()
-        connect = FakeConnect()
-        run = LoadRun(settings, clock, connect, Collect(), reconnect=True)
-        run.start()
-        transport = connect.succeed()
-        for _ in range(10):
-            clock.advance(0.003)
-            connect.answer(transport)
-            clock.advance(0.097)
-        clock.advance(0.001)
-        run.stats.error("refused", 2)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(LoadCollector(run))
-        text = generate_latest(registry).decode()
-        self.assertIn("uppercase_client_messages_verified_total 10.0", text)
-        self.assertIn("uppercase_client_messages_failed_total 0.0", text)
-        self.assertIn("uppercase_client_messages_lost_total 0.0", text)
-        self.assertIn("uppercase_client_messages_not_sent_total 0.0", text)
-        self.assertIn('uppercase_client_errors_total{kind="refused"} 2.0', text)
-        self.assertIn("uppercase_client_connections_open 1.0", text)
-        # The first 10 (one second's) are in the histogram, 3 ms each.
-        self.assertIn('uppercase_client_latency_seconds_bucket{le="0.0025"} 0.0', text)
-        self.assertIn('uppercase_client_latency_seconds_bucket{le="0.005"} 10.0', text)
-        self.assertIn('uppercase_client_latency_seconds_bucket{le="+Inf"} 10.0', text)
-        run.stop()
 
 
 class VocabularyTests(SynchronousTestCase):

@@ -1,7 +1,7 @@
 """
 A whole load run, in memory: connecting at a bounded pace, connect errors by
 kind, warm-up, duration and count, time-outs, fail-fast, interruption,
-reconnection, streams, and the exit status the result carries.
+reconnection, and the exit status the result carries.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from uppercase.load.report import TextLoadReport, summaryRecord
 from uppercase.load.result import RunObserver, RunResult, Snapshot, measurableSpan
 from uppercase.load.run import CONNECT_AT_ONCE, LoadRun
 from uppercase.load.stream import StreamProtocol
-from uppercase.server import UppercaseFactory
-from uppercase.testing import MemoryConnection, StreamTransport, asciiUpper, connectInMemory
+from uppercase.testing import StreamTransport, asciiUpper
 
 LOAD = ClientSettings(connections=1, count=10)
 
@@ -589,69 +588,6 @@ class GiveUpTests(LoadRunCase):
         self.loadRun.stop()
 
 
-class StreamRunTests(LoadRunCase):
-    """
-    C{--stream} through the real echo, in memory.
-    """
-
-    def test_streamThroughServer(self) -> None:
-        """
-        Three 64 KiB units each way through the server: every byte verified,
-        the half-close answered by the server's close, status 0.
-        """
-        connections: list[MemoryConnection] = []
-
-        def connect(factory: IProtocolFactory) -> Deferred[Any]:
-            protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
-            server = UppercaseFactory(self.clock, logData=False)
-            connections.append(connectInMemory(server, protocol))  # type: ignore[arg-type]
-            d: Deferred[Any] = Deferred()
-            d.callback(protocol)
-            return d
-
-        settings = dataclasses.replace(LOAD, stream=True, count=3, size=65536)
-        self.loadRun = LoadRun(settings, self.clock, connect, self.observer)
-        self.done = self.loadRun.start()
-        connections[0].flush()
-        result = self.result()
-        self.assertEqual((result.streamBytes, result.status, result.errors), (3 * 65536, 0, {}))
-
-    def test_streamCorruptionLocated(self) -> None:
-        """
-        A stream of 2 x 1000 bytes whose echo has one wrong byte at 1500:
-        reported at that offset (unit 2, byte 500), then the half-close
-        and the server's close end the run with status 1.
-        """
-        settings = dataclasses.replace(LOAD, stream=True, count=2, size=1000)
-        self.start(settings)
-        transport = self.connect.succeed()
-        self.assertTrue(transport.writeDisconnected)  # all sent, then half-closed
-        reply = bytearray(asciiUpper(transport.value()))
-        self.assertEqual(len(reply), 2000)
-        reply[1500] ^= 0x20
-        transport.receive(bytes(reply[:700]))
-        transport.receive(bytes(reply[700:]))
-        transport.receiveEOF()
-        result = self.result()
-        [mismatch] = result.mismatches
-        self.assertEqual(
-            (mismatch.connection, mismatch.message, mismatch.offset, mismatch.messageOffset),
-            (1, 2, 1500, 500),
-        )
-        self.assertEqual((result.streamBytes, result.status), (2000, 1))
-
-    def test_streamClosedEarly(self) -> None:
-        """
-        A server that closes before every byte came back: "closed early".
-        """
-        settings = dataclasses.replace(LOAD, stream=True, count=2, size=1000)
-        self.start(settings)
-        transport = self.connect.succeed()
-        transport.protocol.readConnectionLost()
-        result = self.result()
-        self.assertEqual((result.errors, result.status), ({"closed early": 1}, 1))
-
-
 class TLSHandshakeTests(LoadRunCase):
     """
     On TLS a message counts as sent only once the connection can carry it:
@@ -757,61 +693,3 @@ class TLSHandshakeTests(LoadRunCase):
         self.assertEqual(transport.value(), b"")
         transport.protocol.handshakeCompleted()
         self.assertEqual(len(transport.value()), 64)
-
-
-class ThresholdTests(LoadRunCase):
-    """
-    Thresholds turn a run into a check.
-    """
-
-    def run10(self, **thresholds: Any) -> RunResult:
-        """
-        10 messages at 10/s, each answered 50 ms after it is due.
-        """
-        self.start(dataclasses.replace(LOAD, rate=10, count=10, **thresholds))
-        transport = self.connect.succeed()
-        for _ in range(10):
-            self.clock.advance(0.05)
-            self.connect.answer(transport)
-            self.clock.advance(0.05)
-        self.clock.advance(0)
-        return self.result()
-
-    def test_held(self) -> None:
-        """
-        p99 50 ms against --max-p99 60 and 10/s against --min-rate 5:
-        status 0.
-        """
-        result = self.run10(maxP99=60.0, minRate=5.0)
-        self.assertEqual([check.ok for check in result.checks], [True, True])
-        self.assertEqual(result.status, 0)
-
-    def test_latencyOver(self) -> None:
-        """
-        p50 50 ms against --max-p50 40: status 1 and the reason.
-        """
-        result = self.run10(maxP50=40.0)
-        self.assertEqual(result.status, 1)
-        self.assertRegex(result.failure or "", r"^p50 latency 50\.\d+ ms is over --max-p50 40$")
-
-    def test_rateUnder(self) -> None:
-        """
-        About 10 verified messages/s against --min-rate 100: status 1.
-        """
-        result = self.run10(minRate=100.0)
-        self.assertEqual(result.status, 1)
-        self.assertRegex(
-            result.failure or "", r"^verified rate .* messages/s is under --min-rate 100$"
-        )
-
-    def test_nothingMeasured(self) -> None:
-        """
-        A threshold with nothing measured fails: a check never passes by
-        default.
-        """
-        self.start(dataclasses.replace(LOAD, count=1, maxP99=10.0))
-        transport = self.connect.succeed()
-        transport.reset()
-        result = self.result()
-        self.assertFalse(result.checks[0].ok)
-        self.assertEqual(result.status, 1)
