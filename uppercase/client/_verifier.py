@@ -104,12 +104,15 @@ class Mismatch:
         return not self.expected
 
     def __str__(self) -> str:
+        """
+        The one line for a mismatch, in every mode: C{connection 3, message
+        17, byte 5 (stream offset 1029): expected 46, received 66; bytes
+        1-9: expected ..., received ...}.
+        """
         if not self.expected:
             return f"connection {self.connection}: {self.detail()}"
-        return (
-            f"connection {self.connection}, message {self.message}, "
-            f"{self.detail()} (stream offset {self.offset})"
-        )
+        where = f"byte {self.messageOffset} (stream offset {self.offset})"
+        return f"connection {self.connection}, message {self.message}, {where}{self._bytes()}"
 
     def detail(self) -> str:
         """
@@ -122,12 +125,15 @@ class Mismatch:
                 f"unexpected bytes at stream offset {self.offset} while no reply was due: "
                 f"{hexExcerpt(self.received)}"
             )
+        return f"byte {self.messageOffset}{self._bytes()}"
+
+    def _bytes(self) -> str:
         index = self.messageOffset - self.excerptStart
         end = self.excerptStart + max(len(self.expected), len(self.received)) - 1
         return (
-            f"byte {self.messageOffset}: expected {self.expected[index]:02x}, received "
-            f"{self.received[index]:02x}; bytes {self.excerptStart}-{end}: expected "
-            f"{hexExcerpt(self.expected)}, received {hexExcerpt(self.received)}"
+            f": expected {self.expected[index]:02x}, received {self.received[index]:02x}; "
+            f"bytes {self.excerptStart}-{end}: expected {hexExcerpt(self.expected)}, "
+            f"received {hexExcerpt(self.received)}"
         )
 
     def asJSON(self) -> dict[str, Any]:

@@ -18,33 +18,12 @@ KEPT_MISMATCHES = 10
 """Mismatches described in full; the rest are counted."""
 
 
-def _hex(data: bytes) -> str:
-    return data.hex(" ") if data else "(nothing)"
-
-
 def describeMismatch(mismatch: Mismatch) -> str:
     """
-    The load mode's line for a mismatch: where it is, the two bytes, and
-    the verifier's excerpts of both sides in hex (the line the summary,
-    the failure reason and the prober's log give), as in::
-
-        connection 3, message 17, byte 5 (stream offset 1029): expected 46,
-        received 66; bytes 1-9: expected 42 43 ..., received 42 43 ...
+    The load mode's line for a mismatch: the verifier's, the one line every
+    mode gives (L{Mismatch.__str__}).
     """
-    if mismatch.unexpected:
-        return (
-            f"connection {mismatch.connection}: unexpected bytes at stream offset "
-            f"{mismatch.offset} while no reply was due: {_hex(mismatch.received)}"
-        )
-    index = mismatch.messageOffset - mismatch.excerptStart
-    end = mismatch.excerptStart + max(len(mismatch.expected), len(mismatch.received)) - 1
-    return (
-        f"connection {mismatch.connection}, message {mismatch.message}, "
-        f"byte {mismatch.messageOffset} (stream offset {mismatch.offset}): "
-        f"expected {mismatch.expected[index]:02x}, received {mismatch.received[index]:02x}; "
-        f"bytes {mismatch.excerptStart}-{end}: expected {_hex(mismatch.expected)}, "
-        f"received {_hex(mismatch.received)}"
-    )
+    return str(mismatch)
 
 
 def _ignore(mismatch: Mismatch) -> None:

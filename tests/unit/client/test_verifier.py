@@ -202,9 +202,9 @@ class ReplyVerifierTests(SynchronousTestCase):
         _, _, (mismatch,) = verifier.feed(b"01234x6789")
         self.assertEqual(
             str(mismatch),
-            "connection 2, message 1, byte 5: expected 35, received 78; "
+            "connection 2, message 1, byte 5 (stream offset 5): expected 35, received 78; "
             'bytes 1-9: expected 31 32 33 34 35 36 37 38 39 "123456789", '
-            'received 31 32 33 34 78 36 37 38 39 "1234x6789" (stream offset 5)',
+            'received 31 32 33 34 78 36 37 38 39 "1234x6789"',
         )
 
     def test_unitAtLeastOne(self) -> None:

@@ -32,7 +32,8 @@ class MismatchTextTests(SynchronousTestCase):
         self.assertEqual(
             describeMismatch(mismatch),
             "connection 3, message 17, byte 5 (stream offset 1029): expected 46, received 66; "
-            "bytes 1-9: expected 42 43 44 45 46 47 48 49 4a, received 42 43 44 45 66 47 48 49 4a",
+            'bytes 1-9: expected 42 43 44 45 46 47 48 49 4a "BCDEFGHIJ", '
+            'received 42 43 44 45 66 47 48 49 4a "BCDEfGHIJ"',
         )
 
     def test_boundedExcerpt(self) -> None:
