@@ -110,7 +110,7 @@ class AgainstServerTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         out = result.stdout
         self.assertIn("closed loop: 20 connections, pipeline 8", out)
-        self.assertRegex(out, r" verified, 0 failed, 0 lost; measured [\d,]+ in [\d.]+ s: ")
+        self.assertRegex(out, r" verified, 0 failed, 0 lost; measured [\d,]+ in [\d.,]+ (?:s|ms): ")
         self.assertRegex(out, r"[\d,]+ messages/s, [\d.,]+ MB/s verified each way")
         self.assertIsNotNone(PERCENTILES.search(out))
         self.assertIn("errors: none", out)

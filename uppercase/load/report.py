@@ -105,12 +105,22 @@ class _Progress(RunObserver):
             self._shown = False
 
 
+def duration(seconds: float) -> str:
+    """
+    A measured span as a person reads it: C{2.00 s}, or below a tenth of a
+    second in milliseconds (C{1.3 ms}, where C{0.00 s} would say nothing).
+    """
+    if seconds < 0.1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:,.2f} s"
+
+
 def summaryLines(result: RunResult) -> list[str]:
     """
     The text summary of a run.
     """
     lines = [result.description]
-    span = f"{result.seconds:.2f} s"
+    span = duration(result.seconds)
     if result.downSeconds:
         span += f" connected ({result.downSeconds:.2f} s with no connection left out)"
     if result.messagesPerSecond is None or result.megabytesPerSecond is None:

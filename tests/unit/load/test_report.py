@@ -28,6 +28,7 @@ from uppercase.load.report import (
     JSONLoadReport,
     TextLoadReport,
     describeSettings,
+    duration,
     progressLine,
     summaryLines,
     summaryRecord,
@@ -407,6 +408,16 @@ class WordingTests(RunReportCase):
     separators, as the summary's first counts already had; numbers that
     were options are written as a person writes them.
     """
+
+    def test_duration(self) -> None:
+        """
+        A span under a tenth of a second is said in milliseconds (C{0.00 s}
+        said nothing), a longer one in seconds.
+        """
+        self.assertEqual(
+            [duration(s) for s in (0.0005, 0.0013, 0.0999, 0.1, 2.0, 1234.5)],
+            ["0.5 ms", "1.3 ms", "99.9 ms", "0.10 s", "2.00 s", "1,234.50 s"],
+        )
 
     def result(self, **changes: Any) -> RunResult:
         out = io.BytesIO()

@@ -449,7 +449,7 @@ class MeasuredTimeTests(LoadRunCase):
         self.assertEqual((result.verified, result.messagesPerSecond), (1, None))
         self.assertIsNone(result.megabytesPerSecond)
         self.assertIn(
-            "1 sent, 1 verified, 0 failed, 0 lost; measured 1 in 0.00 s: "
+            "1 sent, 1 verified, 0 failed, 0 lost; measured 1 in 0.5 ms: "
             "too short to measure a rate\n",
             out.getvalue().decode(),
         )
