@@ -159,6 +159,9 @@ class ClientServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.reactor.running = True
+        # A running reactor has not stopped (Twisted 24.7's fake starts with
+        # hasStopped true, which would make every check of it hold).
+        self.reactor.hasStopped = False
         self.statuses: list[int] = []
 
     def makeService(self, *argv: str) -> twistdClient.RepeatingClientService:

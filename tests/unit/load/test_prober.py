@@ -23,6 +23,9 @@ class ProberServiceTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
+        # Not stopped yet (Twisted 24.7's fake starts with hasStopped true,
+        # which would make every check of it hold).
+        self.reactor.hasStopped = False
         self.statuses: list[int] = []
 
     def service(self, *argv: str) -> Any:
