@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import typing
 from io import BytesIO
-from typing import Any, Iterator, Sequence, Sized
+from typing import Any, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,6 +46,7 @@ from twisted.web.server import Request, Site
 
 from uppercase.net.peer import describePeer, formatPeer
 from uppercase.server._refusals import RefusalLog
+from uppercase.server._state import ServerState
 
 log = Logger()
 
@@ -86,31 +87,6 @@ still waits for is cut short."""
 
 REFUSE_BODY = b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 """The whole answer to a request with a body: the metrics need none."""
-
-
-class ServerState(typing.Protocol):
-    """
-    What the collector reads of the server's factory.
-    """
-
-    @property
-    def accepted(self) -> int:
-        """Connections accepted."""
-
-    @property
-    def connections(self) -> Sized:
-        """The connections open now."""
-
-    @property
-    def rejected(self) -> int:
-        """Connections refused because of a limit or a shutdown."""
-
-    @property
-    def idleClosed(self) -> int:
-        """Connections closed for being idle."""
-
-    def byteCounts(self) -> tuple[int, int]:
-        """Bytes received from and sent back to clients."""
 
 
 class ServerCollector:

@@ -68,7 +68,7 @@ class WorkerPool(Protocol):
 class Totals:
     """
     The whole server's counts, over its workers, for the metrics collector
-    (the attributes L{uppercase.server._metrics.ServerState} names): those of the
+    (the attributes L{uppercase.server._state.ServerState} names): those of the
     workers running, plus the last counts of those gone.
     """
 

@@ -20,18 +20,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sized
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
+from uppercase.server._state import ServerState
 from uppercase.workers.control import WorkerEnd, workerEndFactory
 
 __all__ = [
     "REPORT_INTERVAL",
     "WORKER_ENV",
-    "CountingFactory",
     "WorkerControl",
     "WorkerSpec",
     "counts",
@@ -108,33 +108,7 @@ def workerLabel(slot: int, generation: int) -> str:
     return str(slot) if generation == 1 else f"{slot}.{generation}"
 
 
-class CountingFactory(Protocol):
-    """
-    What a worker reads of its server's factory
-    (L{uppercase.server.UppercaseFactory}) to report its counts.
-    """
-
-    @property
-    def accepted(self) -> int:
-        """Connections accepted."""
-
-    @property
-    def connections(self) -> Sized:
-        """The connections open now."""
-
-    @property
-    def rejected(self) -> int:
-        """Connections refused because of a limit or a shutdown."""
-
-    @property
-    def idleClosed(self) -> int:
-        """Connections closed for being idle."""
-
-    def byteCounts(self) -> tuple[int, int]:
-        """Bytes received from and sent back to clients."""
-
-
-def counts(factory: CountingFactory) -> dict[str, int]:
+def counts(factory: ServerState) -> dict[str, int]:
     """
     A factory's counts, as a worker reports them: one for each of
     L{uppercase.workers.control.COUNTS}.
@@ -165,7 +139,7 @@ class WorkerControl(Service):
     def __init__(
         self,
         spec: WorkerSpec,
-        factory: CountingFactory,
+        factory: ServerState,
         clock: IReactorTime,
         adopt: Callable[[int, IProtocolFactory], object],
         retire: Callable[[], None],
