@@ -56,7 +56,7 @@ class ServerOptions(usage.Options):
     synopsis = "[--listen ENDPOINT ...] [--quiet] [options]"
     longdesc = (
         "An echo server that sends back every byte it receives with ASCII "
-        "a-z turned into A-Z.  ENDPOINT is a Twisted server endpoint string "
+        "a-z turned into A-Z (or unchanged, with --plain).  ENDPOINT is a Twisted server endpoint string "
         "(tcp:9527, tcp:port=9527:interface=127.0.0.1, tcp6:9527, "
         "unix:/run/uppercase.sock, ssl:9527:privateKey=key.pem:"
         "certKey=cert.pem, systemd:domain=INET6:index=0, haproxy:tcp:9527); "
@@ -64,6 +64,7 @@ class ServerOptions(usage.Options):
     )
     optFlags = [
         ["quiet", "q", "Do not log received data (connections are still logged)."],
+        ["plain", None, "Echo every byte back unchanged (RFC 862), not uppercased."],
     ]
     optParameters = ServerSettings.optParameters()
     settings: ServerSettings
@@ -92,6 +93,7 @@ class ServerOptions(usage.Options):
             self,
             listen=tuple(self["listen"]) or DEFAULTS.listen,
             logData=not self["quiet"],
+            plain=bool(self["plain"]),
         )
         self["listen"] = list(self.settings.listen)
 
@@ -201,6 +203,7 @@ def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
         maxPerIP=settings.maxPerIP,
         maxPending=settings.maxPendingHeaders,
         closeTimeout=settings.shutdownTimeout,
+        plain=settings.plain,
     )
 
 
@@ -302,6 +305,8 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         workerArgs += ["--listen", description]
     if not settings.logData:
         workerArgs.append("--quiet")
+    if settings.plain:
+        workerArgs.append("--plain")
     relayEvents = relayKind(twistd)
     logger = twistd.get("logger") if twistd is not None else None
     json = relayEvents is not None or logger in (jsonlog.stdout, "uppercase.jsonlog.stdout")

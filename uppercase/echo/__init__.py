@@ -1,9 +1,10 @@
 """
-The echo layer: the stream echo protocol, with its flow control and half-close.
+The echo layer: the stream echo protocols (uppercase, and plain as RFC 862
+has it), with their flow control and half-close.
 """
 
 from __future__ import annotations
 
-from uppercase.echo._stream import UppercaseProtocol
+from uppercase.echo._stream import EchoProtocol, StreamEcho, UppercaseProtocol
 
-__all__ = ["UppercaseProtocol"]
+__all__ = ["EchoProtocol", "StreamEcho", "UppercaseProtocol"]

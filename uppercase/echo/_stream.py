@@ -1,14 +1,18 @@
 """
-The uppercase echo itself: a protocol that sends every byte back with ASCII
-C{a}-C{z} turned into C{A}-C{Z}, and nothing else.
+The stream echoes themselves: L{UppercaseProtocol} sends every byte back
+with ASCII C{a}-C{z} turned into C{A}-C{Z}, and nothing else;
+L{EchoProtocol} sends every byte back unchanged (RFC 862's echo).  Both are
+a L{StreamEcho}, which holds all they share (flow control, half-close, the
+graceful close); what they send back is their only difference.
 
-It works with C{Factory.forProtocol(UppercaseProtocol)} on any stream
-transport, and knows nothing of options, limits, logs or the reactor; the
-server's policies (L{uppercase.server._factory}) are layered on it by subclassing.
+They work with C{Factory.forProtocol} on any stream transport, and know
+nothing of options, limits, logs or the reactor; the server's policies
+(L{uppercase.server._factory}) are layered on them by subclassing.
 
     >>> from twisted.internet.protocol import Factory
-    >>> from uppercase.echo._stream import UppercaseProtocol
+    >>> from uppercase.echo._stream import EchoProtocol, UppercaseProtocol
     >>> factory = Factory.forProtocol(UppercaseProtocol)
+    >>> plain = Factory.forProtocol(EchoProtocol)
 
 C{bytes.upper} is C{toupper} in the C locale: binary-safe, byte by byte, so
 the result does not depend on how the stream is chunked.
@@ -25,13 +29,16 @@ from zope.interface import implementer
 from uppercase.echo._throttle import ThrottledReading
 from uppercase.net.interfaces import canHalfClose
 
-__all__ = ["UppercaseProtocol"]
+__all__ = ["EchoProtocol", "StreamEcho", "UppercaseProtocol"]
 
 
 @implementer(IHalfCloseableProtocol)
-class UppercaseProtocol(ThrottledReading, Protocol):
+class StreamEcho(ThrottledReading, Protocol):
     """
-    Send every received byte back, ASCII-uppercased.
+    What every stream echo shares; a subclass's C{dataReceived} says what
+    goes back (L{UppercaseProtocol}, L{EchoProtocol}): it sends it with
+    L{send}, adds the bytes received to L{echoed}, and does neither once
+    L{closing} (it adds them to L{discarded} instead).
 
     B{Flow control}: the protocol registers itself as its transport's
     streaming producer, so a full write buffer (a peer that sends but does
@@ -71,13 +78,6 @@ class UppercaseProtocol(ThrottledReading, Protocol):
     def connectionMade(self) -> None:
         self.throttleReading()
         self.send = self.transport.write
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.closing:
-            self.discarded += len(data)
-            return
-        self.send(data.upper())
-        self.echoed += len(data)
 
     def readConnectionLost(self) -> None:
         """
@@ -129,3 +129,31 @@ class UppercaseProtocol(ThrottledReading, Protocol):
         # peer's end (FIN, or TLS's close_notify) can be seen.  (Twisted's
         # transports ignore this once they are closing for good.)
         transport.resumeProducing()
+
+
+class UppercaseProtocol(StreamEcho):
+    """
+    Send every received byte back, ASCII-uppercased.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            self.discarded += len(data)
+            return
+        self.send(data.upper())
+        self.echoed += len(data)
+
+
+class EchoProtocol(StreamEcho):
+    """
+    Send every received byte back unchanged: the echo of RFC 862, which
+    tools such as socat, ncat, Perl's C{Net::Ping} or echoping expect.  The
+    received bytes themselves are sent: nothing is copied.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            self.discarded += len(data)
+            return
+        self.send(data)
+        self.echoed += len(data)

@@ -1,6 +1,6 @@
 """
-The uppercase server: the echo (L{uppercase.echo._stream}) with a server's policies
-layered on it.
+The uppercase server: the echo (L{uppercase.echo._stream}), uppercase or
+plain, with a server's policies layered on it.
 
 L{UppercaseFactory} admits connections (a connection limit and a per-address
 limit, refusals logged once per burst), closes idle ones, closes gracefully
@@ -11,6 +11,7 @@ with a L{twisted.internet.task.Clock} in tests.
     >>> from twisted.internet.task import Clock
     >>> factory = UppercaseFactory(Clock(), logData=False)
     >>> protocol = factory.buildProtocol(None)
+    >>> plain = UppercaseFactory(Clock(), plain=True)  # RFC 862: bytes unchanged
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from uppercase.echo._stream import UppercaseProtocol
+from uppercase.echo._stream import EchoProtocol, StreamEcho, UppercaseProtocol
 from uppercase.net.peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
 from uppercase.net.transport import directWriter, pendingBytes
@@ -34,7 +35,14 @@ from uppercase.server._idle import IDLE_CHECKS, IdleSweeper
 from uppercase.server._logbudget import ChunkLog, ConnectionLog
 from uppercase.server._settings import DEFAULTS
 
-__all__ = ["PREVIEW_BYTES", "ServerProtocol", "UppercaseFactory", "preview"]
+__all__ = [
+    "PREVIEW_BYTES",
+    "PlainServerProtocol",
+    "ServerEcho",
+    "ServerProtocol",
+    "UppercaseFactory",
+    "preview",
+]
 
 log = Logger(namespace="uppercase.server")
 INFO = LogLevel.info
@@ -53,12 +61,13 @@ def preview(data: bytes) -> str:
     return repr(data[:PREVIEW_BYTES]) + "..."
 
 
-class ServerProtocol(UppercaseProtocol):
+class ServerEcho(StreamEcho):
     """
-    The echo as the server runs it: its replies sent at once where the
+    An echo as the server runs it: its replies sent at once where the
     transport allows (L{uppercase.net.transport.directWriter}), logged,
     counted, and known to its L{UppercaseFactory} from C{connectionMade} to
-    C{connectionLost}.
+    C{connectionLost}.  What it sends back is the echo's it is mixed with:
+    L{ServerProtocol} (uppercase), L{PlainServerProtocol} (unchanged).
 
     @ivar host: the client's host (an IP address, or C{unix}).
     @ivar port: the client's port (L{None} for UNIX-socket clients).
@@ -154,14 +163,28 @@ class ServerProtocol(UppercaseProtocol):
             )
 
 
+class ServerProtocol(UppercaseProtocol, ServerEcho):
+    """
+    The uppercase echo as the server runs it (see L{ServerEcho}).
+    """
+
+
+class PlainServerProtocol(EchoProtocol, ServerEcho):
+    """
+    The plain echo (RFC 862: every byte back unchanged) as the server runs
+    it (see L{ServerEcho}).
+    """
+
+
 RECEIVED = "Received {size} bytes from {peer}: {data}"
 """The per-chunk log event's format."""
 
 
-class LoggingServerProtocol(ServerProtocol):
+class ChunkLogging(ServerEcho):
     """
-    L{ServerProtocol} that also logs every received chunk: its size and the
-    start of its bytes.
+    A server echo that also logs every received chunk: its size and the
+    start of its bytes (mixed before L{ServerProtocol} or
+    L{PlainServerProtocol}, whose C{dataReceived} it extends).
 
     The event goes to the logger's observer directly, with the fields
     C{log.info} would give it: C{Logger.emit} checks on every call that the
@@ -193,12 +216,36 @@ class LoggingServerProtocol(ServerProtocol):
             )
 
 
+class LoggingServerProtocol(ChunkLogging, ServerProtocol):
+    """
+    L{ServerProtocol} that also logs every received chunk.
+    """
+
+
+class PlainLoggingServerProtocol(ChunkLogging, PlainServerProtocol):
+    """
+    L{PlainServerProtocol} that also logs every received chunk.
+    """
+
+
+_PROTOCOLS: dict[tuple[bool, bool], type[ServerEcho]] = {
+    (False, False): ServerProtocol,
+    (False, True): LoggingServerProtocol,
+    (True, False): PlainServerProtocol,
+    (True, True): PlainLoggingServerProtocol,
+}
+"""The server's protocol, by (plain, logData)."""
+
+
 class UppercaseFactory(ServerFactory):
     """
-    Build L{ServerProtocol}s under the server's policies.
+    Build L{ServerEcho}s under the server's policies: L{ServerProtocol}s
+    (the uppercase echo), or L{PlainServerProtocol}s if C{plain}.
 
     @param clock: the reactor (or a test's clock) for every timer.
     @param logData: whether every received chunk is logged.
+    @param plain: whether every byte is echoed unchanged (RFC 862) rather
+        than uppercased.
     @param idleTimeout: seconds of inactivity after which a connection is
         closed (0 disables).
     @param maxConnections: most connections open at once (0: unlimited).
@@ -228,21 +275,20 @@ class UppercaseFactory(ServerFactory):
         maxPerIP: int = DEFAULTS.maxPerIP,
         maxPending: int = DEFAULTS.maxPendingHeaders,
         closeTimeout: float = DEFAULTS.shutdownTimeout,
+        plain: bool = DEFAULTS.plain,
     ) -> None:
         self.clock = clock
-        self.protocolClass: type[ServerProtocol] = (
-            LoggingServerProtocol if logData else ServerProtocol
-        )
+        self.protocolClass: type[ServerEcho] = _PROTOCOLS[plain, logData]
         self.idleTimeout = idleTimeout
         self.closeTimeout = closeTimeout
         self.admission = Admission(clock, maxConnections, maxPerIP, maxPending)
-        self.connections: set[ServerProtocol] = set()
+        self.connections: set[ServerEcho] = set()
         self.accepted = 0
         self.idleClosed = 0
         self._closedReceived = 0
         self._closedSent = 0
         self._idle = IdleSweeper(clock, idleTimeout, self._closeIdle) if idleTimeout else None
-        self._deadlines: dict[ServerProtocol, IDelayedCall] = {}
+        self._deadlines: dict[ServerEcho, IDelayedCall] = {}
         self._closeWaiters: list[Deferred[None]] = []
         self.connectionLog = ConnectionLog(clock)
         self.chunkLog = ChunkLog(clock)
@@ -252,7 +298,15 @@ class UppercaseFactory(ServerFactory):
         """
         Whether every received chunk is logged.
         """
-        return self.protocolClass is LoggingServerProtocol
+        return issubclass(self.protocolClass, ChunkLogging)
+
+    @property
+    def plain(self) -> bool:
+        """
+        Whether every byte is echoed unchanged (RFC 862) rather than
+        uppercased.
+        """
+        return issubclass(self.protocolClass, EchoProtocol)
 
     @property
     def rejected(self) -> int:
@@ -261,7 +315,7 @@ class UppercaseFactory(ServerFactory):
         """
         return self.admission.rejected
 
-    def buildProtocol(self, addr: IAddress | None) -> ServerProtocol | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress | None) -> ServerEcho | None:  # type: ignore[override]
         """
         A protocol for a connection from C{addr}, or L{None} (the connection
         is closed at once) when a limit forbids it.
@@ -274,7 +328,7 @@ class UppercaseFactory(ServerFactory):
         protocol.host, protocol.port = host, port
         return protocol
 
-    def connectionOpened(self, protocol: ServerProtocol) -> None:
+    def connectionOpened(self, protocol: ServerEcho) -> None:
         """
         Track C{protocol} (called from its C{connectionMade}).
         """
@@ -283,7 +337,7 @@ class UppercaseFactory(ServerFactory):
         if self._idle is not None:
             self._idle.watch(protocol)
 
-    def connectionClosed(self, protocol: ServerProtocol) -> None:
+    def connectionClosed(self, protocol: ServerEcho) -> None:
         """
         Forget C{protocol} (called from its C{connectionLost}).
         """
@@ -331,7 +385,7 @@ class UppercaseFactory(ServerFactory):
         if protocol in self.connections:
             self._lingerFrom(protocol, protocol.sendProgress())
 
-    def _lingerFrom(self, protocol: ServerProtocol, seen: object) -> None:
+    def _lingerFrom(self, protocol: ServerEcho, seen: object) -> None:
         """
         Abort C{protocol}, which is closing, if what it owes makes no
         progress in the next close timeout: a peer still reading what it is
@@ -342,14 +396,14 @@ class UppercaseFactory(ServerFactory):
             self.closeTimeout, self._lingerCheck, protocol, seen
         )
 
-    def _lingerCheck(self, protocol: ServerProtocol, seen: object) -> None:
+    def _lingerCheck(self, protocol: ServerEcho, seen: object) -> None:
         progress = protocol.sendProgress()
         if progress != seen:
             self._lingerFrom(protocol, progress)
         else:
             self._abort(protocol)
 
-    def _abort(self, protocol: ServerProtocol) -> None:
+    def _abort(self, protocol: ServerEcho) -> None:
         self._deadlines.pop(protocol, None)
         pending = pendingBytes(protocol.transport)
         queued = unsentInKernel(protocol.transport)

@@ -299,9 +299,10 @@ class UppercaseService(MultiService):
         self.privilegedStartService()
         super().startService()
         log.info(
-            "uppercase {version} serving on {endpoints}",
+            "uppercase {version} serving on {endpoints} ({echo})",
             version=__version__,
             endpoints=", ".join(self.descriptions),
+            echo="plain echo, RFC 862" if self.factory.plain else "uppercase echo",
         )
         if self.metrics is not None:
             log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)

@@ -163,6 +163,8 @@ class ServerSettings(Settings):
     )
     listen: Tuple[str, ...] = ("tcp:9527",)
     logData: bool = True
+    plain: bool = False
+    """Echo every byte back unchanged (RFC 862) instead of uppercased (C{--plain})."""
 
 
 DEFAULTS = ServerSettings()

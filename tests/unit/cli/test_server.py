@@ -86,6 +86,17 @@ class ServerOptionsTests(SynchronousTestCase):
         self.assertEqual(options["listen"], ["tcp:1234", "unix:/tmp/u.sock"])
         self.assertTrue(options["quiet"])
 
+    def test_plain(self) -> None:
+        """
+        C{--plain} makes the server's factory echo unchanged (RFC 862); the
+        uppercase echo is the default.
+        """
+        self.assertFalse(self.parse().settings.plain)
+        options = self.parse("--plain")
+        self.assertTrue(options.settings.plain)
+        factory = twistdServer.makeFactory(options.settings, MemoryReactorClock())
+        self.assertTrue(factory.plain)
+
     def test_malformedListen(self) -> None:
         """
         A malformed endpoint is a usage error that names it.

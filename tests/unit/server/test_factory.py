@@ -383,3 +383,72 @@ def formatted(events: Sequence[LogEvent]) -> list[str]:
     from twisted.logger import formatEvent
 
     return [formatEvent(event) for event in events]
+
+
+class PlainTests(SynchronousTestCase):
+    """
+    C{plain=True}: the server's protocols echo every byte unchanged (RFC
+    862), under the same policies; the uppercase echo stays the default.
+    """
+
+    def test_defaultIsUppercase(self) -> None:
+        """
+        Without C{plain}, the factory's protocols uppercase.
+        """
+        factory = quietFactory(Clock())
+        self.assertFalse(factory.plain)
+        _, transport = connectServer(factory)
+        transport.receive(b"hello\n")
+        self.assertEqual(transport.value(), b"HELLO\n")
+
+    def test_everyByteUnchanged(self) -> None:
+        """
+        With C{plain}, all 256 byte values come back unchanged, quiet or
+        logging every chunk; the protocol is the server's plain echo.
+        """
+        data = bytes(range(256)) * 3
+        for logData in (False, True):
+            factory = UppercaseFactory(Clock(), plain=True, logData=logData)
+            self.assertTrue(factory.plain)
+            self.assertEqual(factory.logData, logData)
+            with capturedLogs():
+                protocol, transport = connectServer(factory)
+                transport.receive(data[:100])
+                transport.receive(data[100:])
+            self.assertIsInstance(protocol, server.PlainServerProtocol)
+            self.assertNotIsInstance(protocol, UppercaseProtocol)
+            self.assertEqual(transport.value(), data)
+            self.assertEqual(factory.byteCounts(), (len(data), len(data)))
+
+    def test_chunksLogged(self) -> None:
+        """
+        The plain echo that logs data logs each chunk as the uppercase one
+        does.
+        """
+        factory = UppercaseFactory(Clock(), plain=True, logData=True)
+        with capturedLogs() as events:
+            _, transport = connectServer(factory)
+            transport.receive(b"abc")
+        [chunk] = [e for e in events if e["log_format"] == server.RECEIVED]
+        self.assertEqual((chunk["size"], chunk["data"]), (3, "b'abc'"))
+        self.assertEqual(transport.value(), b"abc")
+
+    def test_shutdownLosesNothing(self) -> None:
+        """
+        The graceful shutdown delivers every reply unchanged, then the end
+        of the stream, and discards what arrives meanwhile.
+        """
+        factory = quietFactory(Clock(), plain=True)
+        protocol, transport = connectServer(factory, peerReads=False)
+        sent = bytes(range(256)) * 512
+        transport.receive(sent)
+        d = factory.shutdown(10)
+        transport.receive(b"later")
+        received = b""
+        while not transport.writeDisconnected:
+            received += transport.read(4096)
+        self.assertEqual(received, sent)
+        self.assertEqual(protocol.discarded, 5)
+        transport.receiveEOF()
+        self.successResultOf(d)
+        self.assertFalse(transport.aborted)

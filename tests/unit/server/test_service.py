@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.proxy import ProxyHeaderFactory
@@ -342,3 +342,26 @@ class DescriptorLimitTests(SynchronousTestCase):
         svc.privilegedStartService()
         self.assertEqual(factory.admission.maxConnections, 10000)
         self.assertGreaterEqual(limits.limits[0], 10000 + 32)
+
+
+class StartLogTests(SynchronousTestCase):
+    """
+    The start-up line says where the server listens and which echo it
+    serves.
+    """
+
+    def test_saysWhichEcho(self) -> None:
+        """
+        The line names the uppercase echo, or the plain one (RFC 862).
+        """
+        for plain, echo in ((False, "uppercase echo"), (True, "plain echo, RFC 862")):
+            reactor = Reactor()
+            factory = UppercaseFactory(reactor, logData=False, plain=plain)
+            svc = UppercaseService(
+                factory, ["tcp:1"], reactor, fdLimits=FakeLimits(100000, 100000).access()
+            )
+            with capturedLogs() as events:
+                svc.startService()
+            [line] = [e for e in events if "serving on" in e["log_format"]]
+            self.assertEqual(line["echo"], echo)
+            self.assertIn(f"serving on tcp:1 ({echo})", formatEvent(line))
