@@ -72,13 +72,15 @@ class ClientOptions(usage.Options):
     synopsis = "[--connect ENDPOINT] [--message TEXT] [--count N] [options]"
     longdesc = (
         "Send TEXT followed by a newline, wait for the whole reply, check that "
-        "it is the ASCII-uppercase of what was sent, and repeat.  ENDPOINT is "
+        "it is the ASCII-uppercase of what was sent (with --plain: what was sent), and "
+        "repeat.  ENDPOINT is "
         "a Twisted client endpoint string: " + ", ".join(EXAMPLES) + "."
     )
     optParameters = _markDefaults(ClientSettings.optParameters())
     optFlags = [
         ["stream", None, "Load: stream random bytes full duplex, then half-close."],
         ["fail-fast", None, "Load: stop at the first wrong byte."],
+        ["plain", None, "Expect replies unchanged (an RFC 862 echo), not uppercased."],
     ]
 
     settings: ClientSettings
@@ -93,7 +95,11 @@ class ClientOptions(usage.Options):
         # Any load option makes a load run, even at its default value.
         given = any(not isinstance(self[name], _Default) for name in LOAD_OPTIONS)
         settings = ClientSettings.fromOptions(
-            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"]), load=given
+            self,
+            stream=bool(self["stream"]),
+            failFast=bool(self["fail-fast"]),
+            load=given,
+            plain=bool(self["plain"]),
         )
         checkLoadSettings(settings)
         self.settings = settings

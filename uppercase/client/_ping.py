@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from uppercase.client._connect import describeTLSFailure, errorKind
 from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
-from uppercase.client._verifier import Mismatch, ReplyVerifier
+from uppercase.client._verifier import Mismatch, ReplyVerifier, echoHint
 from uppercase.proxy._send import proxyPreamble
 
 __all__ = [
@@ -73,17 +73,19 @@ class ReplyTimeout(ClientError):
 
 class ReplyMismatch(ClientError):
     """
-    The server sent something other than the ASCII-uppercase of the message.
+    The server sent something other than the reply due: the ASCII-uppercase
+    of the message (or the message itself, for a plain echo).
 
     @ivar sequence: the reply's number (from 1).
     @ivar mismatch: where the first wrong byte is, and the bytes around it
         (the load mode's L{Mismatch}: one rule for both).
     """
 
-    def __init__(self, sequence: int, mismatch: Mismatch) -> None:
+    def __init__(self, sequence: int, mismatch: Mismatch, hint: str = "") -> None:
         super().__init__(sequence, mismatch)
         self.sequence = sequence
         self.mismatch = mismatch
+        self.hint = hint
 
     @property
     def offset(self) -> int:
@@ -95,7 +97,7 @@ class ReplyMismatch(ClientError):
     def __str__(self) -> str:
         if self.mismatch.unexpected:
             return self.mismatch.detail()
-        return f"reply {self.sequence} does not match at {self.mismatch.detail()}"
+        return f"reply {self.sequence} does not match at {self.mismatch.detail()}{self.hint}"
 
 
 class ConnectionClosedEarly(ClientError):
@@ -151,7 +153,8 @@ def _ignoreReply(sequence: int, reply: bytes, rtt: float) -> None:
 class UppercaseClientProtocol(Protocol):
     """
     Send C{message} + C{\\n} C{count} times (0: forever), C{interval} seconds
-    apart, and check that each reply is its ASCII-uppercase.
+    apart, and check that each reply is its ASCII-uppercase (or, if
+    C{plain}, the message unchanged: an RFC 862 echo's reply).
 
     @ivar done: fires when the connection is gone: with L{None} if every
         reply arrived and matched, otherwise with a L{ClientError} (or the
@@ -178,10 +181,12 @@ class UppercaseClientProtocol(Protocol):
         onReply: ReplyCallback = _ignoreReply,
         firstSequence: int = 1,
         preamble: Callable[[Any], bytes] | None = None,
+        plain: bool = False,
     ) -> None:
         self._preamble = preamble
         self._request = message + b"\n"
-        self._expected = self._request.upper()
+        self._expected = self._request if plain else self._request.upper()
+        self._plain = plain
         self.count = count
         self.interval = interval
         self.timeout = timeout
@@ -225,6 +230,7 @@ class UppercaseClientProtocol(Protocol):
             onReply=onReply,
             firstSequence=firstSequence,
             preamble=proxyPreamble(settings.sendProxy) if settings.sendProxy else None,
+            plain=settings.plain,
         )
 
     def connectionMade(self) -> None:
@@ -251,7 +257,8 @@ class UppercaseClientProtocol(Protocol):
         if found:
             mismatch = found[0]
             self.received += done
-            self._fail(ReplyMismatch(self._sequence - self.sent + mismatch.message, mismatch))
+            sequence = self._sequence - self.sent + mismatch.message
+            self._fail(ReplyMismatch(sequence, mismatch, echoHint(mismatch, self._plain)))
         elif done:
             self._replyComplete(self._expected)
 

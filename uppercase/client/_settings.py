@@ -287,6 +287,8 @@ class ClientSettings(Settings):
     """Load: stream random bytes full duplex instead of messages (a flag)."""
     failFast: bool = False
     """Load: stop at the first wrong byte (a flag)."""
+    plain: bool = False
+    """Expect every reply unchanged (an RFC 862 echo), not uppercased (a flag)."""
     load: bool = False
     """A load option was given, if only at its default value."""
 
@@ -332,7 +334,8 @@ class ClientSettings(Settings):
 LOAD_FIELDS = tuple(
     f.name
     for f in fields(ClientSettings)
-    if f.name not in ("connect", "message", "count", "interval", "timeout", "sendProxy", "load")
+    if f.name
+    not in ("connect", "message", "count", "interval", "timeout", "sendProxy", "load", "plain")
 )
 """The settings that make a run a load run."""
 

@@ -22,7 +22,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Deque, Tuple
 
-__all__ = ["EXCERPT_BEFORE", "EXCERPT_BYTES", "Mismatch", "Progress", "ReplyVerifier", "hexExcerpt"]
+__all__ = [
+    "EXCERPT_BEFORE",
+    "EXCERPT_BYTES",
+    "Mismatch",
+    "Progress",
+    "ReplyVerifier",
+    "echoHint",
+    "hexExcerpt",
+]
 
 EXCERPT_BEFORE = 4
 """Bytes shown before a wrong byte."""
@@ -146,6 +154,24 @@ class Mismatch:
             "expected_hex": self.expected.hex(),
             "received_hex": self.received.hex(),
         }
+
+
+def echoHint(mismatch: Mismatch, plain: bool) -> str:
+    """
+    What to add to C{mismatch}'s line when the reply looks like the other
+    echo's: bytes unchanged where uppercase ones were due (a plain RFC 862
+    echo, without C{--plain}), or uppercased where unchanged ones were due
+    (the uppercase echo, with C{--plain}); otherwise nothing.  The
+    excerpts tell: the wrong byte and those around it differ only so.
+    """
+    expected, received = mismatch.expected, mismatch.received
+    if not expected or len(received) != len(expected):
+        return ""
+    if plain and received == expected.upper():
+        return " (uppercased: is it the uppercase echo? it expects no --plain)"
+    if not plain and received.upper() == expected:
+        return " (unchanged: is it a plain RFC 862 echo? try --plain)"
+    return ""
 
 
 Progress = Tuple[int, Tuple[int, ...], Tuple[Mismatch, ...]]

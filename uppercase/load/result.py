@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from uppercase.client._connect import describeConnectFailure
 from uppercase.client._report import counted, plainNumber
 from uppercase.client._settings import ClientSettings
-from uppercase.client._verifier import Mismatch
+from uppercase.client._verifier import Mismatch, echoHint
 from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
@@ -273,7 +273,8 @@ def failureReason(
         if not result["connections"] or settings.connections == 1:
             return f"cannot connect to {settings.connect}: {describeConnectFailure(connectFailure)}"
     if result["mismatchCount"]:
-        first = describeMismatch(result["mismatches"][0])
+        mismatch = result["mismatches"][0]
+        first = describeMismatch(mismatch) + echoHint(mismatch, settings.plain)
         if settings.stream:
             count = result["mismatchCount"]
             stretch = f"wrong {settings.size}-byte stretch"

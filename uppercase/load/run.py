@@ -29,7 +29,7 @@ from uppercase.client._connect import (
     isWorthRetrying,
 )
 from uppercase.client._settings import ClientSettings
-from uppercase.client._verifier import Mismatch
+from uppercase.client._verifier import Mismatch, echoHint
 from uppercase.load.connection import ILoadConnection, Owner
 from uppercase.load.payload import Payloads, StreamPattern, randomBlock
 from uppercase.load.protocol import LoadProtocol
@@ -110,7 +110,7 @@ class LoadRun(Owner):
             self.schedule: Schedule = ClosedLoop(clock, 0)
         else:
             self._payloads = Payloads(
-                settings.payload, settings.size, settings.seed, settings.message
+                settings.payload, settings.size, settings.seed, settings.message, settings.plain
             )
             if settings.rate:
                 # Its duration includes the warm-up: it starts when the run begins.
@@ -172,7 +172,7 @@ class LoadRun(Owner):
         if settings.stream:
             return StreamProtocol(
                 number,
-                StreamPattern(settings.seed, number, self._block),
+                StreamPattern(settings.seed, number, self._block, settings.plain),
                 self.stats,
                 self._clock,
                 self,
@@ -346,7 +346,8 @@ class LoadRun(Owner):
             log.error("Wrong reply: {mismatch}", mismatch=describeMismatch(mismatch))
         if self.settings.failFast:
             # On the next turn: the protocol is in the middle of a chunk.
-            self._clock.callLater(0, self._fail, f"wrong reply: {describeMismatch(mismatch)}")
+            hint = echoHint(mismatch, self.settings.plain)
+            self._clock.callLater(0, self._fail, f"wrong reply: {describeMismatch(mismatch)}{hint}")
 
     # Time.
 

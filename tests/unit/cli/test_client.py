@@ -73,14 +73,27 @@ class ClientOptionsTests(SynchronousTestCase):
         )
         flags = {name for name, short, help in twistdClient.ClientOptions.optFlags}
         self.assertEqual(
-            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast", "load"}
+            {f.name for f in fields if "option" not in f.metadata},
+            {"stream", "failFast", "load", "plain"},
         )
-        self.assertEqual(flags, {"stream", "fail-fast"})
+        self.assertEqual(flags, {"stream", "fail-fast", "plain"})
         for name, _short, shown, _help in twistdClient.ClientOptions.optParameters:
             settings = self.parse(f"--{name}", shown).settings
             # (A load option given, even at its default, says so: load.)
             self.assertEqual(dataclasses.replace(settings, load=False), ClientSettings())
             self.assertIn(f"[default: {shown}]", " ".join(self.parse().getUsage().split()))
+
+    def test_plain(self) -> None:
+        """
+        C{--plain} expects replies unchanged, in the ping-like client (it
+        makes no load run) and in a load run alike.
+        """
+        self.assertFalse(self.parse().settings.plain)
+        settings = self.parse("--plain").settings
+        self.assertTrue(settings.plain)
+        self.assertFalse(settings.isLoad)
+        settings = self.parse("--plain", "--rate", "10").settings
+        self.assertEqual((settings.plain, settings.isLoad), (True, True))
 
     def test_values(self) -> None:
         """

@@ -18,6 +18,8 @@ from uppercase.client import (
     UppercaseClientFactory,
     UppercaseClientProtocol,
 )
+from uppercase.server import UppercaseFactory
+from uppercase.testing import connectInMemory
 
 
 class ClientTests(SynchronousTestCase):
@@ -509,3 +511,73 @@ class ErrorWordingTests(SynchronousTestCase):
             str(ReplyTimeout(1, 2, 1)), "reply 1 timed out after 2s (1 byte of it received)"
         )
         self.assertIn("(1,200 bytes of it received)", str(ReplyTimeout(1, 2, 1200)))
+
+
+class PlainTests(SynchronousTestCase):
+    """
+    With C{plain} (C{--plain}), the client expects every reply unchanged,
+    as an RFC 862 echo sends it; against the other echo, the mismatch line
+    says what the replies look like.
+    """
+
+    def ping(self, plain: bool, serverPlain: bool) -> UppercaseClientProtocol:
+        clock = Clock()
+        settings = ClientSettings(message=b"Hello \xff", count=3, interval=0.5, plain=plain)
+        protocol = UppercaseClientProtocol.fromSettings(settings, clock=clock)
+        connection = connectInMemory(
+            UppercaseFactory(clock, logData=False, idleTimeout=0, plain=serverPlain), protocol
+        )
+        for _ in range(3):
+            clock.advance(0.5)
+            connection.flush()
+        return protocol
+
+    def test_plainAgainstPlainEcho(self) -> None:
+        """
+        C{plain} against the plain echo: every reply verified.
+        """
+        protocol = self.ping(plain=True, serverPlain=True)
+        self.assertIsNone(self.successResultOf(protocol.done))
+        self.assertEqual((protocol.sent, protocol.verified), (3, 3))
+
+    def test_uppercaseAgainstPlainEcho(self) -> None:
+        """
+        Without C{plain}, a plain echo's first reply is a mismatch whose
+        line says the reply is unchanged, and suggests C{--plain}.
+        """
+        protocol = self.ping(plain=False, serverPlain=True)
+        failure = self.failureResultOf(protocol.done, ReplyMismatch)
+        self.assertEqual(
+            str(failure.value),
+            "reply 1 does not match at byte 1: expected 45, received 65; bytes 0-7: "
+            'expected 48 45 4c 4c 4f 20 ff 0a "HELLO ..", received 48 65 6c 6c 6f 20 ff 0a '
+            '"Hello .." (unchanged: is it a plain RFC 862 echo? try --plain)',
+        )
+
+    def test_plainAgainstUppercaseEcho(self) -> None:
+        """
+        With C{plain}, the uppercase echo's first reply is a mismatch whose
+        line says the reply is uppercased.
+        """
+        protocol = self.ping(plain=True, serverPlain=False)
+        failure = self.failureResultOf(protocol.done, ReplyMismatch)
+        self.assertEqual(protocol.verified, 0)
+        self.assertTrue(
+            str(failure.value).endswith(
+                "(uppercased: is it the uppercase echo? it expects no --plain)"
+            ),
+            str(failure.value),
+        )
+
+    def test_otherMismatchNoHint(self) -> None:
+        """
+        A reply wrong in another way gets no such hint.
+        """
+        clock = Clock()
+        protocol = UppercaseClientProtocol(b"hello", clock=clock, plain=True)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"hellx\n")
+        protocol.connectionLost(Failure(ConnectionLost()))
+        failure = self.failureResultOf(protocol.done, ReplyMismatch)
+        self.assertTrue(str(failure.value).endswith('"hellx."'), str(failure.value))

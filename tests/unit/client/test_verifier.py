@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.client._verifier import EXCERPT_BYTES, Mismatch, ReplyVerifier
+from uppercase.client._verifier import EXCERPT_BYTES, Mismatch, ReplyVerifier, echoHint
 
 
 def cuts(data: bytes, points: list[int]) -> list[bytes]:
@@ -212,3 +212,47 @@ class ReplyVerifierTests(SynchronousTestCase):
         A message of no bytes is refused.
         """
         self.assertRaises(ValueError, ReplyVerifier, 0)
+
+
+class EchoHintTests(SynchronousTestCase):
+    """
+    L{echoHint} says when a wrong reply looks like the other echo's.
+    """
+
+    def mismatch(self, expected: bytes, received: bytes) -> Mismatch:
+        verifier = ReplyVerifier(len(expected))
+        verifier.expect(expected)
+        _, _, (found,) = verifier.feed(received)
+        return found
+
+    def test_unchangedWhereUppercaseDue(self) -> None:
+        """
+        Bytes back unchanged where their uppercase was due: a plain echo.
+        """
+        found = self.mismatch(b"HELLO \xe9\n", b"hello \xe9\n")
+        self.assertEqual(
+            echoHint(found, plain=False), " (unchanged: is it a plain RFC 862 echo? try --plain)"
+        )
+        self.assertEqual(echoHint(found, plain=True), "")
+
+    def test_uppercasedWhereUnchangedDue(self) -> None:
+        """
+        Bytes back uppercased where they were due unchanged: the uppercase
+        echo.
+        """
+        found = self.mismatch(b"hello\n", b"HELLO\n")
+        self.assertEqual(
+            echoHint(found, plain=True),
+            " (uppercased: is it the uppercase echo? it expects no --plain)",
+        )
+        self.assertEqual(echoHint(found, plain=False), "")
+
+    def test_otherwiseNothing(self) -> None:
+        """
+        Other wrong bytes, and bytes when none were due, get no hint.
+        """
+        found = self.mismatch(b"hello\n", b"hellx\n")
+        self.assertEqual((echoHint(found, True), echoHint(found, False)), ("", ""))
+        verifier = ReplyVerifier(4)
+        _, _, (extra,) = verifier.feed(b"abcd")
+        self.assertEqual((echoHint(extra, True), echoHint(extra, False)), ("", ""))

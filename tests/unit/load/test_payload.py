@@ -94,3 +94,32 @@ class PayloadTests(SynchronousTestCase):
         start = pattern.start
         self.assertEqual(out[:3000], ((block * 4)[start : start + 3000]))
         self.assertEqual(pattern.expected(100, 50), asciiUpper(pattern.chunk(100, 50)))
+
+
+class PlainPayloadTests(SynchronousTestCase):
+    """
+    With C{plain}, the reply due is the message itself, unchanged: the same
+    bytes object, no copy made.
+    """
+
+    def test_repliesAreTheMessages(self) -> None:
+        """
+        For text and random payloads, short and long, one message or many,
+        the reply due is what is sent (the same object), and what is sent
+        is what the uppercase run sends.
+        """
+        for kind, size in (("text", 10), ("random", 5), ("random", 100)):
+            plain = Payloads(kind, size, seed=3, plain=True)
+            upper = Payloads(kind, size, seed=3)
+            for sent, expected in (plain.message(2, 7), plain.messages(2, 7, 5)):
+                self.assertIs(sent, expected, (kind, size))
+            self.assertEqual(plain.message(2, 7)[0], upper.message(2, 7)[0])
+            self.assertEqual(plain.messages(2, 7, 5)[0], upper.messages(2, 7, 5)[0])
+
+    def test_streamExpectsItself(self) -> None:
+        """
+        A plain stream's reply due is the stream itself.
+        """
+        pattern = StreamPattern(1, 3, plain=True)
+        self.assertEqual(pattern.expected(100, 5000), pattern.chunk(100, 5000))
+        self.assertNotEqual(StreamPattern(1, 3).expected(100, 5000), pattern.chunk(100, 5000))
