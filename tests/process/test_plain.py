@@ -32,7 +32,7 @@ EVERY_BYTE = bytes(range(256)) * 1024
 """256 KiB holding every byte value, C{a}-C{z}, NUL and 0x80-0xff included."""
 
 
-def exchange(family: int, address: object, data: bytes = EVERY_BYTE) -> bytes:
+def exchange(family: int, address: tuple[str, int] | str, data: bytes = EVERY_BYTE) -> bytes:
     """
     Send C{data} while reading, half-close, and read until the server
     closes: what came back.
@@ -97,11 +97,12 @@ class PlainServerTests(SynchronousTestCase):
         server.waitFor(r"serving on .* \(plain echo, RFC 862\)$")
         proxy = HAProxy(proxied, "send-proxy-v2")
         self.addCleanup(proxy.stop)
-        for family, address in [
+        addresses: list[tuple[int, tuple[str, int] | str]] = [
             (socket.AF_INET, ("127.0.0.1", tcp)),
             (socket.AF_UNIX, path),
             (socket.AF_INET, ("127.0.0.1", proxy.port)),
-        ]:
+        ]
+        for family, address in addresses:
             received = exchange(family, address)
             self.assertTrue(received == EVERY_BYTE, f"{address}: {len(received)} bytes back")
         for connect in [f"tcp:127.0.0.1:{tcp}", f"tls:localhost:{tls}:trustRoots={roots}"]:
