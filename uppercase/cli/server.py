@@ -27,6 +27,7 @@ from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
 from uppercase.server._factory import UppercaseFactory
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
+from uppercase.server._udp import DatagramServer
 from uppercase.workers.worker import WorkerControl, WorkerSpec
 
 log = Logger()
@@ -64,6 +65,7 @@ class ServerOptions(usage.Options):
     )
     optFlags = [
         ["quiet", "q", "Do not log received data (connections are still logged)."],
+        ["plain", None, "Echo every byte back unchanged (RFC 862), not uppercased."],
     ]
     optParameters = ServerSettings.optParameters()
     settings: ServerSettings
@@ -92,6 +94,7 @@ class ServerOptions(usage.Options):
             self,
             listen=tuple(self["listen"]) or DEFAULTS.listen,
             logData=not self["quiet"],
+            plain=bool(self["plain"]),
         )
         self["listen"] = list(self.settings.listen)
 
@@ -204,6 +207,20 @@ def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
     )
 
 
+def makeDatagramServer(settings: ServerSettings, reactor: Any) -> DatagramServer:
+    """
+    The server's echo over UDP, as C{settings} say.
+    """
+    return DatagramServer(
+        reactor,
+        perSource=settings.udpRatePerSource,
+        bytesPerSource=settings.udpBytesPerSource,
+        total=settings.udpRate,
+        plain=settings.plain,
+        logData=settings.logData,
+    )
+
+
 def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
     """
     Build the server's service from parsed options; nothing listens until it
@@ -225,6 +242,7 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         reactor,
         shutdownTimeout=settings.shutdownTimeout,
         metrics=settings.metrics,
+        datagrams=makeDatagramServer(settings, reactor),
     )
     return ServerCommand(server, reactor, factory.abortAll)
 
@@ -242,6 +260,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         reactor,
         shutdownTimeout=settings.shutdownTimeout,
         inherited=spec.sockets,
+        datagrams=makeDatagramServer(settings, reactor),
     )
 
     def retire() -> None:
@@ -265,6 +284,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         retire,
         reactor.stop,
         factory.abortAll,
+        datagrams=server.datagrams.counts,
     )
     command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
@@ -294,6 +314,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         settings,
         maxConnections=workerShare(settings.maxConnections, count),
         maxPendingHeaders=workerShare(settings.maxPendingHeaders, count),
+        udpRate=workerShare(settings.udpRate, count),
         workers=1,
         metrics=None,
     )
@@ -302,6 +323,8 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         workerArgs += ["--listen", description]
     if not settings.logData:
         workerArgs.append("--quiet")
+    if settings.plain:
+        workerArgs.append("--plain")
     relayEvents = relayKind(twistd)
     logger = twistd.get("logger") if twistd is not None else None
     json = relayEvents is not None or logger in (jsonlog.stdout, "uppercase.jsonlog.stdout")
@@ -328,11 +351,18 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
     )
     if settings.metrics is not None:
         # Only with --metrics: it loads prometheus_client and twisted.web.
-        from uppercase.server._metrics import METRICS_ALPN, metricsFactory
+        from uppercase.server._metrics import METRICS_ALPN, DatagramCollector, metricsFactory
         from uppercase.server._service import NamedListener
         from uppercase.workers.metrics import WorkerCollector
 
-        site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
+        site = metricsFactory(
+            supervisor.totals,
+            reactor,
+            collectors=[
+                WorkerCollector(supervisor),
+                DatagramCollector(supervisor.totals.datagramCounts),
+            ],
+        )
         NamedListener(
             settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
         ).setServiceParent(command)

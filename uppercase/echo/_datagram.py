@@ -18,13 +18,14 @@ datagram is handled drops that datagram (C{unreadable}), never the port.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 
 __all__ = [
+    "COUNT_NAMES",
     "DROP_REASONS",
     "GLOBAL_RATE",
     "MAX_DATAGRAM",
@@ -72,6 +73,11 @@ UNREADABLE = "unreadable"
 DROP_REASONS = (TOO_LARGE, SOURCE_RATE, GLOBAL_RATE, SEND_FAILED, UNREADABLE)
 """Why a datagram is dropped, as the logs and metrics name it."""
 
+COUNT_NAMES = ("received", "receivedBytes", "sent", "sentBytes") + tuple(
+    f"dropped:{reason}" for reason in DROP_REASONS
+)
+"""The name of each of L{DatagramCounts}' counts (see L{DatagramCounts.asDict})."""
+
 Address = Tuple[Any, ...]
 
 
@@ -115,6 +121,21 @@ class DatagramCounts:
         self.sent = 0
         self.sentBytes = 0
         self.dropped: Dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+
+    @classmethod
+    def fromDict(cls, counts: Mapping[str, int]) -> DatagramCounts:
+        """
+        The counts C{counts} names (as L{asDict} names them; 0 for those
+        it lacks).
+        """
+        made = cls()
+        made.received = counts.get("received", 0)
+        made.receivedBytes = counts.get("receivedBytes", 0)
+        made.sent = counts.get("sent", 0)
+        made.sentBytes = counts.get("sentBytes", 0)
+        for reason in DROP_REASONS:
+            made.dropped[reason] = counts.get(f"dropped:{reason}", 0)
+        return made
 
     def asDict(self) -> dict[str, int]:
         """
@@ -244,7 +265,7 @@ class DatagramEcho(DatagramProtocol):
             reason = self.admission.check(addr[0], size)
             if reason is None:
                 try:
-                    self.transport.write(self.transform(datagram), addr)
+                    self.transport.write(self.transform(datagram), addr)  # type: ignore[union-attr]
                 except (OSError, MessageLengthError):
                     reason = SEND_FAILED
                 else:

@@ -43,7 +43,7 @@ class FakeDatagramTransport:
 
 
 def echo(
-    plain: bool = False, **limits: float
+    plain: bool = False, **limits: Any
 ) -> tuple[DatagramEcho, FakeDatagramTransport, Clock, list[Any]]:
     clock = Clock()
     seen: list[Any] = []
@@ -59,7 +59,10 @@ def echo(
 
 
 def dropped(counts: DatagramCounts, **expected: int) -> dict[str, int]:
-    return {**dict.fromkeys(DROP_REASONS, 0), **{k.replace("_", "-"): v for k, v in expected.items()}}
+    return {
+        **dict.fromkeys(DROP_REASONS, 0),
+        **{k.replace("_", "-"): v for k, v in expected.items()},
+    }
 
 
 class EchoTests(SynchronousTestCase):
