@@ -30,7 +30,7 @@ from uppercase.echo._datagram import (
     DatagramCounts,
     DatagramEcho,
 )
-from uppercase.net.endpoints import arguments, fields
+from uppercase.net.endpoints import arguments, escapeBrackets, fields
 from uppercase.net.peer import formatPeer, unmapped
 
 __all__ = [
@@ -93,7 +93,7 @@ def parseUDP(description: str) -> UDPAddress:
 
     @raise ValueError: saying what is wrong, in a few words.
     """
-    args, kwargs = arguments(description)
+    args, kwargs = arguments(escapeBrackets(description))
     if not args or args[0].lower() != UDP_PREFIX:
         raise ValueError("not a udp: endpoint")
     positional = args[1:]
@@ -108,8 +108,6 @@ def parseUDP(description: str) -> UDPAddress:
     if not text.isdigit() or not text.isascii() or not 0 <= int(text) <= 65535:
         raise ValueError(f"the port must be a number from 0 to 65535, not {positional[0]!r}")
     interface = kwargs.get("interface", "")
-    if interface.startswith("[") and interface.endswith("]"):
-        interface = interface[1:-1]
     if interface and not (abstract.isIPAddress(interface) or abstract.isIPv6Address(interface)):
         raise ValueError(f"the interface must be an IPv4 or IPv6 address, not {interface!r}")
     return UDPAddress(int(text), interface)
@@ -311,9 +309,7 @@ class DatagramListener(Service):
             family = probe.family
             probe.detach()
             os.set_blocking(self.fd, False)  # after the probe (PyPy's makes it blocking)
-            return self._reactor.adoptDatagramPort(
-                self.fd, family, protocol, RECEIVE_BUFFER
-            )
+            return self._reactor.adoptDatagramPort(self.fd, family, protocol, RECEIVE_BUFFER)
         assert self.address is not None
         return self._reactor.listenUDP(
             self.address.port, protocol, self.address.interface, RECEIVE_BUFFER
