@@ -55,7 +55,7 @@ class UDPServer(Twistd):
     def metrics(self) -> bytes:
         url = f"http://127.0.0.1:{self.metricsPort}/metrics"
         with urllib.request.urlopen(url, timeout=DEADLINE) as response:
-            return response.read()  # type: ignore[no-any-return]
+            return response.read()
 
 
 def exchange(
@@ -149,8 +149,7 @@ class FloodTests(SynchronousTestCase):
     def test_floodLimitedOthersServed(self) -> None:
         """
         With C{--udp-rate-per-source 50}, 2,000 datagrams sent within a
-        fraction of a second from
-        127.0.0.2 get at most about 50 replies, the rest counted as dropped
+        fraction of a second from 127.0.0.2 get at most about 50 replies, the rest counted as dropped
         over the per-source rate (in the log line and the metrics alike),
         while 127.0.0.1 is still served; the counts add up.
         """
@@ -282,7 +281,7 @@ class WorkersTests(SynchronousTestCase):
         def scrape() -> bytes:
             url = f"http://127.0.0.1:{metricsPort}/metrics"
             with urllib.request.urlopen(url, timeout=DEADLINE) as response:
-                return response.read()  # type: ignore[no-any-return]
+                return response.read()
 
         self.assertTrue(
             poll(lambda: sample(scrape(), "uppercase_datagrams_sent_total") == 40),
