@@ -6,9 +6,9 @@ endpoint), the echo's limits and counts for the whole server
 (C{reactor.listenUDP}) or adopts a socket passed in (a worker's, or
 systemd's C{ListenDatagram=}) with C{reactor.adoptDatagramPort}.
 
-    udp:9527                        every IPv4 address
-    udp:9527:interface=127.0.0.1
-    udp:port=9527:interface=\:\:1   IPv6 (colons escaped, as tcp: strings)
+C{udp:9527} listens on every IPv4 address, C{udp:9527:interface=127.0.0.1}
+on one, C{udp:port=9527:interface=\:\:1} on IPv6 (colons escaped, as in
+C{tcp:} strings).
 """
 
 from __future__ import annotations
