@@ -27,6 +27,7 @@ from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
 from uppercase.server._factory import UppercaseFactory
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
+from uppercase.server._udp import DatagramServer
 from uppercase.workers.worker import WorkerControl, WorkerSpec
 
 log = Logger()
@@ -207,6 +208,20 @@ def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
     )
 
 
+def makeDatagramServer(settings: ServerSettings, reactor: Any) -> DatagramServer:
+    """
+    The server's echo over UDP, as C{settings} say.
+    """
+    return DatagramServer(
+        reactor,
+        perSource=settings.udpRatePerSource,
+        bytesPerSource=settings.udpBytesPerSource,
+        total=settings.udpRate,
+        plain=settings.plain,
+        logData=settings.logData,
+    )
+
+
 def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
     """
     Build the server's service from parsed options; nothing listens until it
@@ -228,6 +243,7 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         reactor,
         shutdownTimeout=settings.shutdownTimeout,
         metrics=settings.metrics,
+        datagrams=makeDatagramServer(settings, reactor),
     )
     return ServerCommand(server, reactor, factory.abortAll)
 
@@ -245,6 +261,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         reactor,
         shutdownTimeout=settings.shutdownTimeout,
         inherited=spec.sockets,
+        datagrams=makeDatagramServer(settings, reactor),
     )
 
     def retire() -> None:
@@ -268,6 +285,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         retire,
         reactor.stop,
         factory.abortAll,
+        datagrams=server.datagrams.counts,
     )
     command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
@@ -297,6 +315,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         settings,
         maxConnections=workerShare(settings.maxConnections, count),
         maxPendingHeaders=workerShare(settings.maxPendingHeaders, count),
+        udpRate=workerShare(settings.udpRate, count),
         workers=1,
         metrics=None,
     )
@@ -333,11 +352,18 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
     )
     if settings.metrics is not None:
         # Only with --metrics: it loads prometheus_client and twisted.web.
-        from uppercase.server._metrics import METRICS_ALPN, metricsFactory
+        from uppercase.server._metrics import METRICS_ALPN, DatagramCollector, metricsFactory
         from uppercase.server._service import NamedListener
         from uppercase.workers.metrics import WorkerCollector
 
-        site = metricsFactory(supervisor.totals, reactor, collectors=[WorkerCollector(supervisor)])
+        site = metricsFactory(
+            supervisor.totals,
+            reactor,
+            collectors=[
+                WorkerCollector(supervisor),
+                DatagramCollector(supervisor.totals.datagramCounts),
+            ],
+        )
         NamedListener(
             settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
         ).setServiceParent(command)

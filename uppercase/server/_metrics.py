@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import typing
 from io import BytesIO
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,6 +44,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
+from uppercase.echo._datagram import DatagramCounts
 from uppercase.net.peer import describePeer, formatPeer
 from uppercase.server._refusals import RefusalLog
 from uppercase.server._state import ServerState
@@ -122,6 +123,44 @@ class ServerCollector:
             "uppercase_bytes_received", "Bytes received from clients.", value=received
         )
         yield CounterMetricFamily("uppercase_bytes_sent", "Bytes sent back to clients.", value=sent)
+
+
+class DatagramCollector:
+    """
+    The datagram echo's counters (L{uppercase.echo.DatagramCounts}), read
+    from C{counts()} at scrape time: the same counts the UDP log lines sum.
+    """
+
+    def __init__(self, counts: Callable[[], DatagramCounts]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts()
+        yield CounterMetricFamily(
+            "uppercase_datagrams_received", "UDP datagrams received.", value=counts.received
+        )
+        yield CounterMetricFamily(
+            "uppercase_datagram_bytes_received",
+            "Bytes received in UDP datagrams.",
+            value=counts.receivedBytes,
+        )
+        yield CounterMetricFamily(
+            "uppercase_datagrams_sent", "UDP datagrams echoed.", value=counts.sent
+        )
+        yield CounterMetricFamily(
+            "uppercase_datagram_bytes_sent",
+            "Bytes sent back in UDP datagrams.",
+            value=counts.sentBytes,
+        )
+        dropped = CounterMetricFamily(
+            "uppercase_datagrams_dropped",
+            "UDP datagrams dropped, by reason (too-large, source-rate, global-rate, "
+            "send-failed, unreadable).",
+            labels=["reason"],
+        )
+        for reason, count in counts.dropped.items():
+            dropped.add_metric([reason], count)
+        yield dropped
 
 
 def metricsRegistry(factory: ServerState, collectors: Sequence[Any] = ()) -> CollectorRegistry:

@@ -34,6 +34,13 @@ from uppercase.server._endpoints import (
 from uppercase.server._factory import UppercaseFactory
 from uppercase.server._fdlimit import LimitAccess, connectionCapacity
 from uppercase.server._settings import DEFAULTS
+from uppercase.server._udp import (
+    DatagramListener,
+    DatagramServer,
+    datagramSocket,
+    isUDP,
+    parseUDP,
+)
 
 __all__ = ["ListenError", "NamedListener", "UppercaseService"]
 
@@ -145,6 +152,9 @@ class UppercaseService(MultiService):
     @param inherited: for a worker of a supervisor (L{uppercase.workers.supervisor}),
         one listening socket per description, made by the supervisor: each
         description listens on its socket instead of binding one.
+    @param datagrams: the echo over UDP, for C{udp:} endpoints and datagram
+        sockets (a C{systemd:} one from C{ListenDatagram=}, or a worker's);
+        one with the default limits if not given.
     """
 
     def __init__(
@@ -157,8 +167,16 @@ class UppercaseService(MultiService):
         metrics: str | None = None,
         fdLimits: LimitAccess | None = None,
         inherited: Sequence[int] | None = None,
+        datagrams: DatagramServer | None = None,
     ) -> None:
         super().__init__()
+        self.datagrams = datagrams or DatagramServer(
+            reactor,
+            perSource=DEFAULTS.udpRatePerSource,
+            bytesPerSource=DEFAULTS.udpBytesPerSource,
+            total=DEFAULTS.udpRate,
+            logData=factory.logData,
+        )
         self.factory = factory
         self.descriptions = list(descriptions)
         self.shutdownTimeout = shutdownTimeout
@@ -171,6 +189,14 @@ class UppercaseService(MultiService):
         if inherited is not None and len(inherited) != len(self.descriptions):
             raise ValueError("one inherited socket per endpoint is needed")
         for index, description in enumerate(self.descriptions):
+            fd = (
+                inherited[index]
+                if inherited is not None
+                else systemdDescriptor(description, reactor)
+            )
+            if isUDP(description) or (fd is not None and datagramSocket(fd)):
+                self._listenDatagrams(description, fd, reactor)
+                continue
             endpoint = withDefaultBacklog(description)
             listenFactory: IProtocolFactory = factory
             if endpoint.startswith(PROXY_PREFIX):
@@ -187,12 +213,14 @@ class UppercaseService(MultiService):
             from uppercase.server._metrics import (
                 METRICS_ALPN,
                 METRICS_MAX_DESCRIPTORS,
+                DatagramCollector,
                 metricsFactory,
             )
 
             # Its connections, and those aborted to make room until closed.
             self.metricsConnections = METRICS_MAX_DESCRIPTORS
-            site = metricsFactory(factory, reactor)
+            counts = self.datagrams.counts
+            site = metricsFactory(factory, reactor, collectors=[DatagramCollector(lambda: counts)])
             self._listen(
                 metrics,
                 withDefaultBacklog(metrics),
@@ -225,6 +253,18 @@ class UppercaseService(MultiService):
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(self)
         self._listeners.append((name, listener, purpose))
+
+    def _listenDatagrams(self, name: str, fd: int | None, reactor: Any) -> None:
+        """
+        Serve the datagram echo on the C{udp:} endpoint C{name}, or on the
+        datagram socket C{fd} (whose C{name} says where it came from).
+        """
+        if fd is not None:
+            listener = DatagramListener(self.datagrams, reactor, fd=fd)
+        else:
+            listener = DatagramListener(self.datagrams, reactor, parseUDP(name))
+        listener.setServiceParent(self)
+        self._listeners.append((name, listener, ""))
 
     def fitDescriptorLimit(self) -> None:
         """
@@ -325,3 +365,21 @@ class UppercaseService(MultiService):
         draining = self.factory.shutdown(self.shutdownTimeout)
         stopping = super().stopService()
         return gatherResults([stopping, draining])
+
+
+def systemdDescriptor(description: str, reactor: Any) -> int | None:
+    """
+    The descriptor of the socket systemd passed for C{description}, if it
+    is a C{systemd:} endpoint string that Twisted finds one for (by
+    C{index=} or C{name=}); L{None} otherwise.
+    """
+    if fields(description)[0].lower() != "systemd":
+        return None
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        endpoint = serverFromString(reactor, description)
+    except Exception:
+        return None  # Said when it listens, as for a stream socket.
+    fileno = getattr(endpoint, "fileno", None)
+    return fileno if isinstance(fileno, int) else None

@@ -25,6 +25,7 @@ from uppercase._settings import (
 )
 from uppercase.net.adopt import workerDescription
 from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
+from uppercase.server._udp import isUDP, parseUDP
 
 
 def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
@@ -41,6 +42,10 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
     # twistd chooses the reactor after it has read the options.
     from twisted.internet import reactor
 
+    proxied = description.startswith(PROXY_PREFIX)
+    if isUDP(description[len(PROXY_PREFIX) :] if proxied else description):
+        _checkUDP(description, option)
+        return
     trailing = len(description) - len(description.rstrip("\\"))
     if trailing % 2:
         # Twisted's parser fails on it with "generator raised StopIteration",
@@ -59,6 +64,23 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
     except Exception as e:
         reason = systemdParseProblem(endpoint, e) or e
         raise SettingError(f"{option} {description!r} is not a valid endpoint: {reason}") from None
+
+
+def _checkUDP(description: str, option: str) -> None:
+    if option != "--listen":
+        raise SettingError(
+            f"{option} {description!r} is not a valid endpoint: "
+            "it is served over a stream (tcp:, unix:, ssl:), not UDP"
+        )
+    if description.startswith(PROXY_PREFIX):
+        raise SettingError(
+            f"{option} {description!r} is not a valid endpoint: "
+            "PROXY headers come before a stream, not on UDP"
+        )
+    try:
+        parseUDP(description)
+    except ValueError as e:
+        raise SettingError(f"{option} {description!r} is not a valid endpoint: {e}") from None
 
 
 MAX_WORKERS = 256
@@ -160,6 +182,30 @@ class ServerSettings(Settings):
         "(e.g. tcp:9100:interface=127.0.0.1). Off by default.",
         _checkMetrics,
         name="metrics",
+    )
+    udpRatePerSource: int = setting(
+        1000,
+        None,
+        "Most UDP datagrams a second echoed to one address; past it they are dropped "
+        "and counted (0: unlimited).",
+        checkWholeNumber,
+        name="udp-rate-per-source",
+    )
+    udpBytesPerSource: int = setting(
+        1000000,
+        None,
+        "Most UDP bytes a second echoed to one address; past it datagrams are dropped "
+        "and counted (0: unlimited; at least 65507 lets every datagram through).",
+        checkWholeNumber,
+        name="udp-bytes-per-source",
+    )
+    udpRate: int = setting(
+        10000,
+        None,
+        "Most UDP datagrams a second echoed in all; past it they are dropped and "
+        "counted (0: unlimited).",
+        checkWholeNumber,
+        name="udp-rate",
     )
     listen: Tuple[str, ...] = ("tcp:9527",)
     logData: bool = True

@@ -30,10 +30,13 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
+from uppercase.echo._datagram import COUNT_NAMES
+
 __all__ = [
     "ABORT",
     "COUNTS",
     "COUNTS_REPORT",
+    "DATAGRAM_PREFIX",
     "DEFAULT_WHY",
     "DELIMITER",
     "READY",
@@ -49,8 +52,15 @@ __all__ = [
 
 log = Logger()
 
-COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent")
-"""What a worker counts and reports (see L{uppercase.workers.worker.counts})."""
+DATAGRAM_PREFIX = "udp:"
+"""What starts the names of the datagram echo's counts in a report."""
+
+COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent") + tuple(
+    DATAGRAM_PREFIX + name for name in COUNT_NAMES
+)
+"""What a worker counts and reports (see L{uppercase.workers.worker.counts}):
+its connections' counts, then its datagram echo's
+(L{uppercase.echo.DatagramCounts})."""
 
 READY = "ready"
 """The C{type} of the worker's message saying it listens."""

@@ -9,7 +9,8 @@ from typing import Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from uppercase.workers.control import COUNTS
+from uppercase.echo._datagram import COUNT_NAMES, DatagramCounts
+from uppercase.workers.control import COUNTS, DATAGRAM_PREFIX
 
 __all__ = ["CountedSlot", "CountedWorker", "Totals", "WorkerCollector", "WorkerPool"]
 
@@ -97,6 +98,14 @@ class Totals:
 
     def byteCounts(self) -> tuple[int, int]:
         return self._sum("received"), self._sum("sent")
+
+    def datagramCounts(self) -> DatagramCounts:
+        """
+        The datagram echo's counts over the workers.
+        """
+        return DatagramCounts.fromDict(
+            {name: self._sum(DATAGRAM_PREFIX + name) for name in COUNT_NAMES}
+        )
 
 
 class WorkerCollector:

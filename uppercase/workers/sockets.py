@@ -169,10 +169,37 @@ class SocketMaker:
         sock.listen(backlog)
         return _NotListening(address)
 
+    def listenUDP(self, port: int, interface: str = "") -> _NotListening:
+        """
+        Make one C{SO_REUSEPORT} UDP socket per worker slot on C{(interface,
+        port)}: the kernel spreads the datagrams over them by a hash of
+        their addresses, so one source's datagrams reach one worker.
+        """
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        if port:
+            claimPort(family, interface, port, socket.SOCK_DGRAM)
+        made: list[Planned] = []
+        try:
+            for slot in range(self.slots):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                made.append(Planned(sock, slot))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((interface, port))
+                port = sock.getsockname()[1]
+        except OSError:
+            for planned in made:
+                planned.socket.close()
+            raise
+        self.endpoints.append(made)
+        return _NotListening(made[0].socket.getsockname())
+
     def adoptStreamPort(
         self, fileDescriptor: int, addressFamily: int, factory: IProtocolFactory
     ) -> _NotListening:
-        sock = socket.socket(addressFamily, socket.SOCK_STREAM, fileno=os.dup(fileDescriptor))
+        # The socket's own type: systemd passes datagram sockets too
+        # (ListenDatagram=), which the workers adopt as such.
+        sock = socket.socket(fileno=os.dup(fileDescriptor))
         sock.setblocking(False)
         self.endpoints.append([Planned(sock, None)])
         return _NotListening(None)
@@ -252,7 +279,7 @@ def _staleSocket(path: str) -> bool:
     return False
 
 
-def claimPort(family: int, interface: str, port: int) -> None:
+def claimPort(family: int, interface: str, port: int, kind: int = socket.SOCK_STREAM) -> None:
     """
     Check that nothing listens on C{(interface, port)} yet, as binding a
     socket without C{SO_REUSEPORT} does (Twisted's own listeners bind so):
@@ -262,8 +289,9 @@ def claimPort(family: int, interface: str, port: int) -> None:
 
     @raise OSError: C{EADDRINUSE} if something listens there.
     """
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with socket.socket(family, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((interface, port))
 
 

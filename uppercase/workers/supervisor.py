@@ -42,6 +42,7 @@ from twisted.python.failure import Failure
 from uppercase.server._endpoints import PROXY_PREFIX, systemdSocketProblem, withDefaultBacklog
 from uppercase.server._fdlimit import FD_HEADROOM, LimitAccess, connectionCapacity, softLimit
 from uppercase.server._service import ListenError, reasonOf
+from uppercase.server._udp import isUDP, parseUDP
 from uppercase.workers.child import WorkerProcess, describeEnd, gatherEnds
 from uppercase.workers.control import COUNTS, supervisorEndFactory
 from uppercase.workers.metrics import Totals
@@ -584,6 +585,9 @@ def planListeners(descriptions: Sequence[str], count: int) -> SocketMaker:
         if problem is not None:
             raise ListenError(description, problem)
         try:
+            if isUDP(description):
+                address = parseUDP(description)
+                return maker.listenUDP(address.port, address.interface)
             return listenThrough(maker, endpoint)
         except Exception as e:
             raise ListenError(description, reasonOf(e)) from None

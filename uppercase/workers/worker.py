@@ -26,8 +26,9 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
+from uppercase.echo._datagram import DatagramCounts
 from uppercase.server._state import ServerState
-from uppercase.workers.control import WorkerEnd, workerEndFactory
+from uppercase.workers.control import DATAGRAM_PREFIX, WorkerEnd, workerEndFactory
 
 __all__ = [
     "REPORT_INTERVAL",
@@ -108,12 +109,13 @@ def workerLabel(slot: int, generation: int) -> str:
     return str(slot) if generation == 1 else f"{slot}.{generation}"
 
 
-def counts(factory: ServerState) -> dict[str, int]:
+def counts(factory: ServerState, datagrams: DatagramCounts | None = None) -> dict[str, int]:
     """
-    A factory's counts, as a worker reports them: one for each of
-    L{uppercase.workers.control.COUNTS}.
+    A factory's counts and its datagram echo's, as a worker reports them:
+    one for each of L{uppercase.workers.control.COUNTS}.
     """
     received, sent = factory.byteCounts()
+    udp = (datagrams or DatagramCounts()).asDict()
     return {
         "accepted": factory.accepted,
         "active": len(factory.connections),
@@ -121,6 +123,7 @@ def counts(factory: ServerState) -> dict[str, int]:
         "idleClosed": factory.idleClosed,
         "received": received,
         "sent": sent,
+        **{DATAGRAM_PREFIX + name: count for name, count in udp.items()},
     }
 
 
@@ -145,6 +148,7 @@ class WorkerControl(Service):
         retire: Callable[[], None],
         stop: Callable[[], None],
         abort: Callable[[str], None] = lambda why: None,
+        datagrams: DatagramCounts | None = None,
     ) -> None:
         self.spec = spec
         self._factory = factory
@@ -153,6 +157,7 @@ class WorkerControl(Service):
         self._retire = retire
         self._stop = stop
         self._abort = abort
+        self._datagrams = datagrams
         self._line: WorkerEnd | None = None
         self._report: IDelayedCall | None = None
         self._stopping = False
@@ -182,7 +187,7 @@ class WorkerControl(Service):
         Send the counts now.
         """
         if self._line is not None:
-            self._line.counts(counts(self._factory))
+            self._line.counts(counts(self._factory, self._datagrams))
 
     def finalReport(self) -> None:
         """
@@ -190,7 +195,7 @@ class WorkerControl(Service):
         reactor, about to stop, would drop what its buffer still holds.
         """
         if self._line is not None:
-            self._line.countsNow(counts(self._factory))
+            self._line.countsNow(counts(self._factory, self._datagrams))
 
     def retire(self) -> None:
         """

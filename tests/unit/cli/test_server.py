@@ -153,8 +153,42 @@ class ServerOptionsTests(SynchronousTestCase):
                 ("--shutdown-timeout", "nan"),
                 ("--max-connections", "-5"),
                 ("--max-per-ip", "1.5"),
+                ("--udp-rate", "-1"),
+                ("--udp-rate-per-source", "lots"),
+                ("--udp-bytes-per-source", "1e3"),
             ],
         )
+
+    def test_udpOptions(self) -> None:
+        """
+        C{--listen udp:...}, the UDP limits and C{--plain} reach the
+        settings; the documented defaults otherwise.
+        """
+        options = self.parse(
+            "--listen", "udp:9527", "--udp-rate", "0", "--udp-rate-per-source", "5", "--plain"
+        )
+        settings = options.settings
+        self.assertEqual(settings.listen, ("udp:9527",))
+        self.assertEqual((settings.udpRate, settings.udpRatePerSource), (0, 5))
+        self.assertEqual(settings.udpBytesPerSource, 1000000)
+        self.assertTrue(settings.plain)
+        defaults = self.parse().settings
+        self.assertEqual(
+            (defaults.udpRatePerSource, defaults.udpBytesPerSource, defaults.udpRate),
+            (1000, 1000000, 10000),
+        )
+        self.assertFalse(defaults.plain)
+
+    def test_udpService(self) -> None:
+        """
+        The service built for C{--listen udp:...} echoes datagrams with the
+        limits and C{--plain} the options give.
+        """
+        options = self.parse("--listen", "udp:9527", "--udp-rate-per-source", "5", "--plain")
+        command = twistdServer.makeService(options, MemoryReactorClock())
+        datagrams = command.server.datagrams
+        self.assertEqual(datagrams.admission.perSource, 5)
+        self.assertEqual(datagrams.buildProtocol().transform(b"ab"), b"ab")
 
     def test_asciiNumbersOnly(self) -> None:
         """

@@ -16,10 +16,12 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase.echo import DatagramCounts
 from uppercase.server._metrics import (
     METRICS_MAX_CONNECTIONS,
     METRICS_MAX_PER_ADDRESS,
     METRICS_REQUEST_TIMEOUT,
+    DatagramCollector,
     metricsFactory,
     metricsRegistry,
     metricsSite,
@@ -187,6 +189,27 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(sample(text, "uppercase_idle_timeouts_total"), 2)
         self.assertEqual(sample(text, "uppercase_bytes_received_total"), 1000)
         self.assertEqual(sample(text, "uppercase_bytes_sent_total"), 900)
+
+    def test_datagrams(self) -> None:
+        """
+        The datagram echo's counts (received, sent, their bytes, and drops
+        by reason) are read from its counts at scrape time.
+        """
+        counts = DatagramCounts()
+        registry = metricsRegistry(StubServer(), [DatagramCollector(lambda: counts)])
+        counts.received, counts.receivedBytes, counts.sent, counts.sentBytes = 9, 90, 6, 60
+        counts.dropped["source-rate"] = 3
+        text = generate_latest(registry)
+        self.assertEqual(sample(text, "uppercase_datagrams_received_total"), 9)
+        self.assertEqual(sample(text, "uppercase_datagram_bytes_received_total"), 90)
+        self.assertEqual(sample(text, "uppercase_datagrams_sent_total"), 6)
+        self.assertEqual(sample(text, "uppercase_datagram_bytes_sent_total"), 60)
+        self.assertIn(
+            b'uppercase_datagrams_dropped_total{reason="source-rate"} 3.0', text.splitlines()
+        )
+        self.assertIn(
+            b'uppercase_datagrams_dropped_total{reason="too-large"} 0.0', text.splitlines()
+        )
 
     def test_readAtScrapeTime(self) -> None:
         """

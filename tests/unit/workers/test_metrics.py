@@ -63,6 +63,18 @@ class TotalsTests(SynchronousTestCase):
         )
         self.assertEqual(totals.byteCounts(), (57, 56))
 
+    def test_datagramSums(self) -> None:
+        """
+        The datagram echo's counts, drops by reason, are summed likewise.
+        """
+        running = counted(**{"udp:received": 4, "udp:dropped:too-large": 1})
+        old = counted(**{"udp:received": 6, "udp:sentBytes": 9, "udp:dropped:too-large": 2})
+        totals = Totals(Pool([Slot(1, 1, running)], [old]))
+        totals.gone["udp:received"] = 10
+        counts = totals.datagramCounts()
+        self.assertEqual((counts.received, counts.sentBytes), (20, 9))
+        self.assertEqual(counts.dropped["too-large"], 3)
+
 
 class WorkerCollectorTests(SynchronousTestCase):
     """

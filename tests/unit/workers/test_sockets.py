@@ -13,9 +13,11 @@ import tempfile
 from typing import Any
 
 from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.workers.sockets import (
+    SocketMaker,
     listenThrough,
     planSockets,
 )
@@ -54,6 +56,39 @@ class MakerTests(SynchronousTestCase):
             self.assertEqual(p.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 1)
             self.assertEqual(p.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN), 1)
         self.assertEqual(maker.socketsFor(1), [planned[1].fileno()])
+
+    def test_udpSocketPerSlot(self) -> None:
+        """
+        A UDP port gets one bound, non-blocking datagram socket per slot,
+        all on the same port, with C{SO_REUSEPORT}; a UDP port in use
+        (bound without it) is refused.
+        """
+        maker = SocketMaker(2)
+        self.addCleanup(maker.close)
+        maker.listenUDP(0, "127.0.0.1")
+        [planned] = maker.endpoints
+        self.assertEqual(len({p.socket.getsockname()[1] for p in planned}), 1)
+        for p in planned:
+            self.assertEqual(p.socket.type, socket.SOCK_DGRAM)
+            self.assertFalse(p.socket.getblocking())
+            self.assertEqual(p.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 1)
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(other.close)
+        other.bind(("127.0.0.1", 0))
+        self.assertRaises(OSError, maker.listenUDP, other.getsockname()[1], "127.0.0.1")
+
+    def test_adoptedDatagramSocketKeepsItsType(self) -> None:
+        """
+        A socket systemd passed (adopted through C{adoptStreamPort} by
+        Twisted's C{systemd:} endpoint) keeps its own type: a datagram one
+        (C{ListenDatagram=}) is passed on to the workers as such.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        maker = SocketMaker(2)
+        self.addCleanup(maker.close)
+        maker.adoptStreamPort(sock.fileno(), socket.AF_INET, Factory())
+        self.assertEqual(maker.endpoints[0][0].socket.type, socket.SOCK_DGRAM)
 
     def test_unixShared(self) -> None:
         """

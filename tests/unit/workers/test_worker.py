@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase.echo import DatagramCounts
 from uppercase.server import UppercaseFactory
 from uppercase.testing import StreamTransport, connectServer
 from uppercase.workers.control import COUNTS
@@ -37,6 +38,7 @@ class ControlTests(SynchronousTestCase):
         self.aborted: list[str] = []
         self.transport = StreamTransport()
         self.closed: list[int] = []
+        self.datagrams = DatagramCounts()
         spec = WorkerSpec(2, (4,), 3)
         self.control = WorkerControl(
             spec,
@@ -46,6 +48,7 @@ class ControlTests(SynchronousTestCase):
             lambda: self.retired.append(1),
             lambda: self.stopped.append(1),
             self.aborted.append,
+            datagrams=self.datagrams,
         )
         self.patch(os, "close", self.closed.append)
         self.patch(os, "set_blocking", lambda fd, flag: None)
@@ -77,9 +80,25 @@ class ControlTests(SynchronousTestCase):
                 "idleClosed": 0,
                 "received": 3,
                 "sent": 3,
+                **{name: 0 for name in COUNTS if name.startswith("udp:")},
             },
         )
         self.assertEqual(self.closed, [3])
+
+    def test_datagramCountsReported(self) -> None:
+        """
+        A worker's reports carry its datagram echo's counts, each as
+        C{udp:NAME}, drops by reason included.
+        """
+        self.datagrams.received = 7
+        self.datagrams.sentBytes = 30
+        self.datagrams.dropped["source-rate"] = 2
+        self.clock.advance(REPORT_INTERVAL)
+        report = self.messages()[-1]
+        self.assertEqual(
+            (report["udp:received"], report["udp:sentBytes"], report["udp:dropped:source-rate"]),
+            (7, 30, 2),
+        )
 
     def test_countsAreTheLinesCounts(self) -> None:
         """
