@@ -154,7 +154,7 @@ class UppercaseService(MultiService):
         description listens on its socket instead of binding one.
     @param datagrams: the echo over UDP, for C{udp:} endpoints and datagram
         sockets (a C{systemd:} one from C{ListenDatagram=}, or a worker's);
-        one with the default limits if not given.
+        one with the default limits if not given, plain when C{factory} is.
     """
 
     def __init__(
@@ -175,6 +175,7 @@ class UppercaseService(MultiService):
             perSource=DEFAULTS.udpRatePerSource,
             bytesPerSource=DEFAULTS.udpBytesPerSource,
             total=DEFAULTS.udpRate,
+            plain=factory.plain,
             logData=factory.logData,
         )
         self.factory = factory

@@ -220,6 +220,19 @@ class ListenerTests(SynchronousTestCase):
         svc = UppercaseService(UppercaseFactory(reactor), ["udp:9"], reactor)
         self.assertEqual(svc.datagrams.admission.perSource, 1000)
 
+    def test_defaultFollowsPlainFactory(self) -> None:
+        """
+        Without a datagram server given, the service's echoes as its
+        factory does: unchanged for a plain factory, uppercased otherwise.
+        """
+        reactor = UDPReactor()
+        plain = UppercaseService(UppercaseFactory(reactor, plain=True), ["udp:9"], reactor)
+        upper = UppercaseService(UppercaseFactory(reactor), ["udp:9"], reactor)
+        self.assertEqual(
+            (plain.datagrams.plain, upper.datagrams.plain),
+            (True, False),
+        )
+
     def test_portInUse(self) -> None:
         """
         A UDP port in use is a L{ListenError} naming it, in one line.
