@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+from pathlib import Path
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,6 +30,8 @@ SAMPLES = {
 }
 """A good value of each option that is not its default (a new option needs
 one here, and a line in docs/container.md)."""
+
+CONTAINER_DOC = Path(__file__).parents[3] / "docs" / "container.md"
 
 
 def parse(environ: dict[str, str], *argv: str) -> ServerOptions:
@@ -242,3 +246,20 @@ class BadValueTests(SynchronousTestCase):
             stderr.getvalue().splitlines()[0],
             "twistd uppercase: UPPERCASE_SHUTDOWN_TIMEOUT must be a number of seconds, not 'soon'",
         )
+
+
+class DocumentedTests(SynchronousTestCase):
+    """
+    docs/container.md's table of variables.
+    """
+
+    def test_tableMatchesTheOptions(self) -> None:
+        """
+        The table lists every variable with its option, in C{--help}'s
+        order, and nothing else.
+        """
+        rows = re.findall(
+            r"^\| `(UPPERCASE_[A-Z_]+)` \| `--([a-z-]+)` \|", CONTAINER_DOC.read_text(), re.M
+        )
+        expected = [(v.name, v.option) for v in variables(ServerOptions(environ={}))]
+        self.assertEqual(rows, expected)
