@@ -127,14 +127,18 @@ class ImageServer(Twistd):
                 "--env", f"UPPERCASE_LISTEN={LISTEN}",
                 self._container, "--", *config["Cmd"],
             ]  # fmt: skip
-        # As a container runtime starts it: PID 1 of its own PID namespace,
-        # which the kernel spares the signals it has no handler for (twistd
-        # kills itself with the signal that stopped it, which ends it
-        # anywhere else).
+        # As Kubernetes runs it: PID 1 of its own PID namespace, which the
+        # kernel spares the signals it has no handler for (twistd kills
+        # itself with the signal that stopped it, which ends it anywhere
+        # else), on a read-only root (readOnlyRootFilesystem).
         root = buildah("mount", self._container).strip()
+        readOnly = (
+            'root=$1 user=$2; shift 2; mount --bind "$root" "$root" '
+            '&& mount -o remount,bind,ro "$root" && exec chroot --userspec="$user" "$root" "$@"'
+        )
         return [
             "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
-            "chroot", f"--userspec={config['User']}", root,
+            "sh", "-c", readOnly, "sh", root, config["User"],
             "/usr/bin/env", "-i", *config["Env"], f"UPPERCASE_LISTEN={LISTEN}",
             "sh", "-c", 'cd "$0" && exec "$@"', config["WorkingDir"], *config["Cmd"],
         ]  # fmt: skip
@@ -305,10 +309,11 @@ class ServerTests(ImageTestCase):
 
     def test_drainOnSIGTERMAsPID1(self) -> None:
         """
-        Started as PID 1 of its own PID namespace, as a container runtime
-        starts it, the server drains its connection on SIGTERM (L{drain})
-        and exits with status 0.
+        Started as Kubernetes runs it (PID 1 of its own PID namespace, on a
+        read-only root), the server drains its connection on SIGTERM
+        (L{drain}) and exits with status 0, having written nothing.
         """
         server, _ = self.drain(pid1=True)
         self.assertEqual(server.wait(), 0)
         self.assertIn("Server Shut Down.", server.output)
+        self.assertNotIn("Read-only file system", server.output)
