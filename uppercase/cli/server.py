@@ -7,15 +7,17 @@ L{uppercase.server._service.UppercaseService}).
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import sys
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
 from uppercase import jsonlog, textlog
+from uppercase.cli.environment import environmentArguments
 from uppercase.cli.options import (
     checkPidFile,
     commandName,
@@ -28,7 +30,7 @@ from uppercase.server._factory import UppercaseFactory
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
 from uppercase.server._udp import DatagramServer
-from uppercase.workers.worker import WorkerControl, WorkerSpec
+from uppercase.workers.worker import WORKER_ENV, WorkerControl, WorkerSpec
 
 log = Logger()
 
@@ -60,8 +62,11 @@ class ServerOptions(usage.Options):
         "a-z turned into A-Z (or unchanged, with --plain).  ENDPOINT is a Twisted server endpoint string "
         "(tcp:9527, tcp:port=9527:interface=127.0.0.1, tcp6:9527, "
         "unix:/run/uppercase.sock, ssl:9527:privateKey=key.pem:"
-        "certKey=cert.pem, systemd:domain=INET6:index=0, haproxy:tcp:9527); "
-        "TCP, TLS and UNIX listeners get a backlog of 511 unless they set one."
+        "certKey=cert.pem, systemd:domain=INET6:index=0, haproxy:tcp:9527, udp:9527); "
+        "TCP, TLS and UNIX listeners get a backlog of 511 unless they set one.  "
+        "Every option may also be set in the environment, as UPPERCASE_<OPTION> "
+        "with dashes as underscores (UPPERCASE_MAX_CONNECTIONS=100, UPPERCASE_QUIET=1; "
+        "UPPERCASE_LISTEN takes endpoints separated by blanks); the command line wins."
     )
     optFlags = [
         ["quiet", "q", "Do not log received data (connections are still logged)."],
@@ -70,9 +75,23 @@ class ServerOptions(usage.Options):
     optParameters = ServerSettings.optParameters()
     settings: ServerSettings
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self._environ = os.environ if environ is None else environ
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse C{options} (the command line), after the options the
+        environment gives (L{uppercase.cli.environment}).  Not in a worker of
+        C{--workers}: its supervisor gives it every option on its command
+        line, and the environment it inherits would add the ones it leaves
+        out (C{UPPERCASE_METRICS}: every worker on the metrics port).
+        """
+        argv = sys.argv[1:] if options is None else list(options)
+        if WORKER_ENV not in self._environ:
+            argv = environmentArguments(self, self._environ, argv, _checkAlone) + argv
+        super().parseOptions(argv)
 
     @_helpLine(f"Listen on ENDPOINT (may be given several times) [default: {DEFAULTS.listen[0]}].")
     def opt_listen(self, description: str) -> None:
@@ -97,6 +116,15 @@ class ServerOptions(usage.Options):
             plain=bool(self["plain"]),
         )
         self["listen"] = list(self.settings.listen)
+
+
+def _checkAlone(arguments: list[str]) -> None:
+    """
+    Parse C{arguments} alone, reading no environment.
+
+    @raise usage.UsageError: for a bad value.
+    """
+    ServerOptions(environ={}).parseOptions(arguments)
 
 
 Options = oneLineErrors(ServerOptions, "uppercase")

@@ -1,0 +1,1 @@
+"""The container image, built by .ci/image and driven from outside."""
