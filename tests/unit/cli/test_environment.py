@@ -27,6 +27,10 @@ SAMPLES = {
     "workers": "3",
     "metrics": "tcp:0:interface=127.0.0.1",
     "listen": "tcp:0:interface=127.0.0.1",
+    "plain": "yes",
+    "udp-rate-per-source": "7",
+    "udp-bytes-per-source": "70000",
+    "udp-rate": "7",
 }
 """A good value of each option that is not its default (a new option needs
 one here, and a line in docs/container.md)."""
@@ -47,13 +51,13 @@ class VariablesTests(SynchronousTestCase):
 
     def test_everyOption(self) -> None:
         """
-        Each setting of L{ServerSettings}, C{--quiet} and C{--listen} is a
+        Each setting of L{ServerSettings}, C{--quiet}, C{--plain} and C{--listen} is a
         variable C{UPPERCASE_<OPTION>} with dashes as underscores, and
         C{--help} and C{--version} are none.
         """
         options = [parameter[0] for parameter in ServerSettings.optParameters()]
         expected = {f"UPPERCASE_{o.upper().replace('-', '_')}" for o in options}
-        expected |= {"UPPERCASE_QUIET", "UPPERCASE_LISTEN"}
+        expected |= {"UPPERCASE_QUIET", "UPPERCASE_PLAIN", "UPPERCASE_LISTEN"}
         found = variables(ServerOptions(environ={}))
         self.assertEqual({v.name for v in found}, expected)
         self.assertEqual(len(found), len(expected))
