@@ -140,18 +140,15 @@ def waitUntil(
         waited.callback(None)
         return waited
 
-    def tell() -> None:
-        remaining = at - clock.seconds()
-        if remaining <= 0:
-            return
-        say(f"starting in {math.ceil(remaining)} s")
-        mark = _nextMark(remaining)
+    def tell(left: int) -> None:
+        say(f"starting in {left} s")
+        mark = _nextMark(left)
         if mark > 0:
-            calls.append(clock.callLater(remaining - mark, tell))
+            calls.append(clock.callLater(max(at - mark - clock.seconds(), 0), tell, mark))
 
     def start() -> None:
         waited.callback(None)
 
-    tell()
+    tell(math.ceil(at - now))
     calls.append(clock.callLater(at - now, start))
     return waited
