@@ -350,11 +350,12 @@ class LocalShards:
             if line is not None:
                 self._say(line)
             return status
-        if result.reason is not None:
-            self._say(result.reason)
-        elif self._signal is not None:
+        if self._signal is not None and result.failure is None:
+            # The shards were interrupted by this command's SIGTERM.
             self._say(f"interrupted by {signal.Signals(self._signal).name}")
             return 128 + self._signal
+        if result.reason is not None:
+            self._say(result.reason)
         return result.status
 
     def _say(self, line: str) -> None:

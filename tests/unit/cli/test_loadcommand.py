@@ -377,10 +377,27 @@ class ShardedCommandTests(SynchronousTestCase):
     line and status 2.
     """
 
-    setUp = LoadCommandTests.setUp
-    command = LoadCommandTests.command
-    connect = LoadCommandTests.connect
-    answer = LoadCommandTests.answer
+    def setUp(self) -> None:
+        self.stdout = BytesStdout()
+        self.stderr = io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+        self.reactor = MemoryReactorClock()
+
+    def command(self, *argv: str) -> Deferred[int]:
+        run = command.prepare(self.reactor, list(argv))
+        assert isinstance(run, LoadCommand), run
+        self.loadCommand = run
+        return run.start()
+
+    def connect(self, index: int = -1) -> StreamTransport:
+        host, port, factory, timeout, bind = self.reactor.tcpClients[index]
+        transport = StreamTransport()
+        transport.connect(factory.buildProtocol(IPv4Address("TCP", host, port)))  # type: ignore[arg-type]
+        return transport
+
+    def answer(self, transport: StreamTransport) -> None:
+        transport.receive(asciiUpper(transport.value()))
 
     def usageError(self, *argv: str) -> str:
         self.assertEqual(command.execute(self.reactor, list(argv)), 2)
@@ -419,7 +436,9 @@ class ShardedCommandTests(SynchronousTestCase):
         self.assertEqual(summary["verified"], 2)
         self.assertEqual((summary["shard"], summary["shards"]), (1, 3))
         self.assertEqual(summary["share"], {"connections": 2, "rate": None, "count": 2})
-        self.assertEqual(summary["run_id"], runIdentity(ClientSettings(connections=5, count=7), 3, None))
+        self.assertEqual(
+            summary["run_id"], runIdentity(ClientSettings(connections=5, count=7), 3, None)
+        )
 
     def test_shardErrors(self) -> None:
         """

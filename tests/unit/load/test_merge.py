@@ -86,9 +86,7 @@ class ExactMergeTests(SynchronousTestCase):
 
     @settings(max_examples=60, deadline=None)
     @given(
-        st.lists(
-            st.lists(st.integers(1, 10**7), min_size=0, max_size=200), min_size=1, max_size=6
-        )
+        st.lists(st.lists(st.integers(1, 10**7), min_size=0, max_size=200), min_size=1, max_size=6)
     )
     def test_histogramsAdd(self, shards: list[list[int]]) -> None:
         """
@@ -212,7 +210,9 @@ class FindTests(SynchronousTestCase):
             summary.encode(),
         ]
         found = list(findSummaries(lines, "standard input"))
-        self.assertEqual([f.where for f in found], ["standard input line 10", "standard input line 11"])
+        self.assertEqual(
+            [f.where for f in found], ["standard input line 10", "standard input line 11"]
+        )
         self.assertEqual(found[0].record, json.loads(summary))
 
 

@@ -18,9 +18,9 @@ from uppercase.load.shard import (
     ShardError,
     parseShard,
     runIdentity,
-    share,
     shardRate,
     shardSeed,
+    share,
     splitRun,
 )
 
@@ -107,11 +107,14 @@ class SplitRunTests(SynchronousTestCase):
         self.assertEqual({p.maxP99 for p, _ in parts}, {0.0})
         self.assertEqual({s.runId for _, s in parts}, {runIdentity(whole, 3, None)})
         self.assertEqual(parts[1][1].thresholds, {"max-p99": 5.0})
-        self.assertEqual(parts[1][1].asJSON(parts[1][0])["share"], {
-            "connections": 3,
-            "rate": 333.333,
-            "count": 2,
-        })
+        self.assertEqual(
+            parts[1][1].asJSON(parts[1][0])["share"],
+            {
+                "connections": 3,
+                "rate": 333.333,
+                "count": 2,
+            },
+        )
 
     def test_oneShardIsTheRun(self) -> None:
         """

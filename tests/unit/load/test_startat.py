@@ -15,6 +15,10 @@ AT = 1796581800.0
 """2026-12-06T18:30:00Z."""
 
 
+def _ignore(line: str) -> None:
+    pass
+
+
 class ParseTests(SynchronousTestCase):
     """
     Unix seconds or RFC 3339.
@@ -90,7 +94,7 @@ class WaitTests(SynchronousTestCase):
         """
         clock = Clock()
         clock.advance(AT + 0.9)
-        self.assertIsNone(self.successResultOf(waitUntil(clock, AT, [].append, grace=1.0)))
+        self.assertIsNone(self.successResultOf(waitUntil(clock, AT, _ignore, grace=1.0)))
 
     def test_tooLate(self) -> None:
         """
@@ -98,7 +102,7 @@ class WaitTests(SynchronousTestCase):
         """
         clock = Clock()
         clock.advance(AT + 3.25)
-        failure = self.failureResultOf(waitUntil(clock, AT, [].append, grace=1.0), TooLate)
+        failure = self.failureResultOf(waitUntil(clock, AT, _ignore, grace=1.0), TooLate)
         self.assertEqual(
             str(failure.value),
             "too late to start on time: came up 3.2 s after --start-at "
@@ -111,7 +115,7 @@ class WaitTests(SynchronousTestCase):
         """
         clock = Clock()
         clock.advance(AT - 30)
-        waited = waitUntil(clock, AT, [].append)
+        waited = waitUntil(clock, AT, _ignore)
         waited.cancel()
         self.failureResultOf(waited, CancelledError)
         self.assertEqual(clock.getDelayedCalls(), [])
