@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from uppercase._settings import wholeNumber
 from uppercase.cli.merge import report
 from uppercase.cli.options import outputFailure
-from uppercase.client._report import BinaryOutput
+from uppercase.client._report import BinaryOutput, counted
 from uppercase.client._settings import ClientSettings
 from uppercase.load.merge import MergeError, checkShards, findSummaries, mergeShards, wholeRun
 from uppercase.load.report import progressLine
@@ -295,7 +295,7 @@ class LocalShards:
             latency=None,
             backlog=sum(record["backlog"] for record in records),
         )
-        line = progressLine(snapshot, self._settings.stream) + f"  {len(records)} shards"
+        line = progressLine(snapshot, self._settings.stream) + "  " + counted(len(records), "shard")
         if self._live:
             self._write("\r" + line + "\x1b[K")
             self._shown = True
