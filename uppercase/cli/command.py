@@ -72,6 +72,11 @@ SHARD_OPTIONS = ("shard", "start-at", "run-id", "workers")
 
 class _Options(ClientOptions):
     synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
+    longdesc = (
+        ClientOptions.longdesc
+        + f"  '{COMMAND} merge FILE...' merges the --json summaries of a sharded "
+        f"load run ('{COMMAND} merge --help')."
+    )
     optFlags = [
         ["rtt", None, "Show each reply's round-trip time after it."],
         ["json", None, "Print one JSON object per reply, then a summary object."],
