@@ -42,9 +42,10 @@ from uppercase.load.startat import waitUntil
 
 __all__ = ["LEAD", "LocalShards", "checkWorkers", "shardArgv"]
 
-LEAD = 2.0
+LEAD = 3.0
 """Seconds ahead of now the shards' shared C{--start-at} is set: time for N
-interpreters to start."""
+interpreters to start on a busy machine (one more than a second late would
+not start)."""
 
 EXIT_FAILURE = 1
 

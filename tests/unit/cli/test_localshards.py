@@ -130,6 +130,7 @@ class LocalShardsTests(SynchronousTestCase):
         self.assertEqual(
             self.err.getvalue().splitlines(),
             [
+                "starting in 3 s",
                 "starting in 2 s",
                 "starting in 1 s",
                 "[   1s]  measuring   9 conns  450 msg/s  0.03 MB/s  0 errors  3 shards",
@@ -143,7 +144,7 @@ class LocalShardsTests(SynchronousTestCase):
             self.end(index)
         self.assertEqual(self.successResultOf(self.ended), 0)
         self.assertIn("300 sent, 300 verified, 0 failed, 0 lost", self.out.getvalue().decode())
-        self.assertEqual(len(self.err.getvalue().splitlines()), 3)
+        self.assertEqual(len(self.err.getvalue().splitlines()), 4)  # no more than above
 
     def test_deadShard(self) -> None:
         """

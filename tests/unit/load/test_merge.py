@@ -287,6 +287,20 @@ class CheckTests(SynchronousTestCase):
             [json.dumps(record)], "input line 1: not a shard summary ('shards' is missing or wrong)"
         )
 
+    def test_unreadableHistogram(self) -> None:
+        """
+        A summary whose histogram cannot be decoded is named, not a
+        traceback.
+        """
+        record = json.loads(shardLine(0, 1, [1000]))
+        record["histogram"] = "not base64!"
+        with self.assertRaises(MergeError) as caught:
+            merged([json.dumps(record)])
+        self.assertTrue(
+            str(caught.exception).startswith("input line 1: cannot read its summary: "),
+            caught.exception,
+        )
+
     def test_partial(self) -> None:
         """
         With C{partial}, missing shards are left out (a run cut short).
