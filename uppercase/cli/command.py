@@ -5,10 +5,16 @@ reply and a summary, and exit with a status scripts can rely on:
   - 0: every reply arrived and matched;
   - 1: a failure (refused, timed out, a wrong reply, closed early, ...);
   - 2: a usage error;
+  - 4: a load run's C{--start-at} had passed (by more than a second) when
+    it came up, so it did not start;
   - 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM);
   - 141: standard output is a closed pipe (C{| head -1}); the run ends at
     once and quietly, as SIGPIPE ends C{cat}.  Standard output that cannot
     be written otherwise (a full disk) ends it at once with status 1.
+
+C{uppercase-client merge FILE...} merges the C{--json} summaries of a
+sharded run (L{uppercase.cli.merge}); C{--workers N} runs N shards here and
+merges them (L{uppercase.cli.localshards}).
 
 The command runs the reactor itself, without Twisted's signal handlers: its
 own SIGINT and SIGTERM handlers tell the run which signal arrived
@@ -18,6 +24,7 @@ has printed its summary.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from typing import IO, Any, Callable, NoReturn, Sequence, Union, cast
@@ -30,6 +37,7 @@ from twisted.python.failure import Failure
 
 from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
+from uppercase.cli.localshards import LocalShards, checkWorkers
 from uppercase.cli.options import outputFailure, printAndExit, versionLine
 from uppercase.client._connect import (
     clientEndpoint,
@@ -40,6 +48,8 @@ from uppercase.client._connect import (
 from uppercase.client._ping import TLSHandshakeFailed, UppercaseClientProtocol
 from uppercase.client._report import JSONReport, Output, RoundTrips, TextReport
 from uppercase.client._settings import ClientSettings
+from uppercase.load.shard import INDEX_VARIABLE, ShardError, parseShard, splitRun
+from uppercase.load.startat import START_GRACE, parseStartAt
 
 COMMAND = "uppercase-client"
 
@@ -53,23 +63,77 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 Report = Union[TextReport, JSONReport]
 """Where the replies and the summary are printed."""
 
-Run = Union["ClientRun", LoadCommand]
-"""The ping-like run or a load run."""
+Run = Union["ClientRun", LoadCommand, LocalShards]
+"""The ping-like run, a load run, or local shards of one."""
+
+SHARD_OPTIONS = ("shard", "start-at", "run-id", "workers")
+"""The options of sharded runs: any of them makes a load run."""
 
 
 class _Options(ClientOptions):
     synopsis = f"Usage: {COMMAND} " + ClientOptions.synopsis
+    longdesc = (
+        ClientOptions.longdesc
+        + f"  '{COMMAND} merge FILE...' merges the --json summaries of a sharded "
+        f"load run ('{COMMAND} merge --help')."
+    )
     optFlags = [
         ["rtt", None, "Show each reply's round-trip time after it."],
         ["json", None, "Print one JSON object per reply, then a summary object."],
     ]
+    optParameters = [
+        [
+            "shard",
+            None,
+            None,
+            "Load: run shard I (from 0) of N: its share of --rate, --connections "
+            f"and --count (auto/N: I from {INDEX_VARIABLE}).",
+        ],
+        [
+            "start-at",
+            None,
+            None,
+            "Load: start at this time (Unix seconds or RFC 3339, 2026-12-06T18:30:00Z); "
+            f"more than {START_GRACE:g} s late: exit status 4.",
+        ],
+        [
+            "run-id",
+            None,
+            None,
+            "Load: the run's name in --json summaries "
+            "(default: hashed from the settings every shard shares).",
+        ],
+        ["workers", None, None, "Load: run N shards as processes here, and merge them."],
+    ]
+
+    startAt: float | None = None
+    workers: int = 1
 
     def postOptions(self) -> None:
         super().postOptions()
+        if any(self[name] is not None for name in SHARD_OPTIONS):
+            self.settings = dataclasses.replace(self.settings, load=True)
         if self.settings.isLoad and self["rtt"]:
             raise usage.UsageError(
                 "--rtt shows each reply of the ping-like client, not of a load run"
             )
+        try:
+            self._shardOptions()
+        except (ShardError, ValueError) as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _shardOptions(self) -> None:
+        if self["start-at"] is not None:
+            self.startAt = parseStartAt(self["start-at"])
+        if self["workers"] is not None:
+            self.workers = checkWorkers(self["workers"], self.settings)
+            if self["shard"] is not None:
+                raise ShardError("--workers runs shards of its own: it takes no --shard")
+        index, count = (0, 1) if self["shard"] is None else parseShard(self["shard"])
+        self.wholeSettings = self.settings
+        self.settings, self.shard = splitRun(
+            self.settings, index, count, self["run-id"] or "", self.startAt
+        )
 
     def opt_help(self) -> NoReturn:
         """
@@ -246,6 +310,17 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
     options = _Options()
     options.parseOptions(list(argv))
     out = Output(sys.stdout.buffer)
+    if options.workers > 1:
+        return LocalShards(
+            reactor,
+            options.wholeSettings,
+            options.workers,
+            out,
+            cast(IO[str], Output(sys.stderr)),
+            json=options["json"],
+            runId=options["run-id"],
+            startAt=options.startAt,
+        )
     if options.settings.isLoad:
         # Progress lines go to standard error: a closed pipe there
         # (2>&1 | head -1) ends the run too.
@@ -257,6 +332,8 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
             cast(IO[str], err),
             json=options["json"],
             outputs=(out, err),
+            shard=options.shard,
+            startAt=options.startAt,
         )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
     return ClientRun(reactor, options.settings, report, sys.stderr, out)
@@ -292,6 +369,10 @@ def execute(reactor: Any, argv: Sequence[str]) -> int:
 
     @return: the exit status.
     """
+    if list(argv[:1]) == ["merge"]:
+        from uppercase.cli.merge import merge
+
+        return merge(argv[1:])
     try:
         run = prepare(reactor, argv)
     except usage.UsageError as e:

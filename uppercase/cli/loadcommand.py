@@ -5,15 +5,16 @@ output, and an exit status: 0 only when every message was verified and
 every threshold held; 1 otherwise, with the reason in one line on standard
 error; 128 + N when interrupted by signal N; when standard output or error
 cannot be written, the run ends at once as L{outputFailure} says (141,
-quietly, for a closed pipe).
+quietly, for a closed pipe); 4 when C{--start-at} had passed by more than
+its grace when the command came up (L{EXIT_LATE}).
 """
 
 from __future__ import annotations
 
 import signal
-from typing import IO, Any, Sequence
+from typing import IO, Any, Sequence, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.python.failure import Failure
@@ -26,11 +27,17 @@ from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import JSONLoadReport, TextLoadReport
 from uppercase.load.result import RunResult
 from uppercase.load.run import SPIN, LoadRun
+from uppercase.load.shard import Shard
+from uppercase.load.startat import TooLate, waitUntil
 from uppercase.server._service import ListenError, reasonOf
 
 __all__ = ["LoadCommand"]
 
 EXIT_FAILURE = 1
+
+EXIT_LATE = 4
+"""The exit status of a run that came up too late for its C{--start-at}:
+its own, so that a Job can tell it from a failed run."""
 
 
 class LoadCommand:
@@ -52,18 +59,27 @@ class LoadCommand:
         live: bool | None = None,
         spin: float = SPIN,
         outputs: Sequence[Output] = (),
+        shard: Shard | None = None,
+        startAt: float | None = None,
     ) -> None:
         """
         @param outputs: C{out} and C{err}, those that are L{Output}s: the
             run ends at once when writing to one fails.
+        @param shard: the shard of a run this is (its C{--json} summary
+            says so); by default the whole of a run of one shard.
+        @param startAt: when to start (Unix time, C{--start-at}), or
+            L{None}: at once.
         """
         self._reactor = reactor
         self._settings = settings
         self._err = err
         self._command = command
         self._spin = spin
-        report = JSONLoadReport if json else TextLoadReport
-        self._report = report(out, err, live)
+        self._report = (
+            JSONLoadReport(out, err, live, shard) if json else TextLoadReport(out, err, live)
+        )
+        self._startAt = startAt
+        self._waiting: Deferred[None] | None = None
         self.run: LoadRun | None = None
         self._pendingSignal: int | None = None
         self._outputError: OSError | None = None
@@ -72,11 +88,44 @@ class LoadCommand:
 
     def start(self) -> Deferred[int]:
         """
-        Run.
+        Run, at C{startAt} if given.
 
         @return: fires with the exit status once the run is over and its
             summary printed; never fails.
         """
+        if self._startAt is None:
+            return self._start()
+        waiting = self._waiting = waitUntil(self._reactor, self._startAt, self._tell)
+
+        def started(_: None) -> Deferred[int]:
+            return self._start()
+
+        return cast("Deferred[int]", waiting.addCallbacks(started, self._notStarted))
+
+    def _tell(self, line: str) -> None:
+        try:
+            self._err.write(line + "\n")
+            self._err.flush()
+        except OSError:
+            pass
+
+    def _notStarted(self, failure: Failure) -> int:
+        self._waiting = None
+        if failure.check(TooLate):
+            self._say(str(failure.value))
+            return EXIT_LATE
+        failure.trap(CancelledError)
+        if self._outputError is not None:
+            status, line = outputFailure(self._outputError)
+            if line is not None:
+                self._say(line)
+            return status
+        signum = self._pendingSignal or signal.SIGINT
+        self._say(f"interrupted by {signal.Signals(signum).name} before --start-at")
+        return 128 + signum
+
+    def _start(self) -> Deferred[int]:
+        self._waiting = None
         settings = self._settings
         reactor = self._reactor
         try:
@@ -124,6 +173,8 @@ class LoadCommand:
             self.run.interrupt(signum)
         else:
             self._pendingSignal = signum
+            if self._waiting is not None:
+                self._waiting.cancel()
 
     def _outputFailed(self, error: OSError) -> None:
         """

@@ -14,6 +14,7 @@ from typing import IO, Any
 from uppercase.client._report import BinaryOutput, counted
 from uppercase.load.histogram import PERCENTILES, Latencies
 from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot, describeSettings
+from uppercase.load.shard import Shard, splitRun
 from uppercase.load.stats import describeMismatch
 
 __all__ = [
@@ -236,9 +237,10 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summaryRecord(result: RunResult) -> dict[str, Any]:
+def summaryRecord(result: RunResult, shard: dict[str, Any] | None = None) -> dict[str, Any]:
     """
-    The C{summary} object: the whole run.
+    The C{summary} object: the whole run, or the shard of a run that
+    C{shard} (L{Shard.asJSON}) names.
     """
     distribution = None
     if result.histogram:
@@ -281,6 +283,11 @@ def summaryRecord(result: RunResult) -> dict[str, Any]:
         "ok": result.ok,
         "error": result.reason,
         "status": result.status,
+        "schema": SCHEMA_VERSION,
+        **(shard or {}),
+        "measured_bytes": result.measuredBytes,
+        "started_at": round(result.startedAt, 6),
+        "ended_at": round(result.endedAt, 6),
     }
 
 
@@ -290,9 +297,21 @@ class JSONLoadReport(_Progress):
     standard error as in text mode.
     """
 
-    def __init__(self, out: BinaryOutput, err: IO[str], live: bool | None = None) -> None:
+    def __init__(
+        self,
+        out: BinaryOutput,
+        err: IO[str],
+        live: bool | None = None,
+        shard: Shard | None = None,
+    ) -> None:
+        """
+        @param shard: the shard of a run this run is (by default, the
+            whole of a run of one shard).
+        """
         super().__init__(err, live)
         self._out = out
+        self._shard = shard
+        self._shardJSON: dict[str, Any] | None = None
 
     def _emit(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record).encode() + b"\n")
@@ -300,6 +319,8 @@ class JSONLoadReport(_Progress):
 
     def started(self, run: RunView) -> None:
         super().started(run)
+        shard = self._shard or splitRun(run.settings)[1]
+        self._shardJSON = shard.asJSON(run.settings)
         self._emit(startRecord(run))
 
     def interval(self, snapshot: Snapshot) -> None:
@@ -308,4 +329,4 @@ class JSONLoadReport(_Progress):
 
     def finished(self, result: RunResult) -> None:
         super().finished(result)
-        self._emit(summaryRecord(result))
+        self._emit(summaryRecord(result, self._shardJSON))

@@ -122,6 +122,11 @@ class RunResult:
     @ivar failure: why the run failed, in one line, or L{None}.
     @ivar status: the exit status: 0 only if every message sent was
         verified, nothing went wrong and every threshold held.
+    @ivar startedAt: when the measured span began (the end of the
+        warm-up; when the run started, if it never began sending), and
+    @ivar endedAt: when it ended (the last measured reply), both on the
+        run's clock: Unix seconds on a real reactor.
+    @ivar measuredBytes: the bytes of the L{measured} messages, each way.
     """
 
     description: str
@@ -149,6 +154,9 @@ class RunResult:
     histogram: str = field(default="", repr=False)
     notSent: int = 0
     downSeconds: float = 0.0
+    startedAt: float = 0.0
+    endedAt: float = 0.0
+    measuredBytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -328,6 +336,7 @@ def buildResult(
         mbps = stats.measuredBytes / seconds / 1e6
     latency = stats.total.summary()
     checks = checkThresholds(settings, latency, rate, mbps)
+    startedAt = measureFrom or run.startedAt
     fields: dict[str, Any] = {
         "verified": stats.verified,
         "sent": stats.sent,
@@ -371,6 +380,9 @@ def buildResult(
         histogram=stats.total.encode() if stats.total.count else "",
         notSent=stats.notSent,
         downSeconds=down,
+        startedAt=startedAt,
+        endedAt=stats.lastMeasured or startedAt,
+        measuredBytes=stats.measuredBytes,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 
 from twisted.internet.address import IPv4Address
@@ -21,6 +22,7 @@ from uppercase.cli import client as twistdClient
 from uppercase.cli import command as command
 from uppercase.cli.loadcommand import LoadCommand
 from uppercase.client._settings import ClientSettings
+from uppercase.load.shard import INDEX_VARIABLE, runIdentity, shardSeed
 from uppercase.testing import StreamTransport, asciiUpper
 
 
@@ -364,4 +366,169 @@ class LoadCommandTests(SynchronousTestCase):
             self.stderr.getvalue().splitlines()[-1],
             "uppercase-client: cannot listen for metrics on tcp:9123:interface=127.0.0.1: "
             "Address already in use",
+        )
+
+
+class ShardedCommandTests(SynchronousTestCase):
+    """
+    C{--shard}, C{--start-at} and C{--workers} on the command line: a
+    shard runs its share and says so; a time not yet come is waited for on
+    the reactor's clock, one passed is exit status 4; bad values are one
+    line and status 2.
+    """
+
+    def setUp(self) -> None:
+        self.stdout = BytesStdout()
+        self.stderr = io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+        self.reactor = MemoryReactorClock()
+
+    def command(self, *argv: str) -> Deferred[int]:
+        run = command.prepare(self.reactor, list(argv))
+        assert isinstance(run, LoadCommand), run
+        self.loadCommand = run
+        return run.start()
+
+    def connect(self, index: int = -1) -> StreamTransport:
+        host, port, factory, timeout, bind = self.reactor.tcpClients[index]
+        transport = StreamTransport()
+        transport.connect(factory.buildProtocol(IPv4Address("TCP", host, port)))  # type: ignore[arg-type]
+        return transport
+
+    def answer(self, transport: StreamTransport) -> None:
+        transport.receive(asciiUpper(transport.value()))
+
+    def usageError(self, *argv: str) -> str:
+        self.assertEqual(command.execute(self.reactor, list(argv)), 2)
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(lines[1:], ["Try 'uppercase-client --help' for help."])
+        return lines[0]
+
+    def setIndex(self, value: str | None) -> None:
+        old = os.environ.pop(INDEX_VARIABLE, None)
+        if value is not None:
+            os.environ[INDEX_VARIABLE] = value
+
+        def restore() -> None:
+            os.environ.pop(INDEX_VARIABLE, None)
+            if old is not None:
+                os.environ[INDEX_VARIABLE] = old
+
+        self.addCleanup(restore)
+
+    def test_shardRunsItsShare(self) -> None:
+        """
+        C{--shard auto/3} with C{JOB_COMPLETION_INDEX=1} opens its share of
+        the connections, sends its share of the messages with its own
+        seed, and its summary names the run, the shard and its share.
+        """
+        self.setIndex("1")
+        d = self.command("--shard", "auto/3", "--connections", "5", "--count", "7", "--json")
+        transports = [self.connect(0), self.connect(1)]
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        for transport in transports:
+            self.answer(transport)
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 0)
+        start, summary = (json.loads(line) for line in self.stdout.getvalue().splitlines())
+        self.assertEqual(start["seed"], shardSeed(0, 1))
+        self.assertEqual(summary["verified"], 2)
+        self.assertEqual((summary["shard"], summary["shards"]), (1, 3))
+        self.assertEqual(summary["share"], {"connections": 2, "rate": None, "count": 2})
+        self.assertEqual(
+            summary["run_id"], runIdentity(ClientSettings(connections=5, count=7), 3, None)
+        )
+
+    def test_shardErrors(self) -> None:
+        """
+        A missing or out-of-range index, a run too small to split, and
+        C{--workers} with C{--shard} are one line each, status 2.
+        """
+        self.setIndex(None)
+        self.assertEqual(
+            self.usageError("--shard", "auto/3", "--connections", "3"),
+            "uppercase-client: --shard auto/3 needs JOB_COMPLETION_INDEX, which is not set",
+        )
+        self.stderr.truncate(0)
+        self.stderr.seek(0)
+        self.setIndex("7")
+        self.assertEqual(
+            self.usageError("--shard", "auto/3", "--connections", "3"),
+            "uppercase-client: JOB_COMPLETION_INDEX='7' is out of range: shards of 3 are 0 to 2",
+        )
+        for argv, line in (
+            (
+                ["--shard", "0/3", "--connections", "2"],
+                "--shard 0/3 needs at least 3 connections (one per shard), not --connections 2",
+            ),
+            (
+                ["--workers", "3", "--connections", "2"],
+                "--workers 3 needs at least 3 connections (one per shard), not --connections 2",
+            ),
+            (
+                ["--workers", "2", "--shard", "0/2", "--connections", "2"],
+                "--workers runs shards of its own: it takes no --shard",
+            ),
+            (["--workers", "two"], "--workers must be a whole number of processes, not 'two'"),
+            (
+                ["--start-at", "tomorrow"],
+                "--start-at must be Unix seconds or an RFC 3339 time such as "
+                "2026-12-06T18:30:00Z, not 'tomorrow'",
+            ),
+        ):
+            self.stderr.truncate(0)
+            self.stderr.seek(0)
+            self.assertEqual(self.usageError(*argv), "uppercase-client: " + line)
+
+    def test_startAtWaits(self) -> None:
+        """
+        Before C{--start-at} nothing connects, and standard error says how
+        long is left; at the time, the run starts.
+        """
+        self.reactor.advance(1000)
+        d = self.command("--start-at", "1003", "--count", "1")
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.reactor.advance(2.5)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.reactor.advance(0.5)
+        self.answer(self.connect())
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(
+            self.stderr.getvalue().splitlines(),
+            ["starting in 3 s", "starting in 2 s", "starting in 1 s"],
+        )
+
+    def test_tooLate(self) -> None:
+        """
+        Up after C{--start-at} and its second of grace: status 4, one line
+        saying how late, and nothing connects.
+        """
+        self.reactor.advance(1000)
+        d = self.command("--start-at", "1970-01-01T00:16:35Z", "--count", "1")
+        self.assertEqual(self.successResultOf(d), 4)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual(
+            self.stderr.getvalue().splitlines(),
+            [
+                "uppercase-client: too late to start on time: came up 5.0 s after --start-at "
+                "(a shard may start at most 1 s late)"
+            ],
+        )
+
+    def test_interruptedWhileWaiting(self) -> None:
+        """
+        A signal while waiting ends the command with 128 + its number, one
+        line, and no connection.
+        """
+        self.reactor.advance(1000)
+        d = self.command("--start-at", "1060", "--count", "1")
+        self.loadCommand.interrupt(2)
+        self.assertEqual(self.successResultOf(d), 130)
+        self.reactor.advance(100)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual(
+            self.stderr.getvalue().splitlines()[-1],
+            "uppercase-client: interrupted by SIGINT before --start-at",
         )

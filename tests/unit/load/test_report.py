@@ -100,6 +100,17 @@ SUMMARY_SCHEMA = {
     "ok": bool,
     "error": (str, type(None)),
     "status": int,
+    "schema": int,
+    "run_id": str,
+    "run_description": str,
+    "run_thresholds": dict,
+    "shard": int,
+    "shards": int,
+    "size": int,
+    "share": dict,
+    "measured_bytes": int,
+    "started_at": NUMBER,
+    "ended_at": NUMBER,
 }
 LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
 
@@ -264,7 +275,14 @@ class JSONTests(RunReportCase):
         )
         self.assertEqual((summary["ok"], summary["error"], summary["status"]), (True, None, 0))
         self.assertEqual(records[0]["schema"], 1)
+        self.assertEqual(summary["schema"], 1)
         self.assertEqual(Latencies.decode(summary["histogram"]).count, 15)
+        # A run of its own is the one shard of a run of one.
+        self.assertEqual((summary["shard"], summary["shards"]), (0, 1))
+        self.assertEqual(summary["share"], {"connections": 1, "rate": 10, "count": 15})
+        self.assertEqual(summary["run_thresholds"], {"max-p99": 100.0})
+        self.assertEqual(summary["measured_bytes"], 15 * 64)
+        self.assertLessEqual(summary["started_at"], summary["ended_at"])
 
     def test_mismatchInJSON(self) -> None:
         """

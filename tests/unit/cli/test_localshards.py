@@ -1,0 +1,194 @@
+"""
+Tests for C{uppercase-client --workers N} (L{uppercase.cli.localshards}), on a
+fake reactor whose child processes the tests play.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.unit.load.test_merge import WHOLE, shardLine
+from uppercase.cli import command
+from uppercase.cli.localshards import LEAD, LocalShards, shardArgv
+from uppercase.client._settings import ClientSettings
+from uppercase.load.shard import runIdentity, splitRun
+
+
+class FakeProcess:
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+
+class ProcessReactor(MemoryReactorClock):
+    """
+    A memory reactor that records the processes it is asked to spawn.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[tuple[Any, list[str], FakeProcess]] = []
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], env: Any = None) -> Any:
+        process = FakeProcess()
+        self.spawned.append((protocol, list(args), process))
+        return process
+
+
+def interval(**changes: Any) -> bytes:
+    record = dict(
+        type="interval",
+        elapsed_s=1.0,
+        phase="measuring",
+        connections=3,
+        sent=150,
+        verified=150,
+        failed=0,
+        errors={},
+        messages_per_s=150.0,
+        mb_per_s=0.0096,
+        latency_ms=None,
+        backlog=0,
+    )
+    record.update(changes)
+    return json.dumps(record).encode() + b"\n"
+
+
+class ShardArgvTests(SynchronousTestCase):
+    """
+    What a shard process is given is the shard's settings.
+    """
+
+    def test_roundTrip(self) -> None:
+        """
+        The command line of shard I of N, parsed, gives the settings
+        L{splitRun} gives shard I, with the run's start and identity.
+        """
+        whole = ClientSettings(
+            connections=5, rate=100.0, duration=3.0, message=b"h\xffi", payload="text", seed=4
+        )
+        for index in range(2):
+            options = command._Options()
+            options.parseOptions(shardArgv(whole, index, 2, 1234.5, "abc"))
+            self.assertEqual(options.settings, replace(splitRun(whole, index, 2)[0], load=True))
+            self.assertEqual((options.startAt, options.shard.runId), (1234.5, "abc"))
+            self.assertTrue(options["json"])
+
+
+class LocalShardsTests(SynchronousTestCase):
+    """
+    N shard processes, one progress line, one merged report.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = ProcessReactor()
+        self.reactor.advance(1000)
+        self.out = io.BytesIO()
+        self.err = io.StringIO()
+        self.shards = LocalShards(
+            self.reactor, WHOLE, 3, self.out, self.err, live=False, reap=False
+        )
+        self.ended = self.shards.start()
+
+    def end(self, index: int, reason: Exception | None = None) -> None:
+        protocol = self.reactor.spawned[index][0]
+        protocol.processEnded(Failure(reason or ProcessDone(0)))
+
+    def test_spawns(self) -> None:
+        """
+        Each shard is this command with C{--shard I/N}, one C{--start-at}
+        L{LEAD} seconds ahead, one run identity, and C{--json}.
+        """
+        self.assertEqual(len(self.reactor.spawned), 3)
+        at = 1000 + LEAD
+        runId = runIdentity(WHOLE, 3, at)
+        for index, (_, args, _) in enumerate(self.reactor.spawned):
+            self.assertIn(
+                f"--shard {index}/3 --start-at {at!r} --run-id {runId} --json", " ".join(args)
+            )
+
+    def test_mergedProgressAndReport(self) -> None:
+        """
+        The shards' interval records make one progress line (their sums);
+        their summaries one report of the whole run, and its status.
+        """
+        for step in (LEAD, 0.5, 0.7):
+            self.reactor.advance(step)
+        for protocol, _, _ in self.reactor.spawned:
+            protocol.outReceived(b'{"type": "start"}\n' + interval())
+        self.reactor.advance(0.3)
+        self.assertEqual(
+            self.err.getvalue().splitlines(),
+            [
+                "starting in 3 s",
+                "starting in 2 s",
+                "starting in 1 s",
+                "[   1s]  measuring   9 conns  450 msg/s  0.03 MB/s  0 errors  3 shards",
+            ],
+        )
+        for index, (protocol, _, _) in enumerate(self.reactor.spawned):
+            line = shardLine(index, 3, [1000] * 100).encode()
+            protocol.outReceived(line[:50])
+            protocol.outReceived(line[50:] + b"\n")
+            protocol.errReceived(b"[   2s]  stopping ...\n")
+            self.end(index)
+        self.assertEqual(self.successResultOf(self.ended), 0)
+        self.assertIn("300 sent, 300 verified, 0 failed, 0 lost", self.out.getvalue().decode())
+        self.assertEqual(len(self.err.getvalue().splitlines()), 4)  # no more than above
+
+    def test_deadShard(self) -> None:
+        """
+        A shard that dies without a summary is named, and the run fails,
+        after the report of the shards that did finish.
+        """
+        for index in range(2):
+            protocol = self.reactor.spawned[index][0]
+            protocol.outReceived(shardLine(index, 3, [1000] * 10).encode() + b"\n")
+            self.end(index)
+        self.end(2, ProcessTerminated(signal=9))
+        self.assertEqual(self.successResultOf(self.ended), 1)
+        self.assertIn("20 sent, 20 verified", self.out.getvalue().decode())
+        self.assertEqual(
+            self.err.getvalue().splitlines()[-1],
+            "uppercase-client: shard 2 was killed by SIGKILL without a summary",
+        )
+
+    def test_shardSays(self) -> None:
+        """
+        A shard's own error line is passed on, naming the shard.
+        """
+        protocol = self.reactor.spawned[1][0]
+        protocol.errReceived(b"uppercase-client: cannot connect to tcp:127.0.0.1:9527: Connection")
+        protocol.errReceived(b" refused\n")
+        self.assertEqual(
+            self.err.getvalue().splitlines()[-1],
+            "uppercase-client: shard 1: cannot connect to tcp:127.0.0.1:9527: Connection refused",
+        )
+
+    def test_interrupt(self) -> None:
+        """
+        A signal is passed on to every shard as SIGTERM; what they report is
+        merged and reported, and the status is 128 + the signal's number.
+        """
+        self.shards.interrupt(2)
+        self.assertEqual([p.signals for _, _, p in self.reactor.spawned], [["TERM"]] * 3)
+        for index, (protocol, _, _) in enumerate(self.reactor.spawned):
+            line = shardLine(index, 3, [1000] * 5, interrupted=15, status=143)
+            protocol.outReceived(line.encode() + b"\n")
+            self.end(index, ProcessTerminated(143))
+        self.assertEqual(self.successResultOf(self.ended), 130)
+        self.assertIn("15 sent, 15 verified", self.out.getvalue().decode())
+        self.assertEqual(
+            self.err.getvalue().splitlines()[-1], "uppercase-client: interrupted by SIGINT"
+        )
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
