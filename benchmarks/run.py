@@ -78,7 +78,7 @@ WORKLOADS = {
     "v": ("udp", 10, 512, 8),
 }
 UDP_WORKLOADS = "uv"
-UDP_UNLIMITED: tuple[str, ...] = ()
+UDP_UNLIMITED = ("--udp-rate-per-source", "0", "--udp-bytes-per-source", "0", "--udp-rate", "0")
 """The options that lift uppercase's UDP rate limits (per source and in all),
 so that what is measured is the echo, not the limiter."""
 
