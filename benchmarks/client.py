@@ -86,11 +86,15 @@ def runClient(python: str, port: int, w: dict[str, Any], warmup: float, seconds:
     argv += ["--warmup", str(warmup), "--duration", str(seconds)]
     if w["rate"]:
         argv += ["--rate", str(w["rate"])]
+    # From the filesystem root: "python -c" puts the current folder first on
+    # the path, and a checkout there would be measured instead of the
+    # interpreter's installed uppercase.
     result = subprocess.run(
         ["taskset", "-c", LOAD_CPU, *argv],
         capture_output=True,
         text=True,
         timeout=warmup + seconds + 60,
+        cwd="/",
     )
     lines = result.stdout.splitlines()
     if result.returncode != 0 or not lines:
