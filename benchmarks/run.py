@@ -20,6 +20,14 @@ Servers (each started afresh for every run):
   uppercase-pypy; with --before PYTHON (an interpreter
   with an earlier uppercase installed, for the regression check):
   uppercase-before, uppercase-log-before, uppercase-proxy-before.
+UDP servers (workloads u and v only; the TCP ones never run them):
+  c-udp-echo   a UDP echo in C, recvmmsg/sendmmsg (benchmarks/baselines/c_udp_echo.c):
+               the ceiling
+  asyncio-udp  a plain asyncio DatagramProtocol echo (uvloop-udp: on uvloop)
+  twisted5-udp the five-line Twisted DatagramProtocol echo
+  uppercase-udp  twistd -n uppercase --quiet --listen udp:PORT, its rate
+               limits lifted (UDP_UNLIMITED below)
+  and, with --pypy: twisted5-udp-pypy, uppercase-udp-pypy.
 
 Workloads (benchmarks/loadgen.c, compiled here with cc -O3; every reply byte
 is verified; it busy-polls its own core and reports how much of the time it
@@ -30,6 +38,9 @@ waited for the server):
   d  1 connection streaming full duplex    MB/s
   e  10 connections streaming              MB/s
   f  5,000 idle connections                server memory per connection (bytes)
+  u  1 UDP socket ping-pong, 64 B          datagrams/s
+  v  10 UDP sockets, 8 x 512 B in flight   datagrams/s
+  (u, v: a datagram with no reply within 1 s is counted lost, not waited for)
 
 Prints the medians, their spread (min-max) and the ratios our server's
 medians have to the baselines', as Markdown, and writes all figures as JSON.
@@ -63,7 +74,20 @@ WORKLOADS = {
     "c": ("pingpong", 100, 1024, 8),
     "d": ("stream", 1, 65536, 1),
     "e": ("stream", 10, 65536, 1),
+    "u": ("udp", 1, 64, 1),
+    "v": ("udp", 10, 512, 8),
 }
+UDP_WORKLOADS = "uv"
+UDP_UNLIMITED = ("--udp-rate-per-source", "0", "--udp-bytes-per-source", "0", "--udp-rate", "0")
+"""The options that lift uppercase's UDP rate limits (per source and in all),
+so that what is measured is the echo, not the limiter."""
+
+
+def isUDP(name: str) -> bool:
+    """Whether the server called C{name} is a UDP echo (measured in u, v only)."""
+    return "-udp" in name
+
+
 IDLE_CONNECTIONS = 5000
 
 
@@ -77,10 +101,22 @@ def absoluteCommand(command: str | None) -> str | None:
     return os.path.abspath(command)
 
 
-def freePort() -> int:
-    with socket.socket() as s:
+def freePort(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def echoesDatagrams(port: int) -> bool:
+    """Whether a UDP echo on C{port} answers one datagram within 0.2 s."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.sendto(b"ready?", ("127.0.0.1", port))
+            s.recv(64)
+            return True
+        except OSError:
+            return False
 
 
 def compileC(folder: str, source: str) -> str:
@@ -92,11 +128,16 @@ def compileC(folder: str, source: str) -> str:
     return binary
 
 
-def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> dict[str, list[str]]:
+def serverCommands(
+    pypy: str | None, cEcho: str, before: str | None = None, cUDPEcho: str = "c_udp_echo"
+) -> dict[str, list[str]]:
     python = sys.executable
 
     def ours(interpreter: str, *args: str, twistdArgs: tuple[str, ...] = ()) -> list[str]:
         listen = "tcp:{port}:interface=127.0.0.1"
+        if "--udp" in args:
+            args = tuple(a for a in args if a != "--udp") + UDP_UNLIMITED
+            listen = "udp:{port}:interface=127.0.0.1"
         if "--proxy" in args:
             args = tuple(a for a in args if a != "--proxy")
             listen = "haproxy:" + listen
@@ -121,11 +162,16 @@ def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> d
         "uppercase-proxy": ours(python, "--quiet", "--proxy"),
         "uppercase-log": ours(python),
         "uppercase-w2": ours(python, "--quiet", "--workers", "2"),
+        "c-udp-echo": [cUDPEcho, "{port}"],
+        "asyncio-udp": [python, os.path.join(HERE, "baselines", "asyncio_udp_echo.py"), "{port}"],
+        "twisted5-udp": [python, os.path.join(HERE, "baselines", "twisted_udp_echo.py"), "{port}"],
+        "uppercase-udp": ours(python, "--quiet", "--udp"),
     }
     try:
         import uvloop  # noqa: F401
 
         commands["uvloop"] = [*commands["asyncio"], "--uvloop"]
+        commands["uvloop-udp"] = [*commands["asyncio-udp"], "--uvloop"]
     except ImportError:
         print("run.py: uvloop is not installed; no uvloop baseline", file=sys.stderr)
     if pypy:
@@ -135,6 +181,12 @@ def serverCommands(pypy: str | None, cEcho: str, before: str | None = None) -> d
             "{port}",
         ]
         commands["uppercase-pypy"] = ours(pypy, "--quiet")
+        commands["twisted5-udp-pypy"] = [
+            pypy,
+            os.path.join(HERE, "baselines", "twisted_udp_echo.py"),
+            "{port}",
+        ]
+        commands["uppercase-udp-pypy"] = ours(pypy, "--quiet", "--udp")
     if before:
         commands["uppercase-before"] = ours(before, "--quiet")
         commands["uppercase-log-before"] = ours(before)
@@ -148,8 +200,8 @@ generator sends one: LOADGEN_PROXY=v1)."""
 
 
 class Server:
-    def __init__(self, command: list[str], cpus: str = SERVER_CPU) -> None:
-        self.port = freePort()
+    def __init__(self, command: list[str], cpus: str = SERVER_CPU, udp: bool = False) -> None:
+        self.port = freePort(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         self._folder = tempfile.TemporaryDirectory()
         argv = [part.replace("{port}", str(self.port)) for part in command]
         self.process = subprocess.Popen(
@@ -162,6 +214,10 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
+                if udp:
+                    if echoesDatagrams(self.port):
+                        return
+                    raise OSError
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
@@ -252,7 +308,7 @@ def main() -> int:
         "--before", help="an interpreter with an earlier uppercase installed (regression check)"
     )
     parser.add_argument("--only", help="comma-separated servers to run")
-    parser.add_argument("--workloads", default="abcdef")
+    parser.add_argument("--workloads", default="abcdefuv")
     parser.add_argument("--out", default="benchmark-results.json")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -263,20 +319,33 @@ def main() -> int:
         # Servers run in a folder of their own: an interpreter given by a
         # relative path must be made absolute here.
         pypy, before = (absoluteCommand(p) for p in (args.pypy, args.before))
-        commands = serverCommands(pypy, compileC(folder, "baselines/c_echo.c"), before)
+        commands = serverCommands(
+            pypy,
+            compileC(folder, "baselines/c_echo.c"),
+            before,
+            compileC(folder, "baselines/c_udp_echo.c"),
+        )
         if args.only:
             commands = {k: v for k, v in commands.items() if k in args.only.split(",")}
+        # A server none of the chosen workloads can measure is left out.
+        commands = {
+            k: v
+            for k, v in commands.items()
+            if any(isUDP(k) == (w in UDP_WORKLOADS) for w in args.workloads)
+        }
         results: dict[str, dict[str, list]] = {name: {} for name in commands}
         for run in range(args.runs):
             for name, command in commands.items():
                 warmup = args.pypy_warmup if name.endswith("pypy") else args.warmup
                 for workload in args.workloads:
+                    if isUDP(name) != (workload in UDP_WORKLOADS):
+                        continue  # a TCP server in a UDP workload, or the reverse
                     if workload == "f" and (name == "c-echo" or name in SPREAD | PROXIED):
                         # c-echo: a fixed 64 KiB buffer per connection; several
                         # processes: not one process's memory.  No comparison.
                         continue
                     spread = name in SPREAD
-                    server = Server(command, ALL_CPUS if spread else SERVER_CPU)
+                    server = Server(command, ALL_CPUS if spread else SERVER_CPU, isUDP(name))
                     try:
                         if workload == "f":
                             value = idleMemory(server)
@@ -330,8 +399,10 @@ def comparable(ours: str, base: str) -> bool:
     """
     if base.startswith("uppercase") or ours in SPREAD or ours.endswith("-before"):
         return False
+    if isUDP(ours) != isUDP(base):
+        return False
     if ours.endswith("-pypy"):
-        return base.endswith("-pypy") or base in ("uvloop", "c-echo")
+        return base.endswith("-pypy") or base in ("uvloop", "c-echo", "uvloop-udp", "c-udp-echo")
     return not base.endswith("-pypy")
 
 
@@ -341,6 +412,8 @@ TARGETS = [
     ("PyPy --quiet against the C echo", "uppercase-pypy", "c-echo", "bc", 0.9),
     ("logging every chunk against --quiet", "uppercase-log", "uppercase", "bc", 0.8),
     ("streaming, CPython, against the C echo", "uppercase", "c-echo", "e", 0.6),
+    ("UDP, CPython, against the C UDP echo", "uppercase-udp", "c-udp-echo", UDP_WORKLOADS, 0.5),
+    ("UDP, PyPy, against the C UDP echo", "uppercase-udp-pypy", "c-udp-echo", UDP_WORKLOADS, 0.8),
 ]
 """The performance issue's targets: (what, ours, baseline, workloads, at least)."""
 
@@ -377,7 +450,7 @@ def reportLatency(results: dict, workloads: str) -> None:
             runs = [
                 r.get("latency_us") for r in byWorkload.get(workload, []) if r.get("latency_us")
             ]
-            if not runs or WORKLOADS.get(workload, ("stream",))[0] != "pingpong":
+            if not runs or WORKLOADS.get(workload, ("stream",))[0] not in ("pingpong", "udp"):
                 cells.append("-")
                 continue
             p50 = statistics.median(r["p50"] for r in runs)
@@ -395,6 +468,7 @@ def reportLatency(results: dict, workloads: str) -> None:
 def report(results: dict, args: argparse.Namespace) -> None:
     names = list(results)
     units = {"a": "rt/s", "b": "rt/s", "c": "rt/s", "d": "MB/s", "e": "MB/s", "f": "B/conn"}
+    units.update(u="dg/s", v="dg/s")
     print(
         f"\nMachine: {machine()}\nMedians of {args.runs} runs, {args.seconds:g} s each (min-max in brackets).\n"
     )
@@ -449,13 +523,23 @@ def report(results: dict, args: argparse.Namespace) -> None:
             " is saturated, and no server can be measured above these ratios here:\n"
         )
         for base in names:
-            if base == "c-echo" or base.startswith("uppercase"):
+            if base == "c-echo" or base.startswith("uppercase") or isUDP(base):
                 continue
             cells = []
             for workload in args.workloads:
                 a, b = medians["c-echo"].get(workload), medians[base].get(workload)
                 cells.append(f"{workload}={a / b:.2f}" if a and b and workload != "f" else "")
             print(f"- c-echo / {base}: " + ", ".join(c for c in cells if c))
+    if "c-udp-echo" in names:
+        print("\nThe UDP ceiling: c-udp-echo as a multiple of the other UDP baselines:\n")
+        for base in names:
+            if base == "c-udp-echo" or base.startswith("uppercase") or not isUDP(base):
+                continue
+            cells = []
+            for workload in UDP_WORKLOADS:
+                a, b = medians["c-udp-echo"].get(workload), medians[base].get(workload)
+                cells.append(f"{workload}={a / b:.2f}" if a and b else "")
+            print(f"- c-udp-echo / {base}: " + ", ".join(c for c in cells if c))
     reportTargets(medians)
     reportLatency(results, args.workloads)
     print(
@@ -468,6 +552,28 @@ def report(results: dict, args: argparse.Namespace) -> None:
             idle = [r["idle"] for r in results[name].get(workload, []) if "idle" in r]
             cells.append(f"{workload}={statistics.median(idle):.2f}" if idle else f"{workload}=-")
         print(f"- {name}: " + ", ".join(cells))
+    reportLoss(results)
+
+
+def reportLoss(results: dict) -> None:
+    """
+    The UDP servers' datagrams lost (no reply within the load generator's
+    timeout) and late replies, summed over runs: a server that drops what it
+    cannot serve looks faster than it is unless this is read beside its rate.
+    """
+    lines = []
+    for name, byWorkload in results.items():
+        cells = []
+        for workload in UDP_WORKLOADS:
+            runs = byWorkload.get(workload, [])
+            if runs:
+                lost, late = sum(r["lost"] for r in runs), sum(r["late"] for r in runs)
+                cells.append(f"{workload}: {lost:,} lost, {late:,} late")
+        if cells:
+            lines.append(f"- {name}: " + "; ".join(cells))
+    if lines:
+        print("\nUDP datagrams lost and late replies, summed over runs:\n")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
