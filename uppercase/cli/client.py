@@ -37,9 +37,11 @@ from uppercase.client._connect import (
     isCancellation,
     isWorthRetrying,
 )
+from uppercase.client._datagram import HEADER_SIZE, MAX_DATAGRAM, MAX_SOCKETS
 from uppercase.client._ping import UppercaseClientFactory
 from uppercase.client._report import RoundTrips
 from uppercase.client._settings import LOAD_OPTIONS, ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.load.prober import LoadService
 
 log = Logger()
@@ -79,6 +81,7 @@ class ClientOptions(usage.Options):
     optFlags = [
         ["stream", None, "Load: stream random bytes full duplex, then half-close."],
         ["fail-fast", None, "Load: stop at the first wrong byte."],
+        ["plain", None, "Expect replies unchanged (an RFC 862 echo), not uppercased."],
     ]
 
     settings: ClientSettings
@@ -93,7 +96,11 @@ class ClientOptions(usage.Options):
         # Any load option makes a load run, even at its default value.
         given = any(not isinstance(self[name], _Default) for name in LOAD_OPTIONS)
         settings = ClientSettings.fromOptions(
-            self, stream=bool(self["stream"]), failFast=bool(self["fail-fast"]), load=given
+            self,
+            stream=bool(self["stream"]),
+            failFast=bool(self["fail-fast"]),
+            load=given,
+            plain=bool(self["plain"]),
         )
         checkLoadSettings(settings)
         self.settings = settings
@@ -114,6 +121,32 @@ def checkLoadSettings(settings: ClientSettings) -> None:
         raise usage.UsageError(
             "--send-proxy sends its header before any TLS, which tls: endpoints cannot do"
         )
+    checkDatagramSettings(settings)
+
+
+def checkDatagramSettings(settings: ClientSettings) -> None:
+    """
+    Refuse what makes no sense over UDP, and C{--max-loss} over a stream.
+
+    @raise usage.UsageError: saying which.
+    """
+    if not isDatagram(settings.connect):
+        if settings.maxLoss:
+            raise usage.UsageError("--max-loss counts lost datagrams: it needs -c udp:HOST:PORT")
+        return
+    if settings.stream:
+        raise usage.UsageError("--stream streams bytes over a connection: not over udp:")
+    if settings.sendProxy:
+        raise usage.UsageError("--send-proxy starts a connection with a header: not over udp:")
+    if settings.isLoad and not HEADER_SIZE < settings.size <= MAX_DATAGRAM:
+        raise usage.UsageError(
+            f"--size over udp: must be from {HEADER_SIZE + 1} (a {HEADER_SIZE}-byte header and "
+            f"a payload) to {MAX_DATAGRAM:,}, not {settings.size:,}"
+        )
+    if settings.connections > MAX_SOCKETS:
+        raise usage.UsageError(f"--connections over udp: must be at most {MAX_SOCKETS:,}")
+    if len(settings.message) + 1 + HEADER_SIZE > MAX_DATAGRAM:
+        raise usage.UsageError(f"--message is too long for one datagram of {MAX_DATAGRAM:,} bytes")
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
+from uppercase.cli.udpcommand import DatagramRun
 from uppercase.cli.options import outputFailure, printAndExit, versionLine
 from uppercase.client._connect import (
     clientEndpoint,
@@ -40,6 +41,7 @@ from uppercase.client._connect import (
 from uppercase.client._ping import TLSHandshakeFailed, UppercaseClientProtocol
 from uppercase.client._report import JSONReport, Output, RoundTrips, TextReport
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
 
 COMMAND = "uppercase-client"
 
@@ -53,7 +55,7 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 Report = Union[TextReport, JSONReport]
 """Where the replies and the summary are printed."""
 
-Run = Union["ClientRun", LoadCommand]
+Run = Union["ClientRun", LoadCommand, DatagramRun]
 """The ping-like run or a load run."""
 
 
@@ -259,6 +261,8 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
             outputs=(out, err),
         )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
+    if isDatagram(options.settings.connect):
+        return DatagramRun(reactor, options.settings, report, sys.stderr, out)
     return ClientRun(reactor, options.settings, report, sys.stderr, out)
 
 

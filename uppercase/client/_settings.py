@@ -103,6 +103,16 @@ def _checkSize(options: Options, name: str) -> None:
         raise SettingError(f"--{name} must be at most {MAX_SIZE}, not {options[name]}")
 
 
+def _checkPercent(options: Options, name: str) -> None:
+    _checkNumber(options, name, "a percentage")
+    if options[name] > 100:
+        raise SettingError(f"--{name} must be a percentage, at most 100, not {options[name]:g}")
+
+
+def _showPercent(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _checkChoice(*choices: str) -> Check:
     def check(options: Options, name: str) -> None:
         value = str(options[name]).strip().lower()
@@ -283,10 +293,20 @@ class ClientSettings(Settings):
         _checkMetrics,
         _showOff,
     )
+    maxLoss: float = setting(
+        0.0,
+        None,
+        "UDP load: fail if more than this percentage of the datagrams is lost (0: any loss fails).",
+        _checkPercent,
+        _showPercent,
+        name="max-loss",
+    )
     stream: bool = False
     """Load: stream random bytes full duplex instead of messages (a flag)."""
     failFast: bool = False
     """Load: stop at the first wrong byte (a flag)."""
+    plain: bool = False
+    """Expect every reply unchanged (an RFC 862 echo), not uppercased (a flag)."""
     load: bool = False
     """A load option was given, if only at its default value."""
 
@@ -332,7 +352,8 @@ class ClientSettings(Settings):
 LOAD_FIELDS = tuple(
     f.name
     for f in fields(ClientSettings)
-    if f.name not in ("connect", "message", "count", "interval", "timeout", "sendProxy", "load")
+    if f.name
+    not in ("connect", "message", "count", "interval", "timeout", "sendProxy", "load", "plain")
 )
 """The settings that make a run a load run."""
 
