@@ -30,8 +30,8 @@ from twisted.python.failure import Failure
 
 from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
-from uppercase.cli.udpcommand import DatagramRun
 from uppercase.cli.options import outputFailure, printAndExit, versionLine
+from uppercase.cli.udpcommand import DatagramRun
 from uppercase.client._connect import (
     clientEndpoint,
     connectWithin,
