@@ -11,6 +11,7 @@ closes its connection and logs how far it got.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from twisted.application.internet import ClientService
@@ -331,6 +332,12 @@ def makeService(
         exitStatus = exitWithStatusAtExit
 
     settings = config.settings
+    if isDatagram(settings.connect):
+        if not settings.isLoad:
+            # Ping's pace as an open loop: one datagram per --interval.
+            rate = 1 / settings.interval if settings.interval else 0.0
+            settings = dataclasses.replace(settings, rate=rate, load=True)
+        return LoadService(settings, None, reactor, exitStatus)
     if settings.isLoad:
         return LoadService(settings, clientEndpoint(reactor, settings.connect), reactor, exitStatus)
     rtts = RoundTrips()

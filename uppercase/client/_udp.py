@@ -154,6 +154,9 @@ class DatagramPing(DatagramProtocol):
     @ivar failure: why the run failed, in one line, or L{None}.
     """
 
+    transport: Any
+    """A connected UDP port (C{write(datagram)}, C{stopListening})."""
+
     def __init__(
         self,
         message: bytes,

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Protocol, Sized
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
+from uppercase.client._datagram import DatagramCounts
 from uppercase.client._report import counted, plainNumber
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch
@@ -62,7 +63,7 @@ class Snapshot:
     backlog: int = 0
 
 
-_DECIMALS = {"ms": 3, "messages/s": 0, "MB/s": 2}
+_DECIMALS = {"ms": 3, "messages/s": 0, "MB/s": 2, "%": 3}
 """How many decimals the report gives a value in each unit."""
 
 
@@ -120,6 +121,8 @@ class RunResult:
     @ivar downSeconds: time within the measured span with no connection up
         (a prober waiting to reconnect), left out of L{seconds}.
     @ivar failure: why the run failed, in one line, or L{None}.
+    @ivar datagrams: over UDP, the datagram counts
+        (L{uppercase.client._datagram.DatagramCounts}); L{None} otherwise.
     @ivar status: the exit status: 0 only if every message sent was
         verified, nothing went wrong and every threshold held.
     """
@@ -149,6 +152,7 @@ class RunResult:
     histogram: str = field(default="", repr=False)
     notSent: int = 0
     downSeconds: float = 0.0
+    datagrams: Dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -230,12 +234,20 @@ def measurableSpan(seconds: float, rate: float = 0.0) -> bool:
 
 
 def checkThresholds(
-    settings: Any, latency: Dict[str, float] | None, rate: float | None, mbps: float | None
+    settings: Any,
+    latency: Dict[str, float] | None,
+    rate: float | None,
+    mbps: float | None,
+    datagrams: DatagramCounts | None = None,
 ) -> list[Check]:
     """
-    The thresholds C{settings} set, checked against what was measured.
+    The thresholds C{settings} set, checked against what was measured;
+    over UDP (C{datagrams}), C{--max-loss} always.
     """
     checks = []
+    if datagrams is not None:
+        loss = datagrams.lossPercent()
+        checks.append(Check("max-loss", "loss", settings.maxLoss, loss, "%", True))
     for option, key, limit in (
         ("max-p50", "p50", settings.maxP50),
         ("max-p99", "p99", settings.maxP99),
@@ -297,7 +309,7 @@ def failureReason(
         return None
     if not result["verified"]:
         return "no message was verified"
-    if result["verified"] < result["sent"]:
+    if result.get("datagrams") is None and result["verified"] < result["sent"]:
         unanswered = result["sent"] - result["verified"]
         return f"{unanswered:,} of {counted(result['sent'], 'message')} unanswered"
     return None
@@ -326,7 +338,7 @@ def buildResult(
         rate = stats.measured / seconds
         mbps = stats.measuredBytes / seconds / 1e6
     latency = stats.total.summary()
-    checks = checkThresholds(settings, latency, rate, mbps)
+    checks = checkThresholds(settings, latency, rate, mbps, stats.datagrams)
     fields: dict[str, Any] = {
         "verified": stats.verified,
         "sent": stats.sent,
@@ -338,6 +350,7 @@ def buildResult(
         "errors": dict(stats.errors),
         "checks": checks,
         "connections": run.connectedCount,
+        "datagrams": stats.datagrams,
     }
     reason = failure or failureReason(fields, settings, connectFailure, interrupted is not None)
     if reason is None and interrupted is not None:
@@ -370,6 +383,7 @@ def buildResult(
         histogram=stats.total.encode() if stats.total.count else "",
         notSent=stats.notSent,
         downSeconds=down,
+        datagrams=None if stats.datagrams is None else stats.datagrams.asDict(),
     )
 
 
