@@ -203,6 +203,7 @@ class DatagramPing(DatagramProtocol):
         else:
             self._sendTimer = self._clock.callLater(self.interval, self._send)
         self._armExpiry()
+        self._maybeOver()
 
     def _armExpiry(self) -> None:
         deadline = self.tracker.nextDeadline
