@@ -43,6 +43,14 @@ class Port:
         self.connection.protocol.doStop()
 
 
+class Collect(RunObserver):
+    def __init__(self, results: List[RunResult]) -> None:
+        self._results = results
+
+    def finished(self, result: RunResult) -> None:
+        self._results.append(result)
+
+
 class Run:
     """
     A L{LoadRun} over UDP whose sockets are L{Port}s.
@@ -53,9 +61,7 @@ class Run:
         self.settings = ClientSettings(connect="udp:127.0.0.1:9527", load=True, **settings)
         self.ports: List[Port] = []
         self.results: List[RunResult] = []
-        observer = RunObserver()
-        observer.finished = self.results.append  # type: ignore[method-assign]
-        self.run = LoadRun(self.settings, self.clock, self._connect, observer)
+        self.run = LoadRun(self.settings, self.clock, self._connect, Collect(self.results))
 
     def _connect(self, factory: IProtocolFactory) -> Deferred[Any]:
         connection: Any = factory.buildProtocol(None)  # type: ignore[arg-type]
