@@ -188,3 +188,20 @@ class PingTests(SynchronousTestCase):
         self.successResultOf(protocol.done)
         self.assertEqual(len(port.written), 6)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class DescribeTests(SynchronousTestCase):
+    def test_lengths(self) -> None:
+        """
+        A reply shorter or longer than the one due (a truncated datagram,
+        or two joined by a relay) is described in one line, saying where
+        one side has no more bytes.
+        """
+        for payload, words in [
+            (b"HEL", "byte 29: expected 4c, received no more bytes"),
+            (b"HELLO\nHELLO\n", "byte 32: expected no more bytes, received 48"),
+        ]:
+            protocol, port, clock, replies = ping(count=1)
+            port.echo(0, change=lambda d, p=payload: d[:26] + p)
+            self.successResultOf(protocol.done)
+            self.assertIn(words, str(protocol.failure))
