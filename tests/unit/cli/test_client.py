@@ -73,9 +73,10 @@ class ClientOptionsTests(SynchronousTestCase):
         )
         flags = {name for name, short, help in twistdClient.ClientOptions.optFlags}
         self.assertEqual(
-            {f.name for f in fields if "option" not in f.metadata}, {"stream", "failFast", "load"}
+            {f.name for f in fields if "option" not in f.metadata},
+            {"stream", "failFast", "load", "plain"},
         )
-        self.assertEqual(flags, {"stream", "fail-fast"})
+        self.assertEqual(flags, {"stream", "fail-fast", "plain"})
         for name, _short, shown, _help in twistdClient.ClientOptions.optParameters:
             settings = self.parse(f"--{name}", shown).settings
             # (A load option given, even at its default, says so: load.)
