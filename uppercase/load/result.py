@@ -17,6 +17,7 @@ from uppercase.client._connect import describeConnectFailure
 from uppercase.client._datagram import DatagramCounts
 from uppercase.client._report import counted, plainNumber
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.client._verifier import Mismatch
 from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
@@ -400,7 +401,9 @@ def describeSettings(settings: ClientSettings) -> str:
     10 s after 0 s of warm-up}, and the like.
     """
     n = settings.connections
-    conns = counted(n, "connection")
+    udp = isDatagram(settings.connect)
+    conns = counted(n, "UDP socket" if udp else "connection")
+    message = "datagram" if udp else "message"
     if settings.duration:
         length = f"for {plainNumber(settings.duration)} s"
     elif settings.limit:
@@ -408,7 +411,7 @@ def describeSettings(settings: ClientSettings) -> str:
         length = (
             counted(count, "byte") + " per connection"
             if settings.stream
-            else counted(count, "message")
+            else counted(count, message)
         )
     else:
         length = "until stopped"
@@ -418,8 +421,8 @@ def describeSettings(settings: ClientSettings) -> str:
         return f"stream: {conns}, random bytes full duplex, {length}"
     pipeline = settings.effectivePipeline
     depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
-    what = f"{settings.size}-byte {settings.payload} messages"
+    what = f"{settings.size}-byte {settings.payload} {message}s"
     if settings.rate:
         rate = plainNumber(settings.rate)
-        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
+        return f"open loop at {rate} {message}s/s: {conns}, {depth}, {what}, {length}"
     return f"closed loop: {conns}, {depth}, {what}, {length}"

@@ -187,8 +187,8 @@ class DatagramRunTests(SynchronousTestCase):
 
     def test_report(self) -> None:
         """
-        The text report has no TCP line over UDP, and gives the loss
-        threshold's verdict.
+        The text report speaks of UDP sockets and datagrams, has no TCP
+        line, and gives the loss threshold's verdict.
         """
         r = Run(count=1)
         out = io.BytesIO()
@@ -198,6 +198,11 @@ class DatagramRunTests(SynchronousTestCase):
         self.successResultOf(done)
         text = out.getvalue().decode()
         self.assertNotIn("tcp", text)
+        self.assertTrue(
+            text.startswith(
+                "closed loop: 1 UDP socket, pipeline 1, 64-byte random datagrams, 1 datagram\n"
+            )
+        )
         self.assertIn("threshold: loss 0.000 % is at most --max-loss 0 (ok)", text)
 
     def test_metrics(self) -> None:
