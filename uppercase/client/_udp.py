@@ -154,6 +154,8 @@ class DatagramPing(DatagramProtocol):
     @ivar failure: why the run failed, in one line, or L{None}.
     """
 
+    noisy = False  # no "Starting protocol <...>" log line
+
     transport: Any
     """A connected UDP port (C{write(datagram)}, C{stopListening})."""
 

@@ -44,6 +44,8 @@ class _Socket(DatagramProtocol):
     The Twisted side of a L{DatagramConnection}: what the port tells it.
     """
 
+    noisy = False  # no "Starting protocol <...>" log line (a repr) per socket
+
     def __init__(self, connection: DatagramConnection) -> None:
         self._connection = connection
 

@@ -7,17 +7,19 @@ in the result, the text summary, C{--json} and the metrics; C{--max-loss}.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, List
+from typing import Any, Callable, List, cast
 
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.client._datagram import HEADER_SIZE, parseHeader
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import DatagramPing
 from uppercase.load.datagram import DatagramConnection
 from uppercase.load.metrics import LoadCollector
 from uppercase.load.report import TextLoadReport, summaryLines, summaryRecord
@@ -223,3 +225,23 @@ class DatagramRunTests(SynchronousTestCase):
         exposition = generate_latest(registry).decode()
         self.assertIn("uppercase_client_datagrams_lost_total 1.0", exposition)
         self.assertIn("uppercase_client_datagrams_reordered_total 0.0", exposition)
+
+
+class QuietTests(SynchronousTestCase):
+    def test_noReprLogged(self) -> None:
+        """
+        Opening and closing a socket, of a load run or of the ping client,
+        logs nothing (Twisted's noisy protocols log C{Starting protocol
+        <...>}, a repr, for each).
+        """
+        events: List[Any] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        r = Run(count=1)
+        r.run.start()
+        r.ports[0].stopListening()
+        ping = DatagramPing(b"hello", count=1, interval=1.0, timeout=1.0, clock=Clock())
+        ping.makeConnection(object())  # type: ignore[arg-type]
+        ping.doStop()
+        self.assertEqual([formatEvent(e) for e in events], [])
