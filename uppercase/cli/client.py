@@ -11,6 +11,7 @@ closes its connection and logs how far it got.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from twisted.application.internet import ClientService
@@ -37,9 +38,11 @@ from uppercase.client._connect import (
     isCancellation,
     isWorthRetrying,
 )
+from uppercase.client._datagram import HEADER_SIZE, MAX_DATAGRAM, MAX_SOCKETS
 from uppercase.client._ping import UppercaseClientFactory
 from uppercase.client._report import RoundTrips
 from uppercase.client._settings import LOAD_OPTIONS, ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.load.prober import LoadService
 
 log = Logger()
@@ -120,6 +123,32 @@ def checkLoadSettings(settings: ClientSettings) -> None:
         raise usage.UsageError(
             "--send-proxy sends its header before any TLS, which tls: endpoints cannot do"
         )
+    checkDatagramSettings(settings)
+
+
+def checkDatagramSettings(settings: ClientSettings) -> None:
+    """
+    Refuse what makes no sense over UDP, and C{--max-loss} over a stream.
+
+    @raise usage.UsageError: saying which.
+    """
+    if not isDatagram(settings.connect):
+        if settings.maxLoss:
+            raise usage.UsageError("--max-loss counts lost datagrams: it needs -c udp:HOST:PORT")
+        return
+    if settings.stream:
+        raise usage.UsageError("--stream streams bytes over a connection: not over udp:")
+    if settings.sendProxy:
+        raise usage.UsageError("--send-proxy starts a connection with a header: not over udp:")
+    if settings.isLoad and not HEADER_SIZE < settings.size <= MAX_DATAGRAM:
+        raise usage.UsageError(
+            f"--size over udp: must be from {HEADER_SIZE + 1} (a {HEADER_SIZE}-byte header and "
+            f"a payload) to {MAX_DATAGRAM:,}, not {settings.size:,}"
+        )
+    if settings.connections > MAX_SOCKETS:
+        raise usage.UsageError(f"--connections over udp: must be at most {MAX_SOCKETS:,}")
+    if len(settings.message) + 1 + HEADER_SIZE > MAX_DATAGRAM:
+        raise usage.UsageError(f"--message is too long for one datagram of {MAX_DATAGRAM:,} bytes")
 
 
 Options = oneLineErrors(ClientOptions, "uppercase-client")
@@ -304,6 +333,12 @@ def makeService(
         exitStatus = exitWithStatusAtExit
 
     settings = config.settings
+    if isDatagram(settings.connect):
+        if not settings.isLoad:
+            # Ping's pace as an open loop: one datagram per --interval.
+            rate = 1 / settings.interval if settings.interval else 0.0
+            settings = dataclasses.replace(settings, rate=rate, load=True)
+        return LoadService(settings, None, reactor, exitStatus)
     if settings.isLoad:
         return LoadService(settings, clientEndpoint(reactor, settings.connect), reactor, exitStatus)
     rtts = RoundTrips()

@@ -39,6 +39,7 @@ from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
 from uppercase.cli.localshards import LocalShards, checkWorkers
 from uppercase.cli.options import outputFailure, printAndExit, versionLine
+from uppercase.cli.udpcommand import DatagramRun
 from uppercase.client._connect import (
     clientEndpoint,
     connectWithin,
@@ -48,6 +49,7 @@ from uppercase.client._connect import (
 from uppercase.client._ping import TLSHandshakeFailed, UppercaseClientProtocol
 from uppercase.client._report import JSONReport, Output, RoundTrips, TextReport
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.load.shard import INDEX_VARIABLE, ShardError, parseShard, splitRun
 from uppercase.load.startat import START_GRACE, parseStartAt
 
@@ -63,8 +65,8 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 Report = Union[TextReport, JSONReport]
 """Where the replies and the summary are printed."""
 
-Run = Union["ClientRun", LoadCommand, LocalShards]
-"""The ping-like run, a load run, or local shards of one."""
+Run = Union["ClientRun", LoadCommand, LocalShards, DatagramRun]
+"""The ping-like run (over TCP or UDP), a load run, or local shards of one."""
 
 SHARD_OPTIONS = ("shard", "start-at", "run-id", "workers")
 """The options of sharded runs: any of them makes a load run."""
@@ -336,6 +338,8 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
             startAt=options.startAt,
         )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
+    if isDatagram(options.settings.connect):
+        return DatagramRun(reactor, options.settings, report, sys.stderr, out)
     return ClientRun(reactor, options.settings, report, sys.stderr, out)
 
 

@@ -23,10 +23,12 @@ from uppercase.cli.options import outputFailure
 from uppercase.client._connect import clientEndpoint, connectWithin
 from uppercase.client._report import BinaryOutput, Output
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
+from uppercase.load.datagram import datagramConnect
 from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import JSONLoadReport, TextLoadReport
 from uppercase.load.result import RunResult
-from uppercase.load.run import SPIN, LoadRun
+from uppercase.load.run import SPIN, Connect, LoadRun
 from uppercase.load.shard import Shard
 from uppercase.load.startat import TooLate, waitUntil
 from uppercase.server._service import ListenError, reasonOf
@@ -128,13 +130,17 @@ class LoadCommand:
         self._waiting = None
         settings = self._settings
         reactor = self._reactor
-        try:
-            endpoint = clientEndpoint(reactor, settings.connect)
-        except Exception as e:
-            return self._failed(f"cannot connect to {settings.connect}: {e}")
+        connect: Connect
+        if isDatagram(settings.connect):
+            connect = datagramConnect(reactor, settings.connect)
+        else:
+            try:
+                endpoint = clientEndpoint(reactor, settings.connect)
+            except Exception as e:
+                return self._failed(f"cannot connect to {settings.connect}: {e}")
 
-        def connect(factory: IProtocolFactory) -> Deferred[Any]:
-            return connectWithin(endpoint, factory, settings.timeout, reactor)
+            def connect(factory: IProtocolFactory) -> Deferred[Any]:
+                return connectWithin(endpoint, factory, settings.timeout, reactor)
 
         self.run = LoadRun(settings, reactor, connect, self._report, spin=self._spin)
         ended: Deferred[int] = Deferred()

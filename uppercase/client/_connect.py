@@ -34,6 +34,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from uppercase._settings import wholeNumber
+from uppercase.client._udp import parseUDP
 from uppercase.net.endpoints import arguments, escapeBrackets, hasEmptyField
 
 EXAMPLES = (
@@ -42,6 +43,7 @@ EXAMPLES = (
     r"tcp:host=\:\:1:port=9527",
     "unix:/run/uppercase.sock",
     "tls:example.org:9527",
+    "udp:127.0.0.1:9527",
 )
 """Endpoint strings the help shows; a test checks that each one works."""
 
@@ -89,6 +91,9 @@ def checkDescription(description: str, reactor: Any = None) -> None:
     args, kwargs = arguments(escaped)
     kind = args[0].lower() if args else ""
     positional = args[1:]
+    if kind == "udp":
+        parseUDP(description)  # not a stream endpoint: Twisted has no parser for it
+        return
     if hasEmptyField(escaped) or (kind in ("tcp", "ssl") and len(positional) > 2):
         raise ValueError(f"an IPv6 address needs brackets or escaped colons: {IPV6_FORMS}")
     if kind in _HOST_AND_PORT:

@@ -7,7 +7,10 @@ import json
 import math
 import os
 import sys
-from typing import IO, Any, Callable, Protocol
+from typing import IO, Any, Callable, Mapping, Protocol
+
+DATAGRAM_EXTRAS = ("corrupted", "late", "duplicated", "reordered", "foreign")
+"""The UDP counts a text summary gives after C{lost} when not 0."""
 
 
 def silenceOutput(stream: IO[str] | IO[bytes] | None = None) -> None:
@@ -163,9 +166,18 @@ class TextReport:
         self._out.flush()
 
     def summary(
-        self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None
+        self,
+        sent: int,
+        received: int,
+        verified: int,
+        rtts: RoundTrips,
+        error: str | None,
+        datagrams: Mapping[str, int] | None = None,
     ) -> None:
         line = f"{sent} sent, {received} received, {verified} verified"
+        if datagrams is not None:
+            line += f", {datagrams['lost']} lost"
+            line += "".join(f", {datagrams[k]} {k}" for k in DATAGRAM_EXTRAS if datagrams[k])
         if rtts.count:
             line += ", " + rtts.describe()
         self._out.write(line.encode() + b"\n")
@@ -197,17 +209,24 @@ class JSONReport:
         )
 
     def summary(
-        self, sent: int, received: int, verified: int, rtts: RoundTrips, error: str | None
+        self,
+        sent: int,
+        received: int,
+        verified: int,
+        rtts: RoundTrips,
+        error: str | None,
+        datagrams: Mapping[str, int] | None = None,
     ) -> None:
         millis = rtts.millis()
-        self._emit(
-            {
-                "type": "summary",
-                "sent": sent,
-                "received": received,
-                "verified": verified,
-                "rtt_ms": None if millis is None else {k: round(v, 6) for k, v in millis.items()},
-                "ok": error is None,
-                "error": error,
-            }
-        )
+        record: dict[str, Any] = {
+            "type": "summary",
+            "sent": sent,
+            "received": received,
+            "verified": verified,
+            "rtt_ms": None if millis is None else {k: round(v, 6) for k, v in millis.items()},
+            "ok": error is None,
+            "error": error,
+        }
+        if datagrams is not None:
+            record["datagrams"] = dict(datagrams)
+        self._emit(record)

@@ -103,6 +103,16 @@ def _checkSize(options: Options, name: str) -> None:
         raise SettingError(f"--{name} must be at most {MAX_SIZE}, not {options[name]}")
 
 
+def _checkPercent(options: Options, name: str) -> None:
+    _checkNumber(options, name, "a percentage")
+    if options[name] > 100:
+        raise SettingError(f"--{name} must be a percentage, at most 100, not {options[name]:g}")
+
+
+def _showPercent(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _checkChoice(*choices: str) -> Check:
     def check(options: Options, name: str) -> None:
         value = str(options[name]).strip().lower()
@@ -282,6 +292,14 @@ class ClientSettings(Settings):
         "Serve Prometheus metrics of the load run at /metrics on this server endpoint.",
         _checkMetrics,
         _showOff,
+    )
+    maxLoss: float = setting(
+        0.0,
+        None,
+        "UDP load: fail if more than this percentage of the datagrams is lost (0: any loss fails).",
+        _checkPercent,
+        _showPercent,
+        name="max-loss",
     )
     stream: bool = False
     """Load: stream random bytes full duplex instead of messages (a flag)."""

@@ -51,6 +51,14 @@ def hexExcerpt(data: bytes) -> str:
     return f'{data.hex(" ")} "{text}"'
 
 
+def _byteAt(data: bytes, index: int) -> str:
+    """
+    The byte at C{index} in hex, or C{no more bytes} past the end (a
+    datagram shorter than the other side's).
+    """
+    return f"{data[index]:02x}" if index < len(data) else "no more bytes"
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """
@@ -139,7 +147,7 @@ class Mismatch:
         index = self.messageOffset - self.excerptStart
         end = self.excerptStart + max(len(self.expected), len(self.received)) - 1
         return (
-            f": expected {self.expected[index]:02x}, received {self.received[index]:02x}; "
+            f": expected {_byteAt(self.expected, index)}, received {_byteAt(self.received, index)}; "
             f"bytes {self.excerptStart}-{end}: expected {hexExcerpt(self.expected)}, "
             f"received {hexExcerpt(self.received)}"
         )

@@ -44,6 +44,20 @@ BUCKETS = (
 """Upper bounds (seconds) of the latency histogram's buckets."""
 
 
+DATAGRAM_HELP = {
+    "sent": "UDP: datagrams sent.",
+    "received": "UDP: datagrams received, of every kind.",
+    "verified": "UDP: first replies in time that matched, byte for byte.",
+    "corrupted": "UDP: first replies in time with an intact header and a wrong payload.",
+    "lost": "UDP: datagrams with no reply within the timeout (late ones included).",
+    "late": "UDP: first replies that arrived after their timeout (also counted lost).",
+    "duplicated": "UDP: replies after the first for the same datagram.",
+    "reordered": "UDP: first replies in time that arrived after a later datagram's.",
+    "foreign": "UDP: datagrams with no header of the socket's, or for no datagram in flight.",
+}
+"""The help of each datagram count's counter (docs/load-testing.md)."""
+
+
 class LoadCollector:
     """
     The run's counters, its open connections, and its latency histogram
@@ -99,6 +113,13 @@ class LoadCollector:
             "Connections open now.",
             value=len(self._run.protocols),
         )
+        if stats.datagrams is not None:
+            for name, value in stats.datagrams.asDict().items():
+                yield CounterMetricFamily(
+                    f"uppercase_client_datagrams_{name}",
+                    DATAGRAM_HELP[name],
+                    value=value,
+                )
         counts = dict.fromkeys(BUCKETS, 0)
         total = 0
         sumSeconds = 0.0

@@ -21,10 +21,11 @@ from twisted.python.failure import Failure
 
 from uppercase.client._connect import connectWithin
 from uppercase.client._settings import ClientSettings
+from uppercase.load.datagram import datagramConnect
 from uppercase.load.metrics import clientMetricsFactory
 from uppercase.load.report import describeLatency, progressLine, summaryLines
 from uppercase.load.result import RunObserver, RunResult, RunView, Snapshot
-from uppercase.load.run import SPIN, LoadRun
+from uppercase.load.run import SPIN, Connect, LoadRun
 from uppercase.server._service import ListenError, reasonOf
 
 __all__ = ["LOG_EVERY", "LoadService", "LogLoadReport"]
@@ -87,7 +88,7 @@ class LoadService(Service):
     def __init__(
         self,
         settings: ClientSettings,
-        endpoint: IStreamClientEndpoint,
+        endpoint: IStreamClientEndpoint | None,
         reactor: Any,
         exitStatus: Callable[[int], None],
         spin: float = SPIN,
@@ -106,8 +107,14 @@ class LoadService(Service):
         settings = self.settings
         reactor = self._reactor
 
-        def connect(factory: IProtocolFactory) -> Deferred[Any]:
-            return connectWithin(self._endpoint, factory, settings.timeout, reactor)
+        endpoint = self._endpoint
+        connect: Connect
+        if endpoint is None:  # udp: (L{uppercase.load.datagram})
+            connect = datagramConnect(reactor, settings.connect)
+        else:
+
+            def connect(factory: IProtocolFactory) -> Deferred[Any]:
+                return connectWithin(endpoint, factory, settings.timeout, reactor)
 
         self.run = LoadRun(
             settings, reactor, connect, LogLoadReport(), reconnect=True, spin=self._spin

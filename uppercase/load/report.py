@@ -158,7 +158,9 @@ def summaryLines(result: RunResult) -> list[str]:
     if result.mismatchCount > len(result.mismatches):
         lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
     tcp = result.tcp
-    if tcp is None:
+    if result.datagrams is not None:
+        lines.append(datagramLine(result.datagrams))
+    elif tcp is None:
         lines.append("tcp: n/a (no TCP_INFO for these connections)")
     else:
         measured = result.latency["p50"] if result.latency else None
@@ -171,6 +173,17 @@ def summaryLines(result: RunResult) -> list[str]:
     for check in result.checks:
         lines.append(f"threshold: {check} ({'ok' if check.ok else 'FAILED'})")
     return lines
+
+
+def datagramLine(counts: dict[str, int]) -> str:
+    """
+    C{udp: 1,000 sent, 1,001 received, 998 verified, 0 corrupted, 2 lost
+    (0.200%), 0 late, 1 duplicated, 3 reordered, 0 foreign}.
+    """
+    known = counts["verified"] + counts["corrupted"] + counts["lost"]
+    percent = f" ({100 * counts['lost'] / known:.3f}%)" if known else ""
+    parts = [f"{counts[k]:,} {k}" + (percent if k == "lost" else "") for k in counts]
+    return "udp: " + ", ".join(parts)
 
 
 class TextLoadReport(_Progress):
@@ -280,6 +293,7 @@ def summaryRecord(result: RunResult, shard: dict[str, Any] | None = None) -> dic
             if info is not None
         ],
         "thresholds": [check.asJSON() for check in result.checks],
+        "datagrams": result.datagrams,
         "ok": result.ok,
         "error": result.reason,
         "status": result.status,

@@ -14,8 +14,10 @@ from typing import Any, Dict, List, Mapping, Protocol, Sized
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
+from uppercase.client._datagram import DatagramCounts
 from uppercase.client._report import counted, plainNumber
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.client._verifier import Mismatch, echoHint
 from uppercase.load.stats import LoadStats, describeMismatch
 from uppercase.net.tcpinfo import TCPInfo, summarize
@@ -62,7 +64,7 @@ class Snapshot:
     backlog: int = 0
 
 
-_DECIMALS = {"ms": 3, "messages/s": 0, "MB/s": 2}
+_DECIMALS = {"ms": 3, "messages/s": 0, "MB/s": 2, "%": 3}
 """How many decimals the report gives a value in each unit."""
 
 
@@ -120,6 +122,8 @@ class RunResult:
     @ivar downSeconds: time within the measured span with no connection up
         (a prober waiting to reconnect), left out of L{seconds}.
     @ivar failure: why the run failed, in one line, or L{None}.
+    @ivar datagrams: over UDP, the datagram counts
+        (L{uppercase.client._datagram.DatagramCounts}); L{None} otherwise.
     @ivar status: the exit status: 0 only if every message sent was
         verified, nothing went wrong and every threshold held.
     @ivar startedAt: when the measured span began (the end of the
@@ -157,6 +161,7 @@ class RunResult:
     startedAt: float = 0.0
     endedAt: float = 0.0
     measuredBytes: int = 0
+    datagrams: Dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -238,12 +243,20 @@ def measurableSpan(seconds: float, rate: float = 0.0) -> bool:
 
 
 def checkThresholds(
-    settings: Any, latency: Dict[str, float] | None, rate: float | None, mbps: float | None
+    settings: Any,
+    latency: Dict[str, float] | None,
+    rate: float | None,
+    mbps: float | None,
+    datagrams: DatagramCounts | None = None,
 ) -> list[Check]:
     """
-    The thresholds C{settings} set, checked against what was measured.
+    The thresholds C{settings} set, checked against what was measured;
+    over UDP (C{datagrams}), C{--max-loss} always.
     """
     checks = []
+    if datagrams is not None:
+        loss = datagrams.lossPercent()
+        checks.append(Check("max-loss", "loss", settings.maxLoss, loss, "%", True))
     for option, key, limit in (
         ("max-p50", "p50", settings.maxP50),
         ("max-p99", "p99", settings.maxP99),
@@ -306,7 +319,7 @@ def failureReason(
         return None
     if not result["verified"]:
         return "no message was verified"
-    if result["verified"] < result["sent"]:
+    if result.get("datagrams") is None and result["verified"] < result["sent"]:
         unanswered = result["sent"] - result["verified"]
         return f"{unanswered:,} of {counted(result['sent'], 'message')} unanswered"
     return None
@@ -335,7 +348,7 @@ def buildResult(
         rate = stats.measured / seconds
         mbps = stats.measuredBytes / seconds / 1e6
     latency = stats.total.summary()
-    checks = checkThresholds(settings, latency, rate, mbps)
+    checks = checkThresholds(settings, latency, rate, mbps, stats.datagrams)
     startedAt = measureFrom or run.startedAt
     fields: dict[str, Any] = {
         "verified": stats.verified,
@@ -348,6 +361,7 @@ def buildResult(
         "errors": dict(stats.errors),
         "checks": checks,
         "connections": run.connectedCount,
+        "datagrams": stats.datagrams,
     }
     reason = failure or failureReason(fields, settings, connectFailure, interrupted is not None)
     if reason is None and interrupted is not None:
@@ -383,6 +397,7 @@ def buildResult(
         startedAt=startedAt,
         endedAt=stats.lastMeasured or startedAt,
         measuredBytes=stats.measuredBytes,
+        datagrams=None if stats.datagrams is None else stats.datagrams.asDict(),
     )
 
 
@@ -399,7 +414,9 @@ def describeSettings(settings: ClientSettings) -> str:
     10 s after 0 s of warm-up}, and the like.
     """
     n = settings.connections
-    conns = counted(n, "connection")
+    udp = isDatagram(settings.connect)
+    conns = counted(n, "UDP socket" if udp else "connection")
+    message = "datagram" if udp else "message"
     if settings.duration:
         length = f"for {plainNumber(settings.duration)} s"
     elif settings.limit:
@@ -407,7 +424,7 @@ def describeSettings(settings: ClientSettings) -> str:
         length = (
             counted(count, "byte") + " per connection"
             if settings.stream
-            else counted(count, "message")
+            else counted(count, message)
         )
     else:
         length = "until stopped"
@@ -417,8 +434,8 @@ def describeSettings(settings: ClientSettings) -> str:
         return f"stream: {conns}, random bytes full duplex, {length}"
     pipeline = settings.effectivePipeline
     depth = f"pipeline {pipeline}" if pipeline else "no pipeline limit"
-    what = f"{settings.size}-byte {settings.payload} messages"
+    what = f"{settings.size}-byte {settings.payload} {message}s"
     if settings.rate:
         rate = plainNumber(settings.rate)
-        return f"open loop at {rate} messages/s: {conns}, {depth}, {what}, {length}"
+        return f"open loop at {rate} {message}s/s: {conns}, {depth}, {what}, {length}"
     return f"closed loop: {conns}, {depth}, {what}, {length}"

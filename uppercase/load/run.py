@@ -28,9 +28,12 @@ from uppercase.client._connect import (
     isCancellation,
     isWorthRetrying,
 )
+from uppercase.client._datagram import HEADER_SIZE, DatagramCounts
 from uppercase.client._settings import ClientSettings
+from uppercase.client._udp import isDatagram
 from uppercase.client._verifier import Mismatch, echoHint
 from uppercase.load.connection import ILoadConnection, Owner
+from uppercase.load.datagram import DatagramConnection
 from uppercase.load.payload import Payloads, StreamPattern, randomBlock
 from uppercase.load.protocol import LoadProtocol
 from uppercase.load.result import RunObserver, RunResult, Snapshot, buildResult, describeSettings
@@ -65,10 +68,12 @@ Connect = Callable[[IProtocolFactory], "Deferred[IProtocol]"]
 class _OneProtocol(Factory):
     noisy = False
 
-    def __init__(self, protocol: LoadProtocol | StreamProtocol) -> None:
+    def __init__(self, protocol: LoadProtocol | StreamProtocol | DatagramConnection) -> None:
         self._protocol = protocol
 
-    def buildProtocol(self, addr: IAddress | None) -> LoadProtocol | StreamProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        # Any: a DatagramConnection is no Protocol (the UDP connect takes it
+        # as it is, L{uppercase.load.datagram.datagramConnect}).
         return self._protocol
 
 
@@ -121,6 +126,9 @@ class LoadRun(Owner):
             else:
                 self.schedule = ClosedLoop(clock, settings.limit)
         self.schedule.onExhausted = self.stop
+        if isDatagram(settings.connect):
+            self.stats.datagrams = DatagramCounts()
+        self._payloadsAfterHeader: Payloads | None = None
         self._next = 1
         self.connectedCount = 0
         self._pending = 0
@@ -167,7 +175,19 @@ class LoadRun(Owner):
             self._next += 1
             self._attempt(number)
 
-    def _build(self, number: int) -> LoadProtocol | StreamProtocol:
+    @property
+    def _datagramPayloads(self) -> Payloads:
+        """
+        Over UDP, what follows each datagram's header: C{--size} in all.
+        """
+        if self._payloadsAfterHeader is None:
+            settings = self.settings
+            self._payloadsAfterHeader = Payloads(
+                settings.payload, settings.size - HEADER_SIZE, settings.seed, settings.message
+            )
+        return self._payloadsAfterHeader
+
+    def _build(self, number: int) -> LoadProtocol | StreamProtocol | DatagramConnection:
         settings = self.settings
         if settings.stream:
             return StreamProtocol(
@@ -179,6 +199,18 @@ class LoadRun(Owner):
                 settings.size,
                 settings.limit * settings.size,
                 self._preamble,
+            )
+        if self.stats.datagrams is not None:
+            return DatagramConnection(
+                number,
+                self._datagramPayloads,
+                self.stats,
+                self.stats.datagrams,
+                self._clock,
+                self,
+                settings.timeout,
+                settings.effectivePipeline,
+                settings.plain,
             )
         return LoadProtocol(
             number,
@@ -452,7 +484,8 @@ class LoadRun(Owner):
         for protocol in list(self.protocols):
             protocol.timedOut = True
             self.stats.lost += protocol.dropInFlight()
-            self.stats.error("cut off after the end")
+            if self.stats.datagrams is None:  # over UDP, loss: --max-loss judges it
+                self.stats.error("cut off after the end")
             protocol.transport.abortConnection()
         self._maybeFinish()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
+from uppercase.client._datagram import DatagramCounts
 from uppercase.client._verifier import Mismatch
 from uppercase.load.histogram import Latencies
 
@@ -55,6 +56,8 @@ class LoadStats:
     @ivar errors: errors by kind (C{refused}, C{timeout}, C{mismatch}...).
     @ivar mismatches: the first L{KEPT_MISMATCHES} mismatches.
     @ivar mismatchCount: every mismatch (one per wrong message at most).
+    @ivar datagrams: over UDP, the datagram counts of every socket
+        (L{DatagramCounts}); L{None} over a stream.
     """
 
     def __init__(self, onMismatch: Callable[[Mismatch], None] = _ignore) -> None:
@@ -75,6 +78,7 @@ class LoadStats:
         self.mismatches: list[Mismatch] = []
         self.mismatchCount = 0
         self.onMismatch = onMismatch
+        self.datagrams: DatagramCounts | None = None
 
     def mismatch(self, mismatch: Mismatch) -> None:
         """

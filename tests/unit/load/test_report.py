@@ -97,6 +97,7 @@ SUMMARY_SCHEMA = {
     "tcp": (dict, type(None)),
     "tcp_connections": list,
     "thresholds": list,
+    "datagrams": (dict, type(None)),
     "ok": bool,
     "error": (str, type(None)),
     "status": int,
