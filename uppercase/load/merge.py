@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from uppercase.client._datagram import DatagramCounts
 from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch
@@ -226,6 +227,7 @@ def mergeShards(
     offset = 0
     spans: list[tuple[float, float]] = []
     rate = 0.0
+    datagrams: Counter[str] | None = None
     for summary in shards:
         record = summary.record
         for key in ("sent", "verified", "failed", "lost", "not_sent", "stream_bytes"):
@@ -234,6 +236,9 @@ def mergeShards(
             totals[key] += record[key]
         errors.update({str(k): int(v) for k, v in record["errors"].items()})
         try:
+            if record.get("datagrams") is not None:
+                datagrams = datagrams if datagrams is not None else Counter()
+                datagrams.update({str(k): int(v) for k, v in record["datagrams"].items()})
             if record.get("histogram"):
                 latencies.add(Latencies.decode(record["histogram"]))
             for data in record["mismatches"]:
@@ -269,7 +274,8 @@ def mergeShards(
     }
     limits = replace(ClientSettings(), **values)
     latency = latencies.summary()
-    checks = checkThresholds(limits, latency, messagesPerSecond, megabytesPerSecond)
+    counts = None if datagrams is None else DatagramCounts(**datagrams)
+    checks = checkThresholds(limits, latency, messagesPerSecond, megabytesPerSecond, counts)
     mode = str(first["mode"])
     size = int(first.get("size") or limits.size)
     fields: dict[str, Any] = {
@@ -283,6 +289,7 @@ def mergeShards(
         "errors": dict(errors),
         "checks": checks,
         "connections": offset,
+        "datagrams": counts,
     }
     interrupted = next((i for i in map(_interrupted, records) if i is not None), None)
     cannotConnect = [
@@ -335,6 +342,7 @@ def mergeShards(
         startedAt=startedAt,
         endedAt=endedAt,
         measuredBytes=totals["measured_bytes"],
+        datagrams=None if counts is None else counts.asDict(),
     )
 
 

@@ -47,9 +47,14 @@ THRESHOLDS = {
     "max-p999": "maxP999",
     "min-rate": "minRate",
     "min-mbps": "minMbps",
+    "max-loss": "maxLoss",
 }
 """The thresholds (option: setting), which apply to the whole run: a shard
 of several checks none itself, but names them for C{merge} to check."""
+
+NO_LOSS_LIMIT = 100.0
+"""The C{--max-loss} of a shard of several: no loss can be over it (0 would
+fail on any loss, since C{--max-loss} 0 is a limit, not "off")."""
 
 
 class ShardError(ValueError):
@@ -232,6 +237,7 @@ def splitRun(
         "connections": share(settings.connections, index, count),
         "seed": shardSeed(settings.seed, index),
         **{name: 0.0 for name in THRESHOLDS.values()},
+        "maxLoss": NO_LOSS_LIMIT,
     }
     if rate:
         changes["rate"] = shardRate(rate, index, count)

@@ -183,6 +183,61 @@ class ExactMergeTests(SynchronousTestCase):
         self.assertEqual(run["run_thresholds"], {"max-p99": 50.0})
 
 
+class DatagramMergeTests(SynchronousTestCase):
+    """
+    Shards of a UDP run: their datagram counts add, and C{--max-loss} is
+    the whole run's, checked on the sum.
+    """
+
+    UDP = ClientSettings(
+        connect="udp:127.0.0.1:9", connections=4, rate=200.0, count=0, duration=2.0, maxLoss=5.0
+    )
+
+    def counts(self, lost: int) -> dict[str, int]:
+        return dict(
+            sent=100, received=100 - lost, verified=100 - lost, corrupted=0, lost=lost,
+            late=0, duplicated=0, reordered=0, foreign=0,
+        )  # fmt: skip
+
+    def test_countsAddAndLossIsWhole(self) -> None:
+        """
+        Each shard of several runs with no loss limit of its own (a shard
+        that lost 8% of its datagrams does not fail by itself), and the merge
+        sums the shards' datagram counts and checks C{--max-loss 5} on the
+        whole: 8 lost of 200 is 4%, under it.
+        """
+        for index in range(2):
+            mine, shard = splitRun(self.UDP, index, 2)
+            self.assertEqual(mine.maxLoss, 100.0)
+            self.assertEqual(shard.thresholds, {"max-loss": 5.0})
+        lines = [
+            shardLine(i, 2, [1000] * (100 - lost), whole=self.UDP, sent=100, lost=lost,
+                      datagrams=self.counts(lost))
+            for i, lost in enumerate((8, 0))
+        ]  # fmt: skip
+        result = merged(lines)
+        assert result.datagrams is not None
+        self.assertEqual((result.datagrams["sent"], result.datagrams["lost"]), (200, 8))
+        [check] = result.checks
+        self.assertEqual((check.option, check.value, check.ok), ("max-loss", 4.0, True))
+        self.assertEqual(result.status, 0)
+
+    def test_lossOverTheWholeLimitFails(self) -> None:
+        """
+        Losses that are over C{--max-loss} on the whole fail the merge, with
+        the loss as its reason, though no shard checked it.
+        """
+        lines = [
+            shardLine(i, 2, [1000] * 90, whole=self.UDP, sent=100, lost=10,
+                      datagrams=self.counts(10))
+            for i in range(2)
+        ]  # fmt: skip
+        result = merged(lines)
+        self.assertEqual(result.status, 1)
+        self.assertIn("loss", result.reason or "")
+        self.assertIn("--max-loss 5", result.reason or "")
+
+
 class FindTests(SynchronousTestCase):
     """
     Summaries are found in any stream; nothing else counts.
