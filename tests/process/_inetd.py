@@ -30,10 +30,16 @@ from twisted.trial.unittest import SkipTest
 
 from ._process import DEADLINE
 
-__all__ = ["ECHO_PORT", "INETD", "Inetd", "requireInetd"]
+__all__ = ["DATAGRAM_HOST", "ECHO_PORT", "INETD", "Inetd", "requireInetd"]
 
 ECHO_PORT = 7
 """The echo service's well-known port, where inetd serves it."""
+
+DATAGRAM_HOST = "10.77.0.1"
+"""An address of the namespace's own, off loopback, to reach the datagram
+echo at: inetd answers no datagram from 127.0.0.0/8 (its C{dg_badinput}, a
+guard against echo loops and spoofed sources), and a client sending to this
+address sends from it."""
 
 INETD: str = shutil.which("inetd") or (
     "/usr/sbin/inetd" if os.path.exists("/usr/sbin/inetd") else ""
@@ -50,7 +56,7 @@ while True:
     with socket.socket(socket.AF_INET, kind) as s:
         s.settimeout(0.2)
         try:
-            s.connect(("127.0.0.1", 7))
+            s.connect((sys.argv[3], 7))
             s.send(b"probe\\n")
             if s.recv(16) == b"probe\\n":
                 break
@@ -100,21 +106,24 @@ class Inetd:
             if tcp:
                 f.write("echo stream tcp nowait root internal\n")
             if udp:
-                f.write("echo dgram udp wait root internal\n")
+                # wait.N: at most N datagrams a minute before inetd turns
+                # the service off for ten minutes (256 by default).
+                f.write("echo dgram udp wait.1000000 root internal\n")
         self._log = open(os.path.join(self._folder.name, "inetd.log"), "w+")
         self.process: subprocess.Popen[bytes] | None = None
         subprocess.run([IP, "netns", "add", self.namespace], check=True, timeout=DEADLINE)
         try:
             self._ip("link", "set", "lo", "up")
+            self._ip("addr", "add", f"{DATAGRAM_HOST}/8", "dev", "lo")
             self.process = subprocess.Popen(
                 [IP, "netns", "exec", self.namespace, INETD, "-d", config],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
             )
-            for kind, wanted in (("tcp", tcp), ("udp", udp)):
+            for kind, wanted, host in (("tcp", tcp, "127.0.0.1"), ("udp", udp, DATAGRAM_HOST)):
                 if wanted:
-                    probe = self.run([sys.executable, "-c", _PROBE, kind, str(DEADLINE / 2)])
+                    probe = self.run([sys.executable, "-c", _PROBE, kind, str(DEADLINE / 2), host])
                     if probe.returncode:
                         raise AssertionError(f"{probe.stderr.strip()}; inetd said:\n{self.log}")
         except BaseException:

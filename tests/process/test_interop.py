@@ -11,13 +11,14 @@ C{perl} (C{Net::Ping} is a core module), C{openbsd-inetd} and C{iproute2}
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from ._inetd import ECHO_PORT, Inetd
+from ._inetd import DATAGRAM_HOST, ECHO_PORT, Inetd
 from ._process import DEADLINE, Twistd, script
 
 EVERY_BYTE = bytes(range(256)) * 1024
@@ -162,3 +163,53 @@ class InetdEchoTests(SynchronousTestCase):
             result.stderr.endswith("(unchanged: is it a plain RFC 862 echo? try --plain)\n"),
             result.stderr,
         )
+
+
+class InetdDatagramEchoTests(SynchronousTestCase):
+    """
+    C{uppercase-client --plain} over UDP against inetd's built-in datagram
+    echo (C{echo dgram udp ... internal}), which no one here wrote, at an
+    address off loopback (inetd answers no datagram from 127.0.0.0/8).
+    """
+
+    def setUp(self) -> None:
+        self.inetd = Inetd(tcp=False, udp=True)
+        self.addCleanup(self.inetd.stop)
+        self.client = script("uppercase-client") + ["-c", f"udp:{DATAGRAM_HOST}:{ECHO_PORT}"]
+
+    def test_ping(self) -> None:
+        """
+        The ping-like client over UDP: three datagrams, each answered
+        unchanged and verified, none lost; exit 0.
+        """
+        result = self.inetd.run(self.client + ["--plain", "-n", "3", "-i", "0.05"])
+        self.assertEqual(result.returncode, 0, result.stderr + result.stdout)
+        self.assertTrue(
+            result.stdout.startswith("hello\nhello\nhello\n3 sent, 3 received, 3 verified, 0 lost"),
+            result.stdout,
+        )
+
+    def test_load(self) -> None:
+        """
+        A UDP load run of random datagrams (every byte value) from two
+        sockets at 200 datagrams/s: every datagram verified, none lost,
+        duplicated or reordered, as the --json summary counts them.
+        """
+        load = ["--connections", "2", "--rate", "200", "--count", "200", "--size", "512", "--json"]
+        result = self.inetd.run(self.client + ["--plain", *load])
+        self.assertEqual(result.returncode, 0, result.stderr + result.stdout)
+        summary = json.loads(result.stdout.splitlines()[-1])
+        counts = summary["datagrams"]
+        self.assertEqual(
+            (counts["sent"], counts["verified"], counts["lost"], counts["duplicated"]),
+            (200, 200, 0, 0),
+        )
+
+    def test_withoutPlain(self) -> None:
+        """
+        Without C{--plain}, the replies are counted corrupted (their bytes
+        unchanged where uppercase ones were due), and the run fails: exit 1.
+        """
+        result = self.inetd.run(self.client + ["-n", "1"])
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn("1 corrupted", result.stdout)
