@@ -391,7 +391,9 @@ class LoadRun(Owner):
                 detail=end.detail(),
             )
         if self.settings.failFast:
-            # On the next turn: the connection is in the middle of its loss.
+            # The first reason wins at once; the rest on the next turn: the
+            # connection is in the middle of its loss.
+            self._failure = self._failure or str(end)
             self._clock.callLater(0, self._fail, str(end))
 
     # Time.
