@@ -82,7 +82,7 @@ class ClientOptions(usage.Options):
     optParameters = _markDefaults(ClientSettings.optParameters())
     optFlags = [
         ["stream", None, "Load: stream random bytes full duplex, then half-close."],
-        ["fail-fast", None, "Load: stop at the first wrong byte."],
+        ["fail-fast", None, "Load: stop at the first wrong byte or connection that ends early."],
         ["plain", None, "Expect replies unchanged (an RFC 862 echo), not uppercased."],
     ]
 

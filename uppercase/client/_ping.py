@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeTLSFailure, errorKind
+from uppercase.client._ending import CLOSED_EARLY, RESET, TIMED_OUT, EarlyEnd, endKind
 from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch, ReplyVerifier, echoHint
@@ -57,14 +58,23 @@ class ReplyTimeout(ClientError):
     A reply did not arrive in full within the per-reply timeout.
     """
 
-    def __init__(self, sequence: int, timeout: float, received: int) -> None:
-        super().__init__(sequence, timeout, received)
+    def __init__(
+        self, sequence: int, timeout: float, received: int, end: EarlyEnd | None = None
+    ) -> None:
+        super().__init__(sequence, timeout, received, end)
         self.sequence = sequence
         self.timeout = timeout
         self.received = received
         """Bytes of the reply that did arrive."""
+        self.end = end
+        """The connection's bytes received and owed when it timed out."""
 
     def __str__(self) -> str:
+        if self.end is not None:
+            return (
+                f"{self.end.detail()}: reply {self.sequence} incomplete "
+                f"after {self.timeout:g} s (--timeout)"
+            )
         return (
             f"reply {self.sequence} timed out after {self.timeout:g}s "
             f"({counted(self.received, 'byte')} of it received)"
@@ -108,19 +118,31 @@ class ConnectionClosedEarly(ClientError):
         (L{uppercase.client._connect.errorKind}): C{closed by server} (a
         FIN), C{reset} (a reset, or another error of the connection), ...
     @ivar reason: Twisted's words for it.
+    @ivar end: the bytes received and owed when it ended (a reset, or a
+        FIN while a reply was owed: C{closed early}), or L{None}.
     """
 
-    def __init__(self, verified: int, count: int, reason: str, kind: str = "closed") -> None:
-        super().__init__(verified, count, reason, kind)
+    def __init__(
+        self,
+        verified: int,
+        count: int,
+        reason: str,
+        kind: str = "closed",
+        end: EarlyEnd | None = None,
+    ) -> None:
+        super().__init__(verified, count, reason, kind, end)
         self.verified = verified
         self.count = count
         self.reason = reason
         self.kind = kind
+        self.end = end
 
     def __str__(self) -> str:
         total = self.count or self.verified
         replies = "reply" if total == 1 else "replies"
         wanted = f" of {self.count:,}" if self.count else ""
+        if self.end is not None and self.end.kind in (RESET, CLOSED_EARLY):
+            return f"connection {self.end.detail()}; {self.verified:,}{wanted} {replies} verified"
         how = f"connection {self.kind} after {self.verified:,}{wanted} {replies}"
         if self.kind in ("closed by server", "reset"):
             return how
@@ -312,7 +334,8 @@ class UppercaseClientProtocol(Protocol):
         self._timer = None
         verifier = self._verifier
         received = verifier.received - (verifier.completed * verifier.unit)
-        self._fail(ReplyTimeout(self._sequence, self.timeout, received))
+        end = EarlyEnd(0, TIMED_OUT, verifier.received, verifier.due)
+        self._fail(ReplyTimeout(self._sequence, self.timeout, received, end))
 
     def _fail(self, error: ClientError) -> None:
         self._cancelTimer()
@@ -349,10 +372,11 @@ class UppercaseClientProtocol(Protocol):
         tls = describeTLSFailure(reason)
         if tls is not None and not self.received:
             return Failure(TLSHandshakeFailed(tls[1]))
+        verifier = self._verifier
+        kind = endKind(errorKind(reason), verifier.due)
+        end = EarlyEnd(0, kind, verifier.received, verifier.due)
         return Failure(
-            ConnectionClosedEarly(
-                self.verified, self.count, reason.getErrorMessage(), errorKind(reason)
-            )
+            ConnectionClosedEarly(self.verified, self.count, reason.getErrorMessage(), kind, end)
         )
 
 

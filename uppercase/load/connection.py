@@ -10,6 +10,8 @@ from typing import Any, Callable, Protocol
 
 from twisted.python.failure import Failure
 
+from uppercase.client._ending import EarlyEnd
+
 __all__ = ["ILoadConnection", "Owner", "Preamble", "noPreamble"]
 
 Preamble = Callable[[Any], bytes]
@@ -65,6 +67,12 @@ class ILoadConnection(Protocol):
 
     def dropInFlight(self) -> int:
         """Give up on what is in flight; return how many messages it was."""
+
+    def earlyEnd(self, kind: str) -> EarlyEnd:
+        """
+        This connection ending now as C{kind} (before L{dropInFlight}
+        forgets what was owed), with the bytes it received and still owed.
+        """
 
     def countLoss(self, reason: Failure, interrupted: bool) -> bool:
         """

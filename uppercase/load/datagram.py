@@ -30,6 +30,7 @@ from uppercase.client._datagram import (
     DatagramTracker,
     encode,
 )
+from uppercase.client._ending import EarlyEnd
 from uppercase.client._udp import openDatagram
 from uppercase.client._verifier import Mismatch
 from uppercase.load.connection import Owner
@@ -244,6 +245,13 @@ class DatagramConnection:
         @return: how many datagrams.
         """
         return self.tracker.expireAll()
+
+    def earlyEnd(self, kind: str) -> EarlyEnd:
+        """
+        Never asked for (a socket is never L{waiting}): its datagrams are
+        counted one by one instead, so no bytes are said here.
+        """
+        return EarlyEnd(self.number, kind, 0, 0)
 
     def countLoss(self, reason: Failure, interrupted: bool) -> bool:
         """

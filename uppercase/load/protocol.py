@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from uppercase.client._connect import errorKind
+from uppercase.client._ending import EarlyEnd, endKind
 from uppercase.client._verifier import ReplyVerifier
 from uppercase.load.connection import Owner, Preamble, noPreamble
 from uppercase.load.payload import Payloads
@@ -299,22 +300,31 @@ class LoadProtocol(Protocol):
         self._verifier.forget()
         return count
 
+    def earlyEnd(self, kind: str) -> EarlyEnd:
+        """
+        This connection ending now as C{kind}: a FIN with bytes owed is
+        C{closed early} (L{endKind}).
+        """
+        verifier = self._verifier
+        return EarlyEnd(self.number, endKind(kind, verifier.due), verifier.received, verifier.due)
+
     def countLoss(self, reason: Failure, interrupted: bool) -> bool:
         """
         Count the messages in flight as lost, and the loss as an error
-        unless the run asked for it.
+        (with the bytes received and owed) unless the run asked for it.
         """
+        end = self.earlyEnd(errorKind(reason))
         unanswered = self.dropInFlight()
         if interrupted:
             return False
-        if unanswered:
-            self._stats.lost += unanswered
-            self._stats.error(errorKind(reason))
-            return False
-        if not self.closing:
-            self._stats.error(errorKind(reason))
-            return False
-        return True
+        if not unanswered and self.closing:
+            return True
+        self._stats.lost += unanswered
+        if self.connectedAt is None:
+            self._stats.error(end.kind)  # it never carried a byte (TLS failed)
+        else:
+            self._stats.ended(end)
+        return False
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         # Not closing: whether the run asked for this end is what tells a

@@ -24,6 +24,7 @@ __all__ = [
     "TextLoadReport",
     "describeLatency",
     "progressLine",
+    "receivedBefore",
     "summaryLines",
 ]
 
@@ -151,12 +152,24 @@ def summaryLines(result: RunResult) -> list[str]:
     errors = result.errors
     lines.append(
         "errors: "
-        + (", ".join(f"{n:,} {kind}" for kind, n in sorted(errors.items())) if errors else "none")
+        + (
+            ", ".join(
+                f"{n:,} {kind}{receivedBefore(result.endBytes.get(kind))}"
+                for kind, n in sorted(errors.items())
+            )
+            if errors
+            else "none"
+        )
     )
     for mismatch in result.mismatches:
         lines.append(f"  {describeMismatch(mismatch)}")
     if result.mismatchCount > len(result.mismatches):
         lines.append(f"  ... and {result.mismatchCount - len(result.mismatches):,} more")
+    for end in result.ends:
+        lines.append(f"  {end}")
+    endCount = sum(errors.get(kind, 0) for kind in result.endBytes)
+    if endCount > len(result.ends):
+        lines.append(f"  ... and {endCount - len(result.ends):,} more connections ended early")
     tcp = result.tcp
     if result.datagrams is not None:
         lines.append(datagramLine(result.datagrams))
@@ -173,6 +186,19 @@ def summaryLines(result: RunResult) -> list[str]:
     for check in result.checks:
         lines.append(f"threshold: {check} ({'ok' if check.ok else 'FAILED'})")
     return lines
+
+
+def receivedBefore(span: tuple[int, int] | None) -> str:
+    """
+    What the connections that ended so had received: C{ (after 64,000
+    bytes received)}, C{ (after 0 to 1,000 bytes received)}; or nothing.
+    """
+    if span is None:
+        return ""
+    least, most = span
+    if least == most:
+        return f" (after {counted(least, 'byte')} received)"
+    return f" (after {least:,} to {most:,} bytes received)"
 
 
 def datagramLine(counts: dict[str, int]) -> str:
@@ -302,6 +328,10 @@ def summaryRecord(result: RunResult, shard: dict[str, Any] | None = None) -> dic
         "measured_bytes": result.measuredBytes,
         "started_at": round(result.startedAt, 6),
         "ended_at": round(result.endedAt, 6),
+        "ended_early": [end.asJSON() for end in result.ends],
+        "received_bytes_by_error": {
+            kind: {"min": least, "max": most} for kind, (least, most) in result.endBytes.items()
+        },
     }
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Protocol, Sized
+from typing import Any, Dict, List, Mapping, Protocol, Sized, Tuple
 
 from twisted.python.failure import Failure
 
 from uppercase.client._connect import describeConnectFailure
 from uppercase.client._datagram import DatagramCounts
+from uppercase.client._ending import EarlyEnd
 from uppercase.client._report import counted, plainNumber
 from uppercase.client._settings import ClientSettings
 from uppercase.client._udp import isDatagram
@@ -131,6 +132,10 @@ class RunResult:
     @ivar endedAt: when it ended (the last measured reply), both on the
         run's clock: Unix seconds on a real reactor.
     @ivar measuredBytes: the bytes of the L{measured} messages, each way.
+    @ivar ends: the first few connections that ended early (L{EarlyEnd}:
+        reset, closed early, timed out), with their bytes.
+    @ivar endBytes: per kind of early end, the fewest and most bytes
+        received on a connection that ended so.
     """
 
     description: str
@@ -162,6 +167,8 @@ class RunResult:
     endedAt: float = 0.0
     measuredBytes: int = 0
     datagrams: Dict[str, int] | None = None
+    ends: List[EarlyEnd] = field(default_factory=list)
+    endBytes: Dict[str, Tuple[int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -304,7 +311,9 @@ def failureReason(
         return f"{counted(wrong, 'wrong reply', 'wrong replies')}; first: {first}"
     errors = {k: v for k, v in result["errors"].items() if k != "mismatch"}
     if errors:
-        return f"errors: {_describeErrors(errors)}"
+        ends = result.get("ends")
+        first = f"; first: {ends[0]}" if ends else ""
+        return f"errors: {_describeErrors(errors)}{first}"
     notSent = result.get("notSent", 0)
     if notSent:
         return f"{notSent:,} message{'' if notSent == 1 else 's'} not sent: no connection"
@@ -362,6 +371,7 @@ def buildResult(
         "checks": checks,
         "connections": run.connectedCount,
         "datagrams": stats.datagrams,
+        "ends": stats.ends,
     }
     reason = failure or failureReason(fields, settings, connectFailure, interrupted is not None)
     if reason is None and interrupted is not None:
@@ -398,6 +408,8 @@ def buildResult(
         endedAt=stats.lastMeasured or startedAt,
         measuredBytes=stats.measuredBytes,
         datagrams=None if stats.datagrams is None else stats.datagrams.asDict(),
+        ends=list(stats.ends),
+        endBytes=dict(stats.endBytes),
     )
 
 

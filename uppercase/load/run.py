@@ -29,6 +29,7 @@ from uppercase.client._connect import (
     isWorthRetrying,
 )
 from uppercase.client._datagram import HEADER_SIZE, DatagramCounts
+from uppercase.client._ending import TIMED_OUT, EarlyEnd
 from uppercase.client._settings import ClientSettings
 from uppercase.client._udp import isDatagram
 from uppercase.client._verifier import Mismatch, echoHint
@@ -103,7 +104,7 @@ class LoadRun(Owner):
         self._connect = connect
         self._observer = observer
         self._reconnect = reconnect
-        self.stats = LoadStats(self._mismatched)
+        self.stats = LoadStats(self._mismatched, self._endedEarly)
         self.protocols: list[ILoadConnection] = []
         self.opening: list[ILoadConnection] = []
         self._downSince: float | None = None
@@ -355,7 +356,8 @@ class LoadRun(Owner):
             else:
                 # (Before the run began too: on TLS, every handshake failed.)
                 kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.stats.errors.items()))
-                self._fail(f"every connection was lost ({kinds})")
+                first = f"; first: {self.stats.ends[0]}" if self.stats.ends else ""
+                self._fail(f"every connection was lost ({kinds}){first}")
         self._maybeFinish()
 
     def _countLoss(self, connection: ILoadConnection, reason: Failure) -> bool:
@@ -380,6 +382,19 @@ class LoadRun(Owner):
             # On the next turn: the protocol is in the middle of a chunk.
             hint = echoHint(mismatch, self.settings.plain)
             self._clock.callLater(0, self._fail, f"wrong reply: {describeMismatch(mismatch)}{hint}")
+
+    def _endedEarly(self, end: EarlyEnd) -> None:
+        if self._reconnect:
+            log.warn(
+                "Connection {connection} ended early: {detail}",
+                connection=end.connection,
+                detail=end.detail(),
+            )
+        if self.settings.failFast:
+            # The first reason wins at once; the rest on the next turn: the
+            # connection is in the middle of its loss.
+            self._failure = self._failure or str(end)
+            self._clock.callLater(0, self._fail, str(end))
 
     # Time.
 
@@ -427,9 +442,10 @@ class LoadRun(Owner):
         for protocol in list(self.protocols):
             if protocol.waiting and now - protocol.lastProgress > timeout:
                 protocol.timedOut = True
+                end = protocol.earlyEnd(TIMED_OUT)
                 unanswered = protocol.dropInFlight()
                 self.stats.lost += unanswered
-                self.stats.error("reply timeout")
+                self.stats.ended(end)
                 protocol.transport.abortConnection()
         for connection in list(self.opening):
             if now - connection.lastProgress > timeout:

@@ -10,13 +10,17 @@ from collections import Counter
 from typing import Callable
 
 from uppercase.client._datagram import DatagramCounts
+from uppercase.client._ending import EarlyEnd
 from uppercase.client._verifier import Mismatch
 from uppercase.load.histogram import Latencies
 
-__all__ = ["KEPT_MISMATCHES", "LoadStats", "describeMismatch"]
+__all__ = ["KEPT_ENDS", "KEPT_MISMATCHES", "LoadStats", "describeMismatch"]
 
 KEPT_MISMATCHES = 10
 """Mismatches described in full; the rest are counted."""
+
+KEPT_ENDS = 10
+"""Connections that ended early described in full; the rest are counted."""
 
 
 def describeMismatch(mismatch: Mismatch) -> str:
@@ -28,6 +32,10 @@ def describeMismatch(mismatch: Mismatch) -> str:
 
 
 def _ignore(mismatch: Mismatch) -> None:
+    pass
+
+
+def _ignoreEnd(end: EarlyEnd) -> None:
     pass
 
 
@@ -58,9 +66,17 @@ class LoadStats:
     @ivar mismatchCount: every mismatch (one per wrong message at most).
     @ivar datagrams: over UDP, the datagram counts of every socket
         (L{DatagramCounts}); L{None} over a stream.
+    @ivar ends: the first L{KEPT_ENDS} connections that ended early (reset,
+        closed early, timed out: L{EarlyEnd}), with their byte counts.
+    @ivar endBytes: for each kind of early end, the fewest and the most
+        bytes received on a connection that ended so.
     """
 
-    def __init__(self, onMismatch: Callable[[Mismatch], None] = _ignore) -> None:
+    def __init__(
+        self,
+        onMismatch: Callable[[Mismatch], None] = _ignore,
+        onEnd: Callable[[EarlyEnd], None] = _ignoreEnd,
+    ) -> None:
         self.sent = 0
         self.answered = 0
         self.verified = 0
@@ -79,6 +95,9 @@ class LoadStats:
         self.mismatchCount = 0
         self.onMismatch = onMismatch
         self.datagrams: DatagramCounts | None = None
+        self.ends: list[EarlyEnd] = []
+        self.endBytes: dict[str, tuple[int, int]] = {}
+        self.onEnd = onEnd
 
     def mismatch(self, mismatch: Mismatch) -> None:
         """
@@ -89,6 +108,18 @@ class LoadStats:
         if len(self.mismatches) < KEPT_MISMATCHES:
             self.mismatches.append(mismatch)
         self.onMismatch(mismatch)
+
+    def ended(self, end: EarlyEnd) -> None:
+        """
+        Count a connection that ended early as an error of its kind, with
+        its byte counts; keep the first few.
+        """
+        self.errors[end.kind] += 1
+        least, most = self.endBytes.get(end.kind, (end.received, end.received))
+        self.endBytes[end.kind] = (min(least, end.received), max(most, end.received))
+        if len(self.ends) < KEPT_ENDS:
+            self.ends.append(end)
+        self.onEnd(end)
 
     def error(self, kind: str, count: int = 1) -> None:
         """

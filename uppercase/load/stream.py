@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uppercase.client._connect import errorKind
+from uppercase.client._ending import CLOSED_EARLY, EarlyEnd
 from uppercase.client._verifier import ReplyVerifier
 from uppercase.load.connection import Owner, Preamble, noPreamble
 from uppercase.load.payload import StreamPattern
@@ -233,8 +234,19 @@ class StreamProtocol(Protocol):
             return True
         if interrupted and not self.closedEarly:
             return False
-        self._stats.error("closed early" if self.closedEarly else errorKind(reason))
+        end = self.earlyEnd(CLOSED_EARLY if self.closedEarly else errorKind(reason))
+        if self.connectedAt is None:
+            self._stats.error(end.kind)  # it never carried a byte (TLS failed)
+        else:
+            self._stats.ended(end)
         return False
+
+    def earlyEnd(self, kind: str) -> EarlyEnd:
+        """
+        This stream ending now as C{kind}: the bytes that came back, and
+        those sent that had not.
+        """
+        return EarlyEnd(self.number, kind, self.receivedBytes, self.inFlight)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.gone = True

@@ -132,7 +132,10 @@ class ClientTests(SynchronousTestCase):
         self.close(ConnectionLost())
         failure = self.failureResultOf(self.protocol.done, ReplyTimeout)
         self.assertEqual(failure.value.received, 3)
-        self.assertIn("timed out after 5s", str(failure.value))
+        self.assertEqual(
+            str(failure.value),
+            "timed out after 3 bytes received, 3 owed: reply 1 incomplete after 5 s (--timeout)",
+        )
 
     def test_timeoutIsPerReply(self) -> None:
         """
@@ -197,7 +200,10 @@ class ClientTests(SynchronousTestCase):
         TCP said, in the words and kinds the load mode counts.
         """
         for reason, said in (
-            (ConnectionLost(), "connection reset after 1 of 3 replies"),
+            (
+                ConnectionLost(),
+                "connection reset after 6 bytes received, 0 owed; 1 of 3 replies verified",
+            ),
             (ConnectionDone(), "connection closed by server after 1 of 3 replies"),
         ):
             self.start(count=3)
@@ -205,6 +211,51 @@ class ClientTests(SynchronousTestCase):
             self.close(reason)
             failure = self.failureResultOf(self.protocol.done, ConnectionClosedEarly)
             self.assertEqual(str(failure.value), said)
+
+    def test_cutOffMidReply(self) -> None:
+        """
+        A connection that ends in the middle of a reply says how, with the
+        bytes of the stream received and owed: a FIN is C{closed early
+        (N of M bytes)}, a reset C{reset after N bytes received, M owed}.
+        """
+        for reason, said, kind in (
+            (
+                ConnectionDone(),
+                "connection closed early (9 of 12 bytes); 1 of 3 replies verified",
+                "closed early",
+            ),
+            (
+                ConnectionLost(),
+                "connection reset after 9 bytes received, 3 owed; 1 of 3 replies verified",
+                "reset",
+            ),
+        ):
+            self.start(count=3)
+            self.protocol.dataReceived(b"HELLO\n")
+            self.clock.advance(1.0)
+            self.protocol.dataReceived(b"HEL")
+            self.close(reason)
+            failure = self.failureResultOf(self.protocol.done, ConnectionClosedEarly)
+            self.assertEqual((str(failure.value), failure.value.kind), (said, kind))
+
+    def test_stallAfterBytes(self) -> None:
+        """
+        A server that stops replying (a stall, a blackhole) after some bytes:
+        the time-out says how many bytes came and how many are owed.
+        """
+        self.start(count=3, timeout=2.0)
+        self.protocol.dataReceived(b"HELLO\n")
+        self.clock.advance(1.0)
+        self.protocol.dataReceived(b"HE")
+        self.clock.advance(1.0)
+        self.protocol.dataReceived(b"LL")
+        self.clock.advance(1.0)
+        self.close(ConnectionLost())
+        failure = self.failureResultOf(self.protocol.done, ReplyTimeout)
+        self.assertEqual(
+            str(failure.value),
+            "timed out after 10 bytes received, 2 owed: reply 2 incomplete after 2 s (--timeout)",
+        )
 
     def test_mismatchSaysWhereAndHowMuch(self) -> None:
         """

@@ -112,6 +112,8 @@ SUMMARY_SCHEMA = {
     "measured_bytes": int,
     "started_at": NUMBER,
     "ended_at": NUMBER,
+    "ended_early": list,
+    "received_bytes_by_error": dict,
 }
 LATENCY_KEYS = {"p50", "p90", "p99", "p99.9", "max"}
 

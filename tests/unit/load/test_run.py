@@ -266,7 +266,11 @@ class EndingTests(LoadRunCase):
         result = self.result()
         self.assertEqual((result.sent, result.verified, result.lost), (1, 1, 0))
         self.assertEqual((result.errors, result.status), ({"closed by server": 1}, 1))
-        self.assertEqual(result.failure, "every connection was lost (1 closed by server)")
+        self.assertEqual(
+            result.failure,
+            "every connection was lost (1 closed by server); "
+            "first: connection 1: closed by server after 64 bytes received, 0 owed",
+        )
 
     def test_someConnectionsClosedFails(self) -> None:
         """
@@ -284,7 +288,11 @@ class EndingTests(LoadRunCase):
         result = self.result()
         self.assertEqual(result.errors, {"closed by server": 1, "reset": 1})
         self.assertEqual((result.verified, result.lost, result.status), (result.sent, 0, 1))
-        self.assertEqual(result.failure, "errors: 1 closed by server, 1 reset")
+        self.assertEqual(
+            result.failure,
+            "errors: 1 closed by server, 1 reset; "
+            "first: connection 1: closed by server after 0 bytes received, 0 owed",
+        )
 
     def test_drainAfterDurationBounded(self) -> None:
         """
