@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from uppercase.client._datagram import DatagramCounts
+from uppercase.client._ending import EarlyEnd
 from uppercase.client._report import counted
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch
@@ -30,7 +31,7 @@ from uppercase.load.result import (
     measurableSpan,
 )
 from uppercase.load.shard import RATE_UNITS, THRESHOLDS
-from uppercase.load.stats import KEPT_MISMATCHES
+from uppercase.load.stats import KEPT_ENDS, KEPT_MISMATCHES
 from uppercase.net.tcpinfo import TCPInfo, summarize
 
 __all__ = [
@@ -228,6 +229,8 @@ def mergeShards(
     spans: list[tuple[float, float]] = []
     rate = 0.0
     datagrams: Counter[str] | None = None
+    ends: list[EarlyEnd] = []
+    endBytes: dict[str, tuple[int, int]] = {}
     for summary in shards:
         record = summary.record
         for key in ("sent", "verified", "failed", "lost", "not_sent", "stream_bytes"):
@@ -244,6 +247,22 @@ def mergeShards(
             for data in record["mismatches"]:
                 if len(mismatches) < KEPT_MISMATCHES:
                     mismatches.append(_mismatch(data, offset))
+            for data in record.get("ended_early") or ():
+                if len(ends) < KEPT_ENDS:
+                    ends.append(
+                        EarlyEnd(
+                            int(data["connection"]) + offset,
+                            str(data["kind"]),
+                            int(data["received_bytes"]),
+                            int(data["owed_bytes"]),
+                        )
+                    )
+            for kind, span in (record.get("received_bytes_by_error") or {}).items():
+                least, most = int(span["min"]), int(span["max"])
+                if kind in endBytes:
+                    least = min(least, endBytes[kind][0])
+                    most = max(most, endBytes[kind][1])
+                endBytes[kind] = (least, most)
             for data in record["tcp_connections"]:
                 info = TCPInfo(
                     int(data["retransmits"]),
@@ -290,6 +309,7 @@ def mergeShards(
         "checks": checks,
         "connections": offset,
         "datagrams": counts,
+        "ends": ends,
     }
     interrupted = next((i for i in map(_interrupted, records) if i is not None), None)
     cannotConnect = [
@@ -343,6 +363,8 @@ def mergeShards(
         endedAt=endedAt,
         measuredBytes=totals["measured_bytes"],
         datagrams=None if counts is None else counts.asDict(),
+        ends=ends,
+        endBytes=endBytes,
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from uppercase.client._ending import EarlyEnd
 from uppercase.client._settings import ClientSettings
 from uppercase.client._verifier import Mismatch
 from uppercase.load.histogram import Latencies
@@ -236,6 +237,38 @@ class DatagramMergeTests(SynchronousTestCase):
         self.assertEqual(result.status, 1)
         self.assertIn("loss", result.reason or "")
         self.assertIn("--max-loss 5", result.reason or "")
+
+
+class EarlyEndMergeTests(SynchronousTestCase):
+    """
+    Connections that ended early, as the shards' summaries list them, are
+    the merged run's: numbered through the run, with the byte spans of each
+    kind joined.
+    """
+
+    def test_endsCarried(self) -> None:
+        """
+        Shard 1's connection 1 (after shard 0's three) is connection 4 of
+        the run; the reset spans of 64,000 and 60,000-70,000 bytes join into
+        60,000-70,000; the merged reason names the first early end.
+        """
+        lines = [
+            shardLine(
+                0, 2, [1000], errors={"reset": 1}, status=1,
+                ends=[EarlyEnd(1, "reset", 64000, 4000)], endBytes={"reset": (64000, 64000)},
+            ),
+            shardLine(
+                1, 2, [1000], errors={"reset": 2}, status=1,
+                ends=[EarlyEnd(1, "reset", 60000, 100)], endBytes={"reset": (60000, 70000)},
+            ),
+        ]  # fmt: skip
+        result = merged(lines)
+        self.assertEqual(
+            [(end.connection, end.received) for end in result.ends], [(1, 64000), (4, 60000)]
+        )
+        self.assertEqual(result.endBytes, {"reset": (60000, 70000)})
+        self.assertEqual(result.errors, {"reset": 3})
+        self.assertIn("connection 1: reset after 64,000 bytes received", result.reason or "")
 
 
 class FindTests(SynchronousTestCase):
