@@ -21,6 +21,10 @@ RATE_SLACK = 0.01
 fires late does not lower the rate), and so the largest burst, as a time:
 at 1MB a second, 10,000 bytes."""
 
+EARLY = 1e-9
+"""How early a write may be taken: a timer set for a time may fire at a
+float a rounding error before it."""
+
 ENDINGS = ("reset", "stall", "close", "blackhole")
 """The faults that end the replies, in the order they win a tie."""
 
@@ -133,7 +137,7 @@ class ReplySchedule:
         The next write due at C{now}, taken off the queue; C{b""} if none is.
         """
         due = self.nextTime()
-        if due is None or due > now:
+        if due is None or due > now + EARLY:
             return b""
         chunk = self._chunks[0]
         data = chunk[1]

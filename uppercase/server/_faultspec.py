@@ -183,7 +183,7 @@ def parseFault(text: str) -> FaultSpec:
 
 
 def _read(kind: str, name: str, text: str) -> Any:
-    reader, what = _READ[name] if kind != "close" else (_readSizeAfter, SIZE)
+    reader, what = (_readSizeAfter, SIZE) if (kind, name) == ("close", "after") else _READ[name]
     try:
         return reader(text)
     except ValueError:
