@@ -58,6 +58,7 @@ def connect(
     factory: UppercaseFactory, clock: Clock, host: Any = SERVER_ADDRESS, **kwargs: Any
 ) -> tuple[Any, RecordingTransport]:
     protocol = factory.buildProtocol(CLIENT_ADDRESS)
+    assert protocol is not None
     transport = RecordingTransport(clock, host=host, **kwargs)
     transport.connect(protocol)
     return protocol, transport

@@ -4,6 +4,8 @@ Tests for L{uppercase.server._faultspec}: a fault's text read and written.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -143,7 +145,7 @@ _probabilities = st.floats(0, 1, allow_nan=False)
 @st.composite
 def specs(draw: st.DrawFn) -> FaultSpec:
     kind = draw(st.sampled_from(KINDS))
-    common = {
+    common: dict[str, Any] = {
         "toxicity": draw(_probabilities),
         "on": draw(st.one_of(st.none(), st.integers(1, 65535).map(str), st.just("/run/a.sock"))),
     }
@@ -152,7 +154,7 @@ def specs(draw: st.DrawFn) -> FaultSpec:
             common["afterSeconds"] = draw(_durations)
         else:
             common["afterBytes"] = draw(st.integers(0, 10**9))
-    own = {
+    makers: dict[str, Callable[[], dict[str, Any]]] = {
         "latency": lambda: {"delay": draw(_durations), "jitter": draw(_durations)},
         "bandwidth": lambda: {"rate": draw(_sizes)},
         "slicer": lambda: {
@@ -165,7 +167,8 @@ def specs(draw: st.DrawFn) -> FaultSpec:
         "corrupt": lambda: {"probability": draw(_probabilities)},
         "refuse": lambda: {"probability": draw(_probabilities)},
         "delay-accept": lambda: {"delay": draw(_durations)},
-    }.get(kind, dict)()
+    }
+    own = makers.get(kind, dict)()
     return FaultSpec(kind, **own, **common)
 
 
