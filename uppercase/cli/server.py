@@ -27,6 +27,7 @@ from uppercase.cli.options import (
 )
 from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
 from uppercase.server._factory import UppercaseFactory
+from uppercase.server._faults import FaultError, FaultSet, FaultSpec, parseFault, workerSeed
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
 from uppercase.server._udp import DatagramServer
@@ -78,6 +79,7 @@ class ServerOptions(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self["fault"] = []
         self._environ = os.environ if environ is None else environ
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
@@ -99,6 +101,13 @@ class ServerOptions(usage.Options):
 
     opt_l = opt_listen
 
+    @_helpLine(
+        "Apply the fault SPEC to connections: KIND[,NAME=VALUE...], e.g. latency,delay=20ms "
+        "(may be given several times; see docs/faults.md)."
+    )
+    def opt_fault(self, spec: str) -> None:
+        self["fault"].append(spec)
+
     def postOptions(self) -> None:
         with usageErrors():
             self._postOptions()
@@ -114,8 +123,21 @@ class ServerOptions(usage.Options):
             listen=tuple(self["listen"]) or DEFAULTS.listen,
             logData=not self["quiet"],
             plain=bool(self["plain"]),
+            faults=tuple(_parseFault(text) for text in self["fault"]),
         )
         self["listen"] = list(self.settings.listen)
+
+
+def _parseFault(text: str) -> FaultSpec:
+    """
+    The fault C{text} says.
+
+    @raise usage.UsageError: one line naming the fault and the field.
+    """
+    try:
+        return parseFault(text)
+    except FaultError as e:
+        raise usage.UsageError(f"--fault {text!r}: {e}") from None
 
 
 def _checkAlone(arguments: list[str]) -> None:
@@ -220,9 +242,27 @@ class ServerCommand(MultiService):
         return error
 
 
-def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
+def makeFaults(settings: ServerSettings, worker: int | None = None) -> FaultSet | None:
     """
-    The server's factory, as C{settings} say.
+    The faults C{settings} give (L{None} if none), logged: in worker number
+    C{worker} of C{--workers}, with its own seed (L{workerSeed}).
+    """
+    if not settings.faults:
+        return None
+    seed = settings.faultSeed
+    if worker is not None and seed is not None:
+        seed = workerSeed(seed, worker)
+    faults = FaultSet(settings.faults, seed)
+    log.info("faults: {faults}", faults=faults.describe(), seed=faults.seed)
+    return faults
+
+
+def makeFactory(
+    settings: ServerSettings, reactor: Any, worker: int | None = None
+) -> UppercaseFactory:
+    """
+    The server's factory, as C{settings} say (in worker number C{worker} of
+    C{--workers}, if one).
     """
     return UppercaseFactory(
         reactor,
@@ -233,6 +273,7 @@ def makeFactory(settings: ServerSettings, reactor: Any) -> UppercaseFactory:
         maxPending=settings.maxPendingHeaders,
         closeTimeout=settings.shutdownTimeout,
         plain=settings.plain,
+        faults=makeFaults(settings, worker),
     )
 
 
@@ -282,7 +323,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
     it (L{uppercase.workers.worker}), and stopping when it says
     (L{uppercase.cli.signals.WorkerSignalHandling}).
     """
-    factory = makeFactory(settings, reactor)
+    factory = makeFactory(settings, reactor, spec.worker)
     server = UppercaseService(
         factory,
         settings.listen,
@@ -347,9 +388,16 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         workers=1,
         metrics=None,
     )
+    if settings.faults:
+        # One seed for the whole server, logged; each worker derives its own.
+        faults = FaultSet(settings.faults, settings.faultSeed)
+        log.info("faults: {faults}", faults=faults.describe(), seed=faults.seed)
+        share = dataclasses.replace(share, faultSeed=faults.seed)
     workerArgs = share.toArgv()
     for description in settings.listen:
         workerArgs += ["--listen", description]
+    for fault in settings.faults:
+        workerArgs += ["--fault", fault.describe()]
     if not settings.logData:
         workerArgs.append("--quiet")
     if settings.plain:
@@ -380,7 +428,12 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
     )
     if settings.metrics is not None:
         # Only with --metrics: it loads prometheus_client and twisted.web.
-        from uppercase.server._metrics import METRICS_ALPN, DatagramCollector, metricsFactory
+        from uppercase.server._metrics import (
+            METRICS_ALPN,
+            DatagramCollector,
+            FaultCollector,
+            metricsFactory,
+        )
         from uppercase.server._service import NamedListener
         from uppercase.workers.metrics import WorkerCollector
 
@@ -390,6 +443,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
             collectors=[
                 WorkerCollector(supervisor),
                 DatagramCollector(supervisor.totals.datagramCounts),
+                FaultCollector(supervisor.totals.faultCounts),
             ],
         )
         NamedListener(

@@ -67,6 +67,9 @@ L{StreamTransport<uppercase.testing.StreamTransport>}) writes with its own
 C{writeDirectly}, and one that provides L{IDirectWriteTarget} (the PROXY
 protocol's transport) is written through to the transport it stands for.
 
+A TCP reset (L{resetConnection}) needs only public pieces (the socket from
+C{getHandle}, through a TLS layer's or a PROXY transport's C{transport}).
+
 Closing is decided by interfaces too (L{canHalfClose}, which lives with
 them and is named here for the modules that import it from here).
 """
@@ -76,6 +79,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import struct
 from functools import cache
 from types import MethodType
 from typing import Any, Callable
@@ -110,6 +114,7 @@ __all__ = [
     "directWriter",
     "halfClosingTLS",
     "pendingBytes",
+    "resetConnection",
     "splice",
     "writeDirectly",
 ]
@@ -487,3 +492,39 @@ def halfClosingTLS() -> Any:
             """
 
     return HalfClosingTLS
+
+
+def resetConnection(transport: Any) -> bool:
+    """
+    End C{transport}'s connection with a TCP reset (RST) at once: C{SO_LINGER}
+    set to zero on its socket, then C{abortConnection}, whose close of the
+    socket then sends the reset and drops what the kernel still holds.  The
+    socket is found through public C{getHandle}, looking through a TLS
+    layer's or a PROXY transport's C{transport}; for anything else (a UNIX
+    socket, an in-memory transport) it is a plain abort.
+
+    @return: whether the reset was set up (otherwise a plain abort).
+    """
+    reset = False
+    candidate: Any = transport
+    for _ in range(3):
+        if candidate is None:
+            break
+        getHandle = getattr(candidate, "getHandle", None)
+        handle = None
+        if getHandle is not None:
+            try:
+                handle = getHandle()
+            except Exception:
+                handle = None
+        if isinstance(handle, socket.socket):
+            if handle.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    reset = True
+                except OSError:
+                    pass
+            break
+        candidate = getattr(candidate, "transport", None)
+    transport.abortConnection()
+    return reset

@@ -1,5 +1,5 @@
 """
-The server layer: the echo with a server's policies (admission, idle timeout, refusals, graceful close), and the service that listens.
+The server layer: the echo with a server's policies (admission, idle timeout, refusals, graceful close, faults), and the service that listens.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from uppercase.server._factory import (
     UppercaseFactory,
     preview,
 )
+from uppercase.server._faults import FaultError, FaultSet, FaultSpec, parseFault
 from uppercase.server._service import ListenError, NamedListener, UppercaseService
 
 __all__ = [
+    "FaultError",
+    "FaultSet",
+    "FaultSpec",
     "ListenError",
     "NamedListener",
     "PREVIEW_BYTES",
@@ -23,5 +27,6 @@ __all__ = [
     "ServerProtocol",
     "UppercaseFactory",
     "UppercaseService",
+    "parseFault",
     "preview",
 ]

@@ -31,6 +31,8 @@ from uppercase.net.peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
 from uppercase.net.transport import directWriter, pendingBytes
 from uppercase.server._admission import Admission
+from uppercase.server._faults import FaultSet
+from uppercase.server._faulty import FaultyEcho
 from uppercase.server._idle import IDLE_CHECKS, IdleSweeper
 from uppercase.server._logbudget import ChunkLog, ConnectionLog
 from uppercase.server._settings import DEFAULTS
@@ -81,6 +83,10 @@ class ServerEcho(StreamEcho):
     """The client's address as people write it (C{1.2.3.4:5}, C{[::1]:5}),
     or C{unix:PATH} (the socket's path) for a UNIX-socket client; set once
     in C{connectionMade}, read by every per-chunk log event."""
+
+    faultKinds: tuple[str, ...] = ()
+    """The faults this connection got (L{uppercase.server._faulty}), named in
+    its close line."""
 
     folded: int | None = None
     """L{None} if this connection's lines are logged; otherwise the window
@@ -151,6 +157,10 @@ class ServerEcho(StreamEcho):
         counts = "{received} byte received" if received == 1 else "{received} bytes received"
         if self.discarded:
             counts += ", {sent} sent back, {discarded} discarded while closing"
+        if self.faultKinds:
+            counts += "; faults: {faultList}"
+            fields["faults"] = list(self.faultKinds)
+            fields["faultList"] = ", ".join(self.faultKinds)
         if clean:
             log.info("Connection from {peer} closed (" + counts + ")", **fields)
         else:
@@ -236,6 +246,11 @@ _PROTOCOLS: dict[tuple[bool, bool], type[ServerEcho]] = {
 }
 """The server's protocol, by (plain, logData)."""
 
+_FAULTY: dict[type[ServerEcho], type[ServerEcho]] = {
+    cls: type("Faulty" + cls.__name__, (FaultyEcho, cls), {}) for cls in _PROTOCOLS.values()
+}
+"""Each server protocol with faults (L{FaultyEcho} mixed before it)."""
+
 
 class UppercaseFactory(ServerFactory):
     """
@@ -255,6 +270,10 @@ class UppercaseFactory(ServerFactory):
     @param closeTimeout: seconds a connection closed for being idle may go
         on closing gracefully with no activity (see
         L{ServerProtocol.activity}) before it is aborted.
+    @param faults: the faults to apply (L{FaultSet}, shared by every
+        connection: a change to it affects the connections accepted after
+        it), or L{None}.  A connection that draws none, and every
+        connection while the set is empty, runs the echo without faults.
 
     @ivar admission: the limits (PROXY-protocol listeners take their
         waiting slots from it, see L{uppercase.proxy._wrapper.ProxyHeaderFactory}).
@@ -276,8 +295,10 @@ class UppercaseFactory(ServerFactory):
         maxPending: int = DEFAULTS.maxPendingHeaders,
         closeTimeout: float = DEFAULTS.shutdownTimeout,
         plain: bool = DEFAULTS.plain,
+        faults: FaultSet | None = None,
     ) -> None:
         self.clock = clock
+        self.faults = faults
         self.protocolClass: type[ServerEcho] = _PROTOCOLS[plain, logData]
         self.idleTimeout = idleTimeout
         self.closeTimeout = closeTimeout
@@ -323,7 +344,11 @@ class UppercaseFactory(ServerFactory):
         host, port = describePeer(addr)
         if not self.admission.admit(host, formatPeer(host, port)):
             return None
-        protocol = self.protocolClass()
+        faults = self.faults
+        if faults is None or not faults:
+            protocol = self.protocolClass()
+        else:
+            protocol = _FAULTY[self.protocolClass]()
         protocol.factory = self
         protocol.host, protocol.port = host, port
         return protocol
@@ -436,6 +461,13 @@ class UppercaseFactory(ServerFactory):
             received += protocol.echoed + protocol.discarded
             sent += protocol.echoed
         return received, sent
+
+    def faultCounts(self) -> dict[str, int]:
+        """
+        Connections that got each fault so far, by kind (empty without a
+        L{FaultSet}).
+        """
+        return {} if self.faults is None else self.faults.counts()
 
     def allClosed(self) -> Deferred[None]:
         """

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import typing
 from io import BytesIO
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -161,6 +161,28 @@ class DatagramCollector:
         for reason, count in counts.dropped.items():
             dropped.add_metric([reason], count)
         yield dropped
+
+
+class FaultCollector:
+    """
+    How many connections got each fault (C{--fault}), by kind, read from
+    C{counts()} at scrape time: C{uppercase_faults_applied_total{kind}}.
+    A kind never applied has no sample.
+    """
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        applied = CounterMetricFamily(
+            "uppercase_faults_applied",
+            "Connections that got each fault (--fault), by kind.",
+            labels=["kind"],
+        )
+        for kind, count in self._counts().items():
+            if count:
+                applied.add_metric([kind], count)
+        yield applied
 
 
 def metricsRegistry(factory: ServerState, collectors: Sequence[Any] = ()) -> CollectorRegistry:

@@ -215,13 +215,21 @@ class UppercaseService(MultiService):
                 METRICS_ALPN,
                 METRICS_MAX_DESCRIPTORS,
                 DatagramCollector,
+                FaultCollector,
                 metricsFactory,
             )
 
             # Its connections, and those aborted to make room until closed.
             self.metricsConnections = METRICS_MAX_DESCRIPTORS
             counts = self.datagrams.counts
-            site = metricsFactory(factory, reactor, collectors=[DatagramCollector(lambda: counts)])
+            site = metricsFactory(
+                factory,
+                reactor,
+                collectors=[
+                    DatagramCollector(lambda: counts),
+                    FaultCollector(getattr(factory, "faultCounts", dict)),
+                ],
+            )
             self._listen(
                 metrics,
                 withDefaultBacklog(metrics),

@@ -25,6 +25,7 @@ from uppercase._settings import (
 )
 from uppercase.net.adopt import workerDescription
 from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
+from uppercase.server._faultspec import FaultSpec
 from uppercase.server._udp import isUDP, parseUDP
 
 
@@ -118,6 +119,11 @@ def _checkMetrics(options: Options, name: str) -> None:
         checkServerEndpoint(options[name], f"--{name}")
 
 
+def _checkSeed(options: Options, name: str) -> None:
+    if options[name] is not None:
+        checkWholeNumber(options, name)
+
+
 @dataclass(frozen=True)
 class ServerSettings(Settings):
     """
@@ -207,7 +213,17 @@ class ServerSettings(Settings):
         checkWholeNumber,
         name="udp-rate",
     )
+    faultSeed: int | None = setting(
+        None,
+        None,
+        "Seed for every random choice --fault makes, so that a run can be repeated "
+        "(default: a random seed, logged at start).",
+        _checkSeed,
+        name="fault-seed",
+    )
     listen: Tuple[str, ...] = ("tcp:9527",)
+    faults: Tuple[FaultSpec, ...] = ()
+    """The faults to apply (C{--fault}, given once each)."""
     logData: bool = True
     plain: bool = False
     """Echo every byte back unchanged (RFC 862) instead of uppercased (C{--plain})."""

@@ -31,6 +31,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from uppercase.echo._datagram import COUNT_NAMES
+from uppercase.server._faultspec import KINDS
 
 __all__ = [
     "ABORT",
@@ -39,6 +40,7 @@ __all__ = [
     "DATAGRAM_PREFIX",
     "DEFAULT_WHY",
     "DELIMITER",
+    "FAULT_PREFIX",
     "READY",
     "RETIRE",
     "SupervisorEnd",
@@ -55,12 +57,18 @@ log = Logger()
 DATAGRAM_PREFIX = "udp:"
 """What starts the names of the datagram echo's counts in a report."""
 
-COUNTS = ("accepted", "active", "rejected", "idleClosed", "received", "sent") + tuple(
-    DATAGRAM_PREFIX + name for name in COUNT_NAMES
+FAULT_PREFIX = "fault:"
+"""What starts the names of the fault counts (connections that got each
+fault, L{uppercase.server._faults.FaultSet.applied}) in a report."""
+
+COUNTS = (
+    ("accepted", "active", "rejected", "idleClosed", "received", "sent")
+    + tuple(DATAGRAM_PREFIX + name for name in COUNT_NAMES)
+    + tuple(FAULT_PREFIX + kind for kind in KINDS)
 )
 """What a worker counts and reports (see L{uppercase.workers.worker.counts}):
 its connections' counts, then its datagram echo's
-(L{uppercase.echo.DatagramCounts})."""
+(L{uppercase.echo.DatagramCounts}), then its faults'."""
 
 READY = "ready"
 """The C{type} of the worker's message saying it listens."""

@@ -10,7 +10,8 @@ from typing import Iterator, Mapping, Protocol, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from uppercase.echo._datagram import COUNT_NAMES, DatagramCounts
-from uppercase.workers.control import COUNTS, DATAGRAM_PREFIX
+from uppercase.server._faultspec import KINDS
+from uppercase.workers.control import COUNTS, DATAGRAM_PREFIX, FAULT_PREFIX
 
 __all__ = ["CountedSlot", "CountedWorker", "Totals", "WorkerCollector", "WorkerPool"]
 
@@ -98,6 +99,12 @@ class Totals:
 
     def byteCounts(self) -> tuple[int, int]:
         return self._sum("received"), self._sum("sent")
+
+    def faultCounts(self) -> dict[str, int]:
+        """
+        Connections that got each fault, by kind, over the workers.
+        """
+        return {kind: self._sum(FAULT_PREFIX + kind) for kind in KINDS}
 
     def datagramCounts(self) -> DatagramCounts:
         """

@@ -27,8 +27,9 @@ from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactor
 from twisted.logger import Logger
 
 from uppercase.echo._datagram import DatagramCounts
+from uppercase.server._faultspec import KINDS
 from uppercase.server._state import ServerState
-from uppercase.workers.control import DATAGRAM_PREFIX, WorkerEnd, workerEndFactory
+from uppercase.workers.control import DATAGRAM_PREFIX, FAULT_PREFIX, WorkerEnd, workerEndFactory
 
 __all__ = [
     "REPORT_INTERVAL",
@@ -115,6 +116,7 @@ def counts(factory: ServerState, datagrams: DatagramCounts | None = None) -> dic
     one for each of L{uppercase.workers.control.COUNTS}.
     """
     received, sent = factory.byteCounts()
+    faults: dict[str, int] = getattr(factory, "faultCounts", dict)()
     udp = (datagrams or DatagramCounts()).asDict()
     return {
         "accepted": factory.accepted,
@@ -124,6 +126,7 @@ def counts(factory: ServerState, datagrams: DatagramCounts | None = None) -> dic
         "received": received,
         "sent": sent,
         **{DATAGRAM_PREFIX + name: count for name, count in udp.items()},
+        **{FAULT_PREFIX + kind: faults.get(kind, 0) for kind in KINDS},
     }
 
 

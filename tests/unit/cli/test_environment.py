@@ -31,6 +31,8 @@ SAMPLES = {
     "udp-rate-per-source": "7",
     "udp-bytes-per-source": "70000",
     "udp-rate": "7",
+    "fault-seed": "7",
+    "fault": "latency,delay=20ms",
 }
 """A good value of each option that is not its default (a new option needs
 one here, and a line in docs/container.md)."""
@@ -57,7 +59,7 @@ class VariablesTests(SynchronousTestCase):
         """
         options = [parameter[0] for parameter in ServerSettings.optParameters()]
         expected = {f"UPPERCASE_{o.upper().replace('-', '_')}" for o in options}
-        expected |= {"UPPERCASE_QUIET", "UPPERCASE_PLAIN", "UPPERCASE_LISTEN"}
+        expected |= {"UPPERCASE_QUIET", "UPPERCASE_PLAIN", "UPPERCASE_LISTEN", "UPPERCASE_FAULT"}
         found = variables(ServerOptions(environ={}))
         self.assertEqual({v.name for v in found}, expected)
         self.assertEqual(len(found), len(expected))
@@ -116,6 +118,39 @@ class PrecedenceTests(SynchronousTestCase):
         self.assertEqual(parse(environ).settings.listen, ("tcp:1234", "tcp6:1235"))
         self.assertEqual(parse(environ, "-l", "tcp:9").settings.listen, ("tcp:9",))
         self.assertEqual(parse(environ, "--listen=tcp:9").settings.listen, ("tcp:9",))
+
+    def test_fault(self) -> None:
+        """
+        C{UPPERCASE_FAULT} takes several faults separated by blanks, and
+        C{UPPERCASE_FAULT_SEED} the seed; any C{--fault} on the command
+        line replaces all of the variable's.
+        """
+        environ = {
+            "UPPERCASE_FAULT": "latency,delay=20ms  corrupt,probability=0.5",
+            "UPPERCASE_FAULT_SEED": "42",
+        }
+        settings = parse(environ).settings
+        self.assertEqual(
+            [fault.describe() for fault in settings.faults],
+            ["latency,delay=20ms", "corrupt,probability=0.5"],
+        )
+        self.assertEqual(settings.faultSeed, 42)
+        settings = parse(environ, "--fault", "refuse").settings
+        self.assertEqual([fault.describe() for fault in settings.faults], ["refuse"])
+
+    def test_badFault(self) -> None:
+        """
+        A bad fault in C{UPPERCASE_FAULT} is one line naming the variable,
+        the fault and the field.
+        """
+        error = self.assertRaises(
+            usage.UsageError, parse, {"UPPERCASE_FAULT": "refuse latency,delay=abc"}
+        )
+        self.assertEqual(
+            str(error),
+            "UPPERCASE_FAULT 'latency,delay=abc': latency: delay must be a duration such as "
+            "20ms or 1.5s",
+        )
 
     def test_flag(self) -> None:
         """

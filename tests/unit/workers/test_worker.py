@@ -81,6 +81,7 @@ class ControlTests(SynchronousTestCase):
                 "received": 3,
                 "sent": 3,
                 **{name: 0 for name in COUNTS if name.startswith("udp:")},
+                **{name: 0 for name in COUNTS if name.startswith("fault:")},
             },
         )
         self.assertEqual(self.closed, [3])
