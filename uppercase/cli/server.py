@@ -30,7 +30,7 @@ from uppercase.server._factory import UppercaseFactory
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
 from uppercase.server._udp import DatagramServer
-from uppercase.workers.worker import WORKER_ENV, WorkerControl, WorkerSpec
+from uppercase.workers.worker import WORKER_ENV, WorkerControl, WorkerSpec, replaceFaults
 
 log = Logger()
 
@@ -272,6 +272,7 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         shutdownTimeout=settings.shutdownTimeout,
         metrics=settings.metrics,
         datagrams=makeDatagramServer(settings, reactor),
+        control=settings.control,
     )
     return ServerCommand(server, reactor, factory.abortAll)
 
@@ -314,6 +315,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         reactor.stop,
         factory.abortAll,
         datagrams=server.datagrams.counts,
+        replaceFaults=lambda texts: replaceFaults(factory.faults, texts),
     )
     command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
@@ -346,6 +348,7 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         udpRate=workerShare(settings.udpRate, count),
         workers=1,
         metrics=None,
+        control=None,
     )
     workerArgs = share.toArgv()
     for description in settings.listen:
@@ -395,7 +398,34 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         NamedListener(
             settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
         ).setServiceParent(command)
+    if settings.control is not None:
+        serveControl(settings, supervisor, reactor, command)
     return command
+
+
+def serveControl(settings: ServerSettings, supervisor: Any, reactor: Any, command: Any) -> None:
+    """
+    Serve C{--control} from the supervisor: its own list of the faults
+    (the ones the workers were started with, then each change), every
+    change passed on to every worker (L{uppercase.workers.supervisor.Supervisor.setFaults}).
+    """
+    from uppercase.server._control import CONTROL_ALPN, FaultControl, controlFactory
+    from uppercase.server._faults import FaultSet
+    from uppercase.server._service import NamedListener
+
+    # The --fault values and --fault-seed of part A's settings, where they are.
+    control = FaultControl(
+        FaultSet(seed=getattr(settings, "faultSeed", None)), onChange=supervisor.setFaults
+    )
+    control.load(getattr(settings, "faults", ()))
+    assert settings.control is not None
+    NamedListener(
+        settings.control,
+        controlFactory(control, reactor),
+        reactor,
+        protocols=CONTROL_ALPN,
+        purpose="control",
+    ).setServiceParent(command)
 
 
 def relayKind(runner: Any) -> str | None:

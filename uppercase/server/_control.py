@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from io import BytesIO
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
@@ -210,23 +210,25 @@ class FaultsPage(Resource):
         self.control = control
 
     def render(self, request: Request) -> bytes:
-        path = [segment for segment in request.postpath if segment]
+        postpath = request.postpath or []
+        path = [segment for segment in postpath if segment]
         method = request.method
         if method == b"HEAD":
             method = b"GET"
         if not path:
+            handlers: Mapping[bytes, Callable[[Request, Any], bytes]]
             handlers = {b"GET": self._list, b"POST": self._add, b"DELETE": self._clear}
             return self._dispatch(request, handlers, b"GET, HEAD, POST, DELETE", None)
         if len(path) == 1 and path[0].isdigit() and len(path[0]) < 10:
             handlers = {b"GET": self._one, b"DELETE": self._remove}
             return self._dispatch(request, handlers, b"GET, HEAD, DELETE", int(path[0]))
-        name = "/".join(s.decode("utf-8", "replace") for s in request.postpath)
+        name = "/".join(s.decode("utf-8", "replace") for s in postpath)
         return answer(request, 404, {"error": f"no fault {name!r}: /faults/ID takes a number"})
 
     def _dispatch(
         self,
         request: Request,
-        handlers: dict[bytes, Callable[[Request, Any], bytes]],
+        handlers: Mapping[bytes, Callable[[Request, Any], bytes]],
         allow: bytes,
         id: int | None,
     ) -> bytes:
@@ -331,7 +333,7 @@ class ControlRequest(Request):
             self.channel.refuse(self, NO_LENGTH if length is None else TOO_LARGE)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if not self.channel.refused:
+        if not self.channel.refused and self.content is not None:
             self.content.write(data)
 
 

@@ -31,6 +31,7 @@ from uppercase.net.peer import UNIX_PEER, describePeer, formatPeer, socketPath
 from uppercase.net.tcpinfo import receivedAgo, unsentInKernel
 from uppercase.net.transport import directWriter, pendingBytes
 from uppercase.server._admission import Admission
+from uppercase.server._faults import FaultSet
 from uppercase.server._idle import IDLE_CHECKS, IdleSweeper
 from uppercase.server._logbudget import ChunkLog, ConnectionLog
 from uppercase.server._settings import DEFAULTS
@@ -261,6 +262,7 @@ class UppercaseFactory(ServerFactory):
     @ivar connections: the open connections.
     @ivar accepted: connections admitted so far.
     @ivar idleClosed: connections closed for being idle so far.
+    @ivar faults: the faults applied to new connections.
     """
 
     noisy = False
@@ -276,7 +278,9 @@ class UppercaseFactory(ServerFactory):
         maxPending: int = DEFAULTS.maxPendingHeaders,
         closeTimeout: float = DEFAULTS.shutdownTimeout,
         plain: bool = DEFAULTS.plain,
+        faults: FaultSet | None = None,
     ) -> None:
+        self.faults = faults if faults is not None else FaultSet()
         self.clock = clock
         self.protocolClass: type[ServerEcho] = _PROTOCOLS[plain, logData]
         self.idleTimeout = idleTimeout

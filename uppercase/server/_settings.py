@@ -207,6 +207,14 @@ class ServerSettings(Settings):
         checkWholeNumber,
         name="udp-rate",
     )
+    control: str | None = setting(
+        None,
+        None,
+        "Serve a JSON API at /faults on this endpoint to list, add, remove and clear "
+        "faults while the server runs (e.g. tcp:9528:interface=127.0.0.1). Off by default.",
+        _checkMetrics,
+        name="control",
+    )
     listen: Tuple[str, ...] = ("tcp:9527",)
     logData: bool = True
     plain: bool = False

@@ -31,6 +31,7 @@ SAMPLES = {
     "udp-rate-per-source": "7",
     "udp-bytes-per-source": "70000",
     "udp-rate": "7",
+    "control": "tcp:0:interface=127.0.0.1",
 }
 """A good value of each option that is not its default (a new option needs
 one here, and a line in docs/container.md)."""

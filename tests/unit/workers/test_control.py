@@ -76,6 +76,9 @@ class Service:
     def supervisorGone(self) -> None:
         self.gone += 1
 
+    def setFaults(self, specs: list[str]) -> None:
+        self.commands.append(("faults", *specs))
+
 
 class Wire:
     """
