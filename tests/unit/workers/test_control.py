@@ -163,6 +163,20 @@ class EndToEndTests(SynchronousTestCase):
         wire.connection.flush()
         self.assertEqual(wire.service.commands, [("abort", "on a second SIGINT to the supervisor")])
 
+    def test_faults(self) -> None:
+        """
+        The supervisor's C{faults} reaches the worker's service with every
+        spec, in order; an empty list too (no fault left).
+        """
+        wire = Wire()
+        wire.supervisorEnd.faults(["latency,delay=20ms", "reset,after=64KB"])
+        wire.supervisorEnd.faults([])
+        wire.connection.flush()
+        self.assertEqual(
+            wire.service.commands,
+            [("faults", "latency,delay=20ms", "reset,after=64KB"), ("faults",)],
+        )
+
     def test_countsNowInMemory(self) -> None:
         """
         The final report, on a transport with no socket of its own, goes
