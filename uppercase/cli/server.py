@@ -31,7 +31,7 @@ from uppercase.server._faults import FaultError, FaultSet, FaultSpec, parseFault
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
 from uppercase.server._udp import DatagramServer
-from uppercase.workers.worker import WORKER_ENV, WorkerControl, WorkerSpec
+from uppercase.workers.worker import WORKER_ENV, WorkerControl, WorkerSpec, replaceFaults
 
 log = Logger()
 
@@ -242,18 +242,19 @@ class ServerCommand(MultiService):
         return error
 
 
-def makeFaults(settings: ServerSettings, worker: int | None = None) -> FaultSet | None:
+def makeFaults(settings: ServerSettings, worker: int | None = None) -> FaultSet:
     """
-    The faults C{settings} give (L{None} if none), logged: in worker number
-    C{worker} of C{--workers}, with its own seed (L{workerSeed}).
+    The faults C{settings} give, logged when there are any or C{--control}
+    may add some: in worker number C{worker} of C{--workers}, with its own
+    seed (L{workerSeed}).  An empty set when there are none, so that
+    C{--control} (or, in a worker, its supervisor's) can add to it.
     """
-    if not settings.faults:
-        return None
     seed = settings.faultSeed
     if worker is not None and seed is not None:
         seed = workerSeed(seed, worker)
     faults = FaultSet(settings.faults, seed)
-    log.info("faults: {faults}", faults=faults.describe(), seed=faults.seed)
+    if settings.faults or settings.control is not None:
+        log.info("faults: {faults}", faults=faults.describe(), seed=faults.seed)
     return faults
 
 
@@ -313,6 +314,7 @@ def makeService(config: ServerOptions, reactor: Any = None) -> ServerCommand:
         shutdownTimeout=settings.shutdownTimeout,
         metrics=settings.metrics,
         datagrams=makeDatagramServer(settings, reactor),
+        control=settings.control,
     )
     return ServerCommand(server, reactor, factory.abortAll)
 
@@ -355,6 +357,7 @@ def workerCommand(settings: ServerSettings, spec: WorkerSpec, reactor: Any) -> S
         reactor.stop,
         factory.abortAll,
         datagrams=server.datagrams.counts,
+        replaceFaults=lambda texts: replaceFaults(factory.faults, texts),
     )
     command = ServerCommand(server, reactor, factory.abortAll, signals=WorkerSignalHandling)
     control.setServiceParent(command)
@@ -387,11 +390,14 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         udpRate=workerShare(settings.udpRate, count),
         workers=1,
         metrics=None,
+        control=None,
     )
-    if settings.faults:
-        # One seed for the whole server, logged; each worker derives its own.
+    if settings.faults or settings.control is not None:
+        # One seed for the whole server, logged; each worker derives its own
+        # (for the faults --control adds later too).
         faults = FaultSet(settings.faults, settings.faultSeed)
         log.info("faults: {faults}", faults=faults.describe(), seed=faults.seed)
+        settings = dataclasses.replace(settings, faultSeed=faults.seed)
         share = dataclasses.replace(share, faultSeed=faults.seed)
     workerArgs = share.toArgv()
     for description in settings.listen:
@@ -449,7 +455,32 @@ def supervisorCommand(settings: ServerSettings, reactor: Any, twistd: Any) -> Se
         NamedListener(
             settings.metrics, site, reactor, protocols=METRICS_ALPN, purpose="metrics"
         ).setServiceParent(command)
+    if settings.control is not None:
+        serveControl(settings, supervisor, reactor, command)
     return command
+
+
+def serveControl(settings: ServerSettings, supervisor: Any, reactor: Any, command: Any) -> None:
+    """
+    Serve C{--control} from the supervisor: its own list of the faults
+    (the ones the workers were started with, then each change), every
+    change passed on to every worker (L{uppercase.workers.supervisor.Supervisor.setFaults}).
+    """
+    from uppercase.server._control import CONTROL_ALPN, FaultControl, controlFactory
+    from uppercase.server._faults import FaultSet
+    from uppercase.server._service import NamedListener
+
+    # The supervisor's own list, with the seed it gave the workers.
+    control = FaultControl(FaultSet(seed=settings.faultSeed), onChange=supervisor.setFaults)
+    control.load(spec.describe() for spec in settings.faults)
+    assert settings.control is not None
+    NamedListener(
+        settings.control,
+        controlFactory(control, reactor),
+        reactor,
+        protocols=CONTROL_ALPN,
+        purpose="control",
+    ).setServiceParent(command)
 
 
 def relayKind(runner: Any) -> str | None:

@@ -280,6 +280,7 @@ class UppercaseFactory(ServerFactory):
     @ivar connections: the open connections.
     @ivar accepted: connections admitted so far.
     @ivar idleClosed: connections closed for being idle so far.
+    @ivar faults: the faults applied to new connections.
     """
 
     noisy = False
@@ -297,8 +298,9 @@ class UppercaseFactory(ServerFactory):
         plain: bool = DEFAULTS.plain,
         faults: FaultSet | None = None,
     ) -> None:
+        # Always a set, if an empty one: --control may add to it later.
+        self.faults = faults if faults is not None else FaultSet()
         self.clock = clock
-        self.faults = faults
         self.protocolClass: type[ServerEcho] = _PROTOCOLS[plain, logData]
         self.idleTimeout = idleTimeout
         self.closeTimeout = closeTimeout
@@ -345,7 +347,7 @@ class UppercaseFactory(ServerFactory):
         if not self.admission.admit(host, formatPeer(host, port)):
             return None
         faults = self.faults
-        if faults is None or not faults:
+        if not faults:
             protocol = self.protocolClass()
         else:
             protocol = _FAULTY[self.protocolClass]()
@@ -467,7 +469,7 @@ class UppercaseFactory(ServerFactory):
         Connections that got each fault so far, by kind (empty without a
         L{FaultSet}).
         """
-        return {} if self.faults is None else self.faults.counts()
+        return self.faults.counts()
 
     def allClosed(self) -> Deferred[None]:
         """

@@ -352,7 +352,8 @@ class DeadlineProtocol(ProtocolWrapper):
     def _expire(self) -> None:
         self._deadline = None
         log.info(
-            "Aborting metrics connection from {peer}: still open after {timeout:g} seconds",
+            "Aborting {purpose} connection from {peer}: still open after {timeout:g} seconds",
+            purpose=self.factory.purpose,
             peer=formatPeer(*describePeer(self.getPeer())),
             timeout=self.factory.requestTimeout,
         )
@@ -376,6 +377,8 @@ class MetricsFactory(WrappingFactory):
 
     protocol = DeadlineProtocol
     noisy = False
+    purpose = "metrics"
+    """What the endpoint serves, as its log lines name it."""
 
     def __init__(
         self,
@@ -431,21 +434,22 @@ class MetricsFactory(WrappingFactory):
         @return: L{None} if there is room, or why there is none.
         """
         if len(self.protocols) >= 2 * self.maxConnections:
-            return f"{self.maxConnections} metrics connections still closing"
+            return f"{self.maxConnections} {self.purpose} connections still closing"
         if self._byHost.get(host, 0) >= self.maxPerAddress:
             victim = next((p for p in self._waiting if p.host == host), None)
             if victim is None:
-                return f"{self.maxPerAddress} metrics connections from {host} already open"
+                return f"{self.maxPerAddress} {self.purpose} connections from {host} already open"
         elif self._live >= self.maxConnections:
             victim = next(iter(self._waiting), None)
             if victim is None:
-                return f"{self.maxConnections} metrics connections already open"
+                return f"{self.maxConnections} {self.purpose} connections already open"
         else:
             return None
         self._forget(victim)
         self._evicted.add(victim)
         self.refusals.refused(
-            victim.peer, "aborted to make room, the longest without a complete metrics request"
+            victim.peer,
+            f"aborted to make room, the longest without a complete {self.purpose} request",
         )
         victim.transport.abortConnection()
         return None

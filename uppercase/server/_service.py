@@ -152,6 +152,8 @@ class UppercaseService(MultiService):
     @param inherited: for a worker of a supervisor (L{uppercase.workers.supervisor}),
         one listening socket per description, made by the supervisor: each
         description listens on its socket instead of binding one.
+    @param control: an endpoint string to serve the fault control API on at
+        C{/faults} (L{uppercase.server._control}), or L{None}.
     @param datagrams: the echo over UDP, for C{udp:} endpoints and datagram
         sockets (a C{systemd:} one from C{ListenDatagram=}, or a worker's);
         one with the default limits if not given, plain when C{factory} is.
@@ -168,8 +170,10 @@ class UppercaseService(MultiService):
         fdLimits: LimitAccess | None = None,
         inherited: Sequence[int] | None = None,
         datagrams: DatagramServer | None = None,
+        control: str | None = None,
     ) -> None:
         super().__init__()
+        self.control = control
         self.datagrams = datagrams or DatagramServer(
             reactor,
             perSource=DEFAULTS.udpRatePerSource,
@@ -237,6 +241,24 @@ class UppercaseService(MultiService):
                 reactor,
                 protocols=METRICS_ALPN,
                 purpose="metrics",
+            )
+        if control is not None:
+            # Only with --control: it loads twisted.web.
+            from uppercase.server._control import (
+                CONTROL_ALPN,
+                CONTROL_MAX_DESCRIPTORS,
+                FaultControl,
+                controlFactory,
+            )
+
+            self.metricsConnections += CONTROL_MAX_DESCRIPTORS
+            self._listen(
+                control,
+                withDefaultBacklog(control),
+                controlFactory(FaultControl(factory.faults), reactor),
+                reactor,
+                protocols=CONTROL_ALPN,
+                purpose="control",
             )
 
     def _listen(
@@ -355,6 +377,8 @@ class UppercaseService(MultiService):
         )
         if self.metrics is not None:
             log.info("Prometheus metrics at /metrics on {endpoint}", endpoint=self.metrics)
+        if self.control is not None:
+            log.info("Fault control API at /faults on {endpoint}", endpoint=self.control)
 
     def stopListening(self) -> Deferred[Any]:
         """

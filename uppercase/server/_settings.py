@@ -221,6 +221,14 @@ class ServerSettings(Settings):
         _checkSeed,
         name="fault-seed",
     )
+    control: str | None = setting(
+        None,
+        None,
+        "Serve a JSON API at /faults on this endpoint to list, add, remove and clear "
+        "faults while the server runs (e.g. tcp:9528:interface=127.0.0.1). Off by default.",
+        _checkMetrics,
+        name="control",
+    )
     listen: Tuple[str, ...] = ("tcp:9527",)
     faults: Tuple[FaultSpec, ...] = ()
     """The faults to apply (C{--fault}, given once each)."""

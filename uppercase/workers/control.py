@@ -11,7 +11,8 @@ One JSON object a line, both ways:
   - supervisor to worker: C{{"command": "retire"}} (stop accepting, let the
     connections end, stop); C{{"command": "abort", "why": WHY}} (abort the
     connections the stop still waits for, C{WHY} going into the worker's
-    log line).
+    log line); C{{"command": "faults", "specs": [SPEC, ...]}} (serve these
+    faults from now on, in place of the ones before: C{--control}'s changes).
 
 Each end reports what it reads to its owner through a narrow interface
 declared here (L{SupervisorSide}, L{WorkerSide}), so neither imports the code
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_WHY",
     "DELIMITER",
     "FAULT_PREFIX",
+    "FAULTS",
     "READY",
     "RETIRE",
     "SupervisorEnd",
@@ -81,6 +83,9 @@ RETIRE = "retire"
 
 ABORT = "abort"
 """The command to abort the connections the worker's stop still waits for."""
+
+FAULTS = "faults"
+"""The command to replace the worker's faults with the ones it lists."""
 
 DEFAULT_WHY = "on the supervisor's request"
 """Why an C{abort} aborts, when the command does not say."""
@@ -163,6 +168,12 @@ class SupervisorEnd(LineOnlyReceiver):
         """
         self._send({"command": ABORT, "why": why})
 
+    def faults(self, specs: list[str]) -> None:
+        """
+        Tell the worker to serve the faults C{specs} from now on.
+        """
+        self._send({"command": FAULTS, "specs": specs})
+
     def _send(self, message: Mapping[str, Any]) -> None:
         assert self.transport is not None
         self.transport.write(encode(message))
@@ -204,6 +215,11 @@ class WorkerSide(Protocol):
         The control connection ended: the supervisor is gone.
         """
 
+    def setFaults(self, specs: list[str]) -> None:
+        """
+        The supervisor said: serve these faults from now on.
+        """
+
 
 class WorkerEnd(LineOnlyReceiver):
     """
@@ -230,6 +246,8 @@ class WorkerEnd(LineOnlyReceiver):
             self.service.retire()
         elif command == ABORT:
             self.service.abort(str(message.get("why", DEFAULT_WHY)))
+        elif command == FAULTS and isinstance(message.get("specs"), list):
+            self.service.setFaults([str(spec) for spec in message["specs"]])
         else:
             log.warn("Unknown command from the supervisor: {command!r}", command=command)
 

@@ -180,6 +180,7 @@ class Supervisor(MultiService):
         self._retiring: list[WorkerProcess] = []
         self._stopping = False
         self._reloading = False
+        self._faults: list[str] | None = None
 
     def workers(self) -> list[WorkerProcess]:
         """
@@ -339,6 +340,19 @@ class Supervisor(MultiService):
         """
         self.slots[worker.slot - 1].failures = 0
         log.info("Worker {worker} (pid {pid}) is serving", worker=worker.label, pid=worker.pid)
+        if self._faults is not None and worker.control is not None:
+            # Started with the command line's faults: give it today's.
+            worker.control.faults(self._faults)
+
+    def setFaults(self, specs: list[str]) -> None:
+        """
+        Make C{specs} every worker's faults, now and from the start of each
+        worker started later (C{--control}'s changes).
+        """
+        self._faults = list(specs)
+        for worker in self.workers():
+            if worker.control is not None:
+                worker.control.faults(self._faults)
 
     def relay(self, lines: str) -> None:
         """

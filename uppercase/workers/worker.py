@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 
 from uppercase.echo._datagram import DatagramCounts
-from uppercase.server._faultspec import KINDS
+from uppercase.server._faults import FaultSet
+from uppercase.server._faultspec import KINDS, FaultError, parseFault
 from uppercase.server._state import ServerState
 from uppercase.workers.control import DATAGRAM_PREFIX, FAULT_PREFIX, WorkerEnd, workerEndFactory
 
@@ -37,6 +38,7 @@ __all__ = [
     "WorkerControl",
     "WorkerSpec",
     "counts",
+    "replaceFaults",
     "workerLabel",
 ]
 
@@ -136,7 +138,8 @@ class WorkerControl(Service):
     C{counts} every L{REPORT_INTERVAL} seconds and when stopping; on
     C{retire}, call C{retire}; on C{abort}, call C{abort} with why (and
     C{stop}, if the worker is not stopping yet); when the control connection
-    ends (the supervisor is gone), call C{stop}.
+    ends (the supervisor is gone), call C{stop}; on C{faults}, call
+    C{replaceFaults} with the specs.
 
     @param adopt: adopts the control connection's descriptor with a factory
         (C{reactor.adoptStreamConnection} for a UNIX socket).
@@ -152,8 +155,10 @@ class WorkerControl(Service):
         stop: Callable[[], None],
         abort: Callable[[str], None] = lambda why: None,
         datagrams: DatagramCounts | None = None,
+        replaceFaults: Callable[[Sequence[str]], None] = lambda specs: None,
     ) -> None:
         self.spec = spec
+        self._replaceFaults = replaceFaults
         self._factory = factory
         self._clock = clock
         self._adopt = adopt
@@ -215,6 +220,14 @@ class WorkerControl(Service):
             self._stop()
         self._abort(why)
 
+    def setFaults(self, specs: list[str]) -> None:
+        """
+        The supervisor's C{faults} command: call C{replaceFaults}, and say
+        what the faults are now.
+        """
+        self._replaceFaults(specs)
+        log.info("Faults now: {faults}", faults="; ".join(specs) or "none")
+
     def supervisorGone(self) -> None:
         """
         The control connection ended: stop, unless stopping already.
@@ -230,3 +243,19 @@ class WorkerControl(Service):
             self._report.cancel()
         self._report = None
         return super().stopService()
+
+
+def replaceFaults(faults: FaultSet, specs: Sequence[str]) -> None:
+    """
+    Make C{specs} the faults of C{faults}, in place of the ones before (the
+    supervisor's C{faults} command).  A spec that does not parse (the
+    supervisor checked each) is left out, and said.
+    """
+    faults.clear()
+    for text in specs:
+        try:
+            faults.add(parseFault(text))
+        except FaultError as e:
+            log.warn(
+                "Fault {spec!r} from the supervisor left out: {error}", spec=text, error=str(e)
+            )

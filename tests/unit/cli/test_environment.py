@@ -33,6 +33,7 @@ SAMPLES = {
     "udp-rate": "7",
     "fault-seed": "7",
     "fault": "latency,delay=20ms",
+    "control": "tcp:0:interface=127.0.0.1",
 }
 """A good value of each option that is not its default (a new option needs
 one here, and a line in docs/container.md)."""

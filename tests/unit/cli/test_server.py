@@ -399,6 +399,58 @@ class ServerServiceTests(SynchronousTestCase):
         self.assertEqual([type(s) for s in command], [UppercaseService, SignalHandling])
         self.assertEqual(reactor.tcpServers, [])
 
+    def test_control(self) -> None:
+        """
+        C{--control} listens (once started) with the control API over the
+        server's own faults: a fault posted to it is the factory's.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        options = twistdServer.ServerOptions()
+        options.parseOptions(["-l", "tcp:0", "--control", "tcp:9528:interface=127.0.0.1"])
+        reactor = MemoryReactorClock()
+        command = twistdServer.makeService(options, reactor=reactor)
+        self.assertEqual(command.server.control, "tcp:9528:interface=127.0.0.1")
+        command.privilegedStartService()
+        (control,) = [(f, i) for p, f, _, i in reactor.tcpServers if p == 9528]
+        self.assertEqual(control[1], "127.0.0.1")
+        peer = IPv4Address("TCP", "127.0.0.1", 5000)
+        protocol = control[0].buildProtocol(peer)
+        assert protocol is not None
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        body = b'{"spec": "latency,delay=20ms"}'
+        protocol.dataReceived(
+            b"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 201 "), transport.value())
+        self.assertEqual(
+            [spec.describe() for _, spec in command.server.factory.faults.list()],
+            ["latency,delay=20ms"],
+        )
+
+    def test_controlWithWorkers(self) -> None:
+        """
+        With C{--workers}, the supervisor serves C{--control} (a listener of
+        its own) and its workers are not told to.
+        """
+        from uppercase.server._service import NamedListener
+
+        options = twistdServer.ServerOptions()
+        options.parseOptions(
+            ["-l", "tcp:0", "--workers", "2", "--control", "tcp:9528:interface=127.0.0.1"]
+        )
+        reactor = MemoryReactorClock()
+        reactor.spawnProcess = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+        command = twistdServer.makeService(options, reactor=reactor)
+        listeners = [s for s in command if isinstance(s, NamedListener)]
+        self.assertEqual(
+            [(s.description, s.purpose) for s in listeners],
+            [("tcp:9528:interface=127.0.0.1", "control")],
+        )
+        self.assertNotIn("--control", command.server._workerArgs)
+
     def test_listenFailureIsOneLine(self) -> None:
         """
         A port that cannot be bound raises L{CannotStart} out of the command

@@ -76,6 +76,9 @@ class Service:
     def supervisorGone(self) -> None:
         self.gone += 1
 
+    def setFaults(self, specs: list[str]) -> None:
+        self.commands.append(("faults", *specs))
+
 
 class Wire:
     """
@@ -159,6 +162,20 @@ class EndToEndTests(SynchronousTestCase):
         wire.supervisorEnd.abort("on a second SIGINT to the supervisor")
         wire.connection.flush()
         self.assertEqual(wire.service.commands, [("abort", "on a second SIGINT to the supervisor")])
+
+    def test_faults(self) -> None:
+        """
+        The supervisor's C{faults} reaches the worker's service with every
+        spec, in order; an empty list too (no fault left).
+        """
+        wire = Wire()
+        wire.supervisorEnd.faults(["latency,delay=20ms", "reset,after=64KB"])
+        wire.supervisorEnd.faults([])
+        wire.connection.flush()
+        self.assertEqual(
+            wire.service.commands,
+            [("faults", "latency,delay=20ms", "reset,after=64KB"), ("faults",)],
+        )
 
     def test_countsNowInMemory(self) -> None:
         """

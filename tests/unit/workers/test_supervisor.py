@@ -202,6 +202,47 @@ class StartTests(SynchronousTestCase):
         )
 
 
+class FaultTests(SynchronousTestCase):
+    """
+    C{--control}'s changes reach every worker, and workers started later.
+    """
+
+    def commands(self, harness: Harness, worker: WorkerProcess) -> list[dict[str, Any]]:
+        lines = harness.controls[worker].value().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def test_everyWorker(self) -> None:
+        """
+        Each change is sent to every worker, as the whole list.
+        """
+        harness = Harness()
+        workers = harness.start()
+        harness.supervisor.setFaults(["latency,delay=20ms"])
+        for worker in workers:
+            self.assertEqual(
+                self.commands(harness, worker),
+                [{"command": "faults", "specs": ["latency,delay=20ms"]}],
+            )
+
+    def test_laterWorker(self) -> None:
+        """
+        A worker started after a change (here, replacing one that died) is
+        given the faults once it serves; with no change, none is sent.
+        """
+        harness = Harness(count=1)
+        (first,) = harness.start()
+        self.assertEqual(self.commands(harness, first), [])
+        harness.supervisor.setFaults(["reset,after=64KB"])
+        harness.end(first)
+        second = harness.worker(1)
+        self.assertEqual(self.commands(harness, second), [])
+        harness.ready(second)
+        self.assertEqual(
+            self.commands(harness, second),
+            [{"command": "faults", "specs": ["reset,after=64KB"]}],
+        )
+
+
 class ReplacementTests(SynchronousTestCase):
     """
     A worker that dies is replaced; one that never starts is retried with

@@ -9,11 +9,12 @@ import sys
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.echo import DatagramCounts
 from uppercase.server import UppercaseFactory
+from uppercase.server._faults import FaultSet, parseFault
 from uppercase.testing import StreamTransport, connectServer
 from uppercase.workers.control import COUNTS
 from uppercase.workers.worker import (
@@ -22,6 +23,7 @@ from uppercase.workers.worker import (
     WorkerControl,
     WorkerSpec,
     counts,
+    replaceFaults,
 )
 
 
@@ -49,6 +51,7 @@ class ControlTests(SynchronousTestCase):
             lambda: self.stopped.append(1),
             self.aborted.append,
             datagrams=self.datagrams,
+            replaceFaults=lambda specs: replaceFaults(self.factory.faults, specs),
         )
         self.patch(os, "close", self.closed.append)
         self.patch(os, "set_blocking", lambda fd, flag: None)
@@ -106,6 +109,34 @@ class ControlTests(SynchronousTestCase):
         A worker reports exactly the counts the control line carries.
         """
         self.assertEqual(tuple(counts(self.factory)), COUNTS)
+
+    def test_faults(self) -> None:
+        """
+        The supervisor's C{faults} makes its specs the factory's faults, in
+        place of the ones before, and the worker says what they are now.
+        """
+        self.factory.faults.add(parseFault("refuse"))
+        with capturedLogs() as events:
+            self.transport.receive(
+                b'{"command": "faults", "specs": ["latency,delay=20ms", "close,after=10KB"]}\n'
+            )
+        self.assertEqual(
+            [spec for _, spec in self.factory.faults.list()],
+            [parseFault("latency,delay=20ms"), parseFault("close,after=10KB")],
+        )
+        self.assertEqual(
+            [formatEvent(e) for e in events], ["Faults now: latency,delay=20ms; close,after=10KB"]
+        )
+
+    def test_noFaults(self) -> None:
+        """
+        An empty C{faults} leaves no fault, and says so.
+        """
+        self.factory.faults.add(parseFault("refuse"))
+        with capturedLogs() as events:
+            self.transport.receive(b'{"command": "faults", "specs": []}\n')
+        self.assertEqual(self.factory.faults.list(), [])
+        self.assertEqual([formatEvent(e) for e in events], ["Faults now: none"])
 
     def test_retire(self) -> None:
         """
@@ -189,3 +220,21 @@ class ControlTests(SynchronousTestCase):
         text, line = out.getvalue().splitlines()
         self.assertIn(" [worker 2.5] [test#warn] hello", text)
         self.assertEqual(json.loads(line)["worker"], "2.5")
+
+
+class ReplaceFaultsTests(SynchronousTestCase):
+    """
+    L{replaceFaults}: a worker's faults made the supervisor's.
+    """
+
+    def test_badSpecLeftOut(self) -> None:
+        """
+        A spec that does not parse is left out, with a warning; the others
+        are kept.
+        """
+        faults = FaultSet(seed=1)
+        with capturedLogs() as events:
+            replaceFaults(faults, ["", "latency,delay=20ms"])
+        self.assertEqual([spec for _, spec in faults.list()], [parseFault("latency,delay=20ms")])
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.warn])
+        self.assertIn("left out", formatEvent(events[0]))
