@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 from twisted.internet.error import MessageLengthError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 
 __all__ = [
@@ -239,6 +239,10 @@ class DatagramEcho(DatagramProtocol):
     @param observe: if given, called as C{observe(address, size, reason)}
         for each datagram (C{reason} L{None} when echoed): the server's
         per-source log.
+    @param chooseSend: given the port, when it starts, the function that
+        sends a reply as C{send(datagram, address)} (the server's is
+        L{uppercase.net.transport.datagramSender}); if L{None},
+        C{transport.write}.
     """
 
     noisy = False
@@ -249,11 +253,20 @@ class DatagramEcho(DatagramProtocol):
         counts: DatagramCounts,
         plain: bool = False,
         observe: Callable[[Address, int, str | None], None] | None = None,
+        chooseSend: Callable[[Any], Callable[[bytes, Any], object]] | None = None,
     ) -> None:
         self.admission = admission
         self.counts = counts
         self.transform = unchanged if plain else upper
         self.observe = observe
+        self._chooseSend = chooseSend
+
+    def makeConnection(self, transport: IUDPTransport) -> None:
+        super().makeConnection(transport)
+        choose = self._chooseSend
+        self.send: Callable[[bytes, Any], object] = (
+            transport.write if choose is None else choose(transport)
+        )
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         counts = self.counts
@@ -265,7 +278,12 @@ class DatagramEcho(DatagramProtocol):
             reason = self.admission.check(addr[0], size)
             if reason is None:
                 try:
-                    self.transport.write(self.transform(datagram), addr)  # type: ignore[union-attr]
+                    self.send(self.transform(datagram), addr)
+                except ConnectionRefusedError:
+                    # Twisted's Port.write ignores it on a port that is not
+                    # connected: counted sent, as before (datagramSender).
+                    counts.sent += 1
+                    counts.sentBytes += size
                 except (OSError, MessageLengthError):
                     reason = SEND_FAILED
                 else:

@@ -32,6 +32,7 @@ from uppercase.echo._datagram import (
 )
 from uppercase.net.endpoints import arguments, escapeBrackets, fields
 from uppercase.net.peer import formatPeer, unmapped
+from uppercase.net.transport import datagramSender
 
 __all__ = [
     "LINES_PER_SECOND",
@@ -266,7 +267,13 @@ class DatagramServer:
         """
         An echo for one port.
         """
-        return DatagramEcho(self.admission, self.counts, self.plain, self.log)
+        return DatagramEcho(
+            self.admission,
+            self.counts,
+            self.plain,
+            self.log,
+            chooseSend=datagramSender,
+        )
 
 
 class DatagramListener(Service):

@@ -154,6 +154,29 @@ class EchoTests(SynchronousTestCase):
         self.assertEqual(protocol.counts.dropped, dropped(protocol.counts, unreadable=2))
         self.assertEqual(protocol.counts.received, 2)
 
+    def test_chosenSend(self) -> None:
+        """
+        C{chooseSend}, if given, is asked once, with the transport, when
+        the echo starts, for the function that sends the replies; without
+        it, replies go through C{transport.write}.
+        """
+        sent: list[tuple[bytes, Any]] = []
+        asked: list[Any] = []
+
+        def choose(transport: Any) -> Any:
+            asked.append(transport)
+            return lambda datagram, addr: sent.append((datagram, addr))
+
+        protocol = DatagramEcho(DatagramAdmission(Clock()), DatagramCounts(), chooseSend=choose)
+        transport = FakeDatagramTransport()
+        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        protocol.datagramReceived(b"one", A)
+        protocol.datagramReceived(b"two", B)
+        self.assertEqual(asked, [transport])
+        self.assertEqual(sent, [(b"ONE", A), (b"TWO", B)])
+        self.assertEqual(transport.written, [])
+        self.assertEqual(protocol.counts.sent, 2)
+
     def test_countsByName(self) -> None:
         """
         L{DatagramCounts.asDict} names every count, each reason's drops as

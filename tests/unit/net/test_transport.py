@@ -31,6 +31,7 @@ from uppercase.net.interfaces import IDirectWrite, IDirectWriteTarget, IPendingB
 from uppercase.net.transport import (
     DIRECT_LIMIT,
     canHalfClose,
+    datagramSender,
     directWriter,
     directWriteTarget,
     pendingBytes,
@@ -452,3 +453,110 @@ class HalfClosingTLSTests(SynchronousTestCase):
         self.assertIs(tls, TLSMemoryBIOFactory.protocol)
         [event] = events
         self.assertIn("_renamedInFuture", event["missing"])
+
+
+def udpPort(case: SynchronousTestCase, protocol: Any) -> Any:
+    """
+    Twisted's own UDP port, bound to 127.0.0.1 on a memory reactor (no
+    reactor runs), with C{protocol} started on it.
+    """
+    from twisted.internet import udp
+
+    port = udp.Port(0, protocol, "127.0.0.1", 65536, MemoryReactorClock())
+    port.startListening()
+    case.addCleanup(port.stopListening)
+    return port
+
+
+def udpPeer(case: SynchronousTestCase) -> socket.socket:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    case.addCleanup(peer.close)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    return peer
+
+
+class DatagramSenderTests(SynchronousTestCase):
+    """
+    L{datagramSender}: the socket's own C{sendto} for Twisted's UDP port,
+    C{transport.write} for anything else.
+    """
+
+    def test_socketSendto(self) -> None:
+        """
+        For Twisted's UDP port (not connected) it is the port socket's
+        C{sendto}, and what it sends reaches the address.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = udpPort(self, DatagramProtocol())
+        send = datagramSender(port)
+        self.assertEqual(send, port.socket.sendto)
+        peer = udpPeer(self)
+        send(b"direct", peer.getsockname())
+        self.assertEqual(peer.recvfrom(100), (b"direct", port.socket.getsockname()))
+
+    def test_connectedPortWrites(self) -> None:
+        """
+        A connected UDP port is written with C{transport.write} (which
+        sends without an address).
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = udpPort(self, DatagramProtocol())
+        port.connect(*udpPeer(self).getsockname())
+        self.assertEqual(datagramSender(port), port.write)
+
+    def test_othersWrite(self) -> None:
+        """
+        Any other datagram transport is written with its C{write}.
+        """
+        other = StringTransport()
+        self.assertEqual(datagramSender(other), other.write)
+
+
+class DatagramFallbackTests(SynchronousTestCase):
+    """
+    If Twisted's UDP port keeps its socket elsewhere (a future Twisted),
+    L{datagramSender} says so once and uses C{transport.write}.
+    """
+
+    def setUp(self) -> None:
+        self.patch(
+            transportModule,
+            "DATAGRAM_FIELDS",
+            (*transportModule.DATAGRAM_FIELDS, "_renamedInFuture"),
+        )
+        self.patch(transportModule, "_checkedDatagram", {})
+
+    def test_oneWarningThenWrite(self) -> None:
+        """
+        The first port of the class logs one warning naming what is
+        missing; every port is then written with C{transport.write}.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        with capturedLogs() as events:
+            first = udpPort(self, DatagramProtocol())
+            second = udpPort(self, DatagramProtocol())
+            self.assertEqual(datagramSender(first), first.write)
+            self.assertEqual(datagramSender(second), second.write)
+        [warning] = [e for e in events if "missing" in e]
+        self.assertIn("_renamedInFuture", warning["missing"])
+
+    def test_serverEchoStillWorks(self) -> None:
+        """
+        The server's datagram echo on such a port still echoes, counted,
+        through C{Port.write}.
+        """
+        from uppercase.server._udp import DatagramServer
+
+        server = DatagramServer(Clock(), logData=False)
+        protocol = server.buildProtocol()
+        with capturedLogs():
+            port = udpPort(self, protocol)
+        self.assertEqual(protocol.send, port.write)
+        peer = udpPeer(self)
+        protocol.datagramReceived(b"still fine", peer.getsockname())
+        self.assertEqual(peer.recv(100), b"STILL FINE")
+        self.assertEqual(server.counts.sent, 1)
