@@ -272,6 +272,7 @@ class DatagramServer:
             self.counts,
             self.plain,
             self.log,
+            observeDropsOnly=self.log.quiet,
             chooseSend=datagramSender,
         )
 

@@ -159,6 +159,64 @@ class SourceLogTests(SynchronousTestCase):
         )
 
 
+class QuietServerTests(SynchronousTestCase):
+    """
+    A quiet server's echo tells its log only of drops: the log's lines
+    and the counts are what they were, and no timer runs for a second
+    with nothing to say.
+    """
+
+    def test_quietEchoTellsLogOfDropsOnly(self) -> None:
+        """
+        Quiet, datagrams echoed start no timer and log nothing; a second
+        with a drop logs its one line, the counts agreeing with it.
+        """
+        clock = Clock()
+        server = DatagramServer(clock, logData=False)
+        protocol = server.buildProtocol()
+        protocol.makeConnection(FakePort())  # type: ignore[arg-type]
+        with capturedLogs() as events:
+            for _ in range(3):
+                protocol.datagramReceived(b"x", A)
+            self.assertEqual(clock.getDelayedCalls(), [])
+            protocol.datagramReceived(b"a" * 65508, A)
+            protocol.datagramReceived(b"y", A)
+            clock.advance(1)
+        self.assertEqual(
+            [e["log_format"].format(**e) for e in events],
+            ["UDP: dropped 1 datagram in the last second (1 too large)"],
+        )
+        self.assertEqual(server.counts.sent, 4)
+        self.assertEqual(server.counts.dropped["too-large"], 1)
+
+    def test_loudEchoTellsLogOfEveryDatagram(self) -> None:
+        """
+        Not quiet, every datagram, echoed or dropped, is in its source's
+        line.
+        """
+        clock = Clock()
+        server = DatagramServer(clock)
+        protocol = server.buildProtocol()
+        protocol.makeConnection(FakePort())  # type: ignore[arg-type]
+        with capturedLogs() as events:
+            protocol.datagramReceived(b"x", A)
+            protocol.datagramReceived(b"a" * 65508, A)
+            clock.advance(1)
+        [line] = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(
+            line,
+            "UDP 127.0.0.1:4000: 2 datagrams (65,509 bytes) in the last second, 1 echoed, "
+            "1 dropped (1 too large)",
+        )
+
+
+class FakePort:
+    """A datagram transport that takes every datagram."""
+
+    def write(self, datagram: bytes, addr: Any = None) -> None:
+        pass
+
+
 class UDPReactor(MemoryReactorClock):
     """
     A memory reactor that records UDP ports, and whose UDP ports in
