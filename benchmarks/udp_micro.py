@@ -12,7 +12,10 @@ runs, on the interpreter running it.
   loopback socket that is drained between rounds (with the sendto);
 - recvfrom / recvfrom_into: reading queued 512-byte datagrams, as
   Twisted's Port.doRead does (recvfrom(65536)) and into one reused buffer
-  (recvfrom_into, then a copy of the bytes read).
+  (recvfrom_into, then a copy of the bytes read);
+- doRead-twisted / doRead-into: Twisted's UDP port reading them to a
+  protocol that does nothing, as Twisted does and as
+  uppercase.net.transport.readDatagramsInto makes it (PyPy's default).
 """
 
 from __future__ import annotations
@@ -138,12 +141,40 @@ def receiving(into: bool) -> float:
     return statistics.median(samples)
 
 
+def portReading(into: bool) -> float:
+    """Twisted's Port.doRead, or readDatagramsInto's, on queued datagrams."""
+    from twisted.internet.protocol import DatagramProtocol
+
+    from uppercase.net.transport import readDatagramsInto
+
+    port = udp.Port(0, DatagramProtocol(), "127.0.0.1", 65536, MemoryReactor())
+    port.startListening()
+    port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    if into:
+        readDatagramsInto(port, enable=True)
+    writer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    address = port.socket.getsockname()
+    samples = []
+    for _ in range(ROUNDS):
+        total = 0.0
+        for _ in range(200):
+            for _ in range(100):
+                writer.sendto(DATAGRAM, address)
+            total += timeit.timeit(port.doRead, number=1)
+        samples.append(total / 200 / 100 * 1e9)
+    port.socket.close()
+    writer.close()
+    return statistics.median(samples)
+
+
 def main() -> None:
     print(sys.implementation.name, sys.version.split()[0])
     print(f"echo-memory    {echoMemory():8.0f} ns/datagram")
     print(f"echo-loopback  {echoLoopback():8.0f} ns/datagram")
     print(f"recvfrom       {receiving(False):8.0f} ns/datagram")
     print(f"recvfrom_into  {receiving(True):8.0f} ns/datagram")
+    print(f"doRead-twisted {portReading(False):8.0f} ns/datagram")
+    print(f"doRead-into    {portReading(True):8.0f} ns/datagram")
 
 
 if __name__ == "__main__":

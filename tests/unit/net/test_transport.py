@@ -8,6 +8,7 @@ transports take part through the declared interfaces
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 from typing import Any
@@ -464,7 +465,7 @@ def udpPort(case: SynchronousTestCase, protocol: Any) -> Any:
 
     port = udp.Port(0, protocol, "127.0.0.1", 65536, MemoryReactorClock())
     port.startListening()
-    case.addCleanup(port.stopListening)
+    case.addCleanup(port.connectionLost)
     return port
 
 
@@ -560,3 +561,144 @@ class DatagramFallbackTests(SynchronousTestCase):
         protocol.datagramReceived(b"still fine", peer.getsockname())
         self.assertEqual(peer.recv(100), b"STILL FINE")
         self.assertEqual(server.counts.sent, 1)
+
+
+class Received:
+    """A datagram protocol that keeps what it receives; C{fail} raises."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, Any]] = []
+        self.fail: BaseException | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if self.fail is not None:
+            fail, self.fail = self.fail, None
+            raise fail
+        self.datagrams.append((datagram, addr))
+
+
+class ReadDatagramsIntoTests(SynchronousTestCase):
+    """
+    L{readDatagramsInto}: Twisted's UDP port reading into one reused
+    buffer, delivering what Twisted's own reading delivers.
+    """
+
+    def portAndPeer(self, host: str = "127.0.0.1") -> tuple[Any, Received, socket.socket]:
+        from twisted.internet import udp
+
+        protocol = Received()
+        port = udp.Port(0, protocol, host, 65536, MemoryReactorClock())
+        port.startListening()
+        self.addCleanup(port.connectionLost)
+        peer = socket.socket(port.addressFamily, socket.SOCK_DGRAM)
+        self.addCleanup(peer.close)
+        peer.bind((host, 0))
+        return port, protocol, peer
+
+    def test_deliversWholeDatagrams(self) -> None:
+        """
+        Queued datagrams of 0 bytes to 65,507 are delivered whole, in
+        order, each with its sender's address, as bytes, and none leaks
+        into the next (the buffer is reused); reading stops when the socket
+        is empty.
+        """
+        port, protocol, peer = self.portAndPeer()
+        self.assertTrue(transportModule.readDatagramsInto(port, enable=True))
+        sent = [b"x" * 100, b"", b"short", b"y" * 65507, b"z"]
+        for datagram in sent:
+            peer.sendto(datagram, port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(d, peer.getsockname()) for d in sent])
+        self.assertEqual({type(d) for d, _ in protocol.datagrams}, {bytes})
+
+    def test_ipv6AddressTrimmed(self) -> None:
+        """
+        On IPv6, the sender's address is (host, port), as Twisted gives it.
+        """
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            port, protocol, peer = self.portAndPeer("::1")
+        except Exception as e:
+            self.skipTest(f"no IPv6 loopback: {e}")
+        transportModule.readDatagramsInto(port, enable=True)
+        peer.sendto(b"six", port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(b"six", peer.getsockname()[:2])])
+
+    def test_protocolErrorLogged(self) -> None:
+        """
+        An exception from the protocol is logged and the next datagram is
+        still delivered.
+        """
+        port, protocol, peer = self.portAndPeer()
+        transportModule.readDatagramsInto(port, enable=True)
+        protocol.fail = ValueError("odd")
+        for datagram in (b"first", b"second"):
+            peer.sendto(datagram, port.socket.getsockname())
+        with capturedLogs() as events:
+            port.doRead()
+        self.assertEqual([d for d, _ in protocol.datagrams], [b"second"])
+        [event] = events
+        self.assertIsInstance(event["log_failure"].value, ValueError)
+        self.flushLoggedErrors(ValueError)
+
+    def test_refusedToldWhenConnected(self) -> None:
+        """
+        A refusal the kernel reports on reading is told to a connected
+        port's protocol, as Twisted's reading does, and ends the reading.
+        """
+        port, protocol, peer = self.portAndPeer()
+        transportModule.readDatagramsInto(port, enable=True)
+        refused: list[bool] = []
+        protocol.connectionRefused = lambda: refused.append(True)  # type: ignore[attr-defined]
+        gone = peer.getsockname()
+        peer.close()
+        port.connect(*gone)
+        port.write(b"nobody")
+        select.select([port.socket], [], [], 5)  # the kernel's ICMP, however busy
+        port.doRead()
+        self.assertEqual(refused, [True])
+
+    def test_notByDefaultOnCPython(self) -> None:
+        """
+        Unless told, it is done on PyPy only (where it was measured
+        quicker) and never to anything but Twisted's UDP port.
+        """
+        import platform
+
+        port, _, _ = self.portAndPeer()
+        self.assertEqual(
+            transportModule.readDatagramsInto(port),
+            platform.python_implementation() == "PyPy",
+        )
+        self.assertFalse(transportModule.readDatagramsInto(StringTransport(), enable=True))
+
+    def test_fallback(self) -> None:
+        """
+        If Twisted's port lacks what it reads, one warning, and Twisted
+        reads as it always did.
+        """
+        self.patch(
+            transportModule,
+            "READ_INTO_FIELDS",
+            (*transportModule.READ_INTO_FIELDS, "_renamedInFuture"),
+        )
+        self.patch(transportModule, "_readIntoWarned", set())
+        port, protocol, peer = self.portAndPeer()
+        second, _, _ = self.portAndPeer()
+        with capturedLogs() as events:
+            self.assertFalse(transportModule.readDatagramsInto(port, enable=True))
+            self.assertFalse(transportModule.readDatagramsInto(second, enable=True))
+        [warning] = events
+        self.assertIn("_renamedInFuture", warning["missing"])
+        self.assertNotIn("doRead", vars(port))
+        peer.sendto(b"still", port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(b"still", peer.getsockname())])

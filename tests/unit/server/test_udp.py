@@ -375,7 +375,7 @@ class SendPathTests(SynchronousTestCase):
             protocol._chooseSend = None
         port = udp.Port(0, protocol, "127.0.0.1", 65536, MemoryReactorClock())
         port.startListening()
-        self.addCleanup(port.stopListening)
+        self.addCleanup(port.connectionLost)
         return server, protocol, port
 
     def test_sendsWithSocket(self) -> None:
