@@ -27,7 +27,8 @@ UDP servers (workloads u and v only; the TCP ones never run them):
   twisted5-udp the five-line Twisted DatagramProtocol echo
   uppercase-udp  twistd -n uppercase --quiet --listen udp:PORT, its rate
                limits lifted (UDP_UNLIMITED below)
-  and, with --pypy: twisted5-udp-pypy, uppercase-udp-pypy.
+  and, with --pypy: twisted5-udp-pypy, uppercase-udp-pypy; with --before:
+  uppercase-udp-before.
 
 Workloads (benchmarks/loadgen.c, compiled here with cc -O3; every reply byte
 is verified; it busy-polls its own core and reports how much of the time it
@@ -191,6 +192,7 @@ def serverCommands(
         commands["uppercase-before"] = ours(before, "--quiet")
         commands["uppercase-log-before"] = ours(before)
         commands["uppercase-proxy-before"] = ours(before, "--quiet", "--proxy")
+        commands["uppercase-udp-before"] = ours(before, "--quiet", "--udp")
     return commands
 
 

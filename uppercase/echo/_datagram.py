@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 from twisted.internet.error import MessageLengthError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 
 __all__ = [
@@ -183,6 +183,11 @@ class DatagramAdmission:
         )
 
     @property
+    def limited(self) -> bool:
+        """Whether any rate is limited (if not, L{check} checks the size only)."""
+        return self._limited
+
+    @property
     def sources(self) -> int:
         """How many sources are tracked now."""
         return len(self._sources)
@@ -239,6 +244,16 @@ class DatagramEcho(DatagramProtocol):
     @param observe: if given, called as C{observe(address, size, reason)}
         for each datagram (C{reason} L{None} when echoed): the server's
         per-source log.
+    @param observeDropsOnly: call C{observe} only for the datagrams dropped
+        (the quiet log has nothing to do with the others).
+    @param chooseSend: given the port, when it starts, the function that
+        sends a reply as C{send(datagram, address)} (the server's is
+        L{uppercase.net.transport.datagramSender}); if L{None},
+        C{transport.write}.
+
+    Per datagram, only what the settings need is done: the transform is
+    C{bytes.upper} itself, or nothing when plain; with every rate
+    unlimited, the size is the only check.
     """
 
     noisy = False
@@ -249,11 +264,24 @@ class DatagramEcho(DatagramProtocol):
         counts: DatagramCounts,
         plain: bool = False,
         observe: Callable[[Address, int, str | None], None] | None = None,
+        observeDropsOnly: bool = False,
+        chooseSend: Callable[[Any], Callable[[bytes, Any], object]] | None = None,
     ) -> None:
         self.admission = admission
         self.counts = counts
         self.transform = unchanged if plain else upper
         self.observe = observe
+        self._upper = None if plain else bytes.upper
+        self._check = admission.check if admission.limited else None
+        self._observeEchoed = observe if observe is not None and not observeDropsOnly else None
+        self._chooseSend = chooseSend
+
+    def makeConnection(self, transport: IUDPTransport) -> None:
+        super().makeConnection(transport)
+        choose = self._chooseSend
+        self.send: Callable[[bytes, Any], object] = (
+            transport.write if choose is None else choose(transport)
+        )
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         counts = self.counts
@@ -262,18 +290,30 @@ class DatagramEcho(DatagramProtocol):
         counts.receivedBytes += size
         reason: str | None
         try:
-            reason = self.admission.check(addr[0], size)
+            check = self._check
+            if check is None:
+                reason = TOO_LARGE if size > MAX_DATAGRAM else None
+            else:
+                reason = check(addr[0], size)
             if reason is None:
+                upper = self._upper
                 try:
-                    self.transport.write(self.transform(datagram), addr)  # type: ignore[union-attr]
+                    self.send(datagram if upper is None else upper(datagram), addr)
+                except ConnectionRefusedError:
+                    # Twisted's Port.write ignores it on a port that is not
+                    # connected: counted sent, as before (datagramSender).
+                    pass
                 except (OSError, MessageLengthError):
                     reason = SEND_FAILED
-                else:
+                if reason is None:
                     counts.sent += 1
                     counts.sentBytes += size
         except Exception:
             reason = UNREADABLE
-        if reason is not None:
-            counts.dropped[reason] += 1
+        if reason is None:
+            if self._observeEchoed is not None:
+                self._observeEchoed(addr, size, None)
+            return
+        counts.dropped[reason] += 1
         if self.observe is not None:
             self.observe(addr, size, reason)

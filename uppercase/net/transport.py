@@ -1,7 +1,8 @@
 """
 The one place that knows Twisted's transports beyond their public interfaces.
 
-Five things need more than the public API:
+Six things need more than the public API (the sixth, L{datagramSender},
+is described with it):
 
   - B{Sending a reply at once} (L{writeDirectly}, chosen per connection by
     L{directWriter}).  Twisted's
@@ -77,6 +78,7 @@ them and is named here for the modules that import it from here).
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import stat
 import struct
@@ -110,11 +112,13 @@ __all__ = [
     "DIRECT_LIMIT",
     "adoptSharedUNIXPort",
     "canHalfClose",
+    "datagramSender",
     "directWriteTarget",
     "directWriter",
     "halfClosingTLS",
     "pendingBytes",
     "resetConnection",
+    "readDatagramsInto",
     "splice",
     "writeDirectly",
 ]
@@ -528,3 +532,153 @@ def resetConnection(transport: Any) -> bool:
         candidate = getattr(candidate, "transport", None)
     transport.abortConnection()
     return reset
+
+
+DATAGRAM_FIELDS = ("socket", "_connectedAddr")
+"""The attributes of Twisted's UDP port that L{datagramSender} reads."""
+
+_checkedDatagram: dict[type, bool] = {}
+"""Per UDP port class: whether it has L{DATAGRAM_FIELDS}."""
+
+
+def datagramSender(transport: Any) -> Callable[[bytes, Any], object]:
+    """
+    The quickest correct way to send a datagram to an address that
+    C{recvfrom} gave (a reply to its sender), for a datagram protocol to
+    choose once per port: the C{sendto} of the socket of Twisted's own UDP
+    port when that port is not connected, or else C{transport.write}.
+
+    Twisted's C{udp.Port.write} first checks that the address is an IP
+    address of the port's family (C{isIPAddress} twice and
+    C{isIPv6Address}, each an C{inet_pton} in a C{try}, the IPv6 one
+    raising for an IPv4 address): an address C{recvfrom} gave always is, and
+    those checks were a seventh of the UDP echo's time.  What the kernel
+    says stays as C{Port.write} has it: C{EINTR} is retried (by Python
+    itself, PEP 475), C{ECONNREFUSED} raises L{ConnectionRefusedError}
+    (which C{Port.write} ignores: a caller that counts must do the same),
+    and every other error, C{EMSGSIZE} included (C{Port.write}'s
+    L{MessageLengthError}), raises the L{OSError}.
+
+    If Twisted's port keeps its socket elsewhere (a future Twisted), one
+    warning, and C{transport.write}.
+    """
+    from twisted.internet.udp import Port as UDPPort
+
+    if not isinstance(transport, UDPPort):
+        return transport.write
+    kind = type(transport)
+    known = _checkedDatagram.get(kind)
+    if known is None:
+        missing = [name for name in DATAGRAM_FIELDS if not hasattr(transport, name)]
+        if not missing and not callable(getattr(transport.socket, "sendto", None)):
+            missing = ["socket.sendto"]
+        known = _checkedDatagram[kind] = not missing
+        if missing:
+            from twisted import __version__ as twistedVersion
+
+            log.warn(
+                "Twisted {twisted}'s {transport} has no {missing}: datagrams go through "
+                "transport.write (correct, somewhat slower)",
+                twisted=twistedVersion,
+                transport=f"{kind.__module__}.{kind.__qualname__}",
+                missing=", ".join(missing),
+            )
+    if not known or transport._connectedAddr is not None:
+        return transport.write
+    sendto: Callable[[bytes, Any], object] = transport.socket.sendto
+    return sendto
+
+
+READ_INTO_FIELDS = (
+    "socket",
+    "protocol",
+    "maxPacketSize",
+    "maxThroughput",
+    "addressFamily",
+    "_connectedAddr",
+)
+"""The attributes of Twisted's UDP port that L{readDatagramsInto} reads
+(and the module's C{_sockErrReadIgnore} and C{_sockErrReadRefuse})."""
+
+_readIntoWarned: set[type] = set()
+"""The UDP port classes L{readDatagramsInto} has warned of."""
+
+READ_INTO_DEFAULT = platform.python_implementation() == "PyPy"
+"""Whether L{readDatagramsInto} replaces Twisted's reading unless told:
+on PyPy only.  Reading queued 512-byte datagrams (C{benchmarks/udp_micro.py}),
+PyPy's C{recvfrom(65536)} took 1,400 ns a datagram and C{recvfrom_into} a
+reused buffer, with the copy, 750 ns; CPython's C{recvfrom} took 630 ns and
+the other way 760 ns: CPython keeps Twisted's."""
+
+
+def readDatagramsInto(port: Any, enable: bool = READ_INTO_DEFAULT) -> bool:
+    """
+    Make Twisted's UDP port C{port} read each datagram into one buffer of
+    its C{maxPacketSize} bytes, reused, and hand its protocol a copy of the
+    bytes read, where Twisted's C{Port.doRead} has C{recvfrom} allocate that
+    many bytes for every datagram.  Everything else is Twisted's loop as it
+    is (from 24.7 to 26.10): as many datagrams as C{maxThroughput} bytes a
+    readiness event, a datagram larger than the buffer cut to it, IPv6
+    addresses as (host, port), the same errors ignored or told to the
+    protocol as a refusal, and an exception from the protocol logged, the
+    loop going on.
+
+    @param enable: whether to do it (by default, on PyPy only: see
+        L{READ_INTO_DEFAULT}).
+    @return: whether it was done; if not (disabled, not Twisted's UDP port,
+        or, with one warning, a port or module that has changed shape),
+        Twisted reads as it always did.
+    """
+    from twisted.internet import udp
+
+    if not enable or not isinstance(port, udp.Port):
+        return False
+    missing = [name for name in READ_INTO_FIELDS if not hasattr(port, name)]
+    missing += [
+        name for name in ("_sockErrReadIgnore", "_sockErrReadRefuse") if not hasattr(udp, name)
+    ]
+    if missing:
+        from twisted import __version__ as twistedVersion
+
+        if type(port) not in _readIntoWarned:
+            _readIntoWarned.add(type(port))
+            log.warn(
+                "Twisted {twisted}'s UDP port has no {missing}: it reads datagrams "
+                "its own way (correct, somewhat slower on PyPy)",
+                twisted=twistedVersion,
+                missing=", ".join(missing),
+            )
+        return False
+    ignore = frozenset(udp._sockErrReadIgnore)
+    refuse = frozenset(udp._sockErrReadRefuse)
+    buffer = bytearray(port.maxPacketSize)
+    view = memoryview(buffer)
+
+    def doRead() -> None:
+        # Twisted's Port.doRead, with recvfrom_into the reused buffer.
+        receive = port.socket.recvfrom_into
+        protocol = port.protocol
+        trim = port.addressFamily == socket.AF_INET6
+        limit = port.maxThroughput
+        read = 0
+        while read < limit:
+            try:
+                size, addr = receive(buffer)
+            except OSError as e:
+                if e.args[0] in ignore:
+                    return
+                if e.args[0] in refuse:
+                    if port._connectedAddr:
+                        protocol.connectionRefused()
+                    return
+                raise
+            read += size
+            if trim:
+                addr = addr[:2]
+            try:
+                protocol.datagramReceived(view[:size].tobytes(), addr)
+            except BaseException:
+                log.failure("Unhandled error in {protocol}.datagramReceived", protocol=protocol)
+
+    port.doRead = doRead  # type: ignore[method-assign]
+    return True

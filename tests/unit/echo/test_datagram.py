@@ -154,6 +154,51 @@ class EchoTests(SynchronousTestCase):
         self.assertEqual(protocol.counts.dropped, dropped(protocol.counts, unreadable=2))
         self.assertEqual(protocol.counts.received, 2)
 
+    def test_chosenSend(self) -> None:
+        """
+        C{chooseSend}, if given, is asked once, with the transport, when
+        the echo starts, for the function that sends the replies; without
+        it, replies go through C{transport.write}.
+        """
+        sent: list[tuple[bytes, Any]] = []
+        asked: list[Any] = []
+
+        def choose(transport: Any) -> Any:
+            asked.append(transport)
+            return lambda datagram, addr: sent.append((datagram, addr))
+
+        protocol = DatagramEcho(DatagramAdmission(Clock()), DatagramCounts(), chooseSend=choose)
+        transport = FakeDatagramTransport()
+        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        protocol.datagramReceived(b"one", A)
+        protocol.datagramReceived(b"two", B)
+        self.assertEqual(asked, [transport])
+        self.assertEqual(sent, [(b"ONE", A), (b"TWO", B)])
+        self.assertEqual(transport.written, [])
+        self.assertEqual(protocol.counts.sent, 2)
+
+    def test_observeDropsOnly(self) -> None:
+        """
+        With C{observeDropsOnly}, the observer hears of the datagrams
+        dropped and of no other; the counts are kept all the same.
+        """
+        seen: list[Any] = []
+        protocol = DatagramEcho(
+            DatagramAdmission(Clock()),
+            DatagramCounts(),
+            observe=lambda addr, size, reason: seen.append((addr, size, reason)),
+            observeDropsOnly=True,
+        )
+        transport = FakeDatagramTransport()
+        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        protocol.datagramReceived(b"echoed", A)
+        protocol.datagramReceived(b"a" * (MAX_DATAGRAM + 1), B)
+        transport.fail = OSError(errno.ENOBUFS, "No buffer space available")
+        protocol.datagramReceived(b"refused", A)
+        self.assertEqual(seen, [(B, MAX_DATAGRAM + 1, "too-large"), (A, 7, "send-failed")])
+        counts = protocol.counts
+        self.assertEqual((counts.received, counts.sent, counts.sentBytes), (3, 1, 6))
+
     def test_countsByName(self) -> None:
         """
         L{DatagramCounts.asDict} names every count, each reason's drops as
@@ -237,6 +282,30 @@ class RateTests(SynchronousTestCase):
             admission.check("10.0.0.1", 1)  # kept: seen most recently
         self.assertEqual(admission.sources, 3)
         self.assertEqual(admission.check("10.0.0.1", 1), "source-rate")
+
+    def test_unlimitedAsksNoAdmission(self) -> None:
+        """
+        With every rate 0, the echo does no admission work per datagram:
+        the size is checked in place, and the admission is never asked.
+        """
+
+        class Counting(DatagramAdmission):
+            asked = 0
+
+            def check(self, host: str, size: int) -> str | None:
+                Counting.asked += 1
+                return super().check(host, size)
+
+        for limits, asked in (({}, 0), ({"total": 100}, 2)):
+            Counting.asked = 0
+            protocol = DatagramEcho(Counting(Clock(), **limits), DatagramCounts())
+            transport = FakeDatagramTransport()
+            protocol.makeConnection(transport)  # type: ignore[arg-type]
+            protocol.datagramReceived(b"x", A)
+            protocol.datagramReceived(b"a" * (MAX_DATAGRAM + 1), A)
+            self.assertEqual(Counting.asked, asked)
+            self.assertEqual(transport.written, [(b"X", A)])
+            self.assertEqual(protocol.counts.dropped, dropped(protocol.counts, too_large=1))
 
     def test_unlimited(self) -> None:
         """

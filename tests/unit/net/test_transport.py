@@ -8,6 +8,7 @@ transports take part through the declared interfaces
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 from typing import Any
@@ -31,6 +32,7 @@ from uppercase.net.interfaces import IDirectWrite, IDirectWriteTarget, IPendingB
 from uppercase.net.transport import (
     DIRECT_LIMIT,
     canHalfClose,
+    datagramSender,
     directWriter,
     directWriteTarget,
     pendingBytes,
@@ -452,3 +454,251 @@ class HalfClosingTLSTests(SynchronousTestCase):
         self.assertIs(tls, TLSMemoryBIOFactory.protocol)
         [event] = events
         self.assertIn("_renamedInFuture", event["missing"])
+
+
+def udpPort(case: SynchronousTestCase, protocol: Any) -> Any:
+    """
+    Twisted's own UDP port, bound to 127.0.0.1 on a memory reactor (no
+    reactor runs), with C{protocol} started on it.
+    """
+    from twisted.internet import udp
+
+    port = udp.Port(0, protocol, "127.0.0.1", 65536, MemoryReactorClock())
+    port.startListening()
+    case.addCleanup(port.connectionLost)
+    return port
+
+
+def udpPeer(case: SynchronousTestCase) -> socket.socket:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    case.addCleanup(peer.close)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    return peer
+
+
+class DatagramSenderTests(SynchronousTestCase):
+    """
+    L{datagramSender}: the socket's own C{sendto} for Twisted's UDP port,
+    C{transport.write} for anything else.
+    """
+
+    def test_socketSendto(self) -> None:
+        """
+        For Twisted's UDP port (not connected) it is the port socket's
+        C{sendto}, and what it sends reaches the address.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = udpPort(self, DatagramProtocol())
+        send = datagramSender(port)
+        self.assertEqual(send, port.socket.sendto)
+        peer = udpPeer(self)
+        send(b"direct", peer.getsockname())
+        self.assertEqual(peer.recvfrom(100), (b"direct", port.socket.getsockname()))
+
+    def test_connectedPortWrites(self) -> None:
+        """
+        A connected UDP port is written with C{transport.write} (which
+        sends without an address).
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = udpPort(self, DatagramProtocol())
+        port.connect(*udpPeer(self).getsockname())
+        self.assertEqual(datagramSender(port), port.write)
+
+    def test_othersWrite(self) -> None:
+        """
+        Any other datagram transport is written with its C{write}.
+        """
+        other = StringTransport()
+        self.assertEqual(datagramSender(other), other.write)
+
+
+class DatagramFallbackTests(SynchronousTestCase):
+    """
+    If Twisted's UDP port keeps its socket elsewhere (a future Twisted),
+    L{datagramSender} says so once and uses C{transport.write}.
+    """
+
+    def setUp(self) -> None:
+        self.patch(
+            transportModule,
+            "DATAGRAM_FIELDS",
+            (*transportModule.DATAGRAM_FIELDS, "_renamedInFuture"),
+        )
+        self.patch(transportModule, "_checkedDatagram", {})
+
+    def test_oneWarningThenWrite(self) -> None:
+        """
+        The first port of the class logs one warning naming what is
+        missing; every port is then written with C{transport.write}.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        with capturedLogs() as events:
+            first = udpPort(self, DatagramProtocol())
+            second = udpPort(self, DatagramProtocol())
+            self.assertEqual(datagramSender(first), first.write)
+            self.assertEqual(datagramSender(second), second.write)
+        [warning] = [e for e in events if "missing" in e]
+        self.assertIn("_renamedInFuture", warning["missing"])
+
+    def test_serverEchoStillWorks(self) -> None:
+        """
+        The server's datagram echo on such a port still echoes, counted,
+        through C{Port.write}.
+        """
+        from uppercase.server._udp import DatagramServer
+
+        server = DatagramServer(Clock(), logData=False)
+        protocol = server.buildProtocol()
+        with capturedLogs():
+            port = udpPort(self, protocol)
+        self.assertEqual(protocol.send, port.write)
+        peer = udpPeer(self)
+        protocol.datagramReceived(b"still fine", peer.getsockname())
+        self.assertEqual(peer.recv(100), b"STILL FINE")
+        self.assertEqual(server.counts.sent, 1)
+
+
+class Received:
+    """A datagram protocol that keeps what it receives; C{fail} raises."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, Any]] = []
+        self.fail: BaseException | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        if self.fail is not None:
+            fail, self.fail = self.fail, None
+            raise fail
+        self.datagrams.append((datagram, addr))
+
+
+class ReadDatagramsIntoTests(SynchronousTestCase):
+    """
+    L{readDatagramsInto}: Twisted's UDP port reading into one reused
+    buffer, delivering what Twisted's own reading delivers.
+    """
+
+    def portAndPeer(self, host: str = "127.0.0.1") -> tuple[Any, Received, socket.socket]:
+        from twisted.internet import udp
+
+        protocol = Received()
+        port = udp.Port(0, protocol, host, 65536, MemoryReactorClock())
+        port.startListening()
+        self.addCleanup(port.connectionLost)
+        peer = socket.socket(port.addressFamily, socket.SOCK_DGRAM)
+        self.addCleanup(peer.close)
+        peer.bind((host, 0))
+        return port, protocol, peer
+
+    def test_deliversWholeDatagrams(self) -> None:
+        """
+        Queued datagrams of 0 bytes to 65,507 are delivered whole, in
+        order, each with its sender's address, as bytes, and none leaks
+        into the next (the buffer is reused); reading stops when the socket
+        is empty.
+        """
+        port, protocol, peer = self.portAndPeer()
+        self.assertTrue(transportModule.readDatagramsInto(port, enable=True))
+        sent = [b"x" * 100, b"", b"short", b"y" * 65507, b"z"]
+        for datagram in sent:
+            peer.sendto(datagram, port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(d, peer.getsockname()) for d in sent])
+        self.assertEqual({type(d) for d, _ in protocol.datagrams}, {bytes})
+
+    def test_ipv6AddressTrimmed(self) -> None:
+        """
+        On IPv6, the sender's address is (host, port), as Twisted gives it.
+        """
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            port, protocol, peer = self.portAndPeer("::1")
+        except Exception as e:
+            self.skipTest(f"no IPv6 loopback: {e}")
+        transportModule.readDatagramsInto(port, enable=True)
+        peer.sendto(b"six", port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(b"six", peer.getsockname()[:2])])
+
+    def test_protocolErrorLogged(self) -> None:
+        """
+        An exception from the protocol is logged and the next datagram is
+        still delivered.
+        """
+        port, protocol, peer = self.portAndPeer()
+        transportModule.readDatagramsInto(port, enable=True)
+        protocol.fail = ValueError("odd")
+        for datagram in (b"first", b"second"):
+            peer.sendto(datagram, port.socket.getsockname())
+        with capturedLogs() as events:
+            port.doRead()
+        self.assertEqual([d for d, _ in protocol.datagrams], [b"second"])
+        [event] = events
+        self.assertIsInstance(event["log_failure"].value, ValueError)
+        self.flushLoggedErrors(ValueError)
+
+    def test_refusedToldWhenConnected(self) -> None:
+        """
+        A refusal the kernel reports on reading is told to a connected
+        port's protocol, as Twisted's reading does, and ends the reading.
+        """
+        port, protocol, peer = self.portAndPeer()
+        transportModule.readDatagramsInto(port, enable=True)
+        refused: list[bool] = []
+        protocol.connectionRefused = lambda: refused.append(True)  # type: ignore[attr-defined]
+        gone = peer.getsockname()
+        peer.close()
+        port.connect(*gone)
+        port.write(b"nobody")
+        select.select([port.socket], [], [], 5)  # the kernel's ICMP, however busy
+        port.doRead()
+        self.assertEqual(refused, [True])
+
+    def test_notByDefaultOnCPython(self) -> None:
+        """
+        Unless told, it is done on PyPy only (where it was measured
+        quicker) and never to anything but Twisted's UDP port.
+        """
+        import platform
+
+        port, _, _ = self.portAndPeer()
+        self.assertEqual(
+            transportModule.readDatagramsInto(port),
+            platform.python_implementation() == "PyPy",
+        )
+        self.assertFalse(transportModule.readDatagramsInto(StringTransport(), enable=True))
+
+    def test_fallback(self) -> None:
+        """
+        If Twisted's port lacks what it reads, one warning, and Twisted
+        reads as it always did.
+        """
+        self.patch(
+            transportModule,
+            "READ_INTO_FIELDS",
+            (*transportModule.READ_INTO_FIELDS, "_renamedInFuture"),
+        )
+        self.patch(transportModule, "_readIntoWarned", set())
+        port, protocol, peer = self.portAndPeer()
+        second, _, _ = self.portAndPeer()
+        with capturedLogs() as events:
+            self.assertFalse(transportModule.readDatagramsInto(port, enable=True))
+            self.assertFalse(transportModule.readDatagramsInto(second, enable=True))
+        [warning] = events
+        self.assertIn("_renamedInFuture", warning["missing"])
+        self.assertNotIn("doRead", vars(port))
+        peer.sendto(b"still", port.socket.getsockname())
+        port.doRead()
+        self.assertEqual(protocol.datagrams, [(b"still", peer.getsockname())])

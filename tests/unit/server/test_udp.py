@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase._settings import SettingError
 from uppercase.echo import DatagramEcho
+from uppercase.net.transport import datagramSender
 from uppercase.server import UppercaseFactory
 from uppercase.server._settings import checkServerEndpoint
 from uppercase.server._udp import (
@@ -158,6 +159,64 @@ class SourceLogTests(SynchronousTestCase):
         )
 
 
+class QuietServerTests(SynchronousTestCase):
+    """
+    A quiet server's echo tells its log only of drops: the log's lines
+    and the counts are what they were, and no timer runs for a second
+    with nothing to say.
+    """
+
+    def test_quietEchoTellsLogOfDropsOnly(self) -> None:
+        """
+        Quiet, datagrams echoed start no timer and log nothing; a second
+        with a drop logs its one line, the counts agreeing with it.
+        """
+        clock = Clock()
+        server = DatagramServer(clock, logData=False)
+        protocol = server.buildProtocol()
+        protocol.makeConnection(FakePort())  # type: ignore[arg-type]
+        with capturedLogs() as events:
+            for _ in range(3):
+                protocol.datagramReceived(b"x", A)
+            self.assertEqual(clock.getDelayedCalls(), [])
+            protocol.datagramReceived(b"a" * 65508, A)
+            protocol.datagramReceived(b"y", A)
+            clock.advance(1)
+        self.assertEqual(
+            [e["log_format"].format(**e) for e in events],
+            ["UDP: dropped 1 datagram in the last second (1 too large)"],
+        )
+        self.assertEqual(server.counts.sent, 4)
+        self.assertEqual(server.counts.dropped["too-large"], 1)
+
+    def test_loudEchoTellsLogOfEveryDatagram(self) -> None:
+        """
+        Not quiet, every datagram, echoed or dropped, is in its source's
+        line.
+        """
+        clock = Clock()
+        server = DatagramServer(clock)
+        protocol = server.buildProtocol()
+        protocol.makeConnection(FakePort())  # type: ignore[arg-type]
+        with capturedLogs() as events:
+            protocol.datagramReceived(b"x", A)
+            protocol.datagramReceived(b"a" * 65508, A)
+            clock.advance(1)
+        [line] = [e["log_format"].format(**e) for e in events]
+        self.assertEqual(
+            line,
+            "UDP 127.0.0.1:4000: 2 datagrams (65,509 bytes) in the last second, 1 echoed, "
+            "1 dropped (1 too large)",
+        )
+
+
+class FakePort:
+    """A datagram transport that takes every datagram."""
+
+    def write(self, datagram: bytes, addr: Any = None) -> None:
+        pass
+
+
 class UDPReactor(MemoryReactorClock):
     """
     A memory reactor that records UDP ports, and whose UDP ports in
@@ -274,3 +333,98 @@ class ListenerTests(SynchronousTestCase):
         """
         server = DatagramServer(Clock())
         self.assertRaises(ValueError, DatagramListener, server, None)
+
+
+class FailingSocket:
+    """
+    A UDP port's socket whose C{sendto} raises C{error} (and counts its
+    calls); everything else is the real socket's.
+    """
+
+    def __init__(self, real: socket.socket, error: OSError) -> None:
+        self.real = real
+        self.error = error
+        self.calls = 0
+
+    def sendto(self, data: bytes, addr: Any) -> int:
+        self.calls += 1
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class SendPathTests(SynchronousTestCase):
+    """
+    The server's echo sends with the port socket's C{sendto}
+    (L{uppercase.net.transport.datagramSender}), not Twisted's
+    C{Port.write}, and counts what the kernel says exactly as
+    C{Port.write} had it counted.
+    """
+
+    def echoOn(self, direct: bool) -> tuple[DatagramServer, DatagramEcho, Any]:
+        """
+        The server's echo on Twisted's own UDP port (a memory reactor),
+        sending directly, or through C{Port.write} as before.
+        """
+        from twisted.internet import udp
+
+        server = DatagramServer(Clock())
+        protocol = server.buildProtocol()
+        if not direct:
+            protocol._chooseSend = None
+        port = udp.Port(0, protocol, "127.0.0.1", 65536, MemoryReactorClock())
+        port.startListening()
+        self.addCleanup(port.connectionLost)
+        return server, protocol, port
+
+    def test_sendsWithSocket(self) -> None:
+        """
+        The echo's send is the port socket's C{sendto}, and the reply
+        reaches the sender.
+        """
+        server, protocol, port = self.echoOn(direct=True)
+        self.assertEqual(protocol.send, port.socket.sendto)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(peer.close)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        with capturedLogs():
+            protocol.datagramReceived(b"hello", peer.getsockname())
+        self.assertEqual(peer.recv(100), b"HELLO")
+        self.assertEqual((server.counts.sent, server.counts.sentBytes), (1, 5))
+
+    def test_errorsCountedAsBefore(self) -> None:
+        """
+        For each error C{sendto} can raise, the datagram is counted as
+        C{Port.write} had it counted: C{ECONNREFUSED} as sent (C{Port.write}
+        ignores it on a port not connected), C{EAGAIN}, C{ENOBUFS},
+        C{EMSGSIZE} and any other as dropped, C{send-failed}; never raised.
+        """
+        import errno
+
+        errors = [
+            BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"),
+            OSError(errno.ENOBUFS, "No buffer space available"),
+            OSError(errno.EMSGSIZE, "Message too long"),
+            ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+            PermissionError(errno.EPERM, "Operation not permitted"),
+        ]
+        results = {}
+        for direct in (True, False):
+            counted = []
+            for error in errors:
+                server, protocol, port = self.echoOn(direct)
+                failing = port.socket = FailingSocket(port.socket, error)
+                if direct:  # chosen again, as when the port started
+                    protocol.send = datagramSender(port)
+                    self.assertEqual(protocol.send, failing.sendto)
+                with capturedLogs():
+                    protocol.datagramReceived(b"x", A)
+                port.socket = failing.real
+                self.assertEqual(failing.calls, 1)
+                counts = server.counts
+                counted.append((counts.sent, counts.dropped["send-failed"]))
+            results[direct] = counted
+        self.assertEqual(results[True], results[False])
+        self.assertEqual(results[True], [(0, 1), (0, 1), (0, 1), (1, 0), (0, 1)])
