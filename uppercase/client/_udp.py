@@ -25,7 +25,7 @@ from uppercase.client._datagram import (
     encode,
 )
 from uppercase.client._report import counted
-from uppercase.client._verifier import Mismatch
+from uppercase.client._verifier import Mismatch, echoHint, hexExcerpt
 from uppercase.net.endpoints import arguments, escapeBrackets
 
 __all__ = [
@@ -113,9 +113,11 @@ def openDatagram(reactor: Any, description: str, protocol: DatagramProtocol) -> 
     return resolving.addCallback(open)
 
 
-def describeArrival(arrival: Arrival, socket: int, expected: bytes) -> str:
+def describeArrival(arrival: Arrival, socket: int, expected: bytes, plain: bool = False) -> str:
     """
-    What was wrong with a corrupted reply, as the verifier says it.
+    What was wrong with a corrupted reply, as the verifier says it, with
+    the verifier's hint when it looks like the other echo's (C{plain}: the
+    replies expected unchanged).
     """
     received = arrival.payload
     index = next(
@@ -131,7 +133,8 @@ def describeArrival(arrival: Arrival, socket: int, expected: bytes) -> str:
         received=received,
         index=index,
     )
-    return f"reply {arrival.sequence} does not match at {mismatch.detail()}"
+    hint = echoHint(mismatch, plain)
+    return f"reply {arrival.sequence} does not match at {mismatch.detail()}{hint}"
 
 
 ReplyCallback = Callable[[int, bytes, float], None]
@@ -172,6 +175,7 @@ class DatagramPing(DatagramProtocol):
     ) -> None:
         self._payload = message + b"\n"
         self._expected = self._payload if plain else self._payload.upper()
+        self._plain = plain
         self.count = count
         self.interval = interval
         self._clock = clock
@@ -228,10 +232,10 @@ class DatagramPing(DatagramProtocol):
         if arrival.kind == ANSWER:
             self._onReply(arrival.sequence, arrival.payload, now - arrival.stamp)
         elif arrival.kind == CORRUPTED and self._firstWrong is None:
-            self._firstWrong = describeArrival(arrival, 1, self._expected)
+            self._firstWrong = describeArrival(arrival, 1, self._expected, self._plain)
         elif arrival.kind == FOREIGN and self._firstWrong is None:
             excerpt = datagram[:HEADER_SIZE]
-            self._firstWrong = f"a datagram with no header of ours: {excerpt!r}"
+            self._firstWrong = f"a datagram with no header of ours: {hexExcerpt(excerpt)}"
         self._maybeOver()
 
     def connectionRefused(self) -> None:

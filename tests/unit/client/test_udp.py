@@ -125,6 +125,29 @@ class PingTests(SynchronousTestCase):
         self.assertEqual(replies, [])
         self.assertIn("reply 1 does not match at byte 26", str(protocol.failure))
 
+    def test_otherEchoHinted(self) -> None:
+        """
+        A reply that looks like the other echo's says so, as over TCP:
+        unchanged where uppercase was due (try C{--plain}), uppercased where
+        C{--plain} expected it unchanged.
+        """
+        protocol, port, clock, replies = ping(count=1)
+        port.echo(0, change=bytes)
+        self.successResultOf(protocol.done)
+        self.assertTrue(
+            str(protocol.failure).endswith("(unchanged: is it a plain RFC 862 echo? try --plain)"),
+            str(protocol.failure),
+        )
+        protocol, port, clock, replies = ping(count=1, plain=True)
+        port.echo(0)
+        self.successResultOf(protocol.done)
+        self.assertTrue(
+            str(protocol.failure).endswith(
+                "(uppercased: is it the uppercase echo? it expects no --plain)"
+            ),
+            str(protocol.failure),
+        )
+
     def test_lost(self) -> None:
         """
         A datagram with no reply within the timeout is lost; the run goes on
