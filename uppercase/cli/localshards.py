@@ -40,7 +40,7 @@ from uppercase.load.result import Snapshot
 from uppercase.load.shard import ShardError, runIdentity, splitRun
 from uppercase.load.startat import waitUntil
 
-__all__ = ["LEAD", "LocalShards", "checkWorkers", "shardArgv"]
+__all__ = ["FLAGS", "LEAD", "LocalShards", "checkWorkers", "shardArgv"]
 
 LEAD = 3.0
 """Seconds ahead of now the shards' shared C{--start-at} is set: time for N
@@ -48,6 +48,11 @@ interpreters to start on a busy machine (one more than a second late would
 not start)."""
 
 EXIT_FAILURE = 1
+
+FLAGS = {"stream": "--stream", "failFast": "--fail-fast", "plain": "--plain"}
+"""The flags of L{ClientSettings} (setting: option), which its C{toArgv}
+leaves out: a shard is given each that is set.  (Its C{load} flag needs
+none: the options C{toArgv} gives are load options.)"""
 
 _BOOT = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -91,10 +96,7 @@ def shardArgv(
     argv = settings.toArgv()
     argv += ["--shard", f"{index}/{count}", "--start-at", repr(startAt)]
     argv += ["--run-id", runId, "--json"]
-    if settings.stream:
-        argv.append("--stream")
-    if settings.failFast:
-        argv.append("--fail-fast")
+    argv += [flag for name, flag in FLAGS.items() if getattr(settings, name)]
     return argv
 
 

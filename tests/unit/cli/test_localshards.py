@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -83,6 +83,19 @@ class ShardArgvTests(SynchronousTestCase):
             self.assertEqual(options.settings, replace(splitRun(whole, index, 2)[0], load=True))
             self.assertEqual((options.startAt, options.shard.runId), (1234.5, "abc"))
             self.assertTrue(options["json"])
+
+    def test_flags(self) -> None:
+        """
+        Every flag of L{ClientSettings} (its C{bool} fields) that is set
+        reaches the shards: their parsed settings have it set too.
+        """
+        flags = [f.name for f in fields(ClientSettings) if f.type in ("bool", bool)]
+        self.assertIn("plain", flags)
+        for name in flags:
+            whole = replace(ClientSettings(connections=2, duration=1.0), **{name: True})
+            options = command._Options()
+            options.parseOptions(shardArgv(whole, 0, 2, 1234.5, "abc"))
+            self.assertIs(getattr(options.settings, name), True, name)
 
 
 class LocalShardsTests(SynchronousTestCase):
