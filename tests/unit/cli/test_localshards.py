@@ -92,7 +92,8 @@ class ShardArgvTests(SynchronousTestCase):
         flags = [f.name for f in fields(ClientSettings) if f.type in ("bool", bool)]
         self.assertIn("plain", flags)
         for name in flags:
-            whole = replace(ClientSettings(connections=2, duration=1.0), **{name: True})
+            flag: dict[str, Any] = {name: True}
+            whole = replace(ClientSettings(connections=2, duration=1.0), **flag)
             options = command._Options()
             options.parseOptions(shardArgv(whole, 0, 2, 1234.5, "abc"))
             self.assertIs(getattr(options.settings, name), True, name)
