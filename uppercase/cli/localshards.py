@@ -34,7 +34,14 @@ from uppercase.cli.merge import report
 from uppercase.cli.options import outputFailure
 from uppercase.client._report import BinaryOutput, counted
 from uppercase.client._settings import ClientSettings
-from uppercase.load.merge import MergeError, checkShards, findSummaries, mergeShards, wholeRun
+from uppercase.load.merge import (
+    MergeError,
+    ShardSummary,
+    checkShards,
+    findSummaries,
+    mergeShards,
+    wholeRun,
+)
 from uppercase.load.report import progressLine
 from uppercase.load.result import Snapshot
 from uppercase.load.shard import ShardError, runIdentity, splitRun
@@ -103,6 +110,8 @@ def shardArgv(
 class _Shard(ProcessProtocol):
     """
     One shard process: its lines, as they come, to its L{LocalShards}.
+    Of its standard output it keeps its summaries (L{summaries}) and its
+    last interval record, however long it runs.
     """
 
     def __init__(self, owner: LocalShards, index: int) -> None:
@@ -110,7 +119,8 @@ class _Shard(ProcessProtocol):
         self._owner = owner
         self._out = b""
         self._err = b""
-        self.lines: list[bytes] = []
+        self._seen = 0
+        self.summaries: list[ShardSummary] = []
         self.interval: dict[str, Any] | None = None
         self.fresh = False
         self.ended: Failure | None = None
@@ -118,13 +128,19 @@ class _Shard(ProcessProtocol):
     def outReceived(self, data: bytes) -> None:
         *lines, self._out = (self._out + data).split(b"\n")
         for line in lines:
-            self.lines.append(line)
+            self._keep(line)
             if line.startswith(b'{"type": "interval"'):
                 try:
                     self.interval = json.loads(line)
                 except ValueError:
                     continue
                 self.fresh = True
+
+    def _keep(self, line: bytes) -> None:
+        self._seen += 1
+        if b'"summary"' in line:
+            where = f"shard {self.index}"
+            self.summaries += findSummaries([line], where, self._seen)
 
     def errReceived(self, data: bytes) -> None:
         *lines, self._err = (self._err + data).split(b"\n")
@@ -133,7 +149,7 @@ class _Shard(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         if self._out:
-            self.lines.append(self._out)
+            self._keep(self._out)
         if self._err:
             self._owner.shardSaid(self.index, self._err.decode("utf-8", "replace"))
         self.ended = reason
@@ -324,7 +340,7 @@ class LocalShards:
         found = []
         dead: list[str] = []
         for shard in self.shards:
-            summaries = list(findSummaries(shard.lines, f"shard {shard.index}"))
+            summaries = shard.summaries
             found += summaries
             if not summaries and self._signal is None:
                 assert shard.ended is not None

@@ -106,13 +106,16 @@ def _summaryIn(line: str | bytes) -> Mapping[str, Any] | None:
     return record
 
 
-def findSummaries(lines: Iterable[str | bytes], source: str) -> Iterator[ShardSummary]:
+def findSummaries(
+    lines: Iterable[str | bytes], source: str, first: int = 1
+) -> Iterator[ShardSummary]:
     """
-    The shard summaries among C{lines} (read from C{source}): each line
-    holding a JSON object of type C{summary} with a C{run_id}, from its
-    first C{{} on; every other line is passed over.
+    The shard summaries among C{lines} (read from C{source}, the first
+    being its line C{first}): each line holding a JSON object of type
+    C{summary} with a C{run_id}, from its first C{{} on; every other line
+    is passed over.
     """
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, first):
         record = _summaryIn(line)
         if record is not None:
             yield ShardSummary(record, f"{source} line {number}")

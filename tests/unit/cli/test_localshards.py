@@ -160,6 +160,28 @@ class LocalShardsTests(SynchronousTestCase):
         self.assertIn("300 sent, 300 verified, 0 failed, 0 lost", self.out.getvalue().decode())
         self.assertEqual(len(self.err.getvalue().splitlines()), 4)  # no more than above
 
+    def test_keepsOnlySummaries(self) -> None:
+        """
+        Of a shard's standard output only its summary (named by its line)
+        and its last interval record are kept: after 10,000 interval
+        records and other lines, no list or bytes it holds is longer than
+        one record.
+        """
+        protocol = self.reactor.spawned[0][0]
+        protocol.outReceived(b'{"type": "start"}\n')
+        for second in range(10_000):
+            protocol.outReceived(interval(elapsed_s=float(second)))
+        summary = shardLine(0, 3, [1000] * 10).encode() + b"\n"
+        protocol.outReceived(b"log\n" + summary)
+        held = [v for v in vars(protocol).values() if isinstance(v, (list, bytes))]
+        self.assertTrue(
+            all(len(v) <= 1 for v in held if isinstance(v, list)), [len(v) for v in held]
+        )
+        self.assertTrue(all(len(v) < len(summary) for v in held if isinstance(v, bytes)))
+        [found] = protocol.summaries
+        self.assertEqual(found.where, "shard 0 line 10003")
+        self.assertEqual(protocol.interval["elapsed_s"], 9999.0)
+
     def test_deadShard(self) -> None:
         """
         A shard that dies without a summary is named, and the run fails,
