@@ -338,10 +338,10 @@ def _interrupted(record: Mapping[str, Any]) -> int | None:
 
 
 def runThresholds(
-    record: Mapping[str, Any], given: Mapping[str, float] | None = None
+    summary: ShardSummary, given: Mapping[str, float] | None = None
 ) -> dict[str, float]:
     """
-    The thresholds to check on the run whose first summary is C{record}:
+    The thresholds to check on the run whose first summary is C{summary}:
     those it was asked for (its C{run_thresholds}), each replaced by the
     one C{given} for it, if any (C{merge --max-p99 ...}; 0 turns a limit
     off, except C{max-loss}, where 0 is a limit: no loss).
@@ -350,7 +350,7 @@ def runThresholds(
     """
     asked: dict[str, float] = {}
     try:
-        recorded = record.get("run_thresholds")
+        recorded = summary.record.get("run_thresholds")
         for option, value in _object(recorded or {}, "run_thresholds").items():
             if option not in THRESHOLDS:
                 raise _Bad(
@@ -358,7 +358,7 @@ def runThresholds(
                 )
             asked[option] = _number(value, f"run_thresholds.{option}")
     except _Bad as e:
-        raise MergeError(f"cannot read the run's thresholds: {e}") from None
+        raise MergeError(f"{summary.where}: cannot read its summary: {e}") from None
     asked.update(given or {})
     return {option: value for option, value in asked.items() if value or option == "max-loss"}
 
@@ -407,7 +407,7 @@ def mergeShards(
     datagrams: Counter[str] | None = None
     ends: list[EarlyEnd] = []
     endBytes: dict[str, tuple[int, int]] = {}
-    asked = runThresholds(first, thresholds)
+    asked = runThresholds(shards[0], thresholds)
     for summary in shards:
         record = summary.record
         try:
@@ -574,7 +574,7 @@ def wholeRun(
     count = sum(int(s.get("count") or 0) for s in shares)
     if first["mode"] == "stream":
         count = int(shares[0].get("count") or 0)  # per connection: not split
-    asked = runThresholds(first, thresholds)
+    asked = runThresholds(shards[0], thresholds)
     return {
         "run_id": first["run_id"],
         "run_description": first.get("run_description"),

@@ -281,8 +281,7 @@ class MalformedSummaryTests(SynchronousTestCase):
             self.assertEqual((status, out), (1, ""), err)
             self.assertEqual(len(err.splitlines()), 1, err)
             self.assertIn(field, err)
-            if path[0] != "run_thresholds":
-                self.assertIn("standard input line 1: cannot read its summary", err)
+            self.assertIn("standard input line 1: cannot read its summary", err)
 
     def test_errorStaysOneLine(self) -> None:
         """
