@@ -5,8 +5,9 @@ reply and a summary, and exit with a status scripts can rely on:
   - 0: every reply arrived and matched;
   - 1: a failure (refused, timed out, a wrong reply, closed early, ...);
   - 2: a usage error;
-  - 4: a load run's C{--start-at} had passed (by more than a second) when
-    it came up, so it did not start;
+  - 4: a load run's C{--start-at} had passed (by more than its
+    C{--start-grace}, a second by default) when it came up, so it did not
+    start;
   - 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM);
   - 141: standard output is a closed pipe (C{| head -1}); the run ends at
     once and quietly, as SIGPIPE ends C{cat}.  Standard output that cannot
@@ -35,6 +36,7 @@ from twisted.internet.protocol import Factory
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from uppercase._settings import checkSeconds
 from uppercase.cli.client import ClientOptions
 from uppercase.cli.loadcommand import LoadCommand
 from uppercase.cli.localshards import LocalShards, checkWorkers
@@ -68,7 +70,7 @@ Report = Union[TextReport, JSONReport]
 Run = Union["ClientRun", LoadCommand, LocalShards, DatagramRun]
 """The ping-like run (over TCP or UDP), a load run, or local shards of one."""
 
-SHARD_OPTIONS = ("shard", "start-at", "run-id", "workers")
+SHARD_OPTIONS = ("shard", "start-at", "run-id", "workers", "start-grace")
 """The options of sharded runs: any of them makes a load run."""
 
 
@@ -106,9 +108,17 @@ class _Options(ClientOptions):
             "(default: hashed from the settings every shard shares).",
         ],
         ["workers", None, None, "Load: run N shards as processes here, and merge them."],
+        [
+            "start-grace",
+            None,
+            None,
+            f"Load: seconds after --start-at a shard may still start (default {START_GRACE:g}; "
+            "--workers: time for its processes to come up).",
+        ],
     ]
 
     startAt: float | None = None
+    startGrace: float | None = None
     workers: int = 1
 
     def postOptions(self) -> None:
@@ -127,6 +137,13 @@ class _Options(ClientOptions):
     def _shardOptions(self) -> None:
         if self["start-at"] is not None:
             self.startAt = parseStartAt(self["start-at"])
+        if self["start-grace"] is not None:
+            if self["start-at"] is None and self["workers"] is None:
+                raise ValueError(
+                    "--start-grace is how late after --start-at a shard may start: give --start-at"
+                )
+            checkSeconds(self, "start-grace")
+            self.startGrace = self["start-grace"]
         if self["workers"] is not None:
             self.workers = checkWorkers(self["workers"], self.settings)
             if self["shard"] is not None:
@@ -322,6 +339,7 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
             json=options["json"],
             runId=options["run-id"],
             startAt=options.startAt,
+            startGrace=options.startGrace,
         )
     if options.settings.isLoad:
         # Progress lines go to standard error: a closed pipe there
@@ -336,6 +354,7 @@ def prepare(reactor: Any, argv: Sequence[str]) -> Run:
             outputs=(out, err),
             shard=options.shard,
             startAt=options.startAt,
+            startGrace=START_GRACE if options.startGrace is None else options.startGrace,
         )
     report = JSONReport(out) if options["json"] else TextReport(out, options["rtt"])
     if isDatagram(options.settings.connect):

@@ -30,7 +30,7 @@ from uppercase.load.report import JSONLoadReport, TextLoadReport
 from uppercase.load.result import RunResult
 from uppercase.load.run import SPIN, Connect, LoadRun
 from uppercase.load.shard import Shard
-from uppercase.load.startat import TooLate, waitUntil
+from uppercase.load.startat import START_GRACE, TooLate, waitUntil
 from uppercase.server._service import ListenError, reasonOf
 
 __all__ = ["LoadCommand"]
@@ -63,6 +63,7 @@ class LoadCommand:
         outputs: Sequence[Output] = (),
         shard: Shard | None = None,
         startAt: float | None = None,
+        startGrace: float = START_GRACE,
     ) -> None:
         """
         @param outputs: C{out} and C{err}, those that are L{Output}s: the
@@ -71,6 +72,8 @@ class LoadCommand:
             says so); by default the whole of a run of one shard.
         @param startAt: when to start (Unix time, C{--start-at}), or
             L{None}: at once.
+        @param startGrace: how late after C{startAt} it may still start
+            (C{--start-grace}).
         """
         self._reactor = reactor
         self._settings = settings
@@ -81,6 +84,7 @@ class LoadCommand:
             JSONLoadReport(out, err, live, shard) if json else TextLoadReport(out, err, live)
         )
         self._startAt = startAt
+        self._startGrace = startGrace
         self._waiting: Deferred[None] | None = None
         self.run: LoadRun | None = None
         self._pendingSignal: int | None = None
@@ -97,7 +101,9 @@ class LoadCommand:
         """
         if self._startAt is None:
             return self._start()
-        waiting = self._waiting = waitUntil(self._reactor, self._startAt, self._tell)
+        waiting = self._waiting = waitUntil(
+            self._reactor, self._startAt, self._tell, self._startGrace
+        )
 
         def started(_: None) -> Deferred[int]:
             return self._start()

@@ -2,7 +2,8 @@
 C{uppercase-client --workers N}: a load run as N shard processes on this
 machine, for one with more cores than one client process can use.  Each is
 C{uppercase-client --shard I/N --json} with the same settings, a shared
-C{--start-at} L{LEAD} seconds ahead and one run identity; their interval
+C{--start-at} L{lead} seconds ahead (with as much again of grace: see
+there) and one run identity; their interval
 records make one progress line, their summaries one merged report (as
 C{uppercase-client merge} gives it), with the exit status of a single run.
 
@@ -34,20 +35,47 @@ from uppercase.cli.merge import report
 from uppercase.cli.options import outputFailure
 from uppercase.client._report import BinaryOutput, counted
 from uppercase.client._settings import ClientSettings
-from uppercase.load.merge import MergeError, checkShards, findSummaries, mergeShards, wholeRun
+from uppercase.load.merge import (
+    MergeError,
+    ShardSummary,
+    checkShards,
+    findSummaries,
+    mergeShards,
+    wholeRun,
+)
 from uppercase.load.report import progressLine
 from uppercase.load.result import Snapshot
 from uppercase.load.shard import ShardError, runIdentity, splitRun
-from uppercase.load.startat import waitUntil
+from uppercase.load.startat import START_GRACE, waitUntil
 
-__all__ = ["LEAD", "LocalShards", "checkWorkers", "shardArgv"]
+__all__ = ["FLAGS", "LocalShards", "checkWorkers", "lead", "shardArgv"]
 
-LEAD = 3.0
-"""Seconds ahead of now the shards' shared C{--start-at} is set: time for N
-interpreters to start on a busy machine (one more than a second late would
-not start)."""
+LEAD = 2.0
+"""Seconds of L{lead} for any number of shards."""
+
+LEAD_PER_SHARD = 0.5
+"""Seconds more of L{lead} per shard: each interpreter takes about 0.3 s of
+one core to come up."""
+
+
+def lead(workers: int) -> float:
+    """
+    Seconds ahead of now the shared C{--start-at} of C{workers} local shards
+    is set: time for that many interpreters to come up on a busy machine.
+    Each shard is also given as much again of C{--start-grace}: a shard
+    that comes up after the start (a loaded machine) starts late, and the
+    merged span shows it, rather than failing the run; one later than that
+    is stuck, and fails it.
+    """
+    return LEAD + LEAD_PER_SHARD * workers
+
 
 EXIT_FAILURE = 1
+
+FLAGS = {"stream": "--stream", "failFast": "--fail-fast", "plain": "--plain"}
+"""The flags of L{ClientSettings} (setting: option), which its C{toArgv}
+leaves out: a shard is given each that is set.  (Its C{load} flag needs
+none: the options C{toArgv} gives are load options.)"""
 
 _BOOT = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -83,24 +111,30 @@ def checkWorkers(text: object, settings: ClientSettings) -> int:
 
 
 def shardArgv(
-    settings: ClientSettings, index: int, count: int, startAt: float, runId: str
+    settings: ClientSettings,
+    index: int,
+    count: int,
+    startAt: float,
+    runId: str,
+    grace: float = START_GRACE,
 ) -> list[str]:
     """
-    The options of shard C{index} of C{count} of a run with C{settings}.
+    The options of shard C{index} of C{count} of a run with C{settings},
+    which starts at C{startAt}, or at most C{grace} seconds later.
     """
     argv = settings.toArgv()
     argv += ["--shard", f"{index}/{count}", "--start-at", repr(startAt)]
+    argv += ["--start-grace", repr(grace)]
     argv += ["--run-id", runId, "--json"]
-    if settings.stream:
-        argv.append("--stream")
-    if settings.failFast:
-        argv.append("--fail-fast")
+    argv += [flag for name, flag in FLAGS.items() if getattr(settings, name)]
     return argv
 
 
 class _Shard(ProcessProtocol):
     """
     One shard process: its lines, as they come, to its L{LocalShards}.
+    Of its standard output it keeps its summaries (L{summaries}) and its
+    last interval record, however long it runs.
     """
 
     def __init__(self, owner: LocalShards, index: int) -> None:
@@ -108,7 +142,8 @@ class _Shard(ProcessProtocol):
         self._owner = owner
         self._out = b""
         self._err = b""
-        self.lines: list[bytes] = []
+        self._seen = 0
+        self.summaries: list[ShardSummary] = []
         self.interval: dict[str, Any] | None = None
         self.fresh = False
         self.ended: Failure | None = None
@@ -116,13 +151,19 @@ class _Shard(ProcessProtocol):
     def outReceived(self, data: bytes) -> None:
         *lines, self._out = (self._out + data).split(b"\n")
         for line in lines:
-            self.lines.append(line)
+            self._keep(line)
             if line.startswith(b'{"type": "interval"'):
                 try:
                     self.interval = json.loads(line)
                 except ValueError:
                     continue
                 self.fresh = True
+
+    def _keep(self, line: bytes) -> None:
+        self._seen += 1
+        if b'"summary"' in line:
+            where = f"shard {self.index}"
+            self.summaries += findSummaries([line], where, self._seen)
 
     def errReceived(self, data: bytes) -> None:
         *lines, self._err = (self._err + data).split(b"\n")
@@ -131,7 +172,7 @@ class _Shard(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         if self._out:
-            self.lines.append(self._out)
+            self._keep(self._out)
         if self._err:
             self._owner.shardSaid(self.index, self._err.decode("utf-8", "replace"))
         self.ended = reason
@@ -163,11 +204,17 @@ class LocalShards:
         json: bool = False,
         runId: str | None = None,
         startAt: float | None = None,
+        startGrace: float | None = None,
         executable: str = sys.executable,
         live: bool | None = None,
         reap: bool = True,
     ) -> None:
         """
+        @param startAt: when the shards start (C{--start-at}); by default
+            L{lead} seconds from now.
+        @param startGrace: how late after it a shard may still start
+            (C{--start-grace}); by default, L{START_GRACE} after a
+            C{startAt} given, as much as L{lead} after one chosen here.
         @param reap: whether to reap the shard processes on SIGCHLD
             (tests on a fake reactor pass C{False}).
         """
@@ -180,6 +227,7 @@ class LocalShards:
         self._json = json
         self._runId = runId
         self._startAt = startAt
+        self._startGrace = startGrace
         self._executable = executable
         self._live = err.isatty() if live is None else live
         self._shown = False
@@ -203,11 +251,16 @@ class LocalShards:
             # The command runs the reactor without its signal handlers, so
             # without the SIGCHLD handler that reaps child processes.
             signal.signal(signal.SIGCHLD, self._childEnded)
-        at = self._startAt if self._startAt is not None else reactor.seconds() + LEAD
+        if self._startAt is not None:
+            at = self._startAt
+            grace = START_GRACE if self._startGrace is None else self._startGrace
+        else:
+            at = reactor.seconds() + lead(self._workers)
+            grace = lead(self._workers) if self._startGrace is None else self._startGrace
         runId = self._runId or runIdentity(self._settings, self._workers, at)
         for index in range(self._workers):
             shard = _Shard(self, index)
-            argv = shardArgv(self._settings, index, self._workers, at, runId)
+            argv = shardArgv(self._settings, index, self._workers, at, runId, grace)
             self.shards.append(shard)
             self._processes.append(
                 reactor.spawnProcess(
@@ -322,7 +375,7 @@ class LocalShards:
         found = []
         dead: list[str] = []
         for shard in self.shards:
-            summaries = list(findSummaries(shard.lines, f"shard {shard.index}"))
+            summaries = shard.summaries
             found += summaries
             if not summaries and self._signal is None:
                 assert shard.ended is not None

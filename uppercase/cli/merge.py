@@ -58,7 +58,8 @@ class MergeOptions(usage.Options):
         "--shard I/N): check that each shard is there once and all are of one "
         "run, add up their counts and HDR histograms exactly, and report the "
         "whole run as a single run is reported.  Lines that are not summaries "
-        "are passed over."
+        "are passed over.  A threshold given replaces the one the run was "
+        "asked for (off: none); the others stay as the run was asked."
     )
     optFlags = [["json", None, "Print the merged summary as one JSON object."]]
     optParameters = [
@@ -103,7 +104,8 @@ class MergeOptions(usage.Options):
                     specs[name].check(self, name)
                 except SettingError as e:
                     raise usage.UsageError(str(e)) from None
-            self.thresholds = {name: self[name] for name in given if self[name]}
+            # Each replaces the run's own (0 included: off, or no loss).
+            self.thresholds = {name: self[name] for name in given}
 
     def opt_help(self) -> NoReturn:
         """

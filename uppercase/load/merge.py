@@ -12,8 +12,9 @@ checked against the whole.  Pure: lines in, a result or a L{MergeError} out.
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from uppercase.client._datagram import DatagramCounts
@@ -40,6 +41,7 @@ __all__ = [
     "checkShards",
     "findSummaries",
     "mergeShards",
+    "runThresholds",
     "wholeRun",
 ]
 
@@ -104,23 +106,111 @@ def _summaryIn(line: str | bytes) -> Mapping[str, Any] | None:
     return record
 
 
-def findSummaries(lines: Iterable[str | bytes], source: str) -> Iterator[ShardSummary]:
+def findSummaries(
+    lines: Iterable[str | bytes], source: str, first: int = 1
+) -> Iterator[ShardSummary]:
     """
-    The shard summaries among C{lines} (read from C{source}): each line
-    holding a JSON object of type C{summary} with a C{run_id}, from its
-    first C{{} on; every other line is passed over.
+    The shard summaries among C{lines} (read from C{source}, the first
+    being its line C{first}): each line holding a JSON object of type
+    C{summary} with a C{run_id}, from its first C{{} on; every other line
+    is passed over.
     """
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, first):
         record = _summaryIn(line)
         if record is not None:
             yield ShardSummary(record, f"{source} line {number}")
 
 
-def _checkRecord(summary: ShardSummary) -> None:
+MODES = ("stream", "open", "closed")
+"""The modes a summary can be of."""
+
+LARGEST = 2**63 - 1
+"""The largest count a summary can hold."""
+
+HIGHEST = 1e15
+"""The highest number (a time, rate or threshold) a summary can hold."""
+
+
+class _Bad(ValueError):
+    """
+    A field of a summary that cannot be read; the message names it.
+    """
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value: object, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= LARGEST:
+        raise _Bad(f"{key} is not a whole number from {minimum}: {_show(value)}")
+    return value
+
+
+def _number(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Bad(f"{key} is not a number: {_show(value)}")
+    if not 0 <= value <= HIGHEST:
+        raise _Bad(f"{key} is not a number from 0 to {HIGHEST:g}: {_show(value)}")
+    return float(value)
+
+
+def _optional(value: object, key: str, read: Any) -> Any:
+    return None if value is None else read(value, key)
+
+
+def _text(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"{key} is not a string: {_show(value)}")
+    return value
+
+
+def _object(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bad(f"{key} is not an object: {_show(value)}")
+    return value
+
+
+def _list(value: object, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Bad(f"{key} is not a list: {_show(value)}")
+    return value
+
+
+def _oneLine(text: str) -> str:
+    """
+    C{text}, with any character that is not printable (a line break...)
+    escaped as JSON escapes it: what a summary says stays on one line.
+    """
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+_TEXTS = ("run_id", "error", "run_description", "description")
+"""A summary's strings that are shown in a line of their own or in one."""
+
+
+def _checkRecord(summary: ShardSummary) -> ShardSummary:
     for key, kind in _REQUIRED.items():
         value = summary.record.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise MergeError(f"{summary.where}: not a shard summary ({key!r} is missing or wrong)")
+    record = summary.record
+    try:
+        _whole(record["shards"], "shards", 1)
+        _whole(record["status"], "status")
+        if record["status"] > 255:
+            raise _Bad(f"status is not an exit status: {record['status']}")
+        if record["mode"] not in MODES:
+            raise _Bad(f"mode is not one of {', '.join(MODES)}: {_show(record['mode'])}")
+    except _Bad as e:
+        raise MergeError(f"{summary.where}: cannot read its summary: {e}") from None
+    texts = {k: _oneLine(record[k]) for k in _TEXTS if isinstance(record.get(k), str)}
+    return ShardSummary({**record, **texts}, summary.where)
+
+
+_LISTED = 10
+"""The most missing shards an error line lists."""
 
 
 def _listed(indexes: Sequence[int]) -> str:
@@ -145,8 +235,7 @@ def checkShards(
     """
     if not summaries:
         raise MergeError(f"no shard summary in {sources or 'the input'}")
-    for summary in summaries:
-        _checkRecord(summary)
+    summaries = [_checkRecord(summary) for summary in summaries]
     first = summaries[0]
     runId = first.record["run_id"]
     count = first.record["shards"]
@@ -176,32 +265,119 @@ def checkShards(
                 f"shard {index} of {count} is there twice: {seen[index].where} and {summary.where}"
             )
         seen[index] = summary
-    missing = [i for i in range(count) if i not in seen]
-    if missing and not partial:
-        if len(missing) == 1:
+    if len(seen) < count and not partial:
+        missing = []
+        for i in range(count):
+            if i not in seen:
+                missing.append(i)
+                if len(missing) == _LISTED:
+                    break
+        left = count - len(seen) - len(missing)
+        if count - len(seen) == 1:
             raise MergeError(f"shard {missing[0]} of {count} is missing (run_id {runId})")
-        raise MergeError(f"shards {_listed(missing)} of {count} are missing (run_id {runId})")
-    return [seen[i] for i in range(count) if i in seen]
+        more = f" and {left:,} more" if left else ""
+        raise MergeError(f"shards {_listed(missing)}{more} of {count} are missing (run_id {runId})")
+    return [seen[i] for i in sorted(seen)]
 
 
-def _mismatch(data: Mapping[str, Any], offset: int) -> Mismatch:
-    return Mismatch(
-        connection=int(data["connection"]) + offset,
-        message=int(data["message"]),
-        offset=int(data["offset"]),
-        messageOffset=int(data["message_offset"]),
-        expected=bytes.fromhex(data["expected_hex"]),
-        received=bytes.fromhex(data["received_hex"]),
-        excerptStart=int(data["excerpt_start"]),
+def _bytes(value: object, key: str) -> bytes:
+    try:
+        return bytes.fromhex(_text(value, key))
+    except ValueError:
+        raise _Bad(f"{key} is not hexadecimal: {_show(value)}") from None
+
+
+def _mismatch(data: object, offset: int) -> Mismatch:
+    data = _object(data, "a mismatch")
+    mismatch = Mismatch(
+        connection=_whole(data.get("connection"), "a mismatch's connection") + offset,
+        message=_whole(data.get("message"), "a mismatch's message"),
+        offset=_whole(data.get("offset"), "a mismatch's offset"),
+        messageOffset=_whole(data.get("message_offset"), "a mismatch's message_offset"),
+        expected=_bytes(data.get("expected_hex"), "a mismatch's expected_hex"),
+        received=_bytes(data.get("received_hex"), "a mismatch's received_hex"),
+        excerptStart=_whole(data.get("excerpt_start"), "a mismatch's excerpt_start"),
     )
+    if mismatch.excerptStart > mismatch.messageOffset:
+        raise _Bad("a mismatch's excerpt_start is past its message_offset")
+    return mismatch
+
+
+_DATAGRAM_COUNTS = [f.name for f in fields(DatagramCounts)]
+
+
+def _datagrams(value: object) -> dict[str, int]:
+    counts = {}
+    for key, count in _object(value, "datagrams").items():
+        if key not in _DATAGRAM_COUNTS:
+            raise _Bad(f"datagrams has a count this version does not know: {_show(key)}")
+        counts[key] = _whole(count, f"datagrams.{key}")
+    return counts
+
+
+def _histogram(value: object) -> Latencies | None:
+    if not value:
+        return None
+    try:
+        return Latencies.decode(_text(value, "histogram"))
+    except _Bad:
+        raise
+    except Exception as e:  # whatever the hdrhistogram package raises
+        raise _Bad(f"histogram cannot be decoded: {e}") from None
 
 
 def _interrupted(record: Mapping[str, Any]) -> int | None:
     status = record["status"]
     error = record.get("error") or ""
     if status > 128 and error.startswith("interrupted by "):
-        return int(status - 128)
+        try:
+            return int(signal.Signals(status - 128))
+        except ValueError:
+            return None
     return None
+
+
+def runThresholds(
+    summary: ShardSummary, given: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """
+    The thresholds to check on the run whose first summary is C{summary}:
+    those it was asked for (its C{run_thresholds}), each replaced by the
+    one C{given} for it, if any (C{merge --max-p99 ...}; 0 turns a limit
+    off, except C{max-loss}, where 0 is a limit: no loss).
+
+    @raise MergeError: when C{run_thresholds} cannot be read.
+    """
+    asked: dict[str, float] = {}
+    try:
+        recorded = summary.record.get("run_thresholds")
+        for option, value in _object(recorded or {}, "run_thresholds").items():
+            if option not in THRESHOLDS:
+                raise _Bad(
+                    f"run_thresholds has a threshold this version does not know: {_show(option)}"
+                )
+            asked[option] = _number(value, f"run_thresholds.{option}")
+    except _Bad as e:
+        raise MergeError(f"{summary.where}: cannot read its summary: {e}") from None
+    asked.update(given or {})
+    return {option: value for option, value in asked.items() if value or option == "max-loss"}
+
+
+_COUNTS = (
+    "sent",
+    "verified",
+    "failed",
+    "lost",
+    "not_sent",
+    "stream_bytes",
+    "measured",
+    "measured_bytes",
+    "mismatch_count",
+)
+
+
+def _positive(value: object, key: str) -> int:
+    return _whole(value, key, 1)
 
 
 def mergeShards(
@@ -212,10 +388,10 @@ def mergeShards(
     them) are C{shards}.  Connections are numbered through the run: shard
     1's first connection comes after shard 0's last.
 
-    @param thresholds: the thresholds to check (by option, C{max-p99}...);
-        by default, those the run was asked for (its C{run_thresholds}).
-    @raise MergeError: for a summary whose histogram or mismatches cannot
-        be read.
+    @param thresholds: thresholds given in place of the run's (by option,
+        C{max-p99}...): see L{runThresholds}.
+    @raise MergeError: for a summary one of whose fields cannot be read,
+        naming where it is.
     """
     records = [s.record for s in shards]
     first = records[0]
@@ -231,54 +407,72 @@ def mergeShards(
     datagrams: Counter[str] | None = None
     ends: list[EarlyEnd] = []
     endBytes: dict[str, tuple[int, int]] = {}
+    asked = runThresholds(shards[0], thresholds)
     for summary in shards:
         record = summary.record
-        for key in ("sent", "verified", "failed", "lost", "not_sent", "stream_bytes"):
-            totals[key] += record[key]
-        for key in ("measured", "measured_bytes", "mismatch_count"):
-            totals[key] += record[key]
-        errors.update({str(k): int(v) for k, v in record["errors"].items()})
         try:
+            for key in _COUNTS:
+                totals[key] += _whole(record[key], key)
+            for kind, count in _object(record["errors"], "errors").items():
+                errors[_oneLine(kind)] += _whole(count, f"errors.{_oneLine(kind)}")
             if record.get("datagrams") is not None:
                 datagrams = datagrams if datagrams is not None else Counter()
-                datagrams.update({str(k): int(v) for k, v in record["datagrams"].items()})
-            if record.get("histogram"):
-                latencies.add(Latencies.decode(record["histogram"]))
-            for data in record["mismatches"]:
+                datagrams.update(_datagrams(record["datagrams"]))
+            histogram = _histogram(record.get("histogram"))
+            if histogram is not None:
+                latencies.add(histogram)
+            for data in _list(record["mismatches"], "mismatches"):
                 if len(mismatches) < KEPT_MISMATCHES:
                     mismatches.append(_mismatch(data, offset))
-            for data in record.get("ended_early") or ():
+            for data in _list(record.get("ended_early") or [], "ended_early"):
                 if len(ends) < KEPT_ENDS:
+                    data = _object(data, "an early end")
                     ends.append(
                         EarlyEnd(
-                            int(data["connection"]) + offset,
-                            str(data["kind"]),
-                            int(data["received_bytes"]),
-                            int(data["owed_bytes"]),
+                            _whole(data.get("connection"), "an early end's connection") + offset,
+                            _oneLine(_text(data.get("kind"), "an early end's kind")),
+                            _whole(data.get("received_bytes"), "an early end's received_bytes"),
+                            _whole(data.get("owed_bytes"), "an early end's owed_bytes"),
                         )
                     )
-            for kind, span in (record.get("received_bytes_by_error") or {}).items():
-                least, most = int(span["min"]), int(span["max"])
+            spansByKind = _object(
+                record.get("received_bytes_by_error") or {}, "received_bytes_by_error"
+            )
+            for kind, span in spansByKind.items():
+                kind = _oneLine(kind)
+                span = _object(span, f"received_bytes_by_error.{kind}")
+                least = _whole(span.get("min"), f"received_bytes_by_error.{kind}.min")
+                most = _whole(span.get("max"), f"received_bytes_by_error.{kind}.max")
                 if kind in endBytes:
                     least = min(least, endBytes[kind][0])
                     most = max(most, endBytes[kind][1])
                 endBytes[kind] = (least, most)
-            for data in record["tcp_connections"]:
+            for data in _list(record["tcp_connections"], "tcp_connections"):
+                data = _object(data, "a tcp_connections entry")
                 info = TCPInfo(
-                    int(data["retransmits"]),
-                    int(data["total_retrans"]),
-                    float(data["rtt_ms"]),
-                    float(data["rttvar_ms"]),
+                    _whole(data.get("retransmits"), "tcp_connections' retransmits"),
+                    _whole(data.get("total_retrans"), "tcp_connections' total_retrans"),
+                    _number(data.get("rtt_ms"), "tcp_connections' rtt_ms"),
+                    _number(data.get("rttvar_ms"), "tcp_connections' rttvar_ms"),
                 )
                 infos.append(info)
-                tcpPerConnection[int(data["connection"]) + offset] = info
-        except Exception as e:
+                tcpPerConnection[
+                    _whole(data.get("connection"), "tcp_connections' connection") + offset
+                ] = info
+            share = _object(record["share"], "share")
+            offset += _optional(share.get("connections"), "share.connections", _whole) or 0
+            rate += _optional(share.get("rate"), "share.rate", _number) or 0.0
+            _optional(share.get("count"), "share.count", _whole)
+            _optional(record.get("size"), "size", _positive)
+            _optional(record.get("error"), "error", _text)
+            _optional(record.get("run_description"), "run_description", _text)
+            _optional(record.get("description"), "description", _text)
+            started = _number(record["started_at"], "started_at")
+            ended = _number(record["ended_at"], "ended_at")
+        except _Bad as e:
             raise MergeError(f"{summary.where}: cannot read its summary: {e}") from None
-        share = record["share"]
-        offset += int(share.get("connections") or 0)
-        rate += float(share.get("rate") or 0)
         if record["measured"] or record["stream_bytes"]:
-            spans.append((float(record["started_at"]), float(record["ended_at"])))
+            spans.append((started, ended))
     startedAt = min((a for a, _ in spans), default=float(first["started_at"]))
     endedAt = max((b for _, b in spans), default=startedAt)
     seconds = endedAt - startedAt if spans else 0.0
@@ -287,10 +481,7 @@ def mergeShards(
     if measurableSpan(seconds, rate):
         messagesPerSecond = totals["measured"] / seconds
         megabytesPerSecond = totals["measured_bytes"] / seconds / 1e6
-    asked = dict(first.get("run_thresholds") or {}) if thresholds is None else dict(thresholds)
-    values: dict[str, Any] = {
-        name: float(asked.get(option) or 0.0) for option, name in THRESHOLDS.items()
-    }
+    values: dict[str, Any] = {name: asked.get(option, 0.0) for option, name in THRESHOLDS.items()}
     limits = replace(ClientSettings(), **values)
     latency = latencies.summary()
     counts = None if datagrams is None else DatagramCounts(**datagrams)
@@ -374,7 +565,8 @@ def wholeRun(
     """
     What the merged summary says of the run in place of a shard's keys:
     its identity, description and thresholds, C{shard} null, and as its
-    C{share} the whole (connections, rate and count of every shard).
+    C{share} the whole (connections, rate and count of every shard).  The
+    shards are those L{mergeShards} merged, which read them.
     """
     first = shards[0].record
     shares = [s.record["share"] for s in shards]
@@ -382,7 +574,7 @@ def wholeRun(
     count = sum(int(s.get("count") or 0) for s in shares)
     if first["mode"] == "stream":
         count = int(shares[0].get("count") or 0)  # per connection: not split
-    asked = (first.get("run_thresholds") or {}) if thresholds is None else thresholds
+    asked = runThresholds(shards[0], thresholds)
     return {
         "run_id": first["run_id"],
         "run_description": first.get("run_description"),

@@ -95,7 +95,8 @@ def runIdentity(settings: ClientSettings, count: int, startAt: float | None) -> 
     """
     What names a run whose shards are to be merged: 16 hex digits hashed
     from the settings every shard must share (the endpoint, mode, totals,
-    seed, payload, sizes and times, the shard count and C{--start-at}).
+    seed, payload, sizes and times, the shard count and C{--start-at},
+    whether replies are expected unchanged (C{--plain}) and C{--fail-fast}).
     Shards given different settings get different identities, and C{merge}
     refuses to add them up.
     """
@@ -114,6 +115,8 @@ def runIdentity(settings: ClientSettings, count: int, startAt: float | None) -> 
         settings.message.hex(),
         count,
         repr(startAt),
+        settings.plain,
+        settings.failFast,
     )
     text = "\n".join(str(item) for item in agreed)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]

@@ -84,16 +84,18 @@ class TooLate(Exception):
     The shard came up after C{--start-at} and its grace.
 
     @ivar late: seconds after C{--start-at}.
+    @ivar grace: the most it could have been late and still started.
     """
 
-    def __init__(self, late: float) -> None:
+    def __init__(self, late: float, grace: float = START_GRACE) -> None:
         super().__init__(late)
         self.late = late
+        self.grace = grace
 
     def __str__(self) -> str:
         return (
             f"too late to start on time: came up {self.late:.1f} s after --start-at "
-            f"(a shard may start at most {START_GRACE:g} s late)"
+            f"(a shard may start at most {self.grace:g} s late)"
         )
 
 
@@ -134,7 +136,7 @@ def waitUntil(
     waited: Deferred[None] = Deferred(cancel)
     now = clock.seconds()
     if now > at + grace:
-        waited.errback(TooLate(now - at))
+        waited.errback(TooLate(now - at, grace))
         return waited
     if now >= at:
         waited.callback(None)

@@ -476,6 +476,14 @@ class ShardedCommandTests(SynchronousTestCase):
                 "--start-at must be Unix seconds or an RFC 3339 time such as "
                 "2026-12-06T18:30:00Z, not 'tomorrow'",
             ),
+            (
+                ["--start-grace", "5"],
+                "--start-grace is how late after --start-at a shard may start: give --start-at",
+            ),
+            (
+                ["--start-at", "1003", "--start-grace", "-1"],
+                "--start-grace must be 0 or more seconds, not '-1'",
+            ),
         ):
             self.stderr.truncate(0)
             self.stderr.seek(0)
@@ -515,6 +523,24 @@ class ShardedCommandTests(SynchronousTestCase):
                 "uppercase-client: too late to start on time: came up 5.0 s after --start-at "
                 "(a shard may start at most 1 s late)"
             ],
+        )
+
+    def test_lateWithinGraceGiven(self) -> None:
+        """
+        Up 5 s after C{--start-at} with C{--start-grace 10}: it starts at
+        once; with C{--start-grace 2}, it does not, and says so.
+        """
+        self.reactor.advance(1000)
+        d = self.command("--start-at", "995", "--start-grace", "10", "--count", "1")
+        self.answer(self.connect())
+        self.reactor.advance(0)
+        self.assertEqual(self.successResultOf(d), 0)
+        d = self.command("--start-at", "995", "--start-grace", "2", "--count", "1")
+        self.assertEqual(self.successResultOf(d), 4)
+        self.assertEqual(
+            self.stderr.getvalue().splitlines()[-1],
+            "uppercase-client: too late to start on time: came up 5.0 s after --start-at "
+            "(a shard may start at most 2 s late)",
         )
 
     def test_interruptedWhileWaiting(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.load.test_merge import WHOLE, shardLine
 from uppercase.cli import command
-from uppercase.cli.localshards import LEAD, LocalShards, shardArgv
+from uppercase.cli.localshards import LocalShards, lead, shardArgv
 from uppercase.client._settings import ClientSettings
 from uppercase.load.shard import runIdentity, splitRun
 
@@ -79,10 +79,25 @@ class ShardArgvTests(SynchronousTestCase):
         )
         for index in range(2):
             options = command._Options()
-            options.parseOptions(shardArgv(whole, index, 2, 1234.5, "abc"))
+            options.parseOptions(shardArgv(whole, index, 2, 1234.5, "abc", 7.5))
             self.assertEqual(options.settings, replace(splitRun(whole, index, 2)[0], load=True))
             self.assertEqual((options.startAt, options.shard.runId), (1234.5, "abc"))
+            self.assertEqual(options.startGrace, 7.5)
             self.assertTrue(options["json"])
+
+    def test_flags(self) -> None:
+        """
+        Every flag of L{ClientSettings} (its C{bool} fields) that is set
+        reaches the shards: their parsed settings have it set too.
+        """
+        flags = [f.name for f in fields(ClientSettings) if f.type in ("bool", bool)]
+        self.assertIn("plain", flags)
+        for name in flags:
+            flag: dict[str, Any] = {name: True}
+            whole = replace(ClientSettings(connections=2, duration=1.0), **flag)
+            options = command._Options()
+            options.parseOptions(shardArgv(whole, 0, 2, 1234.5, "abc"))
+            self.assertIs(getattr(options.settings, name), True, name)
 
 
 class LocalShardsTests(SynchronousTestCase):
@@ -107,22 +122,47 @@ class LocalShardsTests(SynchronousTestCase):
     def test_spawns(self) -> None:
         """
         Each shard is this command with C{--shard I/N}, one C{--start-at}
-        L{LEAD} seconds ahead, one run identity, and C{--json}.
+        L{lead} seconds ahead, as much again of C{--start-grace}, one run
+        identity, and C{--json}.
         """
         self.assertEqual(len(self.reactor.spawned), 3)
-        at = 1000 + LEAD
+        at = 1000 + lead(3)
         runId = runIdentity(WHOLE, 3, at)
         for index, (_, args, _) in enumerate(self.reactor.spawned):
             self.assertIn(
-                f"--shard {index}/3 --start-at {at!r} --run-id {runId} --json", " ".join(args)
+                f"--shard {index}/3 --start-at {at!r} --start-grace {lead(3)!r} "
+                f"--run-id {runId} --json",
+                " ".join(args),
             )
+
+    def test_leadGrowsWithShards(self) -> None:
+        """
+        The more shards, the more time they are given to come up: each one
+        more is half a second more.
+        """
+        self.assertEqual(lead(16) - lead(2), 7.0)
+        self.assertGreaterEqual(lead(1), 2.0)
+
+    def test_startGiven(self) -> None:
+        """
+        A C{--start-at} given is the shards', with the grace given, or by
+        default a shard's 1 s.
+        """
+        for grace, expected in ((None, 1.0), (30.0, 30.0)):
+            reactor = ProcessReactor()
+            LocalShards(
+                reactor, WHOLE, 2, self.out, self.err, live=False, reap=False,
+                startAt=5000.0, startGrace=grace,
+            ).start()  # fmt: skip
+            for _, args, _ in reactor.spawned:
+                self.assertIn(f"--start-at 5000.0 --start-grace {expected!r}", " ".join(args))
 
     def test_mergedProgressAndReport(self) -> None:
         """
         The shards' interval records make one progress line (their sums);
         their summaries one report of the whole run, and its status.
         """
-        for step in (LEAD, 0.5, 0.7):
+        for step in (lead(3), 0.5, 0.7):
             self.reactor.advance(step)
         for protocol, _, _ in self.reactor.spawned:
             protocol.outReceived(b'{"type": "start"}\n' + interval())
@@ -130,6 +170,7 @@ class LocalShardsTests(SynchronousTestCase):
         self.assertEqual(
             self.err.getvalue().splitlines(),
             [
+                "starting in 4 s",
                 "starting in 3 s",
                 "starting in 2 s",
                 "starting in 1 s",
@@ -144,7 +185,29 @@ class LocalShardsTests(SynchronousTestCase):
             self.end(index)
         self.assertEqual(self.successResultOf(self.ended), 0)
         self.assertIn("300 sent, 300 verified, 0 failed, 0 lost", self.out.getvalue().decode())
-        self.assertEqual(len(self.err.getvalue().splitlines()), 4)  # no more than above
+        self.assertEqual(len(self.err.getvalue().splitlines()), 5)  # no more than above
+
+    def test_keepsOnlySummaries(self) -> None:
+        """
+        Of a shard's standard output only its summary (named by its line)
+        and its last interval record are kept: after 10,000 interval
+        records and other lines, no list or bytes it holds is longer than
+        one record.
+        """
+        protocol = self.reactor.spawned[0][0]
+        protocol.outReceived(b'{"type": "start"}\n')
+        for second in range(10_000):
+            protocol.outReceived(interval(elapsed_s=float(second)))
+        summary = shardLine(0, 3, [1000] * 10).encode() + b"\n"
+        protocol.outReceived(b"log\n" + summary)
+        held = [v for v in vars(protocol).values() if isinstance(v, (list, bytes))]
+        self.assertTrue(
+            all(len(v) <= 1 for v in held if isinstance(v, list)), [len(v) for v in held]
+        )
+        self.assertTrue(all(len(v) < len(summary) for v in held if isinstance(v, bytes)))
+        [found] = protocol.summaries
+        self.assertEqual(found.where, "shard 0 line 10003")
+        self.assertEqual(protocol.interval["elapsed_s"], 9999.0)
 
     def test_deadShard(self) -> None:
         """

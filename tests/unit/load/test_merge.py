@@ -131,7 +131,25 @@ class ExactMergeTests(SynchronousTestCase):
         )
         self.assertEqual(result.reason, str(result.checks[0]))
         self.assertEqual(result.status, 1)
-        self.assertEqual(mergeShards(checkShards(list(findSummaries(lines, "x"))), {}).status, 0)
+        shards = checkShards(list(findSummaries(lines, "x")))
+        self.assertEqual(mergeShards(shards, {}).status, 1)
+        self.assertEqual(mergeShards(shards, {"max-p99": 0.0}).status, 0)  # off
+
+    def test_thresholdGivenReplacesOnlyItsOwn(self) -> None:
+        """
+        A threshold given to the merge replaces the run's own of that name
+        only: the run's C{--max-p99 50} is still checked alongside a
+        C{--min-rate} given, and said in the merged summary.
+        """
+        lines = [shardLine(i, 3, [90000] * 200) for i in range(3)]
+        shards = checkShards(list(findSummaries(lines, "x")))
+        result = mergeShards(shards, {"min-rate": 1.0})
+        self.assertEqual([c.option for c in result.checks], ["max-p99", "min-rate"])
+        self.assertEqual(result.status, 1)
+        self.assertEqual(
+            wholeRun(shards, {"min-rate": 1.0})["run_thresholds"],
+            {"max-p99": 50.0, "min-rate": 1.0},
+        )
 
     def test_failuresAdd(self) -> None:
         """
@@ -237,6 +255,23 @@ class DatagramMergeTests(SynchronousTestCase):
         self.assertEqual(result.status, 1)
         self.assertIn("loss", result.reason or "")
         self.assertIn("--max-loss 5", result.reason or "")
+
+    def test_noLossGivenReplacesTheRuns(self) -> None:
+        """
+        C{--max-loss 0} given to the merge is a limit (no loss), not "not
+        given": it replaces the run's C{--max-loss 5}, and 4% lost fails.
+        """
+        lines = [
+            shardLine(i, 2, [1000] * (100 - lost), whole=self.UDP, sent=100, lost=lost,
+                      datagrams=self.counts(lost))
+            for i, lost in enumerate((8, 0))
+        ]  # fmt: skip
+        shards = checkShards(list(findSummaries(lines, "x")))
+        self.assertEqual(mergeShards(shards).status, 0)
+        result = mergeShards(shards, {"max-loss": 0.0})
+        [check] = result.checks
+        self.assertEqual((check.option, check.limit, check.ok), ("max-loss", 0.0, False))
+        self.assertEqual(result.status, 1)
 
 
 class EarlyEndMergeTests(SynchronousTestCase):

@@ -160,7 +160,8 @@ class SplitRunTests(SynchronousTestCase):
     def test_identity(self) -> None:
         """
         The identity depends on what the shards must share (here the seed,
-        the rate, the shard count and C{--start-at}), and on nothing else
+        the rate, the shard count, C{--start-at}, C{--plain} and
+        C{--fail-fast}), and on nothing else
         (the thresholds); C{--run-id} replaces it.
         """
         base = ClientSettings(connections=10, rate=100.0)
@@ -171,6 +172,8 @@ class SplitRunTests(SynchronousTestCase):
             runIdentity(replace(base, rate=101.0), 2, 5.0),
             runIdentity(base, 3, 5.0),
             runIdentity(base, 2, 6.0),
+            runIdentity(replace(base, plain=True), 2, 5.0),
+            runIdentity(replace(base, failFast=True), 2, 5.0),
         ):
             self.assertNotEqual(other, same)
         self.assertEqual(splitRun(base, 0, 2, "nightly")[1].runId, "nightly")
