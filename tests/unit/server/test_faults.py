@@ -606,3 +606,23 @@ class NagleTests(SynchronousTestCase):
             ("latency,delay=20ms,toxicity=0",),
         ]:
             self.assertFalse(self.noDelay(*faults), faults)
+
+
+class DescribeTests(SynchronousTestCase):
+    """
+    L{FaultSet.describe}, the start-up line's text.
+    """
+
+    def test_faults(self) -> None:
+        """
+        Each fault as given, then the seed.
+        """
+        faults = FaultSet([parseFault("latency,delay=20ms"), parseFault("refuse")], seed=7)
+        self.assertEqual(faults.describe(), "latency,delay=20ms, refuse; seed 7")
+
+    def test_none(self) -> None:
+        """
+        An empty set (C{--control} with no C{--fault}) says C{none}, not an
+        empty list.
+        """
+        self.assertEqual(FaultSet(seed=3).describe(), "none; seed 3")
