@@ -190,6 +190,8 @@ class ConnectionFaults:
         bytes (C{reset}, C{stall}, C{close} or C{blackhole}), or L{None}.
     @ivar timed: C{(seconds, kind)} for each of those that act after a time.
     @ivar schedule: the replies' schedule.
+    @ivar holdsBack: whether replies may wait in it (latency, bandwidth,
+        slicer, delay-accept) rather than leave as they are made.
     """
 
     def __init__(self, specs: Sequence[FaultSpec], rng: Random, start: float) -> None:
@@ -214,6 +216,7 @@ class ConnectionFaults:
                 limit, self.limitKind = spec.afterBytes, kind
         latency = first.get("latency")
         slicer = first.get("slicer")
+        self.holdsBack = bool({"latency", "bandwidth", "slicer", "delay-accept"} & set(first))
         self.schedule = ReplySchedule(
             start,
             rng,

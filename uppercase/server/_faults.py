@@ -101,9 +101,11 @@ class FaultSet:
     def describe(self) -> str:
         """
         The faults and the seed, as the start-up line says them
-        (C{latency,delay=20ms, corrupt,probability=0.5; seed 7}).
+        (C{latency,delay=20ms, corrupt,probability=0.5; seed 7}, or
+        C{none; seed 7} before C{--control} adds any).
         """
-        return ", ".join(spec.describe() for spec in self._faults.values()) + f"; seed {self.seed}"
+        faults = ", ".join(spec.describe() for spec in self._faults.values())
+        return f"{faults or 'none'}; seed {self.seed}"
 
     def draw(self, listener: Iterable[str], now: float) -> ConnectionFaults | None:
         """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 
 from uppercase.net.interfaces import IDirectWriteTarget
 from uppercase.net.peer import socketPath
@@ -35,6 +35,20 @@ RESET_WAIT = 2.0
 """A C{reset} after a size waits for the bytes before it to be taken by the
 peer (checked every L{RESET_POLL} seconds), at most L{RESET_WAIT} seconds:
 a reset drops whatever the kernel still holds."""
+
+
+def _setNoDelay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off on a TCP transport whose replies a fault
+    holds back: a reply written while the one before it is not yet
+    acknowledged would otherwise wait for the peer's next segment (its
+    delayed ACK, or its next message), and leave later than the fault says.
+    """
+    if ITCPTransport.providedBy(transport):
+        try:
+            transport.setTcpNoDelay(True)
+        except OSError:
+            pass  # a UNIX socket, which Twisted 24.7 calls a TCP transport
 
 
 def listenerNames(transport: Any) -> set[str]:
@@ -114,6 +128,8 @@ class FaultyEcho:
             return
         self._write = self.send
         self.send = self._faultSend
+        if drawn.holdsBack:
+            _setNoDelay(self.transport)
         for seconds, kind in drawn.timed:
             self._timers.append(clock.callLater(seconds, self._end, kind))
         if drawn.schedule.limitReached:

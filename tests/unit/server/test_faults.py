@@ -553,3 +553,76 @@ class ScheduleTests(SynchronousTestCase):
         self.assertEqual(schedule.nextTime(), 12.0)
         self.assertEqual(schedule.take(11.9), b"")
         self.assertEqual(schedule.take(12.0), b"a")
+
+
+class NoDelayTransport(RecordingTransport):
+    """
+    A L{RecordingTransport} that keeps what C{setTcpNoDelay} was last told.
+    """
+
+    noDelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
+class NagleTests(SynchronousTestCase):
+    """
+    A connection whose replies a fault holds back turns Nagle's algorithm
+    off: a reply written while the one before it is unacknowledged would
+    otherwise wait for the peer's next segment, and leave late.
+    """
+
+    def noDelay(self, *faults: str) -> bool:
+        clock = Clock()
+        factory = UppercaseFactory(
+            clock, logData=False, idleTimeout=0, faults=FaultSet([parseFault(f) for f in faults])
+        )
+        protocol = factory.buildProtocol(CLIENT_ADDRESS)
+        assert protocol is not None
+        transport = NoDelayTransport(clock, host=SERVER_ADDRESS)
+        transport.connect(protocol)
+        return transport.noDelay
+
+    def test_heldBack(self) -> None:
+        """
+        Latency, bandwidth, slicer and delay-accept each turn it off.
+        """
+        for fault in [
+            "latency,delay=20ms",
+            "bandwidth,rate=1MB",
+            "slicer,size=10",
+            "delay-accept,delay=1s",
+        ]:
+            self.assertTrue(self.noDelay(fault), fault)
+
+    def test_notHeldBack(self) -> None:
+        """
+        Faults that write each reply at once, and no fault, leave it on.
+        """
+        for faults in [
+            ("corrupt,probability=1",),
+            ("close,after=10KB",),
+            ("latency,delay=20ms,toxicity=0",),
+        ]:
+            self.assertFalse(self.noDelay(*faults), faults)
+
+
+class DescribeTests(SynchronousTestCase):
+    """
+    L{FaultSet.describe}, the start-up line's text.
+    """
+
+    def test_faults(self) -> None:
+        """
+        Each fault as given, then the seed.
+        """
+        faults = FaultSet([parseFault("latency,delay=20ms"), parseFault("refuse")], seed=7)
+        self.assertEqual(faults.describe(), "latency,delay=20ms, refuse; seed 7")
+
+    def test_none(self) -> None:
+        """
+        An empty set (C{--control} with no C{--fault}) says C{none}, not an
+        empty list.
+        """
+        self.assertEqual(FaultSet(seed=3).describe(), "none; seed 3")
