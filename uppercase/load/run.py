@@ -44,7 +44,7 @@ from uppercase.load.stream import StreamProtocol
 from uppercase.net.tcpinfo import TCPInfo, readTCPInfo
 from uppercase.proxy._send import proxyPreamble
 
-__all__ = ["CONNECT_AT_ONCE", "LoadRun"]
+__all__ = ["CONNECT_AT_ONCE", "LoadRun", "watchPeriod"]
 
 log = Logger()
 
@@ -53,6 +53,17 @@ T = TypeVar("T")
 CONNECT_AT_ONCE = 64
 """Most connection attempts pending at once: a thousand connections are
 opened in waves, not as one burst of SYNs that overflows an accept queue."""
+
+
+def watchPeriod(timeout: float) -> float:
+    """
+    How often a run looks for connections with no progress for C{timeout}
+    seconds: a quarter of it, so that a time-out is told within
+    1.25 C{timeout}, but at most each second (the progress line's pace)
+    and at least every 50 ms (a look goes over every connection).
+    """
+    return min(max(timeout / 4, 0.05), 1.0)
+
 
 STOP_GRACE = 2.0
 """Seconds an interrupted run waits for its connections to close before
@@ -148,6 +159,8 @@ class LoadRun(Owner):
         self._timers: list[Any] = []
         self._ticker = LoopingCall(self._interval)
         self._ticker.clock = clock
+        self._watchdog = LoopingCall(self._watch)
+        self._watchdog.clock = clock
         self._lastCounts = (0, 0, 0.0)
         self.done: Deferred[RunResult] = Deferred()
 
@@ -163,6 +176,7 @@ class LoadRun(Owner):
         self._lastCounts = (0, 0, self.startedAt)
         self._observer.started(self)
         self._ticker.start(1.0, now=False)
+        self._watchdog.start(watchPeriod(self.settings.timeout), now=False)
         self._openMore()
         return self.done
 
@@ -401,9 +415,11 @@ class LoadRun(Owner):
     def _later(self, delay: float, f: Callable[[], None]) -> None:
         self._timers.append(self._clock.callLater(delay, f))
 
+    def _watch(self) -> None:
+        self._checkTimeouts(self._clock.seconds())
+
     def _interval(self) -> None:
         now = self._clock.seconds()
-        self._checkTimeouts(now)
         self._readTCPInfo()
         stats = self.stats
         latency = stats.roll()
@@ -464,7 +480,7 @@ class LoadRun(Owner):
     def stop(self) -> None:
         """
         Send nothing more; close each connection once its replies are in
-        (bounded by the time-out, checked each second).
+        (bounded by the time-out, checked every L{watchPeriod}).
         """
         if self._stopping:
             return
@@ -543,6 +559,8 @@ class LoadRun(Owner):
     def _finish(self) -> None:
         if self._ticker.running:
             self._ticker.stop()
+        if self._watchdog.running:
+            self._watchdog.stop()
         for timer in self._timers:
             if timer.active():
                 timer.cancel()

@@ -134,11 +134,14 @@ class FaultCase(SynchronousTestCase):
             settings, self.clock, self.connect, self.observer, reconnect=reconnect
         )
         done = self.loadRun.start()
+        self.timedOutAt: float | None = None
         while not done.called and self.clock.seconds() < 60:
             while self.connect.attempts:
                 self.connect.succeed()
             self.peer.step()
             self.clock.advance(STEP)
+            if self.timedOutAt is None and self.loadRun.stats.errors.get("reply timeout"):
+                self.timedOutAt = self.clock.seconds()
         return self.successResultOf(done)
 
     def metrics(self) -> str:
@@ -326,6 +329,22 @@ class MessageRunTests(FaultCase):
             str(result.ends[0]), "connection 1: timed out after 0 bytes received, 64 owed"
         )
         self.assertEqual(result.status, 1)
+
+    def test_shortTimeoutTold(self) -> None:
+        """
+        A --timeout under a second is kept to within a quarter of it: a
+        first reply 0.5 s late is a time-out with --timeout 0.2 (the
+        run looked once a second, and took the late reply as verified),
+        told before 0.25 s have passed.
+        """
+        settings = ClientSettings(connections=1, count=5, size=64, timeout=0.2)
+        result = self.run_(settings, delay=0.5)
+        self.assertEqual(
+            str(result.ends[0]), "connection 1: timed out after 0 bytes received, 64 owed"
+        )
+        self.assertEqual(result.status, 1)
+        assert self.timedOutAt is not None
+        self.assertLessEqual(self.timedOutAt, 0.25)
 
 
 STREAM = ClientSettings(connections=1, stream=True, count=100, size=1000, timeout=2.0)
