@@ -30,6 +30,7 @@ from tests.process._process import (
     script,
     sendInThread,
 )
+from tests.process.test_healthcheck import HEALTH_CHECK
 from tests.process.test_shutdown import CLOSE_LINE
 
 IMAGE = os.environ.get("UPPERCASE_IMAGE", "")
@@ -194,10 +195,7 @@ class ConfigTests(ImageTestCase):
         self.assertEqual(config["User"], f"{USER}:{USER}")
         self.assertEqual(list(config["ExposedPorts"]), ["9527/tcp"])
         self.assertEqual(config["StopSignal"], "SIGTERM")
-        self.assertEqual(
-            config["Healthcheck"]["Test"],
-            ["CMD", "uppercase-client", "--count", "1", "--timeout", "2"],
-        )
+        self.assertEqual(config["Healthcheck"]["Test"], ["CMD", *HEALTH_CHECK])
 
     def test_packageAndNothingElse(self) -> None:
         """
@@ -255,6 +253,12 @@ class ServerTests(ImageTestCase):
         unhealthy = self.inImage(*check, "--connect", f"tcp:127.0.0.1:{closedPort()}")
         self.assertEqual(unhealthy.returncode, 1)
         self.assertIn("Connection refused", unhealthy.stderr)
+        # With UPPERCASE_PLAIN set, it expects replies unchanged: this
+        # server's uppercase ones fail it.
+        plain = self.inImage(
+            "env", "UPPERCASE_PLAIN=1", *check, "--connect", f"tcp:127.0.0.1:{server.port}"
+        )
+        self.assertEqual(plain.returncode, 1, plain.stderr)
 
     def test_notRoot(self) -> None:
         """

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from uppercase.server._control import CONTROL_MAX_BODY
+from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH
 
-from ._process import DEADLINE, Server, Twistd
+from ._process import DEADLINE, Server, Twistd, closedPort, receiveAll
+from .test_robustness import poll
 
 CONTROL_PORT = r"ControlSite (?:\(TLS\) )?starting on (\d+)"
 """The log line that gives the control endpoint's port."""
@@ -200,3 +204,53 @@ class WorkerTests(SynchronousTestCase):
         self.assertEqual(curl(port, "-X", "DELETE")[0], 200)
         server.waitFor(r"\[worker 1\] .*Faults now: none")
         server.waitFor(r"\[worker 2\] .*Faults now: none")
+
+    def test_mostFaultsLongestSpecs(self) -> None:
+        """
+        The most faults allowed, each as long as a spec may be (a path of
+        four-byte characters, the longest as JSON), added through the
+        supervisor's endpoint, reach every worker; one more is refused
+        (409); no worker is lost or started again, and they still echo.
+        """
+        requireCurl()
+        port = closedPort()
+        server = Twistd(
+            "uppercase",
+            "--quiet",
+            "--workers",
+            "2",
+            "--listen",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--control",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.stop)
+        control = int(server.waitFor(CONTROL_PORT).group(1))
+        server.waitFor(r"Worker 1 \(pid \d+\) is serving")
+        server.waitFor(r"Worker 2 \(pid \d+\) is serving")
+        head = "latency,delay=1ms,on=/"
+        longest = head + "\N{GRINNING FACE}" * (MAX_SPEC_LENGTH - len(head))
+        body = json.dumps({"spec": longest}, ensure_ascii=False)
+        for _ in range(MAX_FAULTS):
+            self.assertEqual(curl(control, "--data-binary", body)[0], 201)
+        status, answer = curl(control, "--data-binary", '{"spec": "refuse"}')
+        self.assertEqual(
+            (status, json.loads(answer)["error"]),
+            (409, "refuse: at most 64 faults at once (remove one first)"),
+        )
+        # The last change each worker hears lists all of them.  Polled to a
+        # deadline: a worker dropping its line and started again keeps the
+        # log moving, and would keep a wait for a line going for ever.
+        last = "; ".join([longest] * MAX_FAULTS)
+        heard = [rf"\[worker {n}\] .*Faults now: {re.escape(last)}$" for n in (1, 2)]
+        poll(lambda: all(re.search(h, server.output, re.MULTILINE) for h in heard))
+        gone = "The supervisor is gone" in server.output
+        self.assertFalse(gone, "a worker lost its control line")
+        self.assertEqual(len(re.findall("Started worker", server.output)), 2)
+        for h in heard:
+            self.assertRegex(server.output, re.compile(h, re.MULTILINE))
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+            s.sendall(b"still here")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(receiveAll(s), b"STILL HERE")
+        self.assertEqual(len(re.findall("Started worker", server.output)), 2)

@@ -27,7 +27,14 @@ from uppercase.cli.options import (
 )
 from uppercase.cli.signals import SignalHandling, WorkerSignalHandling
 from uppercase.server._factory import UppercaseFactory
-from uppercase.server._faults import FaultError, FaultSet, FaultSpec, parseFault, workerSeed
+from uppercase.server._faults import (
+    MAX_FAULTS,
+    FaultError,
+    FaultSet,
+    FaultSpec,
+    parseFault,
+    workerSeed,
+)
 from uppercase.server._service import ListenError, UppercaseService
 from uppercase.server._settings import DEFAULTS, ServerSettings, checkServerEndpoint
 from uppercase.server._udp import DatagramServer
@@ -118,6 +125,10 @@ class ServerOptions(usage.Options):
         inWorker = WorkerSpec.fromEnvironment() is not None
         for description in self["listen"]:
             checkServerEndpoint(description, worker=inWorker)
+        if len(self["fault"]) > MAX_FAULTS:
+            raise usage.UsageError(
+                f"--fault: at most {MAX_FAULTS} faults, not {len(self['fault'])}"
+            )
         self.settings = ServerSettings.fromOptions(
             self,
             listen=tuple(self["listen"]) or DEFAULTS.listen,
@@ -137,7 +148,8 @@ def _parseFault(text: str) -> FaultSpec:
     try:
         return parseFault(text)
     except FaultError as e:
-        raise usage.UsageError(f"--fault {text!r}: {e}") from None
+        shown = text if len(text) <= 60 else text[:60] + "..."
+        raise usage.UsageError(f"--fault {shown!r}: {e}") from None
 
 
 def _checkAlone(arguments: list[str]) -> None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Deque, Dict, Tuple
+from typing import Callable, ClassVar, Deque, Dict, Tuple
 
 __all__ = [
     "ANSWER",
@@ -150,12 +150,25 @@ class Arrival:
     @ivar stamp: when it was sent (or scheduled: what latencies are measured
         from), for L{ANSWER} and L{CORRUPTED}.
     @ivar payload: what followed the header.
+    @ivar lost: whether this arrival is what counted its datagram lost (a
+        L{LATE} one whose timeout was over, though no L{DatagramTracker.expire}
+        had said so yet): a caller keeping its own count of losses adds it.
     """
 
     kind: str
     sequence: int = 0
     stamp: float = 0.0
     payload: bytes = b""
+    # Not a field: a class attribute costs each arrival nothing.
+    lost: ClassVar[bool] = False
+
+
+class _LostNow(Arrival):
+    """
+    A L{LATE} arrival that counted its datagram lost (L{Arrival.lost}).
+    """
+
+    lost = True
 
 
 _FOREIGN = Arrival(FOREIGN)
@@ -273,7 +286,7 @@ class DatagramTracker:
             self._answered[sequence] = True
             counts.lost += 1
             counts.late += 1
-            return Arrival(LATE, sequence)
+            return _LostNow(LATE, sequence)
         self._answered[sequence] = True
         if sequence < self._highest:
             counts.reordered += 1

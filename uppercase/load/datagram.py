@@ -181,6 +181,10 @@ class DatagramConnection:
             stats.mismatch(self._mismatch(arrival.sequence, arrival.payload))
         elif kind == FOREIGN:
             stats.error("foreign datagram")
+        elif arrival.lost:
+            # Late, and lost only now (its timer had not run yet): lost here
+            # too, as the expiry would have counted it.
+            stats.lost += 1
         else:
             return  # late or duplicated: counted by the tracker only
         self._afterAnswer()

@@ -7,7 +7,10 @@ removes and clears the server's faults while it runs.
   - C{POST /faults} with the JSON object C{{"spec": "latency,delay=20ms"}} as
     its body (whatever its C{Content-Type}): 201, the new fault, and a
     C{Location}; 400 with C{{"error": "..."}} for a body that is not such an
-    object or a spec that does not parse.
+    object or a spec that does not parse (or is over
+    L{MAX_SPEC_LENGTH<uppercase.server._faults.MAX_SPEC_LENGTH>} characters);
+    409 when L{MAX_FAULTS<uppercase.server._faults.MAX_FAULTS>} faults are in
+    place already.
   - C{DELETE /faults/ID}: 204, or 404.
   - C{DELETE /faults}: C{{"removed": N}}.
   - Any other method: 405 with C{Allow}; any other path: 404.
@@ -37,7 +40,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from uppercase.net.peer import describePeer, formatPeer
-from uppercase.server._faults import FaultError, FaultSet, FaultSpec, parseFault
+from uppercase.server._faults import (
+    FaultError,
+    FaultSet,
+    FaultSpec,
+    TooManyFaults,
+    parseFault,
+)
 from uppercase.server._metrics import (
     METRICS_MAX_CONNECTIONS,
     METRICS_MAX_PER_ADDRESS,
@@ -265,6 +274,8 @@ class FaultsPage(Resource):
             )
         try:
             fault = self.control.add(spec, peerOf(request))
+        except TooManyFaults as e:
+            return answer(request, 409, {"error": oneLine(str(e))})
         except FaultError as e:
             return answer(request, 400, {"error": oneLine(str(e))})
         request.setHeader(b"Location", b"/faults/%d" % (fault["id"],))

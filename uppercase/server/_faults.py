@@ -22,16 +22,36 @@ from random import Random
 from typing import Iterable, Sequence
 
 from uppercase.server._faultplan import ConnectionFaults
-from uppercase.server._faultspec import KINDS, FaultError, FaultSpec, parseFault
+from uppercase.server._faultspec import (
+    KINDS,
+    MAX_SPEC_LENGTH,
+    FaultError,
+    FaultSpec,
+    parseFault,
+)
 
 __all__ = [
     "KINDS",
+    "MAX_FAULTS",
+    "MAX_SPEC_LENGTH",
     "FaultError",
     "FaultSet",
     "FaultSpec",
+    "TooManyFaults",
     "parseFault",
     "workerSeed",
 ]
+
+
+MAX_FAULTS = 64
+"""Most faults a L{FaultSet} holds at once: more than anyone combines, and
+with L{MAX_SPEC_LENGTH} it bounds the line that passes them to workers."""
+
+
+class TooManyFaults(FaultError):
+    """
+    A fault added to a L{FaultSet} that holds L{MAX_FAULTS} already.
+    """
 
 
 def workerSeed(seed: int, worker: int) -> int:
@@ -75,7 +95,12 @@ class FaultSet:
         Add C{spec}.
 
         @return: its id.
+        @raise TooManyFaults: if it holds L{MAX_FAULTS} already.
         """
+        if len(self._faults) >= MAX_FAULTS:
+            raise TooManyFaults(
+                f"{spec.kind}: at most {MAX_FAULTS} faults at once (remove one first)"
+            )
         self._lastID += 1
         self._faults[self._lastID] = spec
         return self._lastID

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from uppercase._settings import decimalNumber
 
-__all__ = ["KINDS", "FaultError", "FaultSpec", "parseFault"]
+__all__ = ["KINDS", "MAX_SPEC_LENGTH", "FaultError", "FaultSpec", "parseFault"]
 
 
 class FaultError(ValueError):
@@ -34,6 +34,12 @@ SIZE = "a size such as 500B, 10KB or 1MB"
 SIZE_OR_DURATION = "a size such as 10KB or a duration such as 1.5s"
 RATE = "a rate such as 1MB (bytes a second)"
 PROBABILITY = "a probability from 0 to 1"
+
+MAX_SPEC_LENGTH = 512
+"""Most characters in a fault's text, and in its canonical text
+(L{FaultSpec.describe}): a few dozen say any fault, and a UNIX-socket path
+(C{on=}) is at most 108 bytes.  It bounds what the supervisor of
+C{--workers} sends its workers on one line."""
 
 _REQUIRED = object()
 
@@ -143,8 +149,11 @@ def parseFault(text: str) -> FaultSpec:
     The fault C{text} says (C{KIND[,NAME=VALUE...]}).
 
     @raise FaultError: for an unknown kind or field, a missing required
-        field, a field given twice, or a bad value.
+        field, a field given twice, a bad value, or more than
+        L{MAX_SPEC_LENGTH} characters.
     """
+    if len(str(text)) > MAX_SPEC_LENGTH:
+        raise _tooLong(str(text))
     kind, *items = [part.strip() for part in str(text).strip().split(",")]
     if kind not in _FIELDS:
         raise FaultError(f"{kind!r} is not a fault: one of {', '.join(KINDS)}")
@@ -179,7 +188,15 @@ def parseFault(text: str) -> FaultSpec:
     spec = FaultSpec(kind, **values)
     if kind == "slicer" and spec.variation >= spec.size:
         raise FaultError(f"slicer: variation must be less than size ({_showSize(spec.size)})")
+    if len(spec.describe()) > MAX_SPEC_LENGTH:
+        # So that the text passed on (to workers) parses wherever it goes.
+        raise _tooLong(spec.describe())
     return spec
+
+
+def _tooLong(text: str) -> FaultError:
+    kind = text.strip().split(",", 1)[0][:20]
+    return FaultError(f"{kind}: a fault is at most {MAX_SPEC_LENGTH} characters, not {len(text)}")
 
 
 def _read(kind: str, name: str, text: str) -> Any:

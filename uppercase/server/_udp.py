@@ -165,7 +165,6 @@ class SourceLog:
         self.limit = limit
         self._sources: dict[Any, _Tally] = {}
         self._others = _Tally()
-        self._otherSources = 0
         self._call: Any = None
 
     def __call__(self, addr: Any, size: int, reason: str | None) -> None:
@@ -187,7 +186,6 @@ class SourceLog:
                     tally = self._sources[key] = _Tally()
                 else:
                     tally = self._others
-                    self._otherSources += 1  # an upper bound: counted per datagram
         tally.received += 1
         tally.receivedBytes += size
         if reason is None:
@@ -217,7 +215,6 @@ class SourceLog:
                 self._line("other sources", others)
         self._sources = {}
         self._others = _Tally()
-        self._otherSources = 0
 
     def _line(self, source: str, tally: _Tally) -> None:
         dropped = sum(tally.drops.values())

@@ -32,6 +32,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from uppercase.echo._datagram import COUNT_NAMES
+from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH
 from uppercase.server._faultspec import KINDS
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "DELIMITER",
     "FAULT_PREFIX",
     "FAULTS",
+    "FAULTS_LINE_MAX",
     "READY",
     "RETIRE",
     "SupervisorEnd",
@@ -221,6 +223,16 @@ class WorkerSide(Protocol):
         """
 
 
+FAULTS_LINE_MAX = len(encode({"command": FAULTS, "specs": []})) + MAX_FAULTS * (
+    # json.dumps writes a character as at most 12 bytes (an astral one as
+    # two \\uXXXX escapes), and a spec takes two quotes and ", " more.
+    12 * MAX_SPEC_LENGTH + 4
+)
+"""The longest line the supervisor sends: the C{faults} command with
+L{MAX_FAULTS} specs of L{MAX_SPEC_LENGTH} characters, each written in full
+as JSON escapes (about 385 KiB)."""
+
+
 class WorkerEnd(LineOnlyReceiver):
     """
     The worker's end of the control connection: obeys the supervisor's
@@ -228,6 +240,9 @@ class WorkerEnd(LineOnlyReceiver):
     """
 
     delimiter = DELIMITER
+    # Over LineOnlyReceiver's 16 KiB default: a longer line would drop the
+    # connection, and the worker with it, for every worker started after.
+    MAX_LENGTH = FAULTS_LINE_MAX
 
     def __init__(self, service: WorkerSide) -> None:
         self.service = service

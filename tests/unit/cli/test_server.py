@@ -20,6 +20,7 @@ from uppercase.cli import earlysignals
 from uppercase.cli import server as twistdServer
 from uppercase.cli.server import CannotStart, ServerOptions
 from uppercase.cli.signals import SignalHandling
+from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH
 from uppercase.server._settings import DEFAULTS, checkServerEndpoint
 from uppercase.service import UppercaseService
 
@@ -529,3 +530,34 @@ class PluginTests(SynchronousTestCase):
         plugins = os.listdir(os.path.join(root, "twisted", "plugins"))
         self.assertIn("uppercase_plugins.py", plugins)
         self.assertNotIn("uppercase.py", plugins)
+
+
+class FaultBoundOptionTests(SynchronousTestCase):
+    """
+    The bounds of C{--fault} at start.
+    """
+
+    def test_tooMany(self) -> None:
+        """
+        More than L{MAX_FAULTS} C{--fault}s: one usage error (exit 2)
+        saying the bound.
+        """
+        ServerOptions().parseOptions(["--fault", "refuse"] * MAX_FAULTS)
+        error = self.assertRaises(
+            usage.UsageError, ServerOptions().parseOptions, ["--fault", "refuse"] * (MAX_FAULTS + 1)
+        )
+        self.assertEqual(str(error), "--fault: at most 64 faults, not 65")
+
+    def test_tooLong(self) -> None:
+        """
+        A C{--fault} over L{MAX_SPEC_LENGTH} characters: one usage error
+        showing the start of the spec, not all of it.
+        """
+        text = "latency,delay=1ms,on=/" + "x" * MAX_SPEC_LENGTH
+        error = str(
+            self.assertRaises(usage.UsageError, ServerOptions().parseOptions, ["--fault", text])
+        )
+        self.assertEqual(
+            error,
+            f"--fault {text[:60] + '...'!r}: latency: a fault is at most 512 characters, not 534",
+        )

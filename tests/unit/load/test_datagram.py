@@ -7,8 +7,10 @@ in the result, the text summary, C{--json} and the metrics; C{--max-loss}.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, List, cast
+from typing import Any, Callable, List, Tuple, cast
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from twisted.internet.defer import Deferred, succeed
@@ -245,3 +247,72 @@ class QuietTests(SynchronousTestCase):
         ping.makeConnection(object())  # type: ignore[arg-type]
         ping.doStop()
         self.assertEqual([formatEvent(e) for e in events], [])
+
+
+class LateBeforeExpiryTests(SynchronousTestCase):
+    """
+    A reply arriving after its deadline but before the expiry timer has run
+    is lost in every count alike.
+    """
+
+    def test_countsAgree(self) -> None:
+        """
+        Two replies due at 1.1 s arrive at 2.2 s, read before the timer
+        (the clock moved, no call run yet): the run's C{lost}, the C{udp:}
+        line, C{--json} and the metrics all say 2 lost, and 2 late.
+        """
+        r = Run(rate=10, count=2, timeout=1.0, pipeline=0, maxLoss=100)
+        done = r.run.start()
+        r.clock.pump([0.1] * 2)
+        self.assertEqual(len(r.ports[0].written), 2)
+        r.clock.rightNow += 2.0  # past both deadlines; no timer has run
+        r.echo(0, 0, 1)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LoadCollector(r.run))
+        r.clock.pump([0.5] * 4)
+        result = self.successResultOf(done)
+        assert result.datagrams is not None
+        self.assertEqual((result.datagrams["lost"], result.datagrams["late"]), (2, 2))
+        self.assertEqual(result.lost, 2)
+        self.assertIn("2 lost (100.000%), 2 late", "\n".join(summaryLines(result)))
+        self.assertEqual(summaryRecord(result)["lost"], 2)
+        exposition = generate_latest(registry).decode()
+        self.assertIn("uppercase_client_messages_lost_total 2.0", exposition)
+        self.assertIn("uppercase_client_datagrams_lost_total 2.0", exposition)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("advance"), st.floats(0.0, 1.5)),
+                st.tuples(st.just("jump"), st.floats(0.0, 1.5)),
+                st.tuples(st.just("echo"), st.integers(0, 3)),
+            ),
+            max_size=12,
+        )
+    )
+    def test_anyOrder(self, steps: List[Tuple[str, float]]) -> None:
+        """
+        Whatever the order of timer firings (C{advance}), time passing with
+        no timer run yet (C{jump}) and replies (C{echo}, duplicates
+        included): the run's C{lost} and the datagram counts' agree at every
+        step and at the end, and each datagram sent is verified or lost.
+        """
+        r = Run(rate=10, count=4, timeout=1.0, pipeline=0, maxLoss=100)
+        done = r.run.start()
+        r.clock.pump([0.1] * 4)
+        stats = r.run.stats
+        assert stats.datagrams is not None
+        for kind, value in steps:
+            if kind == "advance":
+                r.clock.advance(value)
+            elif kind == "jump":
+                r.clock.rightNow += value
+            else:
+                r.echo(0, int(value))
+            self.assertEqual(stats.lost, stats.datagrams.lost, steps)
+        r.clock.pump([0.5] * 4)
+        result = self.successResultOf(done)
+        assert result.datagrams is not None
+        self.assertEqual(result.lost, result.datagrams["lost"])
+        self.assertEqual(result.verified + result.lost, 4)

@@ -21,7 +21,7 @@ from uppercase.server._control import (
     FaultControl,
     controlFactory,
 )
-from uppercase.server._faults import FaultSet, parseFault
+from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH, FaultSet, parseFault
 
 
 class Response:
@@ -420,3 +420,37 @@ class BoundTests(SynchronousTestCase):
         protocol, _ = endpoint.connect(host="192.0.2.200")
         self.assertIsNotNone(protocol)
         self.assertTrue(slowTransport.aborted)
+
+
+class FaultBoundTests(SynchronousTestCase):
+    """
+    How many faults the API adds, and how long each may be.
+    """
+
+    def test_tooMany(self) -> None:
+        """
+        Past L{MAX_FAULTS}: 409, one line saying the bound, nothing added
+        and nothing passed on; once one is removed, one more fits.
+        """
+        endpoint = Endpoint()
+        for _ in range(MAX_FAULTS):
+            self.assertEqual(endpoint.ask(post("refuse")).status, 201)
+        response = endpoint.ask(post("reset"))
+        self.assertEqual(response.status, 409)
+        self.assertEqual(
+            response.json(), {"error": "reset: at most 64 faults at once (remove one first)"}
+        )
+        self.assertEqual((len(endpoint.faults), len(endpoint.changes)), (MAX_FAULTS, MAX_FAULTS))
+        self.assertEqual(endpoint.ask(request("DELETE", "/faults/1")).status, 204)
+        self.assertEqual(endpoint.ask(post("reset")).status, 201)
+
+    def test_tooLong(self) -> None:
+        """
+        A spec over L{MAX_SPEC_LENGTH} characters: 400 with one line,
+        nothing added.
+        """
+        endpoint = Endpoint()
+        response = endpoint.ask(post("latency,delay=1ms,on=/" + "x" * MAX_SPEC_LENGTH))
+        self.assertEqual(response.status, 400)
+        self.assertIn("a fault is at most 512 characters", response.json()["error"])
+        self.assertEqual(endpoint.faults.list(), [])

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.server import FaultSet, ServerProtocol, UppercaseFactory, parseFault
 from uppercase.server._faultplan import ReplySchedule, corrupt
-from uppercase.server._faults import workerSeed
+from uppercase.server._faults import MAX_FAULTS, TooManyFaults, workerSeed
 from uppercase.server._faulty import QUEUE_BOUND
 from uppercase.server._metrics import FaultCollector
 from uppercase.testing import CLIENT_ADDRESS, SERVER_ADDRESS, StreamTransport
@@ -503,6 +503,18 @@ class SetTests(SynchronousTestCase):
         self.assertEqual(third, 3)
         self.assertEqual(faults.clear(), 2)
         self.assertEqual(faults.list(), [])
+
+    def test_bounded(self) -> None:
+        """
+        A set holds at most L{MAX_FAULTS}: one more is a L{TooManyFaults}
+        and is not added; once one is removed, one more fits.
+        """
+        faults = FaultSet([parseFault("refuse")] * MAX_FAULTS, seed=3)
+        error = self.assertRaises(TooManyFaults, faults.add, parseFault("reset"))
+        self.assertEqual(str(error), "reset: at most 64 faults at once (remove one first)")
+        self.assertEqual(len(faults), MAX_FAULTS)
+        faults.remove(1)
+        self.assertEqual(faults.add(parseFault("reset")), MAX_FAULTS + 1)
 
 
 class MetricsTests(SynchronousTestCase):

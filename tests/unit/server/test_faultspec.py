@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.server import FaultError, FaultSpec, parseFault
-from uppercase.server._faultspec import KINDS
+from uppercase.server._faultspec import KINDS, MAX_SPEC_LENGTH
 
 
 class ParseTests(SynchronousTestCase):
@@ -186,3 +186,38 @@ class RoundTripTests(SynchronousTestCase):
         again = parseFault(spec.describe())
         self.assertEqual(again, spec)
         self.assertEqual(again.describe(), spec.describe())
+
+
+class LengthTests(SynchronousTestCase):
+    """
+    A fault's text, and its canonical text, are at most L{MAX_SPEC_LENGTH}
+    characters.
+    """
+
+    def test_atTheLimit(self) -> None:
+        """
+        A spec of exactly L{MAX_SPEC_LENGTH} characters parses.
+        """
+        head = "latency,delay=1ms,on=/"
+        text = head + "\N{GRINNING FACE}" * (MAX_SPEC_LENGTH - len(head))
+        self.assertEqual(parseFault(text).on, text[len("latency,delay=1ms,on=") :])
+
+    def test_tooLong(self) -> None:
+        """
+        One character more: one line naming the fault and the bound.
+        """
+        text = "latency,delay=1ms,on=/" + "x" * MAX_SPEC_LENGTH
+        error = self.assertRaises(FaultError, parseFault, text)
+        self.assertEqual(str(error), f"latency: a fault is at most 512 characters, not {len(text)}")
+
+    def test_canonicalTooLong(self) -> None:
+        """
+        A spec whose canonical text would be over the bound (here by the
+        unit C{B} it adds) is refused too, so that the text passed on to
+        workers always parses again.
+        """
+        head = "slicer,size=7,on=/"
+        text = head + "x" * (MAX_SPEC_LENGTH - len(head))
+        self.assertEqual(len(text), MAX_SPEC_LENGTH)
+        error = self.assertRaises(FaultError, parseFault, text)
+        self.assertIn("at most 512 characters, not 513", str(error))

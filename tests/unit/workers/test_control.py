@@ -18,10 +18,12 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH, parseFault
 from uppercase.testing import MemoryConnection, StreamTransport, connectInMemory
 from uppercase.workers.control import (
     COUNTS,
     DEFAULT_WHY,
+    FAULTS_LINE_MAX,
     SupervisorEnd,
     WorkerEnd,
     encode,
@@ -176,6 +178,24 @@ class EndToEndTests(SynchronousTestCase):
             wire.service.commands,
             [("faults", "latency,delay=20ms", "reset,after=64KB"), ("faults",)],
         )
+
+    def test_largestFaults(self) -> None:
+        """
+        The most faults a server holds, each as long as a spec may be and
+        each character written as JSON's longest escape, reach the worker
+        whole, and the line stays up.
+        """
+        head = "latency,delay=1ms,on=/"
+        longest = head + "\N{GRINNING FACE}" * (MAX_SPEC_LENGTH - len(head))
+        parseFault(longest)
+        specs = [longest] * MAX_FAULTS
+        self.assertGreater(len(encode({"command": "faults", "specs": specs})), 16384)
+        self.assertLessEqual(len(encode({"command": "faults", "specs": specs})), FAULTS_LINE_MAX)
+        wire = Wire()
+        wire.supervisorEnd.faults(specs)
+        wire.connection.flush()
+        self.assertEqual(wire.service.commands, [("faults", *specs)])
+        self.assertEqual(wire.service.gone, 0)
 
     def test_countsNowInMemory(self) -> None:
         """
