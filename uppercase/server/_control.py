@@ -52,7 +52,6 @@ from uppercase.server._metrics import (
     METRICS_MAX_PER_ADDRESS,
     METRICS_REQUEST_TIMEOUT,
     MetricsFactory,
-    NothingElse,
 )
 from uppercase.server._refusals import RefusalLog
 
@@ -404,6 +403,29 @@ class ControlFactory(MetricsFactory):
         return "ControlSite"
 
 
+class ControlRoot(Resource):
+    """
+    The control endpoint's root: C{/faults} (put there) and nothing else,
+    every other path answered 404 in JSON, as every error of this API is.
+    """
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return _NOT_FOUND
+
+    def render(self, request: Request) -> bytes:
+        return _NOT_FOUND.render(request)
+
+
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return answer(request, 404, {"error": "not found: the API is at /faults"})
+
+
+_NOT_FOUND = _NotFound()
+
+
 def controlFactory(
     control: FaultControl,
     clock: IReactorTime,
@@ -416,7 +438,7 @@ def controlFactory(
     The factory to listen with for C{--control}: C{control}'s faults at
     C{/faults}, with the bounds in this module's docstring.
     """
-    root = NothingElse()
+    root = ControlRoot()
     root.putChild(b"faults", FaultsPage(control))
     refusals = RefusalLog(clock)
     site = ControlSite(root, refusals, clock)

@@ -167,11 +167,22 @@ class ListTests(SynchronousTestCase):
 
     def test_notFound(self) -> None:
         """
-        Paths other than C{/faults} and C{/faults/NUMBER} are not found.
+        Paths other than C{/faults} and C{/faults/NUMBER} are not found,
+        answered in JSON with one line of error as every error of the API,
+        whatever the method.
         """
         endpoint = Endpoint()
-        for path in ("/", "/metrics", "/faults/abc", "/faults/1/2"):
-            self.assertEqual(endpoint.ask(request("GET", path)).status, 404, path)
+        for method, path in [
+            ("GET", "/"),
+            ("GET", "/metrics"),
+            ("GET", "/FAULTS"),
+            ("PUT", "/other"),
+            ("GET", "/faults/abc"),
+            ("GET", "/faults/1/2"),
+        ]:
+            response = endpoint.ask(request(method, path))
+            self.assertEqual(response.status, 404, path)
+            self.assertEqual(set(response.json()), {"error"}, path)
 
 
 class ChangeTests(SynchronousTestCase):
