@@ -292,7 +292,7 @@ class LocalShards:
 
     def interrupt(self, signum: int) -> None:
         """
-        Stop every shard (L{signal.SIGTERM} to each: one per signal given).
+        Stop every shard (C{SIGTERM} to each: one per signal given).
         """
         if self._ended.called:
             return

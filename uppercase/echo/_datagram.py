@@ -240,6 +240,10 @@ class DatagramEcho(DatagramProtocol):
     Echo each admitted datagram to its sender; count everything in
     C{counts}.
 
+    Per datagram, only what the settings need is done: the transform is
+    C{bytes.upper} itself, or nothing when plain; with every rate
+    unlimited, the size is the only check.
+
     @param plain: echo unchanged (RFC 862) instead of uppercased.
     @param observe: if given, called as C{observe(address, size, reason)}
         for each datagram (C{reason} L{None} when echoed): the server's
@@ -250,10 +254,6 @@ class DatagramEcho(DatagramProtocol):
         sends a reply as C{send(datagram, address)} (the server's is
         L{uppercase.net.transport.datagramSender}); if L{None},
         C{transport.write}.
-
-    Per datagram, only what the settings need is done: the transform is
-    C{bytes.upper} itself, or nothing when plain; with every rate
-    unlimited, the size is the only check.
     """
 
     noisy = False

@@ -112,7 +112,7 @@ def findSummaries(
     """
     The shard summaries among C{lines} (read from C{source}, the first
     being its line C{first}): each line holding a JSON object of type
-    C{summary} with a C{run_id}, from its first C{{} on; every other line
+    C{summary} with a C{run_id}, from its first opening brace on; every other line
     is passed over.
     """
     for number, line in enumerate(lines, first):

@@ -557,7 +557,7 @@ def datagramSender(transport: Any) -> Callable[[bytes, Any], object]:
     itself, PEP 475), C{ECONNREFUSED} raises L{ConnectionRefusedError}
     (which C{Port.write} ignores: a caller that counts must do the same),
     and every other error, C{EMSGSIZE} included (C{Port.write}'s
-    L{MessageLengthError}), raises the L{OSError}.
+    L{twisted.internet.error.MessageLengthError}), raises the L{OSError}.
 
     If Twisted's port keeps its socket elsewhere (a future Twisted), one
     warning, and C{transport.write}.
