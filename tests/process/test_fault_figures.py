@@ -73,12 +73,14 @@ class FigureTests(SynchronousTestCase):
 
     def test_latency(self) -> None:
         """
-        C{latency,delay=20ms} at C{--rate 200} for 3 s: p50 between 20 and
-        23 ms, p99 under 30 ms, every message verified.
+        C{latency,delay=20ms} at C{--rate 200} for 3 s after a second of
+        warm-up (PyPy's JIT compiles the client and the server's faulty
+        path in it; measured from the start, PyPy's p99 was 30.5-61.8 ms):
+        p50 between 20 and 23 ms, p99 under 30 ms, every message verified.
         """
         server = Server("--quiet", "--fault", "latency,delay=20ms")
         self.addCleanup(server.stop)
-        status, summary = client(server, "--rate", "200", "--duration", "3")
+        status, summary = client(server, "--rate", "200", "--duration", "3", "--warmup", "1")
         self.assertEqual((status, summary["verified"]), (0, summary["sent"]), summary["error"])
         latency = summary["latency_ms"]
         self.assertTrue(20 <= latency["p50"] <= 23, latency)

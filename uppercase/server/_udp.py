@@ -120,6 +120,7 @@ def datagramSocket(fd: int) -> bool:
     C{ListenDatagram=}, or a worker's UDP socket).
     """
     try:
+        blocking = os.get_blocking(fd)
         probe = socket.socket(fileno=fd)
     except OSError:
         return False
@@ -127,6 +128,10 @@ def datagramSocket(fd: int) -> bool:
         return probe.type == socket.SOCK_DGRAM
     finally:
         probe.detach()
+        # PyPy's socket(fileno=) makes the descriptor blocking: a listening
+        # socket left so blocks its reactor in accept() once the queue is
+        # empty (every connection to that worker then times out).
+        os.set_blocking(fd, blocking)
 
 
 def _plural(count: int, word: str) -> str:

@@ -327,6 +327,20 @@ class ListenerTests(SynchronousTestCase):
         self.addCleanup(sock.close)
         self.assertFalse(datagramSocket(sock.fileno()))
 
+    def test_probeKeepsBlockingMode(self) -> None:
+        """
+        Asking leaves the descriptor's blocking mode as it was, either way:
+        a worker's listening socket made blocking (as PyPy's
+        C{socket(fileno=)} does) would block its reactor in C{accept()}.
+        """
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            for blocking in (False, True):
+                sock = socket.socket(socket.AF_INET, kind)
+                self.addCleanup(sock.close)
+                os.set_blocking(sock.fileno(), blocking)
+                datagramSocket(sock.fileno())
+                self.assertEqual(os.get_blocking(sock.fileno()), blocking, (kind, blocking))
+
     def test_listenerNeedsOneSource(self) -> None:
         """
         A listener takes an address or a descriptor.
