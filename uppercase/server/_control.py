@@ -37,7 +37,7 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from uppercase.net.peer import describePeer, formatPeer
 from uppercase.server._faults import (
@@ -52,6 +52,7 @@ from uppercase.server._metrics import (
     METRICS_MAX_PER_ADDRESS,
     METRICS_REQUEST_TIMEOUT,
     MetricsFactory,
+    MetricsSite,
 )
 from uppercase.server._refusals import RefusalLog
 
@@ -376,20 +377,16 @@ class ControlChannel(HTTPChannel):
         self.loseConnection()
 
 
-class ControlSite(Site):
+class ControlSite(MetricsSite):
     """
     The control resources, served by L{ControlChannel}s and
-    L{ControlRequest}s without twisted.web's idle timeout (the connection's
-    deadline replaces it).
+    L{ControlRequest}s, with the metrics site's bounds: no twisted.web idle
+    timeout (the connection's deadline replaces it), a bounded access log.
     """
 
     protocol = ControlChannel  # type: ignore[assignment]
-    requestFactory = ControlRequest
-    noisy = False
-
-    def __init__(self, resource: Resource, refusals: RefusalLog, clock: IReactorTime) -> None:
-        super().__init__(resource, timeout=None, reactor=clock)
-        self.refusals = refusals
+    requestFactory = ControlRequest  # type: ignore[assignment]
+    purpose = "control"
 
 
 class ControlFactory(MetricsFactory):

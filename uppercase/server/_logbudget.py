@@ -26,6 +26,11 @@ CONNECTIONS_PER_SECOND = 100
 """Connections a second whose lines (opened, closed) are logged one by one;
 past that, the rest of the second's are summed in one line."""
 
+REQUESTS_PER_SECOND = 10
+"""Requests a second to the metrics or control endpoint whose access-log
+lines are logged one by one; past that, the rest of the second's are
+counted in one line."""
+
 CHUNKS_PER_SECOND = 1000
 """Received chunks a second logged one by one (without C{--quiet}); past
 that, the rest of the second's are summed in one line."""
@@ -111,6 +116,42 @@ class LineBudget:
         """
         Log what was counted instead of logged (subclasses say how).
         """
+
+
+class RequestLog(LineBudget):
+    """
+    The budget of an HTTP endpoint's access-log lines (C{--metrics},
+    C{--control}): L{REQUESTS_PER_SECOND} a second, the rest of the second
+    counted and summed in one line, however fast a client asks.
+
+    @ivar purpose: what the endpoint serves, as its lines name it.
+    """
+
+    def __init__(self, clock: IReactorTime, purpose: str, limit: int = REQUESTS_PER_SECOND) -> None:
+        super().__init__(clock, limit)
+        self.purpose = purpose
+        self._folded = 0
+
+    def folded(self) -> None:
+        """
+        Count a request whose line L{admit} refused.
+        """
+        self._folded += 1
+
+    def summarize(self) -> None:
+        if not self._folded:
+            return
+        count = self._folded
+        log.info(
+            "Folded {count:,} {purpose} "
+            + _plural(count, "request")
+            + " in the last second (past {limit:,} requests a second, their access-log lines"
+            " are summed here)",
+            count=count,
+            purpose=self.purpose,
+            limit=self.limit,
+        )
+        self._folded = 0
 
 
 class ConnectionLog(LineBudget):

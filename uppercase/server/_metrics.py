@@ -39,6 +39,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
@@ -46,6 +47,7 @@ from twisted.web.server import Request, Site
 
 from uppercase.echo._datagram import DatagramCounts
 from uppercase.net.peer import describePeer, formatPeer
+from uppercase.server._logbudget import RequestLog
 from uppercase.server._refusals import RefusalLog
 from uppercase.server._state import ServerState
 
@@ -295,18 +297,33 @@ class MetricsSite(Site):
     """
     The metrics resource tree served by L{MetricsChannel}s and
     L{MetricsRequest}s, without twisted.web's idle timeout (the deadline of
-    L{DeadlineProtocol} replaces it).
+    L{DeadlineProtocol} replaces it), with its access log bounded by a
+    L{RequestLog}.
 
     @ivar refusals: where refused requests are logged.
+    @ivar requests: the budget of access-log lines.
     """
 
     protocol = MetricsChannel  # type: ignore[assignment]
     requestFactory = MetricsRequest
     noisy = False
+    purpose = "metrics"
+    """What the endpoint serves, as its log lines name it."""
 
     def __init__(self, resource: Resource, refusals: RefusalLog, clock: IReactorTime) -> None:
         super().__init__(resource, timeout=None, reactor=clock)
         self.refusals = refusals
+        self.requests = RequestLog(clock, self.purpose)
+
+    def log(self, request: http.Request) -> None:
+        """
+        Log C{request}'s access-log line (twisted.web's combined format)
+        within the budget; past it, count it.
+        """
+        if self.requests.admit():
+            super().log(request)
+        else:
+            self.requests.folded()
 
 
 class DeadlineProtocol(ProtocolWrapper):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from prometheus_client import generate_latest
 from twisted.internet.address import IPv4Address
@@ -12,11 +12,12 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from uppercase.echo import DatagramCounts
+from uppercase.server._logbudget import REQUESTS_PER_SECOND
 from uppercase.server._metrics import (
     METRICS_MAX_CONNECTIONS,
     METRICS_MAX_PER_ADDRESS,
@@ -468,6 +469,37 @@ class LimitTests(SynchronousTestCase):
             self.assertEqual(events[1]["count"], 99)
         close(protocol, transport)
         endpoint.clock.advance(WINDOW)
+        self.assertEqual(endpoint.clock.getDelayedCalls(), [])
+
+    def test_accessLogBounded(self) -> None:
+        """
+        However fast a client scrapes, at most L{REQUESTS_PER_SECOND}
+        access-log lines are logged a second; the rest of the second's
+        requests are counted in one line when it ends, and the next second
+        logs one by one again.
+        """
+        endpoint = Endpoint()
+        endpoint.factory.doStart()
+
+        def scrapes(count: int) -> None:
+            for _ in range(count):
+                close(*endpoint.request(SCRAPE))
+
+        def accessLines(events: Sequence[dict[str, Any]]) -> int:
+            return sum('"GET /metrics HTTP/1.1" 200' in formatEvent(e) for e in events)
+
+        with capturedLogs() as events:
+            scrapes(REQUESTS_PER_SECOND + 15)
+            self.assertEqual((accessLines(events), len(events)), (REQUESTS_PER_SECOND,) * 2)
+            endpoint.clock.advance(WINDOW)
+            self.assertEqual(
+                formatEvent(events[-1]),
+                "Folded 15 metrics requests in the last second (past 10 requests a second,"
+                " their access-log lines are summed here)",
+            )
+            scrapes(3)
+            self.assertEqual(accessLines(events), REQUESTS_PER_SECOND + 3)
+        endpoint.factory.doStop()
         self.assertEqual(endpoint.clock.getDelayedCalls(), [])
 
     def test_default(self) -> None:
