@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from uppercase._settings import wholeNumber
 from uppercase.client._udp import parseUDP
-from uppercase.net.endpoints import arguments, escapeBrackets, hasEmptyField
+from uppercase.net.endpoints import arguments, escapeBrackets, hasEmptyField, parseProblem
 
 EXAMPLES = (
     "tcp:127.0.0.1:9527",
@@ -124,7 +124,7 @@ def checkDescription(description: str, reactor: Any = None) -> None:
     try:
         clientFromString(reactor, escaped)
     except Exception as e:
-        raise ValueError(str(e) or type(e).__name__) from None
+        raise ValueError(parseProblem(e, "tcp:, unix:, tls:, ssl:, udp:")) from None
 
 
 def hasTLS() -> bool:

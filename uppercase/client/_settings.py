@@ -30,6 +30,7 @@ from uppercase._settings import (
     showSeconds,
 )
 from uppercase.client._connect import checkDescription
+from uppercase.net.endpoints import parseProblem
 
 
 def encodeMessage(text: str) -> bytes:
@@ -135,7 +136,9 @@ def _checkMetrics(options: Options, name: str) -> None:
     try:
         serverFromString(reactor, description)
     except Exception as e:
-        raise SettingError(f"--{name} {description!r} is not a valid endpoint: {e}") from None
+        raise SettingError(
+            f"--{name} {description!r} is not a valid endpoint: {parseProblem(e, 'tcp:, tcp6:, unix:, ssl:')}"
+        ) from None
 
 
 def _showOff(value: object) -> str:

@@ -14,9 +14,10 @@ Twisted reads it.
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Tuple
 
-__all__ = ["arguments", "escapeBrackets", "fields", "hasEmptyField", "unescape"]
+__all__ = ["arguments", "escapeBrackets", "fields", "hasEmptyField", "parseProblem", "unescape"]
 
 
 def fields(description: str) -> list[str]:
@@ -124,3 +125,44 @@ def escapeBrackets(description: str) -> str:
         atArgument = c in ":="
         i += 1
     return "".join(out)
+
+
+_NOT_A_NUMBER = re.compile(r"invalid literal for int\(\) with base 10: (.*)$")
+_UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']*)'")
+_MISSING = re.compile(r"missing \d+ required positional arguments?: (.*)$")
+_UNKNOWN_TYPE = re.compile(r"^Unknown endpoint type: (.*)$")
+
+
+def parseProblem(error: BaseException, types: str = "") -> str:
+    """
+    What is wrong with an endpoint string, in a user's words, from what
+    Twisted's C{serverFromString} or C{clientFromString} raised for it:
+    C{'abc' is not a whole number} rather than C{invalid literal for int()
+    with base 10: 'abc'}, C{no option 'bogus'} rather than C{_parseTCP() got
+    an unexpected keyword argument 'bogus'}.  Anything else is said as
+    Twisted says it.
+
+    @param types: the endpoint types the option takes, to name after an
+        unknown one (C{tcp:, unix:}).
+    """
+    text = str(error)
+    match = _NOT_A_NUMBER.search(text)
+    if match:
+        if match.group(1) == "''":
+            return "a number is missing (a port?)"
+        return f"{match.group(1)} is not a whole number (a port or a backlog must be one)"
+    match = _UNKNOWN_OPTION.search(text)
+    if match:
+        return f"it has no option {match.group(1)!r}"
+    match = _MISSING.search(text)
+    if match:
+        names = match.group(1).replace("'", "").replace(" and ", ", ")
+        return f"{names} missing" if "," in names else f"the {names} is missing"
+    match = _UNKNOWN_TYPE.search(text)
+    if match:
+        if match.group(1) == "''":
+            return "it is empty"
+        return f"unknown endpoint type {match.group(1)}" + (f" (it takes {types})" if types else "")
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"cannot read {error.filename}: {error.strerror or text}"
+    return text or type(error).__name__

@@ -24,9 +24,16 @@ from uppercase._settings import (
     wholeNumber,
 )
 from uppercase.net.adopt import workerDescription
+from uppercase.net.endpoints import parseProblem
 from uppercase.server._endpoints import PROXY_PREFIX, systemdParseProblem, withDefaultBacklog
 from uppercase.server._faultspec import FaultSpec
 from uppercase.server._udp import isUDP, parseUDP
+
+LISTEN_TYPES = "tcp:, tcp6:, unix:, ssl:, udp:, systemd:, haproxy:"
+"""The endpoint types C{--listen} takes, named after an unknown one."""
+
+SITE_TYPES = "tcp:, tcp6:, unix:, ssl:, systemd:"
+"""The endpoint types C{--metrics} and C{--control} take."""
 
 
 def checkServerEndpoint(description: str, option: str = "--listen", worker: bool = False) -> None:
@@ -63,7 +70,8 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
     try:
         serverFromString(reactor, endpoint)
     except Exception as e:
-        reason = systemdParseProblem(endpoint, e) or e
+        types = LISTEN_TYPES if option == "--listen" else SITE_TYPES
+        reason = systemdParseProblem(endpoint, e) or parseProblem(e, types)
         raise SettingError(f"{option} {description!r} is not a valid endpoint: {reason}") from None
 
 

@@ -261,7 +261,8 @@ class BadValueTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, parse, {"UPPERCASE_LISTEN": "tcp:1 nope:"})
         self.assertEqual(
             str(error),
-            "UPPERCASE_LISTEN 'nope:' is not a valid endpoint: Unknown endpoint type: 'nope'",
+            "UPPERCASE_LISTEN 'nope:' is not a valid endpoint: unknown endpoint type 'nope'"
+            " (it takes tcp:, tcp6:, unix:, ssl:, udp:, systemd:, haproxy:)",
         )
 
     def test_commandLineWinsOverABadValue(self) -> None:

@@ -5,11 +5,22 @@ the brackets people type around IPv6 addresses.
 
 from __future__ import annotations
 
+import importlib.util
+
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uppercase.net.endpoints import arguments, escapeBrackets, fields, hasEmptyField, unescape
+from uppercase.net.endpoints import (
+    arguments,
+    escapeBrackets,
+    fields,
+    hasEmptyField,
+    parseProblem,
+    unescape,
+)
 
 text = st.text(alphabet=st.sampled_from("ab:=\\[]1 é"), max_size=30)
 values = st.text(alphabet=st.sampled_from("ab:=\\1 é"), max_size=8)
@@ -116,3 +127,64 @@ class EscapeBracketsTests(SynchronousTestCase):
         """
         description = description.replace("[", "")
         self.assertEqual(escapeBrackets(description), description)
+
+
+class ParseProblemTests(SynchronousTestCase):
+    """
+    L{parseProblem} says what Twisted's endpoint parsers raise in a user's
+    words, never as a Python error.
+    """
+
+    def problem(self, description: str, server: bool = True) -> str:
+        """
+        What L{parseProblem} says of what Twisted's C{serverFromString} (or
+        C{clientFromString}) raises for C{description}.
+        """
+        parse = serverFromString if server else clientFromString
+        try:
+            parse(Clock(), description)
+        except Exception as e:
+            return parseProblem(e, "tcp:, unix:")
+        raise AssertionError(f"{description!r} parsed")
+
+    def test_userWords(self) -> None:
+        """
+        A port or backlog that is not a number, a missing one, an option the
+        endpoint does not take, a missing host's port, an unknown or empty
+        type, and (where Twisted has TLS: pyOpenSSL) a missing key file each
+        get their own line.
+        """
+        cases = [
+            ("tcp:abc", True, "'abc' is not a whole number (a port or a backlog must be one)"),
+            (
+                "tcp:1:backlog=x",
+                True,
+                "'x' is not a whole number (a port or a backlog must be one)",
+            ),
+            ("tcp:", True, "a number is missing (a port?)"),
+            ("tcp:1:bogus=1", True, "it has no option 'bogus'"),
+            ("tcp:host", False, "the port is missing"),
+            ("", True, "it is empty"),
+            ("foo:1", True, "unknown endpoint type 'foo' (it takes tcp:, unix:)"),
+        ]
+        if importlib.util.find_spec("OpenSSL") is not None:
+            cases.append(
+                (
+                    "ssl:1:privateKey=/nonexistent/key.pem:certKey=/nonexistent/key.pem",
+                    True,
+                    "cannot read /nonexistent/key.pem: No such file or directory",
+                ),
+            )
+        for description, server, expected in cases:
+            self.assertEqual(self.problem(description, server), expected, description)
+
+    def test_otherwiseAsTwistedSays(self) -> None:
+        """
+        Anything else is said as the error says it, or by its type's name
+        when it says nothing.
+        """
+        self.assertEqual(parseProblem(ValueError("a port out of range")), "a port out of range")
+        self.assertEqual(parseProblem(KeyError()), "KeyError")
+        self.assertEqual(
+            parseProblem(ValueError("Unknown endpoint type: 'x'")), "unknown endpoint type 'x'"
+        )
