@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -162,3 +163,48 @@ class LinkTests(SynchronousTestCase):
         """
         with open(README) as f:
             self.assertLessEqual(len(f.read().splitlines()), 250)
+
+
+def usageExamples() -> list[tuple[str, str, str]]:
+    """
+    Every console example in the README and docs/ of a command refused at
+    once for a bad option (its output ends with C{Try '... --help' for
+    help.}): the page, the command line after C{$ }, and the lines shown.
+    """
+    found = []
+    for path in pages():
+        with open(path) as f:
+            text = f.read()
+        for block in re.findall(r"^```console\n(.*?)^```", text, flags=re.S | re.M):
+            for command, shown in re.findall(r"^\$ ([^\n]*)\n((?:[^$\n][^\n]*\n)*)", block, re.M):
+                lines = shown.rstrip("\n").splitlines()
+                if lines and re.fullmatch(r"Try '.*--help' for help\.", lines[-1]):
+                    found.append((os.path.relpath(path, ROOT), command, shown.rstrip("\n")))
+    return found
+
+
+class UsageExampleTests(SynchronousTestCase):
+    """
+    The refusals the pages show are what the commands say.
+    """
+
+    def test_asShown(self) -> None:
+        """
+        Each usage example (at least the README's C{--listen tcp:nope}),
+        run with the installed commands, exits 2 and writes the lines the
+        page shows, and nothing else.
+        """
+        examples = usageExamples()
+        self.assertIn(
+            "twistd -n --pidfile= uppercase --listen tcp:nope", [c for _, c, _ in examples]
+        )
+        bin = os.path.dirname(sys.executable)
+        for page, command, shown in examples:
+            argv = shlex.split(command)
+            argv[0] = os.path.join(bin, argv[0])
+            result = run(argv, cwd=tempfile.gettempdir())
+            self.assertEqual(
+                (result.returncode, result.stdout + result.stderr),
+                (2, shown + "\n"),
+                f"{page}: $ {command}",
+            )
