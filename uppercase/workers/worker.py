@@ -37,7 +37,9 @@ __all__ = [
     "WORKER_ENV",
     "WorkerControl",
     "WorkerSpec",
+    "FAULTS_LINE",
     "counts",
+    "describeFaults",
     "replaceFaults",
     "workerLabel",
 ]
@@ -226,7 +228,7 @@ class WorkerControl(Service):
         what the faults are now.
         """
         self._replaceFaults(specs)
-        log.info("Faults now: {faults}", faults="; ".join(specs) or "none")
+        log.info("Faults now: {faults}", faults=describeFaults(specs))
 
     def supervisorGone(self) -> None:
         """
@@ -259,3 +261,30 @@ def replaceFaults(faults: FaultSet, specs: Sequence[str]) -> None:
             log.warn(
                 "Fault {spec!r} from the supervisor left out: {error}", spec=text, error=str(e)
             )
+
+
+FAULTS_LINE = 240
+"""The most characters of fault specs a worker's C{Faults now:} line shows
+(64 faults of 512 characters would be 32 KB a line, in every worker)."""
+
+
+def describeFaults(specs: list[str], limit: int = FAULTS_LINE) -> str:
+    """
+    C{specs} as a log line shows them: joined by C{; }, as many whole ones
+    as fit in C{limit} characters (the first always), then how many more;
+    C{none} for none.
+    """
+    if not specs:
+        return "none"
+    shown = [specs[0]]
+    length = len(specs[0])
+    for spec in specs[1:]:
+        length += 2 + len(spec)
+        if length > limit:
+            break
+        shown.append(spec)
+    text = "; ".join(shown)
+    rest = len(specs) - len(shown)
+    if rest:
+        text += f"; and {rest:,} more ({len(specs):,} in all)"
+    return text

@@ -23,6 +23,7 @@ from uppercase.workers.worker import (
     WorkerControl,
     WorkerSpec,
     counts,
+    describeFaults,
     replaceFaults,
 )
 
@@ -126,6 +127,24 @@ class ControlTests(SynchronousTestCase):
         )
         self.assertEqual(
             [formatEvent(e) for e in events], ["Faults now: latency,delay=20ms; close,after=10KB"]
+        )
+
+    def test_manyFaultsOneShortLine(self) -> None:
+        """
+        However many and long the faults, the line shows the whole specs
+        that fit in L{FAULTS_LINE} characters and counts the rest.
+        """
+        specs = [f"latency,delay={n}ms,on=/{'x' * 480}" for n in range(64)]
+        with capturedLogs() as events:
+            self.transport.receive(
+                json.dumps({"command": "faults", "specs": specs}).encode() + b"\n"
+            )
+        self.assertEqual(len(self.factory.faults.list()), 64)
+        self.assertEqual(
+            [formatEvent(e) for e in events], [f"Faults now: {specs[0]}; and 63 more (64 in all)"]
+        )
+        self.assertEqual(
+            describeFaults(["refuse"] * 3, limit=16), "refuse; refuse; and 1 more (3 in all)"
         )
 
     def test_noFaults(self) -> None:
