@@ -12,7 +12,6 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 import urllib.request
 from typing import Callable
 
@@ -187,8 +186,12 @@ class SupervisionTests(SynchronousTestCase):
         """
         Twenty open connections spread over two workers; worker 1 is killed
         with SIGKILL: every connection on worker 2 still echoes, the kill is
-        logged with how the worker ended, a new worker 1 serves within a
-        second, and new connections are served.
+        logged with how the worker ended, a new worker 1 is started at once
+        and serves, and new connections are served.  (That the replacement
+        starts at once, without the back-off of a worker that never served,
+        is C{test_deadServingWorkerReplacedAtOnce} on a fake clock; how soon
+        it then serves is the interpreter's start-up time, a few tenths of a
+        second on an idle machine, seconds on a loaded one.)
         """
         server = Workers(2)
         self.addCleanup(server.stop)
@@ -199,11 +202,9 @@ class SupervisionTests(SynchronousTestCase):
             self.assertTrue(exchange(s, b"before\n"))
         owners = {s: server.workerOf(s.getsockname()[1]) for s in sockets}
         self.assertEqual(set(owners.values()), {1, 2})
-        killed = time.monotonic()
         os.kill(server.pid(1), signal.SIGKILL)
         server.waitFor(r"Worker 1 \(pid \d+\) ended: killed by SIGKILL; replacing it")
         server.waitFor(r"Worker 1\.2 \(pid \d+\) is serving")
-        self.assertLess(time.monotonic() - killed, 1.0)
         for s, worker in owners.items():
             if worker == 2:
                 self.assertTrue(exchange(s, b"after\n"))
