@@ -13,6 +13,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from uppercase.server._control import CONTROL_MAX_BODY
 from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH
+from uppercase.workers.worker import describeFaults
 
 from ._process import DEADLINE, Server, Twistd, closedPort, receiveAll
 from .test_robustness import poll
@@ -209,7 +210,8 @@ class WorkerTests(SynchronousTestCase):
         """
         The most faults allowed, each as long as a spec may be (a path of
         four-byte characters, the longest as JSON), added through the
-        supervisor's endpoint, reach every worker; one more is refused
+        supervisor's endpoint, reach every worker (each says it has 64); one
+        more is refused
         (409); no worker is lost or started again, and they still echo.
         """
         requireCurl()
@@ -238,10 +240,12 @@ class WorkerTests(SynchronousTestCase):
             (status, json.loads(answer)["error"]),
             (409, "refuse: at most 64 faults at once (remove one first)"),
         )
-        # The last change each worker hears lists all of them.  Polled to a
-        # deadline: a worker dropping its line and started again keeps the
-        # log moving, and would keep a wait for a line going for ever.
-        last = "; ".join([longest] * MAX_FAULTS)
+        # The last change each worker hears counts all of them (its line
+        # shows the first and how many more).  Polled to a deadline: a worker
+        # dropping its line and started again keeps the log moving, and would
+        # keep a wait for a line going for ever.
+        last = describeFaults([longest] * MAX_FAULTS)
+        self.assertTrue(last.endswith("; and 63 more (64 in all)"), last)
         heard = [rf"\[worker {n}\] .*Faults now: {re.escape(last)}$" for n in (1, 2)]
         poll(lambda: all(re.search(h, server.output, re.MULTILINE) for h in heard))
         gone = "The supervisor is gone" in server.output

@@ -207,6 +207,11 @@ class FigureTests(SynchronousTestCase):
         C{--timeout 2}: a reply timeout after the bytes of the first
         second's replies (about 100, all verified), the rest of the 30,000
         owed, exit status 1.
+
+        About 100: the client starts sending once connected, after the
+        server's second began at accept, but the stall is a timer on the
+        server's reactor, which fires late when that is busy (PyPy's, while
+        its JIT compiles: 102 were echoed there), so up to 5% more.
         """
         server = Server("--quiet", "--fault", "stall,after=1s")
         self.addCleanup(server.stop)
@@ -218,7 +223,7 @@ class FigureTests(SynchronousTestCase):
         received = ended["received_bytes"]
         self.assertEqual(ended["kind"], "reply timeout")
         self.assertEqual(received, summary["verified"] * 100)
-        self.assertTrue(9500 <= received <= 10100, received)
+        self.assertTrue(9500 <= received <= 10500, received)
         self.assertEqual(received + ended["owed_bytes"], summary["sent"] * 100)
         self.assertEqual(summary["sent"], 300)
         self.assertTrue(
