@@ -215,9 +215,14 @@ def sendInThread(s: socket.socket, data: bytes, shutdown: bool = True) -> thread
     """
 
     def send() -> None:
-        s.sendall(data)
-        if shutdown:
-            s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(data)
+            if shutdown:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            # The test closed the socket meanwhile (it had what it wanted, or
+            # the server reset it): there is nothing left to send.
+            pass
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from typing import Callable
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -81,6 +82,25 @@ class ThreadEcho:
         self.socket.close()
 
 
+def waitForEcho(port: int) -> None:
+    """
+    Wait until the uppercase UDP echo on C{port} of 127.0.0.1 answers: until then a
+    datagram sent to it is lost (loadgen's first ones were, and with every
+    slot in flight lost it measured no round trip at all).
+    """
+    deadline = time.monotonic() + DEADLINE
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.05)
+        while time.monotonic() < deadline:
+            probe.sendto(b"ready?", ("127.0.0.1", port))  # an uppercase echo
+            try:
+                if probe.recv(64) == b"READY?":
+                    return
+            except (socket.timeout, ConnectionRefusedError):
+                continue
+    raise AssertionError(f"no UDP echo on port {port} within {DEADLINE} s")
+
+
 class LoadgenUDPTests(SynchronousTestCase):
     """
     loadgen's udp mode verifies, counts and never waits on a lost datagram.
@@ -120,6 +140,7 @@ class LoadgenUDPTests(SynchronousTestCase):
         server = subprocess.Popen([echo, str(port)])
         self.addCleanup(server.wait)
         self.addCleanup(server.kill)
+        waitForEcho(port)
         for args in (("2", "512", "4"), ("1", "65507", "1")):
             status, figures = self.loadgen_(port, *args, "0.2", "0.5")
             self.assertEqual(
