@@ -241,7 +241,7 @@ class WorkerTests(SynchronousTestCase):
             (409, "refuse: at most 64 faults at once (remove one first)"),
         )
         # The last change each worker hears counts all of them (its line
-        # shows the first and how many more).  Polled to a deadline: a worker
+        # shows the first, cut, and how many more).  Polled to a deadline: a worker
         # dropping its line and started again keeps the log moving, and would
         # keep a wait for a line going for ever.
         last = describeFaults([longest] * MAX_FAULTS)

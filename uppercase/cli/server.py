@@ -483,7 +483,9 @@ def serveControl(settings: ServerSettings, supervisor: Any, reactor: Any, comman
     from uppercase.server._service import NamedListener
 
     # The supervisor's own list, with the seed it gave the workers.
-    control = FaultControl(FaultSet(seed=settings.faultSeed), onChange=supervisor.setFaults)
+    control = FaultControl(
+        FaultSet(seed=settings.faultSeed), onChange=supervisor.setFaults, clock=reactor
+    )
     control.load(spec.describe() for spec in settings.faults)
     assert settings.control is not None
     NamedListener(

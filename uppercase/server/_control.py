@@ -47,6 +47,7 @@ from uppercase.server._faults import (
     TooManyFaults,
     parseFault,
 )
+from uppercase.server._logbudget import ChangeLog
 from uppercase.server._metrics import (
     METRICS_MAX_CONNECTIONS,
     METRICS_MAX_PER_ADDRESS,
@@ -96,8 +97,9 @@ JSON_TYPE = b"application/json"
 class FaultControl:
     """
     The changes the API makes to a L{FaultSet}, each logged with who made
-    it, and told to C{onChange} (the supervisor of C{--workers} passes them
-    on to its workers).
+    it (given a C{clock}, within a L{ChangeLog}'s budget however fast they
+    come), and told to C{onChange} (the supervisor of C{--workers} passes
+    them on to its workers).
 
     @ivar faults: the faults changed.
     """
@@ -106,9 +108,11 @@ class FaultControl:
         self,
         faults: FaultSet,
         onChange: Callable[[list[str]], object] | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.faults = faults
         self._onChange = onChange
+        self._log = ChangeLog(clock, log) if clock is not None else None
         # The text each fault was added with, to pass on as it was written.
         self._texts: dict[int, str] = {}
 
@@ -156,7 +160,7 @@ class FaultControl:
         spec = parseFault(text)
         id = self.faults.add(spec)
         self._texts[id] = text
-        log.info("Fault {id} added by {peer}: {spec}", id=id, peer=who, spec=spec.describe())
+        self._say("Fault {id} added by {peer}: {spec}", id=id, peer=who, spec=spec.describe())
         self._changed()
         return faultJSON(id, spec)
 
@@ -168,7 +172,7 @@ class FaultControl:
         if spec is None or not self.faults.remove(id):
             return False
         self._texts.pop(id, None)
-        log.info("Fault {id} removed by {peer}: {spec}", id=id, peer=who, spec=spec.describe())
+        self._say("Fault {id} removed by {peer}: {spec}", id=id, peer=who, spec=spec.describe())
         self._changed()
         return True
 
@@ -178,7 +182,7 @@ class FaultControl:
         """
         removed = self.faults.clear()
         self._texts.clear()
-        log.info(
+        self._say(
             "Faults cleared by {peer}: {removed} {faults} removed",
             peer=who,
             removed=removed,
@@ -186,6 +190,12 @@ class FaultControl:
         )
         self._changed()
         return removed
+
+    def _say(self, format: str, **fields: Any) -> None:
+        if self._log is None:
+            log.info(format, **fields)
+        else:
+            self._log.say(format, **fields)
 
     def _changed(self) -> None:
         if self._onChange is not None:

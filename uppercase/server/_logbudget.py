@@ -31,6 +31,11 @@ REQUESTS_PER_SECOND = 10
 lines are logged one by one; past that, the rest of the second's are
 counted in one line."""
 
+CHANGES_PER_SECOND = 10
+"""Changes a second (faults added, removed, cleared through C{--control};
+a worker's faults replaced) logged one by one; past that, the rest of the
+second's are counted, and the last of them logged with the count."""
+
 CHUNKS_PER_SECOND = 1000
 """Received chunks a second logged one by one (without C{--quiet}); past
 that, the rest of the second's are summed in one line."""
@@ -152,6 +157,54 @@ class RequestLog(LineBudget):
             limit=self.limit,
         )
         self._folded = 0
+
+
+class ChangeLog(LineBudget):
+    """
+    The budget of lines that each say a change of state (a fault added or
+    removed, the faults a worker has now): L{CHANGES_PER_SECOND} a second;
+    past that, the rest of the second's are counted, and the last of them,
+    which says how things stand, is logged when the second ends, with the
+    count.
+
+    @ivar logger: where the lines go.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, logger: Logger, limit: int = CHANGES_PER_SECOND
+    ) -> None:
+        super().__init__(clock, limit)
+        self.logger = logger
+        self._folded = 0
+        self._last: tuple[str, dict[str, Any]] | None = None
+
+    def say(self, format: str, **fields: Any) -> None:
+        """
+        Log C{format} with C{fields} (as C{Logger.info}) within the budget;
+        past it, keep it as the last change of the second.
+        """
+        if self.admit():
+            self.logger.info(format, **fields)
+        else:
+            self._folded += 1
+            self._last = (format, fields)
+
+    def summarize(self) -> None:
+        if not self._folded or self._last is None:
+            return
+        format, fields = self._last
+        count = self._folded
+        self.logger.info(
+            format
+            + " (the last of {foldedChanges:,} "
+            + _plural(count, "change")
+            + " in the last second not logged one by one, past {foldedLimit:,} a second)",
+            foldedChanges=count,
+            foldedLimit=self.limit,
+            **fields,
+        )
+        self._folded = 0
+        self._last = None
 
 
 class ConnectionLog(LineBudget):

@@ -255,7 +255,7 @@ class UppercaseService(MultiService):
             self._listen(
                 control,
                 withDefaultBacklog(control),
-                controlFactory(FaultControl(factory.faults), reactor),
+                controlFactory(FaultControl(factory.faults, clock=reactor), reactor),
                 reactor,
                 protocols=CONTROL_ALPN,
                 purpose="control",

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from uppercase.echo._datagram import DatagramCounts
 from uppercase.server._faults import FaultSet
 from uppercase.server._faultspec import KINDS, FaultError, parseFault
+from uppercase.server._logbudget import ChangeLog
 from uppercase.server._state import ServerState
 from uppercase.workers.control import DATAGRAM_PREFIX, FAULT_PREFIX, WorkerEnd, workerEndFactory
 
@@ -168,6 +169,7 @@ class WorkerControl(Service):
         self._stop = stop
         self._abort = abort
         self._datagrams = datagrams
+        self._faultsLog = ChangeLog(clock, log)
         self._line: WorkerEnd | None = None
         self._report: IDelayedCall | None = None
         self._stopping = False
@@ -228,7 +230,7 @@ class WorkerControl(Service):
         what the faults are now.
         """
         self._replaceFaults(specs)
-        log.info("Faults now: {faults}", faults=describeFaults(specs))
+        self._faultsLog.say("Faults now: {faults}", faults=describeFaults(specs))
 
     def supervisorGone(self) -> None:
         """
@@ -264,20 +266,25 @@ def replaceFaults(faults: FaultSet, specs: Sequence[str]) -> None:
 
 
 FAULTS_LINE = 240
-"""The most characters of fault specs a worker's C{Faults now:} line shows
-(64 faults of 512 characters would be 32 KB a line, in every worker)."""
+"""The most characters of fault specs a worker's C{Faults now:} line shows,
+before it counts the rest (64 faults of 512 characters would be 32 KB a
+line, in every worker)."""
 
 
 def describeFaults(specs: list[str], limit: int = FAULTS_LINE) -> str:
     """
     C{specs} as a log line shows them: joined by C{; }, as many whole ones
-    as fit in C{limit} characters (the first always), then how many more;
-    C{none} for none.
+    as fit in C{limit} characters (the first cut to C{limit} and marked
+    with an ellipsis if it alone is longer), then how many more; C{none}
+    for none.
     """
     if not specs:
         return "none"
-    shown = [specs[0]]
-    length = len(specs[0])
+    first = (
+        specs[0] if len(specs[0]) <= limit else specs[0][: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    )
+    shown = [first]
+    length = len(first)
     for spec in specs[1:]:
         length += 2 + len(spec)
         if length > limit:

@@ -22,6 +22,7 @@ from uppercase.server._control import (
     controlFactory,
 )
 from uppercase.server._faults import MAX_FAULTS, MAX_SPEC_LENGTH, FaultSet, parseFault
+from uppercase.server._logbudget import CHANGES_PER_SECOND, WINDOW
 
 
 class Response:
@@ -77,7 +78,7 @@ class Endpoint:
         self.clock = Clock()
         self.changes: list[list[str]] = []
         self.faults = FaultSet(seed=42)
-        self.control = FaultControl(self.faults, onChange=self.changes.append)
+        self.control = FaultControl(self.faults, onChange=self.changes.append, clock=self.clock)
         self.factory = controlFactory(self.control, self.clock, **kwargs)
         self._port = 40000
 
@@ -311,6 +312,30 @@ class LogTests(SynchronousTestCase):
             ],
         )
         self.assertEqual((changes[0]["id"], changes[0]["peer"]), (1, "192.0.2.7:40001"))
+
+    def test_changesBounded(self) -> None:
+        """
+        However fast the changes come, L{CHANGES_PER_SECOND} a second are
+        logged one by one; the rest of the second's are counted, and the
+        last of them is logged with the count when the second ends; every
+        change still reaches C{onChange}.
+        """
+        endpoint = Endpoint()
+        with capturedLogs() as events:
+            for _ in range(20):
+                endpoint.ask(post("refuse"))
+                endpoint.ask(request("DELETE", "/faults"))
+            early = [e for e in events if e.get("log_namespace") == "uppercase.control"]
+            self.assertEqual(len(early), CHANGES_PER_SECOND)
+            endpoint.clock.advance(WINDOW)
+        changes = [formatEvent(e) for e in events if e.get("log_namespace") == "uppercase.control"]
+        self.assertEqual(len(changes), CHANGES_PER_SECOND + 1)
+        self.assertEqual(
+            changes[-1],
+            "Faults cleared by 192.0.2.7:40040: 1 fault removed (the last of 30 changes in the"
+            " last second not logged one by one, past 10 a second)",
+        )
+        self.assertEqual(len(endpoint.changes), 40)
 
     def test_refusedNotLogged(self) -> None:
         """

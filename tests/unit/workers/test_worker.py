@@ -15,9 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from uppercase.echo import DatagramCounts
 from uppercase.server import UppercaseFactory
 from uppercase.server._faults import FaultSet, parseFault
+from uppercase.server._logbudget import CHANGES_PER_SECOND, WINDOW
 from uppercase.testing import StreamTransport, connectServer
 from uppercase.workers.control import COUNTS
 from uppercase.workers.worker import (
+    FAULTS_LINE,
     REPORT_INTERVAL,
     WORKER_ENV,
     WorkerControl,
@@ -131,8 +133,9 @@ class ControlTests(SynchronousTestCase):
 
     def test_manyFaultsOneShortLine(self) -> None:
         """
-        However many and long the faults, the line shows the whole specs
-        that fit in L{FAULTS_LINE} characters and counts the rest.
+        However many and long the faults, the line shows at most
+        L{FAULTS_LINE} characters of them (a first spec longer than that cut
+        and marked) and counts the rest; specs that fit are shown whole.
         """
         specs = [f"latency,delay={n}ms,on=/{'x' * 480}" for n in range(64)]
         with capturedLogs() as events:
@@ -140,11 +143,39 @@ class ControlTests(SynchronousTestCase):
                 json.dumps({"command": "faults", "specs": specs}).encode() + b"\n"
             )
         self.assertEqual(len(self.factory.faults.list()), 64)
-        self.assertEqual(
-            [formatEvent(e) for e in events], [f"Faults now: {specs[0]}; and 63 more (64 in all)"]
-        )
+        [line] = [formatEvent(e) for e in events]
+        cut = specs[0][: FAULTS_LINE - 1] + "\N{HORIZONTAL ELLIPSIS}"
+        self.assertEqual(line, f"Faults now: {cut}; and 63 more (64 in all)")
         self.assertEqual(
             describeFaults(["refuse"] * 3, limit=16), "refuse; refuse; and 1 more (3 in all)"
+        )
+        self.assertEqual(
+            describeFaults(["refuse", "x" * 20], limit=16), "refuse; and 1 more (2 in all)"
+        )
+
+    def test_faultsLinesBounded(self) -> None:
+        """
+        However fast the supervisor passes changes on, the worker logs
+        L{CHANGES_PER_SECOND} a second one by one, then, when the second
+        ends, how its faults stand after the last, with the count; every
+        change is applied.
+        """
+        with capturedLogs() as events:
+            for n in range(15):
+                self.transport.receive(
+                    json.dumps({"command": "faults", "specs": [f"latency,delay={n}ms"]}).encode()
+                    + b"\n"
+                )
+            self.assertEqual(len(events), CHANGES_PER_SECOND)
+            self.clock.advance(WINDOW)
+        self.assertEqual(
+            formatEvent(events[-1]),
+            "Faults now: latency,delay=14ms (the last of 5 changes in the last second not logged"
+            " one by one, past 10 a second)",
+        )
+        self.assertEqual(len(events), CHANGES_PER_SECOND + 1)
+        self.assertEqual(
+            [spec for _, spec in self.factory.faults.list()], [parseFault("latency,delay=14ms")]
         )
 
     def test_noFaults(self) -> None:
