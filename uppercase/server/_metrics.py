@@ -293,6 +293,22 @@ class MetricsChannel(HTTPChannel):
         self.loseConnection()
 
 
+ACCESS_LINE = 300
+"""The longest access-log line, in characters: a request's path, referrer
+and user agent are the client's to make as long as it likes."""
+
+
+def accessLine(timestamp: str, request: http.Request) -> str:
+    """
+    twisted.web's combined-format access-log line for C{request}, cut to
+    L{ACCESS_LINE} characters (the cut marked with an ellipsis).
+    """
+    line: str = http.combinedLogFormatter(timestamp, request)
+    if len(line) > ACCESS_LINE:
+        line = line[: ACCESS_LINE - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    return line
+
+
 class MetricsSite(Site):
     """
     The metrics resource tree served by L{MetricsChannel}s and
@@ -311,7 +327,7 @@ class MetricsSite(Site):
     """What the endpoint serves, as its log lines name it."""
 
     def __init__(self, resource: Resource, refusals: RefusalLog, clock: IReactorTime) -> None:
-        super().__init__(resource, timeout=None, reactor=clock)
+        super().__init__(resource, timeout=None, reactor=clock, logFormatter=accessLine)
         self.refusals = refusals
         self.requests = RequestLog(clock, self.purpose)
 

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from uppercase.echo import DatagramCounts
 from uppercase.server._logbudget import REQUESTS_PER_SECOND
 from uppercase.server._metrics import (
+    ACCESS_LINE,
     METRICS_MAX_CONNECTIONS,
     METRICS_MAX_PER_ADDRESS,
     METRICS_REQUEST_TIMEOUT,
@@ -501,6 +502,30 @@ class LimitTests(SynchronousTestCase):
             self.assertEqual(accessLines(events), REQUESTS_PER_SECOND + 3)
         endpoint.factory.doStop()
         self.assertEqual(endpoint.clock.getDelayedCalls(), [])
+
+    def test_accessLineBounded(self) -> None:
+        """
+        An access-log line is at most L{ACCESS_LINE} characters, however long
+        the path and user agent the client sends; a short one is whole.
+        """
+        endpoint = Endpoint()
+        endpoint.factory.doStart()
+        long = (
+            b"GET /"
+            + b"A" * 8000
+            + b" HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+            + b"B" * 4000
+            + b"\r\n\r\n"
+        )
+        with capturedLogs() as events:
+            close(*endpoint.request(long, size=4096))
+            close(*endpoint.request(SCRAPE))
+        endpoint.factory.doStop()
+        [cut] = [formatEvent(e) for e in events if '"GET /AAAA' in formatEvent(e)]
+        [whole] = [formatEvent(e) for e in events if '"GET /metrics' in formatEvent(e)]
+        self.assertEqual([len(cut), cut[-1]], [ACCESS_LINE, "\N{HORIZONTAL ELLIPSIS}"])
+        self.assertTrue(cut.startswith('"192.0.2.7" - - ['), cut)
+        self.assertRegex(whole, r'"GET /metrics HTTP/1.1" 200 \d+ "-" "-"$')
 
     def test_default(self) -> None:
         """
