@@ -124,7 +124,7 @@ def checkDescription(description: str, reactor: Any = None) -> None:
     try:
         clientFromString(reactor, escaped)
     except Exception as e:
-        raise ValueError(parseProblem(e, "tcp:, unix:, tls:, ssl:, udp:")) from None
+        raise ValueError(parseProblem(e, "tcp:, unix:, tls:, ssl:, udp:", description)) from None
 
 
 def hasTLS() -> bool:

@@ -137,7 +137,7 @@ def _checkMetrics(options: Options, name: str) -> None:
         serverFromString(reactor, description)
     except Exception as e:
         raise SettingError(
-            f"--{name} {description!r} is not a valid endpoint: {parseProblem(e, 'tcp:, tcp6:, unix:, ssl:')}"
+            f"--{name} {description!r} is not a valid endpoint: {parseProblem(e, 'tcp:, tcp6:, unix:, ssl:', description)}"
         ) from None
 
 

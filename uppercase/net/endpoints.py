@@ -127,33 +127,45 @@ def escapeBrackets(description: str) -> str:
     return "".join(out)
 
 
-_NOT_A_NUMBER = re.compile(r"invalid literal for int\(\) with base 10: (.*)$")
+_NOT_A_NUMBER = re.compile(r"invalid literal for int\(\) with base (\d+): (.*)$")
 _UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']*)'")
+_TWICE = re.compile(r"got multiple values for (?:keyword )?argument '([^']*)'")
 _MISSING = re.compile(r"missing \d+ required positional arguments?: (.*)$")
 _UNKNOWN_TYPE = re.compile(r"^Unknown endpoint type: (.*)$")
 
 
-def parseProblem(error: BaseException, types: str = "") -> str:
+def parseProblem(error: BaseException, types: str = "", description: str | None = None) -> str:
     """
     What is wrong with an endpoint string, in a user's words, from what
     Twisted's C{serverFromString} or C{clientFromString} raised for it:
     C{'abc' is not a whole number} rather than C{invalid literal for int()
-    with base 10: 'abc'}, C{no option 'bogus'} rather than C{_parseTCP() got
-    an unexpected keyword argument 'bogus'}.  Anything else is said as
-    Twisted says it.
+    with base 10: 'abc'}, C{it has no option 'bogus'} rather than
+    C{_parseTCP() got an unexpected keyword argument 'bogus'}.  Anything
+    else is said as Twisted says it.
 
     @param types: the endpoint types the option takes, to name after an
         unknown one (C{tcp:, unix:}).
+    @param description: the endpoint string, to tell an empty one from one
+        whose type is missing (C{:9527}).
     """
     text = str(error)
     match = _NOT_A_NUMBER.search(text)
     if match:
-        if match.group(1) == "''":
-            return "a number is missing (a port?)"
-        return f"{match.group(1)} is not a whole number (a port or a backlog must be one)"
+        base, value = match.groups()
+        if value == "''":
+            return "a number is missing"
+        if base == "8":
+            return f"{value} is not an octal number (a mode such as 0660)"
+        return f"{value} is not a whole number"
     match = _UNKNOWN_OPTION.search(text)
     if match:
         return f"it has no option {match.group(1)!r}"
+    match = _TWICE.search(text)
+    if match:
+        said = f"{match.group(1)} is given twice"
+        if match.group(1) == "interface":
+            said += " (an IPv6 address needs escaped colons: interface=\\:\\:1)"
+        return said
     match = _MISSING.search(text)
     if match:
         names = match.group(1).replace("'", "").replace(" and ", ", ")
@@ -161,8 +173,14 @@ def parseProblem(error: BaseException, types: str = "") -> str:
     match = _UNKNOWN_TYPE.search(text)
     if match:
         if match.group(1) == "''":
+            if description:
+                return f"the endpoint type is missing (such as tcp{description})"
             return "it is empty"
         return f"unknown endpoint type {match.group(1)}" + (f" (it takes {types})" if types else "")
     if isinstance(error, OSError) and error.filename is not None:
         return f"cannot read {error.filename}: {error.strerror or text}"
+    if type(error).__module__.startswith("OpenSSL"):
+        return "a certificate or key file is not one OpenSSL can read (PEM)"
+    if isinstance(error, IndexError):
+        return "a field it needs is missing"
     return text or type(error).__name__

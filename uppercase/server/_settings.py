@@ -71,7 +71,7 @@ def checkServerEndpoint(description: str, option: str = "--listen", worker: bool
         serverFromString(reactor, endpoint)
     except Exception as e:
         types = LISTEN_TYPES if option == "--listen" else SITE_TYPES
-        reason = systemdParseProblem(endpoint, e) or parseProblem(e, types)
+        reason = systemdParseProblem(endpoint, e) or parseProblem(e, types, description)
         raise SettingError(f"{option} {description!r} is not a valid endpoint: {reason}") from None
 
 

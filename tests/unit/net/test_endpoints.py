@@ -151,17 +151,25 @@ class ParseProblemTests(SynchronousTestCase):
         """
         A port or backlog that is not a number, a missing one, an option the
         endpoint does not take, a missing host's port, an unknown or empty
-        type, and (where Twisted has TLS: pyOpenSSL) a missing key file each
+        type, a mode that is not octal, a field given twice, and (where
+        Twisted has TLS: pyOpenSSL) a missing or unreadable key file each
         get their own line.
         """
         cases = [
-            ("tcp:abc", True, "'abc' is not a whole number (a port or a backlog must be one)"),
+            ("tcp:abc", True, "'abc' is not a whole number"),
             (
                 "tcp:1:backlog=x",
                 True,
-                "'x' is not a whole number (a port or a backlog must be one)",
+                "'x' is not a whole number",
             ),
-            ("tcp:", True, "a number is missing (a port?)"),
+            ("tcp:", True, "a number is missing"),
+            ("unix:/s:mode=abc", True, "'abc' is not an octal number (a mode such as 0660)"),
+            ("tcp:1:port=2", True, "port is given twice"),
+            (
+                "tcp:1:interface=::1",
+                True,
+                "interface is given twice (an IPv6 address needs escaped colons: interface=\\:\\:1)",
+            ),
             ("tcp:1:bogus=1", True, "it has no option 'bogus'"),
             ("tcp:host", False, "the port is missing"),
             ("", True, "it is empty"),
@@ -175,13 +183,37 @@ class ParseProblemTests(SynchronousTestCase):
                     "cannot read /nonexistent/key.pem: No such file or directory",
                 ),
             )
+            cases.append(
+                (
+                    f"ssl:1:privateKey={__file__}:certKey={__file__}",
+                    True,
+                    "a certificate or key file is not one OpenSSL can read (PEM)",
+                )
+            )
         for description, server, expected in cases:
             self.assertEqual(self.problem(description, server), expected, description)
 
+    def test_typeMissingOrEmpty(self) -> None:
+        """
+        Given the endpoint string, one without a type (C{:9527}) is told
+        apart from an empty one.
+        """
+        for description, expected in (
+            (":9527", "the endpoint type is missing (such as tcp:9527)"),
+            ("", "it is empty"),
+        ):
+            try:
+                serverFromString(Clock(), description)
+            except ValueError as e:
+                self.assertEqual(parseProblem(e, description=description), expected)
+            else:
+                raise AssertionError(f"{description!r} parsed")
+
     def test_otherwiseAsTwistedSays(self) -> None:
         """
-        Anything else is said as the error says it, or by its type's name
-        when it says nothing.
+        An unknown type is named (without a list when none is given); any
+        other error is said as it says it, or by its type's name when it
+        says nothing.
         """
         self.assertEqual(parseProblem(ValueError("a port out of range")), "a port out of range")
         self.assertEqual(parseProblem(KeyError()), "KeyError")
