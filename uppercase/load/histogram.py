@@ -153,7 +153,7 @@ class Latencies:
         """
         Every distinct recorded value (in milliseconds) with its count, in
         increasing order, for Prometheus histograms (what C{hdrhistogram}'s
-        recorded iterator gives, in one C-speed pass).
+        recorded iterator gives, from one C-speed copy of the counters).
         """
         histogram = self._histogram
         window = _window(histogram) if histogram.get_total_count() else None

@@ -81,20 +81,30 @@ class ReadBackTests(SynchronousTestCase):
         ),
         counts=st.lists(st.integers(min_value=1, max_value=1000), min_size=60, max_size=60),
         decoded=st.booleans(),
+        added=st.booleans(),
     )
-    def test_sameAsHdrhistogram(self, values: list[int], counts: list[int], decoded: bool) -> None:
+    def test_sameAsHdrhistogram(
+        self, values: list[int], counts: list[int], decoded: bool, added: bool
+    ) -> None:
         """
         For any recorded values and counts, also read back from the encoded
-        form (as a merge does), L{Latencies.percentiles} is what
+        form (as a merge does) or added into another histogram (as each
+        second's are into the run's), L{Latencies.percentiles} is what
         C{get_value_at_percentile} gives for each of them, and
-        L{Latencies.buckets} what the recorded iterator gives.
+        L{Latencies.buckets} what the recorded iterator gives, read the fast
+        way.
         """
         latencies = Latencies()
         for value, count in zip(values, counts):
             latencies.recordMicros(value, count)
         if decoded:
             latencies = Latencies.decode(latencies.encode())
+        if added:
+            total = Latencies()
+            total.add(latencies)
+            latencies = total
         histogram = latencies._histogram
+        self.assertIsNotNone(_window(histogram))
         asked = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
         self.assertEqual(
             latencies.percentiles(asked),
